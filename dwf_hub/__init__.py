@@ -1,0 +1,41 @@
+"""dwf_hub: neural-network weights as a shareable data type (DeepWeightFlow on the Hugging Face Hub).
+
+Heavy libraries are imported on first use, so ``import dwf_hub`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ArchSpec": "dwf_hub.archs",
+    "get_arch": "dwf_hub.archs",
+    "available_archs": "dwf_hub.archs",
+    "WeightZoo": "dwf_hub.zoo",
+    "Recipe": "dwf_hub.recipes",
+    "load_recipe": "dwf_hub.recipes",
+    "available_recipes": "dwf_hub.recipes",
+    "TrainingConfig": "dwf_hub.configs",
+    "FlowConfig": "dwf_hub.configs",
+    "train_zoo": "dwf_hub.training",
+    "canonicalize": "dwf_hub.matching",
+    "weight_matching": "dwf_hub.matching",
+    "VelocityModel": "dwf_hub.flow.velocity",
+    "FlowODEScheduler": "dwf_hub.flow.scheduler",
+    "WeightCodec": "dwf_hub.codec",
+    "DeepWeightFlowPipeline": "dwf_hub.pipeline",
+    "DeepWeightFlowOutput": "dwf_hub.pipeline",
+    "fit_pipeline": "dwf_hub.fitting",
+    "novelty_ratio": "dwf_hub.metrics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'dwf_hub' has no attribute {name!r}")

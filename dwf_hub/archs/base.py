@@ -1,0 +1,154 @@
+"""The architecture spec: everything architecture-specific lives in one subclass of ``ArchSpec``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import WeightFormatError
+from ..permutations import PermutationSpec
+
+# Buffers that carry no learned information and are not part of the weight vector.
+SKIPPED_SUFFIXES = ("num_batches_tracked",)
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    key: str
+    shape: tuple[int, ...]
+    offset: int
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+class ArchSpec(ABC):
+    """Builds one architecture and knows its exact parameter layout and permutation symmetries."""
+
+    name: ClassVar[str]
+
+    # -- to implement per architecture ---------------------------------------------------------
+    @abstractmethod
+    def build(self) -> nn.Module:
+        """A fresh, randomly initialised model (PyTorch's default init)."""
+
+    @abstractmethod
+    def permutation_spec(self) -> PermutationSpec:
+        """For every key of ``layout``, the permutation acting on each axis."""
+
+    @property
+    @abstractmethod
+    def kwargs(self) -> dict[str, Any]:
+        """The constructor arguments; ``type(self)(**self.kwargs)`` rebuilds this spec."""
+
+    @classmethod
+    @abstractmethod
+    def tiny(cls) -> ArchSpec:
+        """A very small instance for tests."""
+
+    @abstractmethod
+    def example_input(self, batch_size: int, generator: torch.Generator | None = None) -> Tensor:
+        """A random input batch ``[B, ...]`` the model accepts."""
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether generated networks need BatchNorm recalibration."""
+        return False
+
+    # -- shared machinery ------------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, **self.kwargs}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ArchSpec) and self.config == other.config
+
+    def __hash__(self) -> int:
+        return hash(repr(self.config))
+
+    @cached_property
+    def layout(self) -> tuple[ParamInfo, ...]:
+        """Ordered ``(key, shape, offset)`` of every tensor in the flat weight vector."""
+        with torch.device("meta"):
+            state = self.build().state_dict()
+        infos, offset = [], 0
+        for key, t in state.items():
+            if key.endswith(SKIPPED_SUFFIXES):
+                continue
+            info = ParamInfo(key, tuple(t.shape), offset)
+            infos.append(info)
+            offset += info.numel
+        return tuple(infos)
+
+    @property
+    def num_params(self) -> int:
+        last = self.layout[-1]
+        return last.offset + last.numel
+
+    def validate(
+        self, state_dict: dict[str, Tensor], source: str = "state dict", check_finite: bool = True
+    ) -> None:
+        """Raise ``WeightFormatError`` naming ``source`` and the key at fault."""
+        expected = {p.key: p.shape for p in self.layout}
+        got = {k for k in state_dict if not k.endswith(SKIPPED_SUFFIXES)}
+        missing, unexpected = sorted(expected.keys() - got), sorted(got - expected.keys())
+        if missing or unexpected:
+            raise WeightFormatError(
+                f"{source}: keys do not match architecture {self!r}"
+                + (f"; missing {missing[:5]}{' ...' if len(missing) > 5 else ''}" if missing else "")
+                + (
+                    f"; unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
+                    if unexpected
+                    else ""
+                )
+            )
+        for key, shape in expected.items():
+            t = state_dict[key]
+            if tuple(t.shape) != shape:
+                raise WeightFormatError(
+                    f"{source}: key {key!r} has shape {tuple(t.shape)}, expected {shape} for {self!r}"
+                )
+            if not t.is_floating_point():
+                raise WeightFormatError(
+                    f"{source}: key {key!r} has dtype {t.dtype}, expected a floating-point tensor"
+                )
+            if check_finite and not torch.isfinite(t).all():
+                raise WeightFormatError(f"{source}: key {key!r} contains NaN or Inf values")
+
+    def flatten(self, state_dict: dict[str, Tensor], source: str = "state dict") -> Tensor:
+        """State dict -> ``[D]`` float32 vector in ``layout`` order."""
+        self.validate(state_dict, source)
+        return torch.cat([state_dict[p.key].detach().reshape(-1).float() for p in self.layout])
+
+    def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
+        """``[D]`` vector -> state dict of views (no copy) in ``layout`` order."""
+        if flat.dim() != 1 or flat.numel() != self.num_params:
+            raise WeightFormatError(
+                f"flat weights have shape {tuple(flat.shape)}, expected ({self.num_params},) for {self!r}"
+            )
+        return {p.key: flat[p.offset : p.offset + p.numel].view(p.shape) for p in self.layout}
+
+    def instantiate(self, state_dict: dict[str, Tensor]) -> nn.Module:
+        """A ready-to-use model in eval mode holding ``state_dict`` (validated, shared memory)."""
+        self.validate(state_dict, check_finite=False)
+        with torch.device("meta"):
+            model = self.build()
+        full = dict(state_dict)
+        for key, t in model.state_dict().items():
+            if key.endswith(SKIPPED_SUFFIXES):
+                full[key] = torch.zeros(t.shape, dtype=t.dtype)
+        model.load_state_dict(full, assign=True)
+        return model.eval()

@@ -1,0 +1,187 @@
+"""``dwf-hub``: command-line interface. Heavy libraries are imported inside the commands."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+
+def _zoo_train(a: argparse.Namespace) -> None:
+    from .training import train_zoo
+
+    zoo = train_zoo(a.recipe, a.num_models, a.out, seed=a.seed, progress=not a.quiet)
+    acc = [r["test_accuracy"] for r in zoo.records]
+    print(f"{len(zoo)} networks in {a.out}; test accuracy mean {100 * sum(acc) / len(acc):.2f}%")
+
+
+def _recipes(a: argparse.Namespace) -> None:
+    from .recipes import available_recipes, load_recipe
+
+    for name in available_recipes():
+        print(f"{name:<22} {load_recipe(name).description}")
+
+
+def _canonicalize(a: argparse.Namespace) -> None:
+    from .io import save_tensors
+    from .matching import canonicalize
+    from .zoo import WeightZoo
+
+    result = canonicalize(
+        WeightZoo.load(a.zoo), reference=a.reference, max_iter=a.max_iter, progress=not a.quiet
+    )
+    out = result.zoo.save(a.out)
+    perms = {f"{i}.{p}": idx for i, perm in enumerate(result.perms) for p, idx in perm.items()}
+    save_tensors(out / "permutations.safetensors", perms)
+    print(f"canonical zoo of {len(result.zoo)} networks in {out} (reference: member {a.reference})")
+
+
+FLOW_OPTIONS = {
+    "hidden_dim": int,
+    "time_embed_dim": int,
+    "dropout": float,
+    "iterations": int,
+    "batch_size": int,
+    "lr": float,
+    "weight_decay": float,
+    "normalization": str,
+    "time_distribution": str,
+    "sigma": float,
+    "solver": str,
+    "num_inference_steps": int,
+    "reference": int,
+    "mixed_precision": str,
+    "checkpoint_every": int,
+}
+
+
+def _fit(a: argparse.Namespace) -> None:
+    from .fitting import default_flow_config, fit_pipeline
+    from .zoo import WeightZoo
+
+    zoo = WeightZoo.load(a.zoo)
+    overrides = {k: getattr(a, k) for k in FLOW_OPTIONS if getattr(a, k) is not None}
+    if a.no_canonicalize:
+        overrides["canonicalize"] = False
+    if a.source_std is not None:
+        overrides["source_std"] = a.source_std if a.source_std == "matched" else float(a.source_std)
+    overrides["seed"] = a.seed
+    config = default_flow_config(zoo, **overrides)
+    out = Path(a.out)
+    ckpt = out / ".flow_checkpoint"
+    result = fit_pipeline(zoo, config, checkpoint_dir=ckpt, progress=not a.quiet)
+    result.pipeline.save_pretrained(out)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    print(f"pipeline saved to {out} (final loss {result.losses[-1]:.4g}; timings {result.timings})")
+
+
+def _generate(a: argparse.Namespace) -> None:
+    from .pipeline import DeepWeightFlowPipeline
+
+    pipe = DeepWeightFlowPipeline.from_pretrained(a.pipeline)
+    kwargs = {"num_inference_steps": a.steps, "solver": a.solver}
+    zoo = pipe.generate_zoo(a.num_networks, seed=a.seed, **{k: v for k, v in kwargs.items() if v is not None})
+    zoo.save(a.out)
+    print(f"{len(zoo)} generated networks in {a.out}")
+
+
+def _evaluate(a: argparse.Namespace) -> None:
+    from .evaluation import evaluate_zoo
+    from .zoo import WeightZoo
+
+    ref = WeightZoo.load(a.reference) if a.reference else None
+    summary = evaluate_zoo(WeightZoo.load(a.zoo), reference=ref, split=a.split, progress=not a.quiet)
+    line = f"{summary['num_networks']} networks, {a.split} accuracy {100 * summary['accuracy_mean']:.2f} ± {100 * summary['accuracy_std']:.2f}%"
+    line += f" (min {100 * summary['accuracy_min']:.2f}, max {100 * summary['accuracy_max']:.2f})"
+    if ref is not None:
+        line += f"; reference {100 * summary['reference_accuracy_mean']:.2f} ± {100 * summary['reference_accuracy_std']:.2f}%"
+        line += f"; novelty ratio {summary['novelty_ratio']:.3f}"
+    print(line)
+    if a.json:
+        from .io import write_json
+
+        write_json(a.json, summary)
+
+
+def _demo(a: argparse.Namespace) -> None:
+    from .demo import print_summary, run_demo
+
+    summary = run_demo(
+        a.out, num_models=a.num_models, num_generated=a.num_generated, seed=a.seed, progress=not a.quiet
+    )
+    print_summary(summary)
+    print(f"wrote {Path(a.out) / 'report.md'} and {Path(a.out) / 'summary.json'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dwf-hub", description="Weight zoos and DeepWeightFlow generators.")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    zoo = sub.add_parser("zoo", help="zoo commands").add_subparsers(dest="zoo_command", required=True)
+    t = zoo.add_parser("train", help="train a zoo from a recipe (resumes if interrupted)")
+    t.add_argument("recipe", help="recipe name (see `dwf-hub recipes`) or path to a .toml recipe")
+    t.add_argument("--num-models", type=int, default=100)
+    t.add_argument("--out", required=True)
+    t.add_argument("--seed", type=int, default=0, help="member i gets seed SEED+i")
+    t.set_defaults(func=_zoo_train)
+
+    sub.add_parser("recipes", help="list the shipped zoo recipes").set_defaults(func=_recipes)
+
+    c = sub.add_parser("canonicalize", help="Git Re-Basin: align every member to one reference")
+    c.add_argument("zoo")
+    c.add_argument("--out", required=True)
+    c.add_argument("--reference", type=int, default=0)
+    c.add_argument("--max-iter", type=int, default=100)
+    c.set_defaults(func=_canonicalize)
+
+    f = sub.add_parser("fit", help="fit a DeepWeightFlow pipeline on a zoo (resumes if interrupted)")
+    f.add_argument("zoo")
+    f.add_argument("--out", required=True)
+    f.add_argument("--no-canonicalize", action="store_true", help="train on the raw (unaligned) weights")
+    f.add_argument("--source-std", help="'matched' (default) or a number")
+    f.add_argument("--seed", type=int, default=0)
+    for name, typ in FLOW_OPTIONS.items():
+        f.add_argument("--" + name.replace("_", "-"), type=typ, default=None)
+    f.set_defaults(func=_fit)
+
+    g = sub.add_parser("generate", help="generate networks with a pipeline into a zoo folder")
+    g.add_argument("pipeline")
+    g.add_argument("--num-networks", type=int, default=100)
+    g.add_argument("--out", required=True)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--steps", type=int, default=None, help="ODE steps (default: the pipeline's)")
+    g.add_argument("--solver", choices=["euler", "heun", "rk4"], default=None)
+    g.set_defaults(func=_generate)
+
+    e = sub.add_parser("evaluate", help="accuracy of a zoo; with --reference, novelty against it")
+    e.add_argument("zoo")
+    e.add_argument("--reference", help="a zoo to compare with (e.g. the training zoo)")
+    e.add_argument("--split", default="test", choices=["train", "val", "test"])
+    e.add_argument("--json", help="write the summary as JSON to this file")
+    e.set_defaults(func=_evaluate)
+
+    d = sub.add_parser("demo", help="the main job: Iris zoo -> canonicalize -> fit -> generate -> evaluate")
+    d.add_argument("--out", default="demo_out")
+    d.add_argument("--num-models", type=int, default=100)
+    d.add_argument("--num-generated", type=int, default=100)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import DWFError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except DWFError as e:
+        print(f"dwf-hub: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

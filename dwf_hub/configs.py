@@ -1,0 +1,143 @@
+"""User-settable configurations: zoo training and flow fitting. Unknown keys are errors, never ignored."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .errors import DWFError
+
+T = TypeVar("T")
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("none", "cosine", "warmup_cosine")
+INIT_SCHEMES = ("default", "kaiming", "kaiming_zero_bias", "xavier", "normal", "uniform")
+NORMALIZATIONS = ("none", "center", "standardize", "whiten")
+SOLVERS = ("euler", "heun", "rk4")
+
+
+def build_dataclass(cls: type[T], data: dict[str, Any] | None, source: str) -> T:
+    """``cls(**data)`` that names ``source`` and the offending key on unknown keys or bad values."""
+    data = dict(data or {})
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    extra = sorted(data.keys() - known)
+    if extra:
+        raise DWFError(f"{source}: unknown key(s) {extra}; known: {sorted(known)}")
+    for k, v in data.items():  # TOML/JSON give lists where tuples are declared
+        if isinstance(v, list) and k in ("betas", "beta"):
+            data[k] = tuple(v)
+    return cls(**data)
+
+
+def _check(cond: bool, source: str, msg: str) -> None:
+    if not cond:
+        raise DWFError(f"{source}: {msg}")
+
+
+def _choice(value: Any, allowed: tuple[str, ...], name: str, source: str) -> None:
+    _check(value in allowed, source, f"{name}={value!r} is not one of {', '.join(allowed)}")
+
+
+@dataclass
+class TrainingConfig:
+    """How each zoo member is trained (paper Table 12)."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    batch_size: int = 64
+    epochs: int = 5
+    schedule: str = "none"
+    warmup_epochs: int = 0
+    init: str | list[str] = "kaiming"
+    """One scheme for every member, or a list cycled over members (member i gets ``init[i % len]``)."""
+    checkpoint: str = "last"
+    """``last`` (paper) or ``best_val``: the epoch with the best validation accuracy (never the test split)."""
+    chunk_size: int = 100
+    """How many members train together in one vectorized pass."""
+
+    def __post_init__(self) -> None:
+        src = "training config"
+        _choice(self.optimizer, OPTIMIZERS, "optimizer", src)
+        _choice(self.schedule, LR_SCHEDULES, "schedule", src)
+        _choice(self.checkpoint, ("last", "best_val"), "checkpoint", src)
+        for scheme in self.init_schemes:
+            _choice(scheme, INIT_SCHEMES, "init", src)
+        _check(self.lr > 0, src, f"lr must be > 0, got {self.lr}")
+        _check(self.batch_size >= 1, src, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(self.epochs >= 1, src, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.chunk_size >= 1, src, f"chunk_size must be >= 1, got {self.chunk_size}")
+
+    @property
+    def init_schemes(self) -> list[str]:
+        return [self.init] if isinstance(self.init, str) else list(self.init)
+
+    def init_for(self, member: int) -> str:
+        schemes = self.init_schemes
+        return schemes[member % len(schemes)]
+
+
+@dataclass
+class FlowConfig:
+    """Canonicalization, codec, velocity model, flow training and sampling.
+
+    Defaults are ours, chosen by ``benchmarks/bench_mlp.py`` for a 2-core CPU budget; the authors' setting
+    (paper Table 14) is ``normalization="none", iterations=30000, batch_size=8, lr=5e-4, dropout=0.1,
+    source_std=0.01, num_inference_steps=99``.
+    """
+
+    canonicalize: bool = True
+    reference: int = 0
+    matching_iterations: int = 100
+    normalization: str = "whiten"
+    """``whiten``: PCA-whitened coordinates (the untrained flow samples the zoo's Gaussian fit);
+    ``standardize``: per-weight z-scores; ``center``; ``none``: raw weights (the authors' code)."""
+    n_components: int | None = None
+    """With ``whiten``: principal components kept (default: every one with non-zero variance)."""
+    hidden_dim: int = 256
+    time_embed_dim: int = 64
+    dropout: float = 0.0
+    iterations: int = 2500
+    batch_size: int = 64
+    lr: float = 2e-3
+    min_lr: float = 1e-6
+    weight_decay: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.95)
+    source_std: float | str = "matched"
+    """Std of the Gaussian source; ``matched`` = std of the (normalised) training weights."""
+    time_distribution: str = "uniform"
+    beta: tuple[float, float] = (2.0, 5.0)
+    sigma: float = 0.001
+    """Std of the Gaussian jitter added to points on the straight path."""
+    seed: int = 0
+    mixed_precision: str = "no"
+    checkpoint_every: int = 2000
+    solver: str = "rk4"
+    num_inference_steps: int = 20
+
+    def __post_init__(self) -> None:
+        src = "flow config"
+        _choice(self.normalization, NORMALIZATIONS, "normalization", src)
+        _choice(self.time_distribution, ("uniform", "beta"), "time_distribution", src)
+        _choice(self.solver, SOLVERS, "solver", src)
+        _choice(self.mixed_precision, ("no", "fp16", "bf16"), "mixed_precision", src)
+        _check(
+            self.source_std == "matched"
+            or (isinstance(self.source_std, (int, float)) and self.source_std > 0),
+            src,
+            f"source_std must be 'matched' or a positive number, got {self.source_std!r}",
+        )
+        for name in ("hidden_dim", "time_embed_dim", "iterations", "batch_size", "num_inference_steps"):
+            _check(int(getattr(self, name)) >= 1, src, f"{name} must be >= 1, got {getattr(self, name)}")
+        _check(self.hidden_dim >= 2, src, "hidden_dim must be >= 2")
+        _check(0 <= self.dropout < 1, src, f"dropout must be in [0, 1), got {self.dropout}")
+        _check(self.sigma >= 0, src, f"sigma must be >= 0, got {self.sigma}")
+        _check(self.lr > 0, src, f"lr must be > 0, got {self.lr}")
+
+    def replace(self, **changes: Any) -> FlowConfig:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,138 @@
+"""Task data for zoo training and evaluation: fixed train / validation / test splits as tensors.
+
+Iris and the 8x8 digits come from scikit-learn; MNIST and Fashion-MNIST load through
+``datasets.load_dataset`` (a Hub id or a local folder in the same format). The split seed is part of
+the recipe, so every member of a zoo and every evaluation sees the same split.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import DWFError, unknown
+
+
+@dataclass(frozen=True)
+class TaskData:
+    x_train: Tensor
+    y_train: Tensor
+    x_val: Tensor
+    y_val: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    num_classes: int
+
+    def split(self, name: str) -> tuple[Tensor, Tensor]:
+        if name not in ("train", "val", "test"):
+            raise DWFError(f"unknown split {name!r}; use train, val or test")
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+
+def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, val_fraction: float, seed: int):
+    from sklearn.model_selection import train_test_split
+
+    x_rest, x_test, y_rest, y_test = train_test_split(
+        x, y, test_size=test_fraction, random_state=seed, stratify=y
+    )
+    x_tr, x_val, y_tr, y_val = train_test_split(
+        x_rest, y_rest, test_size=val_fraction, random_state=seed, stratify=y_rest
+    )
+    return x_tr, y_tr, x_val, y_val, x_test, y_test
+
+
+def _to_task(x_tr, y_tr, x_val, y_val, x_te, y_te, standardize: str) -> TaskData:
+    """Standardise with statistics of the training split only."""
+    x_tr, x_val, x_te = (np.asarray(a, dtype=np.float32) for a in (x_tr, x_val, x_te))
+    if standardize == "feature":
+        mean, std = x_tr.mean(0), x_tr.std(0) + 1e-8
+    elif standardize == "global":
+        mean, std = x_tr.mean(), x_tr.std() + 1e-8
+    else:
+        mean, std = 0.0, 1.0
+    t = lambda a: torch.from_numpy(((a - mean) / std).astype(np.float32))  # noqa: E731
+    lab = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))  # noqa: E731
+    num_classes = int(max(np.max(y_tr), np.max(y_val), np.max(y_te))) + 1
+    return TaskData(t(x_tr), lab(y_tr), t(x_val), lab(y_val), t(x_te), lab(y_te), num_classes)
+
+
+def _sklearn(loader: str) -> Callable[..., TaskData]:
+    def load(
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.2,
+        split_seed: int = 0,
+        standardize: str = "feature",
+    ):
+        import sklearn.datasets
+
+        x, y = getattr(sklearn.datasets, loader)(return_X_y=True)
+        return _to_task(*_split(x, y, test_fraction, val_fraction, split_seed), standardize)
+
+    return load
+
+
+def _hf_images(default_path: str) -> Callable[..., TaskData]:
+    """Image classification datasets with ``image`` and ``label`` columns and train/test splits."""
+
+    def load(
+        path: str = default_path,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        standardize: str = "global",
+        max_train: int | None = None,
+    ) -> TaskData:
+        import datasets
+
+        try:
+            ds = datasets.load_dataset(path)
+        except Exception as e:
+            raise DWFError(f"could not load dataset {path!r} ({type(e).__name__}: {e})") from None
+
+        def arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
+            if split not in ds:
+                raise DWFError(f"dataset {path!r} has no {split!r} split (has {list(ds)})")
+            rows = ds[split]
+            x = np.stack([np.asarray(img, dtype=np.float32) for img in rows["image"]]) / 255.0
+            return x.reshape(len(x), -1), np.asarray(rows["label"])
+
+        x, y = arrays("train")
+        x_te, y_te = arrays("test")
+        order = np.random.default_rng(split_seed).permutation(len(x))
+        val_idx, tr_idx = order[:val_size], order[val_size:]
+        if max_train is not None:
+            tr_idx = tr_idx[:max_train]
+        return _to_task(x[tr_idx], y[tr_idx], x[val_idx], y[val_idx], x_te, y_te, standardize)
+
+    return load
+
+
+LOADERS: dict[str, Callable[..., TaskData]] = {
+    "iris": _sklearn("load_iris"),
+    "digits": _sklearn("load_digits"),
+    "mnist": _hf_images("ylecun/mnist"),
+    "fashion_mnist": _hf_images("zalando-datasets/fashion_mnist"),
+}
+
+
+def load_task(data_config: dict[str, Any]) -> TaskData:
+    """``{"name": loader, **loader kwargs}`` -> TaskData (cached per config)."""
+    return _load_cached(json.dumps(data_config, sort_keys=True))
+
+
+@lru_cache(maxsize=8)
+def _load_cached(key: str) -> TaskData:
+    cfg = json.loads(key)
+    name = cfg.pop("name", None)
+    if name not in LOADERS:
+        raise unknown("dataset", name, list(LOADERS))
+    try:
+        return LOADERS[name](**cfg)
+    except TypeError as e:
+        raise DWFError(f"dataset {name!r}: bad options {cfg!r} ({e})") from None

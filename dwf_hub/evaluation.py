@@ -1,0 +1,101 @@
+"""Vectorized forward passes over many networks of one architecture (``torch.func``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torch.func import functional_call, vmap
+
+from .archs import ArchSpec
+
+
+def stack_state_dicts(arch: ArchSpec, state_dicts: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """``N`` state dicts -> ``key -> [N, *shape]``."""
+    return {p.key: torch.stack([sd[p.key] for sd in state_dicts]) for p in arch.layout}
+
+
+def stack_matrix(arch: ArchSpec, matrix: Tensor) -> dict[str, Tensor]:
+    """Flat weights ``[N, D]`` -> ``key -> [N, *shape]`` views."""
+    n = matrix.shape[0]
+    return {p.key: matrix[:, p.offset : p.offset + p.numel].view(n, *p.shape) for p in arch.layout}
+
+
+class BatchedForward:
+    """``(stacked params, x) -> outputs [N, B, ...]`` for one architecture.
+
+    ``x`` is ``[B, ...]`` (shared by all networks) or ``[N, B, ...]`` (one batch per network).
+    """
+
+    def __init__(self, arch: ArchSpec) -> None:
+        with torch.device("meta"):
+            self.module = arch.build().eval()
+
+    def __call__(self, stacked: dict[str, Tensor], x: Tensor, shared_input: bool = True) -> Tensor:
+        def f(params: dict[str, Tensor], xb: Tensor) -> Tensor:
+            return functional_call(self.module, params, (xb,))
+
+        return vmap(f, in_dims=(0, None if shared_input else 0))(stacked, x)
+
+
+@torch.no_grad()
+def accuracy_many(
+    arch: ArchSpec, weights: Tensor | dict[str, Tensor], x: Tensor, y: Tensor, chunk: int = 4096
+) -> Tensor:
+    """Accuracy ``[N]`` of every network on ``(x [B, ...], y [B])``; ``weights`` is ``[N, D]`` or stacked."""
+    stacked = stack_matrix(arch, weights) if isinstance(weights, Tensor) else weights
+    forward = BatchedForward(arch)
+    n = next(iter(stacked.values())).shape[0]
+    correct = torch.zeros(n)
+    for s in range(0, len(x), chunk):
+        logits = forward(stacked, x[s : s + chunk])
+        correct += (logits.argmax(-1) == y[s : s + chunk]).sum(1).float()
+    return correct / len(x)
+
+
+def _stats(values: Tensor, prefix: str) -> dict[str, float]:
+    """Mean, population std, min, max (the paper's convention)."""
+    return {
+        f"{prefix}_mean": float(values.mean()),
+        f"{prefix}_std": float(values.std(unbiased=False)) if len(values) > 1 else 0.0,
+        f"{prefix}_min": float(values.min()),
+        f"{prefix}_max": float(values.max()),
+    }
+
+
+def evaluate_zoo(zoo, reference=None, split: str = "test", progress: bool = False) -> dict:
+    """Task accuracy of every network of ``zoo`` on the recipe's ``split``; with a ``reference`` zoo
+    (e.g. the training zoo of a generator), also its accuracy and the novelty ratio of ``zoo``.
+
+    For the novelty ratio both sets are aligned to the same reference network (the reference zoo's
+    canonical reference, or its member 0), so permuted copies count as copies.
+    """
+    from .data import load_task
+    from .errors import DWFError
+    from .matching import align_state_dict, canonicalize
+    from .metrics import novelty_ratio
+
+    if not zoo.recipe:
+        raise DWFError("zoo has no recipe, so there is no task to evaluate it on")
+    x, y = load_task(zoo.recipe["data"]).split(split)
+    acc = accuracy_many(zoo.arch, zoo.to_matrix(), x, y)
+    summary: dict = {
+        "num_networks": len(zoo),
+        "split": split,
+        **_stats(acc, "accuracy"),
+        "accuracies": acc.tolist(),
+    }
+    if reference is None:
+        return summary
+    if reference.arch != zoo.arch:
+        raise DWFError(f"reference zoo architecture {reference.arch!r} differs from {zoo.arch!r}")
+    ref_acc = accuracy_many(reference.arch, reference.to_matrix(), x, y)
+    if not reference.is_canonical:
+        reference = canonicalize(reference, progress=progress).zoo
+    anchor = reference.state_dict(reference.info["canonical"]["reference"])
+    aligned = torch.stack([zoo.arch.flatten(align_state_dict(zoo.arch, anchor, sd)[0]) for sd in zoo])
+    summary.update(_stats(ref_acc, "reference_accuracy"))
+    summary["reference_num_networks"] = len(reference)
+    summary["novelty_ratio"] = novelty_ratio(aligned, reference.to_matrix())
+    return summary

@@ -1,0 +1,83 @@
+"""Fit a DeepWeightFlow pipeline on a zoo: canonicalize -> codec -> flow training -> pipeline."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .codec import WeightCodec
+from .configs import FlowConfig
+from .errors import DWFError
+from .flow.scheduler import FlowODEScheduler
+from .flow.training import train_flow
+from .matching import canonicalize
+from .pipeline import DeepWeightFlowPipeline
+from .recipes import Recipe
+from .zoo import WeightZoo, open_zoo
+
+
+@dataclass
+class FitResult:
+    pipeline: DeepWeightFlowPipeline
+    training_zoo: WeightZoo
+    """The zoo the flow was trained on (canonical unless canonicalization was off)."""
+    losses: list[float]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def default_flow_config(zoo: WeightZoo, **overrides: Any) -> FlowConfig:
+    """The zoo recipe's flow defaults (or the global ones) with ``overrides`` applied."""
+    if zoo.recipe:
+        return Recipe.from_dict(zoo.recipe, source="zoo recipe").flow_config(**overrides)
+    from .configs import build_dataclass
+
+    return build_dataclass(FlowConfig, overrides, "flow config")
+
+
+def fit_pipeline(
+    zoo: WeightZoo | str | os.PathLike,
+    config: FlowConfig | None = None,
+    checkpoint_dir: str | Path | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Train a flow on ``zoo`` (defaults: the zoo recipe's ``[flow]`` table)."""
+    zoo = open_zoo(zoo)
+    cfg = config or default_flow_config(zoo)
+    if not 0 <= cfg.reference < len(zoo):
+        raise DWFError(f"reference index {cfg.reference} is out of range for a zoo of {len(zoo)} networks")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    canonical_info = zoo.info.get("canonical")
+    already = canonical_info is not None and canonical_info.get("reference") == cfg.reference
+    if cfg.canonicalize and not already:
+        training = canonicalize(
+            zoo, cfg.reference, cfg.matching_iterations, seed=cfg.seed, progress=progress
+        ).zoo
+    else:
+        training = zoo
+    timings["canonicalize"] = time.perf_counter() - t0
+    matrix = training.to_matrix()
+    codec = WeightCodec.fit(
+        zoo.arch,
+        matrix,
+        cfg.normalization,
+        n_components=cfg.n_components,
+        reference=matrix[cfg.reference],
+        recipe=zoo.recipe,
+        canonicalization=training.info.get("canonical") if cfg.canonicalize else None,
+        flow_config=cfg.to_dict(),
+    )
+    latents = codec.encode(matrix)
+    source_std = float(latents.std()) if cfg.source_std == "matched" else float(cfg.source_std)
+    t0 = time.perf_counter()
+    velocity, losses = train_flow(latents, cfg, source_std, checkpoint_dir=checkpoint_dir, progress=progress)
+    timings["flow_training"] = time.perf_counter() - t0
+    scheduler = FlowODEScheduler(
+        solver=cfg.solver, num_inference_steps=cfg.num_inference_steps, source_std=source_std
+    )
+    pipe = DeepWeightFlowPipeline(velocity=velocity, codec=codec, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return FitResult(pipe, training, losses, timings)

@@ -1,0 +1,1 @@
+"""Flow matching in weight space: velocity model, ODE scheduler, trainer."""

@@ -1,0 +1,73 @@
+"""Permutation symmetries of a state dict (Git Re-Basin style specs).
+
+A spec maps every state-dict key to a tuple with one entry per tensor axis: the name of the
+permutation acting on that axis, or ``None``. A permutation ``perm[p]`` is a LongTensor of indices;
+applying it to axis ``a`` of a tensor means ``w.index_select(a, perm[p])``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+Axes = tuple[str | None, ...]
+
+
+@dataclass(frozen=True)
+class PermutationSpec:
+    axes_to_perm: dict[str, Axes]
+    perm_to_axes: dict[str, list[tuple[str, int]]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        p2a: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for key, axes in self.axes_to_perm.items():
+            for axis, p in enumerate(axes):
+                if p is not None:
+                    p2a[p].append((key, axis))
+        object.__setattr__(self, "perm_to_axes", dict(p2a))
+
+    def perm_sizes(self, state_dict: dict[str, Tensor]) -> dict[str, int]:
+        """Size of every permutation, read off the tensors; raises if two axes disagree."""
+        sizes: dict[str, int] = {}
+        for p, axes in self.perm_to_axes.items():
+            for key, axis in axes:
+                n = state_dict[key].shape[axis]
+                if sizes.setdefault(p, n) != n:
+                    raise ValueError(
+                        f"permutation {p!r}: axis {axis} of {key!r} has size {n}, expected {sizes[p]}"
+                    )
+        return sizes
+
+
+def dense(name: str, p_in: str | None, p_out: str | None, bias: bool = True) -> dict[str, Axes]:
+    """A ``nn.Linear`` (weight ``[out, in]``) or 1x1 conv-like layer."""
+    axes: dict[str, Axes] = {f"{name}.weight": (p_out, p_in)}
+    if bias:
+        axes[f"{name}.bias"] = (p_out,)
+    return axes
+
+
+def apply_permutation(
+    spec: PermutationSpec, perm: dict[str, Tensor], state_dict: dict[str, Tensor]
+) -> dict[str, Tensor]:
+    """Permute every key of ``state_dict`` named in ``spec``; other keys are copied unchanged."""
+    out = {}
+    for key, w in state_dict.items():
+        for axis, p in enumerate(spec.axes_to_perm.get(key, ())):
+            if p is not None:
+                w = w.index_select(axis, perm[p])
+        out[key] = w
+    return out
+
+
+def random_permutation(
+    spec: PermutationSpec, state_dict: dict[str, Tensor], generator: torch.Generator | None = None
+) -> dict[str, Tensor]:
+    return {p: torch.randperm(n, generator=generator) for p, n in spec.perm_sizes(state_dict).items()}
+
+
+def identity_permutation(spec: PermutationSpec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {p: torch.arange(n) for p, n in spec.perm_sizes(state_dict).items()}

@@ -1,0 +1,135 @@
+"""DeepWeightFlowPipeline: sample flat weights with the flow, decode them, hand back ready models."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+from torch import Tensor, nn
+
+from .codec import WeightCodec
+from .errors import DWFError, PipelineFormatError
+from .flow.scheduler import FlowODEScheduler
+from .flow.velocity import VelocityModel
+
+COMPONENTS = {"velocity": VelocityModel, "codec": WeightCodec, "scheduler": FlowODEScheduler}
+OUTPUT_TYPES = ("model", "state_dict", "pt")
+
+
+@dataclass
+class DeepWeightFlowOutput(BaseOutput):
+    """``networks``: models in eval mode (``output_type="model"``); ``state_dicts``: one per network
+    (``"model"`` and ``"state_dict"``); ``weights``: flat weights ``[N, D]`` (always)."""
+
+    weights: Tensor
+    state_dicts: list[dict[str, Tensor]] | None = None
+    networks: list[nn.Module] | None = None
+
+
+class DeepWeightFlowPipeline(DiffusionPipeline):
+    """``pipe(num_networks=N)`` -> ``N`` new networks of the architecture the flow was fitted on."""
+
+    model_cpu_offload_seq = "velocity"
+
+    def __init__(self, velocity: VelocityModel, codec: WeightCodec, scheduler: FlowODEScheduler) -> None:
+        super().__init__()
+        self.register_modules(velocity=velocity, codec=codec, scheduler=scheduler)
+
+    @property
+    def arch(self):
+        return self.codec.arch
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> DeepWeightFlowPipeline:
+        path = Path(pretrained_model_name_or_path)
+        if path.is_dir():
+            _check_pipeline_dir(path)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        num_networks: int = 1,
+        generator: torch.Generator | None = None,
+        num_inference_steps: int | None = None,
+        solver: str | None = None,
+        output_type: str = "model",
+        return_dict: bool = True,
+    ) -> DeepWeightFlowOutput | tuple:
+        """Integrate the flow from ``N`` Gaussian samples in one batched solver pass.
+
+        ``num_inference_steps`` and ``solver`` default to the scheduler config (RK4, 99 steps).
+        """
+        if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
+            raise DWFError(f"num_networks must be a positive integer, got {num_networks!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise DWFError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        device = self.velocity.device
+        self.velocity.eval()
+        self.scheduler.set_timesteps(num_inference_steps, device=device, solver=solver)
+        shape = (num_networks, self.codec.latent_dim)
+        x = torch.randn(shape, generator=generator, device=generator.device if generator else "cpu").to(
+            device
+        )
+        x = x * self.scheduler.init_noise_sigma
+        for t in self.progress_bar(self.scheduler.timesteps):
+            x = self.scheduler.step(self.velocity(x, t), t, x).prev_sample
+        weights = self.codec.decode(x).float().cpu()
+        state_dicts = [self.arch.unflatten(w) for w in weights] if output_type != "pt" else None
+        networks = [self.arch.instantiate(sd) for sd in state_dicts] if output_type == "model" else None
+        out = DeepWeightFlowOutput(weights=weights, state_dicts=state_dicts, networks=networks)
+        return out if return_dict else out.to_tuple()
+
+    def canonicalize(
+        self, model: nn.Module | dict[str, Tensor], max_iter: int = 100
+    ) -> nn.Module | dict[str, Tensor]:
+        """Align any network of this architecture to the bundled reference (same function, new order)."""
+        from .matching import align_state_dict
+
+        sd = model.state_dict() if isinstance(model, nn.Module) else model
+        aligned, _ = align_state_dict(self.arch, self.codec.reference_state_dict(), sd, max_iter=max_iter)
+        return self.arch.instantiate(aligned) if isinstance(model, nn.Module) else aligned
+
+    def generate_zoo(self, num_networks: int, seed: int = 0, **kwargs: Any):
+        """Generate networks as a ``WeightZoo`` (same format as a trained zoo)."""
+        from .zoo import WeightZoo
+
+        gen = torch.Generator().manual_seed(seed)
+        out = self(num_networks=num_networks, generator=gen, output_type="state_dict", **kwargs)
+        records = [{"source": "generated", "seed": seed, "index": i} for i in range(num_networks)]
+        info = {"source": "generated", "generator": dict(self.scheduler.config), "seed": seed}
+        if self.codec.config.canonicalization:
+            info["canonical"] = dict(self.codec.config.canonicalization)
+        return WeightZoo(self.arch, out.state_dicts, records, recipe=self.codec.config.recipe, info=info)
+
+
+def _check_pipeline_dir(path: Path) -> None:
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise PipelineFormatError(f"{path}: not a pipeline folder (missing model_index.json)")
+    try:
+        spec = json.loads(index.read_text())
+    except json.JSONDecodeError as e:
+        raise PipelineFormatError(f"{index}: invalid JSON ({e})") from None
+    if spec.get("_class_name") != DeepWeightFlowPipeline.__name__:
+        raise PipelineFormatError(
+            f"{index}: pipeline class is {spec.get('_class_name')!r}, not {DeepWeightFlowPipeline.__name__!r}"
+        )
+    for name, cls in COMPONENTS.items():
+        if name not in spec:
+            raise PipelineFormatError(f"{index}: component {name!r} is not listed")
+        config = path / name / cls.config_name
+        if not config.is_file():
+            raise PipelineFormatError(f"{path}: component {name!r} is missing ({config} not found)")
+        if name != "scheduler" and not any((path / name).glob("*.safetensors")):
+            raise PipelineFormatError(
+                f"{path}: component {name!r} has no safetensors weights in {path / name}"
+            )

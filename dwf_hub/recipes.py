@@ -1,0 +1,82 @@
+"""Zoo recipes: one declarative TOML file per (architecture, dataset), shipped in ``zoo_recipes/``."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .archs import ArchSpec, arch_from_config
+from .configs import FlowConfig, TrainingConfig, build_dataclass
+from .errors import DWFError, unknown
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+RECIPE_DIR = Path(__file__).parent / "zoo_recipes"
+
+
+@dataclass
+class Recipe:
+    name: str
+    arch: dict[str, Any]
+    data: dict[str, Any]
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    flow: dict[str, Any] = field(default_factory=dict)
+    """Overrides of ``FlowConfig`` defaults for this recipe."""
+    description: str = ""
+
+    @property
+    def arch_spec(self) -> ArchSpec:
+        return arch_from_config(self.arch)
+
+    def flow_config(self, **overrides: Any) -> FlowConfig:
+        return build_dataclass(FlowConfig, {**self.flow, **overrides}, f"recipe {self.name!r} [flow]")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "recipe") -> Recipe:
+        d = dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        extra = sorted(d.keys() - known)
+        if extra:
+            raise DWFError(f"{source}: unknown key(s) {extra}; known: {sorted(known)}")
+        for key in ("name", "arch", "data"):
+            if key not in d:
+                raise DWFError(f"{source}: missing required key {key!r}")
+        d["training"] = build_dataclass(TrainingConfig, d.get("training"), f"{source} [training]")
+        recipe = cls(**d)
+        recipe.arch_spec  # noqa: B018  (validates the architecture now)
+        recipe.flow_config()
+        return recipe
+
+
+def available_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.toml"))
+
+
+def load_recipe(name_or_path: str | Path | Recipe | dict) -> Recipe:
+    """A shipped recipe by name, a TOML file path, a dict, or a Recipe (returned as is)."""
+    if isinstance(name_or_path, Recipe):
+        return name_or_path
+    if isinstance(name_or_path, dict):
+        return Recipe.from_dict(name_or_path)
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = RECIPE_DIR / f"{name_or_path}.toml"
+        if not path.is_file():
+            raise unknown("recipe", str(name_or_path), available_recipes())
+    elif not path.is_file():
+        raise DWFError(f"{path}: recipe file not found")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise DWFError(f"{path}: invalid TOML ({e})") from None
+    return Recipe.from_dict(data, source=str(path))

@@ -1,0 +1,216 @@
+"""Zoo training: many independent networks trained together in one vectorized pass (``torch.func``).
+
+Adam, AdamW and SGD update every element independently, so one optimizer over the stacked
+``[N, ...]`` parameters is exactly ``N`` independent optimizers. Each member has its own seed for
+initialisation and for the order of its mini-batches.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .archs import ArchSpec
+from .configs import TrainingConfig
+from .data import TaskData, load_task
+from .errors import DWFError, WeightFormatError
+from .evaluation import BatchedForward, accuracy_many
+from .io import read_header, save_tensors, write_json
+from .recipes import Recipe, load_recipe
+from .zoo import RECORD_KEY, WeightZoo, checkpoint_name
+
+JOB_FILE = ".dwf_job.json"
+INIT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def init_member(arch: ArchSpec, scheme: str, seed: int) -> dict[str, Tensor]:
+    """A freshly initialised state dict for ``seed`` under ``scheme``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = arch.build()
+        gen = torch.Generator().manual_seed(seed)
+        for m in model.modules():
+            if scheme == "default" or not isinstance(m, INIT_LAYERS):
+                continue
+            if scheme in ("kaiming", "kaiming_zero_bias"):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu", generator=gen)
+            elif scheme == "xavier":
+                nn.init.xavier_normal_(m.weight, generator=gen)
+            elif scheme == "normal":
+                nn.init.normal_(m.weight, 0.0, 0.1, generator=gen)
+            elif scheme == "uniform":
+                nn.init.uniform_(m.weight, -0.1, 0.1, generator=gen)
+            if m.bias is not None and scheme != "kaiming":
+                nn.init.zeros_(m.bias)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _optimizer(params: list[Tensor], cfg: TrainingConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def _lr_factor(cfg: TrainingConfig, steps_per_epoch: int):
+    total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if cfg.schedule == "none":
+            return 1.0
+        if cfg.schedule == "warmup_cosine" and step < warmup:
+            return (step + 1) / warmup
+        start = warmup if cfg.schedule == "warmup_cosine" else 0
+        return 0.5 * (1 + math.cos(math.pi * (step - start) / max(1, total - start)))
+
+    return factor
+
+
+def train_members(
+    arch: ArchSpec,
+    task: TaskData,
+    cfg: TrainingConfig,
+    seeds: list[int],
+    inits: list[str],
+    progress: bool = True,
+) -> list[tuple[dict[str, Tensor], dict[str, Any]]]:
+    """Train ``len(seeds)`` networks together; returns ``(state_dict, record)`` per member."""
+    n = len(seeds)
+    states = [init_member(arch, scheme, seed) for seed, scheme in zip(seeds, inits)]
+    keys = [p.key for p in arch.layout]
+    if any(set(sd) - set(keys) for sd in states):
+        raise DWFError(f"vectorized zoo training does not support buffers (architecture {arch!r})")
+    params = {k: torch.stack([sd[k] for sd in states]).requires_grad_() for k in keys}
+    opt = _optimizer(list(params.values()), cfg)
+    x, y = task.x_train, task.y_train
+    steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg, steps_per_epoch))
+    data_gens = [torch.Generator().manual_seed(seed + 2**32) for seed in seeds]
+    forward = BatchedForward(arch)
+    best = {k: v.detach().clone() for k, v in params.items()}
+    best_val = torch.full((n,), -1.0)
+    best_epoch = torch.full((n,), cfg.epochs)
+    epoch_loss = torch.zeros(n)
+
+    for epoch in tqdm(range(cfg.epochs), desc=f"training {n} networks", disable=not progress, leave=False):
+        order = torch.stack([torch.randperm(len(x), generator=g) for g in data_gens])  # [N, n_train]
+        epoch_loss.zero_()
+        for s in range(0, len(x), cfg.batch_size):
+            idx = order[:, s : s + cfg.batch_size]
+            logits = forward(params, x[idx], shared_input=False)  # [N, B, C]
+            per_model = (
+                F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction="none").view(n, -1).mean(1)
+            )
+            opt.zero_grad(set_to_none=True)
+            per_model.sum().backward()
+            opt.step()
+            sched.step()
+            epoch_loss += per_model.detach() * idx.shape[1]
+        if cfg.checkpoint == "best_val":
+            with torch.no_grad():
+                val = accuracy_many(arch, {k: v.detach() for k, v in params.items()}, task.x_val, task.y_val)
+                better = val > best_val
+                best_val = torch.where(better, val, best_val)
+                best_epoch = torch.where(better, torch.full_like(best_epoch, epoch + 1), best_epoch)
+                for k, v in params.items():
+                    mask = better.view(-1, *([1] * (v.dim() - 1)))
+                    best[k] = torch.where(mask, v.detach(), best[k])
+    final = best if cfg.checkpoint == "best_val" else {k: v.detach() for k, v in params.items()}
+    val_acc = accuracy_many(arch, final, task.x_val, task.y_val)
+    test_acc = accuracy_many(arch, final, task.x_test, task.y_test)
+    train_acc = accuracy_many(arch, final, task.x_train, task.y_train)
+    out = []
+    for i, (seed, scheme) in enumerate(zip(seeds, inits)):
+        record = {
+            "seed": seed,
+            "init": scheme,
+            "source": "trained",
+            "optimizer": cfg.optimizer,
+            "lr": cfg.lr,
+            "weight_decay": cfg.weight_decay,
+            "batch_size": cfg.batch_size,
+            "epochs": cfg.epochs,
+            "schedule": cfg.schedule,
+            "checkpoint_selection": cfg.checkpoint,
+            "selected_epoch": int(best_epoch[i]) if cfg.checkpoint == "best_val" else cfg.epochs,
+            "final_train_loss": float(epoch_loss[i] / len(x)),
+            "train_accuracy": float(train_acc[i]),
+            "val_accuracy": float(val_acc[i]),
+            "test_accuracy": float(test_acc[i]),
+        }
+        out.append(({k: v[i].clone().contiguous() for k, v in final.items()}, record))
+    return out
+
+
+def _finished(path: Path) -> dict[str, Any] | None:
+    """The record of a complete checkpoint, or None if it is missing or unreadable."""
+    try:
+        _, meta = read_header(path)
+        return json.loads(meta[RECORD_KEY])
+    except (WeightFormatError, KeyError, json.JSONDecodeError):
+        return None
+
+
+def train_zoo(
+    recipe: Recipe | str | os.PathLike,
+    num_models: int,
+    out: str | os.PathLike,
+    seed: int = 0,
+    progress: bool = True,
+) -> WeightZoo:
+    """Train a zoo of ``num_models`` networks with seeds ``seed, seed+1, ...`` into folder ``out``.
+
+    Every finished checkpoint is written atomically as soon as its chunk finishes; rerunning the same
+    call resumes and trains only what is missing.
+    """
+    recipe = load_recipe(recipe if not isinstance(recipe, os.PathLike) else str(recipe))
+    if num_models < 1:
+        raise DWFError(f"num_models must be >= 1, got {num_models}")
+    root = Path(out)
+    arch, cfg = recipe.arch_spec, recipe.training
+    seeds = [seed + i for i in range(num_models)]
+    job = {"recipe": recipe.to_dict(), "seeds": seeds}
+    job_path = root / JOB_FILE
+    if job_path.is_file():
+        previous = json.loads(job_path.read_text())
+        if previous != json.loads(json.dumps(job)):
+            raise DWFError(
+                f"{root} holds a zoo job with another recipe, size or seed; use a new --out folder to train this one"
+            )
+    else:
+        write_json(job_path, job)
+
+    paths = [root / checkpoint_name(i) for i in range(num_models)]
+    records: list[dict[str, Any] | None] = [_finished(p) for p in paths]
+    pending = [i for i, r in enumerate(records) if r is None]
+    if pending:
+        task = load_task(recipe.data)
+        bar = tqdm(
+            total=num_models,
+            initial=num_models - len(pending),
+            desc=f"zoo {recipe.name}",
+            disable=not progress,
+        )
+        for c in range(0, len(pending), cfg.chunk_size):
+            chunk = pending[c : c + cfg.chunk_size]
+            trained = train_members(
+                arch, task, cfg, [seeds[i] for i in chunk], [cfg.init_for(i) for i in chunk], progress
+            )
+            for i, (sd, rec) in zip(chunk, trained):
+                rec = {**rec, "model_id": i, "checkpoint": checkpoint_name(i)}
+                save_tensors(paths[i], sd, metadata={RECORD_KEY: json.dumps(rec, sort_keys=True)})
+                records[i] = rec
+            bar.update(len(chunk))
+        bar.close()
+    zoo = WeightZoo(arch, paths, records, recipe=recipe.to_dict(), info={"source": "trained"})
+    zoo.save(root)
+    return zoo

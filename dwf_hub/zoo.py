@@ -1,0 +1,219 @@
+"""WeightZoo: a population of networks of one architecture, stored as a Hugging Face dataset repo.
+
+On disk::
+
+    README.md                  dataset card (YAML metadata points ``datasets`` at metadata.parquet)
+    zoo.json                   format version, architecture config, recipe, info (written last)
+    metadata.parquet           one row per model (``datasets.load_dataset(dir)`` reads it)
+    checkpoints/*.safetensors  one checkpoint per model; its header metadata repeats the row
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .archs import ArchSpec, arch_from_config
+from .errors import ZooFormatError
+from .io import load_tensors, read_header, save_tensors, write_json, write_text
+
+ZOO_FORMAT_VERSION = 1
+ZOO_CONFIG_NAME = "zoo.json"
+METADATA_NAME = "metadata.parquet"
+CHECKPOINT_DIR = "checkpoints"
+CARD_NAME = "README.md"
+RECORD_KEY = "dwf_record"  # safetensors header key holding the model's metadata row as JSON
+
+
+def checkpoint_name(index: int) -> str:
+    return f"{CHECKPOINT_DIR}/model_{index:05d}.safetensors"
+
+
+class WeightZoo:
+    """``N`` networks of one architecture with one metadata record each.
+
+    Members live in memory (state dicts) or on disk (loaded lazily, validated on read).
+    """
+
+    def __init__(
+        self,
+        arch: ArchSpec,
+        members: Sequence[dict[str, Tensor] | Path],
+        records: Sequence[dict[str, Any]] | None = None,
+        recipe: dict[str, Any] | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        if len(members) == 0:
+            raise ZooFormatError("a zoo needs at least one network; got an empty zoo")
+        records = [dict(r) for r in records] if records is not None else [{} for _ in members]
+        if len(records) != len(members):
+            raise ZooFormatError(f"{len(members)} networks but {len(records)} metadata records")
+        self.arch, self._members, self.records = arch, list(members), records
+        self.recipe, self.info = recipe, dict(info or {})
+
+    # -- constructors ----------------------------------------------------------------------------
+    @classmethod
+    def from_matrix(cls, arch: ArchSpec, matrix: Tensor, **kwargs: Any) -> WeightZoo:
+        """From flat weights ``[N, D]`` (rows are cloned)."""
+        if matrix.dim() != 2 or matrix.shape[1] != arch.num_params:
+            raise ZooFormatError(
+                f"weight matrix has shape {tuple(matrix.shape)}, expected (N, {arch.num_params})"
+            )
+        return cls(arch, [arch.unflatten(row.clone()) for row in matrix], **kwargs)
+
+    # -- access ----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        return (self.state_dict(i) for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        return f"WeightZoo({self.arch!r}, {len(self)} networks, canonical={self.is_canonical})"
+
+    @property
+    def is_canonical(self) -> bool:
+        return "canonical" in self.info
+
+    def state_dict(self, index: int) -> dict[str, Tensor]:
+        member = self._members[index]
+        if isinstance(member, Path):
+            sd = load_tensors(member)
+            self.arch.validate(sd, source=str(member))
+            return sd
+        return member
+
+    def to_matrix(self) -> Tensor:
+        """All members as flat float32 weights ``[N, D]``."""
+        out = torch.empty(len(self), self.arch.num_params)
+        for i in range(len(self)):
+            src = str(self._members[i]) if isinstance(self._members[i], Path) else f"zoo member {i}"
+            out[i] = self.arch.flatten(self.state_dict(i), source=src)
+        return out
+
+    def model(self, index: int) -> torch.nn.Module:
+        """Member ``index`` as a ready-to-use model in eval mode."""
+        return self.arch.instantiate(self.state_dict(index))
+
+    # -- disk ------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the zoo as a dataset repo folder; every file is written atomically, zoo.json last."""
+        from .cards import render_zoo_card
+
+        root = Path(path)
+        records = []
+        for i in range(len(self)):
+            rec = {**self.records[i], "model_id": i, "checkpoint": checkpoint_name(i)}
+            target = root / rec["checkpoint"]
+            member = self._members[i]
+            if isinstance(member, Path) and member.resolve() == target.resolve():
+                pass  # already in place
+            else:
+                save_tensors(
+                    target, self.state_dict(i), metadata={RECORD_KEY: json.dumps(rec, sort_keys=True)}
+                )
+            records.append(rec)
+        for stale in sorted((root / CHECKPOINT_DIR).glob("model_*.safetensors"))[len(self) :]:
+            stale.unlink()
+        _write_parquet(root / METADATA_NAME, records)
+        write_text(root / CARD_NAME, render_zoo_card(self, records))
+        write_json(
+            root / ZOO_CONFIG_NAME,
+            {
+                "format_version": ZOO_FORMAT_VERSION,
+                "arch": self.arch.config,
+                "recipe": self.recipe,
+                "info": self.info,
+                "num_models": len(self),
+            },
+        )
+        self.records = records
+        return root
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> WeightZoo:
+        """Open a zoo folder; checks every checkpoint's header (keys, shapes, completeness)."""
+        root = Path(path)
+        if not root.is_dir():
+            raise ZooFormatError(f"{root}: no such zoo directory")
+        config = read_zoo_config(root)
+        arch = arch_from_config(config["arch"])
+        records = _read_parquet(root / METADATA_NAME)
+        if not records:
+            raise ZooFormatError(f"{root}: empty zoo (no rows in {METADATA_NAME})")
+        expected = {p.key: p.shape for p in arch.layout}
+        members = []
+        for rec in records:
+            ckpt = root / rec["checkpoint"]
+            shapes, _ = read_header(ckpt)
+            shapes = {k: s for k, s in shapes.items() if not k.endswith("num_batches_tracked")}
+            if shapes != expected:
+                bad = sorted(set(shapes.items()) ^ set(expected.items()))[:3]
+                raise ZooFormatError(
+                    f"{ckpt}: keys/shapes do not match architecture {arch!r}; first differences: {bad}"
+                )
+            members.append(ckpt)
+        return cls(arch, members, records, recipe=config.get("recipe"), info=config.get("info"))
+
+    def copy_to(self, path: str | os.PathLike) -> Path:
+        """Save to a new folder (files of a loaded zoo are copied without re-encoding)."""
+        root = Path(path)
+        if root.exists() and any(root.iterdir()):
+            shutil.rmtree(root)
+        return self.save(root)
+
+
+def read_zoo_config(root: Path) -> dict[str, Any]:
+    cfg_path = root / ZOO_CONFIG_NAME
+    if not cfg_path.is_file():
+        raise ZooFormatError(f"{root}: not a dwf_hub zoo (missing {ZOO_CONFIG_NAME})")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ZooFormatError(f"{cfg_path}: invalid JSON ({e})") from None
+    version = config.get("format_version")
+    if not isinstance(version, int) or "arch" not in config:
+        raise ZooFormatError(f"{cfg_path}: not a dwf_hub zoo config (needs 'format_version' and 'arch')")
+    if version > ZOO_FORMAT_VERSION:
+        raise ZooFormatError(
+            f"{cfg_path}: zoo format version {version} is newer than this dwf_hub supports ({ZOO_FORMAT_VERSION}); "
+            "upgrade dwf-hub"
+        )
+    return config
+
+
+def _write_parquet(path: Path, records: list[dict[str, Any]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pylist(records), tmp)
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise ZooFormatError(f"{path.parent}: missing metadata table {METADATA_NAME}")
+    try:
+        records = pq.read_table(path).to_pylist()
+    except Exception as e:
+        raise ZooFormatError(f"{path}: unreadable metadata table ({e})") from None
+    for i, rec in enumerate(records):
+        if not isinstance(rec.get("checkpoint"), str):
+            raise ZooFormatError(f"{path}: row {i} has no 'checkpoint' path")
+    return records
+
+
+def open_zoo(zoo: WeightZoo | str | os.PathLike) -> WeightZoo:
+    """A zoo object, or a zoo folder to load."""
+    return zoo if isinstance(zoo, WeightZoo) else WeightZoo.load(zoo)

@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny recipe (Iris, MLP [4, 6, 5, 3]) and a tiny trained zoo."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+TINY_RECIPE = {
+    "name": "tiny_iris",
+    "description": "test recipe",
+    "arch": {"name": "mlp", "layer_sizes": [4, 6, 5, 3]},
+    "data": {"name": "iris", "test_fraction": 0.2, "val_fraction": 0.2, "split_seed": 0},
+    "training": {"optimizer": "adam", "lr": 0.01, "batch_size": 16, "epochs": 15, "init": "kaiming"},
+    "flow": {
+        "hidden_dim": 32,
+        "time_embed_dim": 4,
+        "dropout": 0.0,
+        "iterations": 60,
+        "batch_size": 8,
+        "num_inference_steps": 10,
+        "checkpoint_every": 20,
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe():
+    from dwf_hub.recipes import Recipe
+
+    return Recipe.from_dict(TINY_RECIPE)
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo(tmp_path_factory, tiny_recipe):
+    from dwf_hub.training import train_zoo
+
+    return train_zoo(tiny_recipe, 8, tmp_path_factory.mktemp("zoo"), seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_fit(tiny_zoo):
+    from dwf_hub.fitting import fit_pipeline
+
+    return fit_pipeline(tiny_zoo, progress=False)

@@ -1,0 +1,185 @@
+"""The CLI end to end on a tiny recipe, in process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dwf_hub.cli import main
+from dwf_hub.zoo import WeightZoo
+
+TOML = """
+name = "tiny_iris"
+description = "cli test"
+[arch]
+name = "mlp"
+layer_sizes = [4, 6, 3]
+[data]
+name = "iris"
+[training]
+lr = 0.01
+batch_size = 16
+epochs = 10
+[flow]
+hidden_dim = 32
+time_embed_dim = 4
+iterations = 40
+num_inference_steps = 8
+"""
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    (root / "tiny.toml").write_text(TOML)
+    return root
+
+
+def test_full_cli_loop(workdir, capsys):
+    r = workdir / "tiny.toml"
+    assert (
+        main(
+            ["-q", "zoo", "train", str(r), "--num-models", "6", "--out", str(workdir / "zoo"), "--seed", "3"]
+        )
+        == 0
+    )
+    zoo = WeightZoo.load(workdir / "zoo")
+    assert len(zoo) == 6 and zoo.records[0]["seed"] == 3
+    assert main(["-q", "canonicalize", str(workdir / "zoo"), "--out", str(workdir / "canon")]) == 0
+    assert (workdir / "canon" / "permutations.safetensors").is_file()
+    assert WeightZoo.load(workdir / "canon").is_canonical
+    assert (
+        main(
+            [
+                "-q",
+                "fit",
+                str(workdir / "canon"),
+                "--out",
+                str(workdir / "pipe"),
+                "--iterations",
+                "30",
+                "--hidden-dim",
+                "16",
+            ]
+        )
+        == 0
+    )
+    assert not (workdir / "pipe" / ".flow_checkpoint").exists()
+    codec_cfg = json.loads((workdir / "pipe" / "codec" / "config.json").read_text())
+    assert codec_cfg["flow_config"]["iterations"] == 30 and codec_cfg["flow_config"]["hidden_dim"] == 16
+    assert (
+        main(
+            [
+                "-q",
+                "generate",
+                str(workdir / "pipe"),
+                "--num-networks",
+                "5",
+                "--out",
+                str(workdir / "gen"),
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert len(WeightZoo.load(workdir / "gen")) == 5
+    report = workdir / "eval.json"
+    assert (
+        main(
+            [
+                "-q",
+                "evaluate",
+                str(workdir / "gen"),
+                "--reference",
+                str(workdir / "zoo"),
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    summary = json.loads(report.read_text())
+    assert 0 <= summary["accuracy_mean"] <= 1 and summary["novelty_ratio"] >= 0
+    assert len(summary["accuracies"]) == 5
+    assert "novelty ratio" in capsys.readouterr().out
+
+
+def test_fit_without_canonicalization_cli(workdir):
+    assert (
+        main(
+            [
+                "-q",
+                "fit",
+                str(workdir / "zoo"),
+                "--out",
+                str(workdir / "pipe_raw"),
+                "--no-canonicalize",
+                "--iterations",
+                "5",
+            ]
+        )
+        == 0
+    )
+    cfg = json.loads((workdir / "pipe_raw" / "codec" / "config.json").read_text())
+    assert cfg["canonicalization"] is None and cfg["flow_config"]["canonicalize"] is False
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["zoo", "train", "no_such_recipe", "--out", "x"], "unknown recipe 'no_such_recipe'"),
+        (["evaluate", "/nonexistent/zoo"], "no such zoo directory"),
+        (["generate", "/nonexistent", "--out", "x"], "missing model_index.json"),
+        (["fit", "/nonexistent", "--out", "x"], "not a dwf_hub zoo (missing zoo.json)"),
+    ],
+)
+def test_cli_errors_are_clear(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nonexistent").mkdir(exist_ok=True)
+    argv = [a.replace("/nonexistent", str(tmp_path / "nonexistent")) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_generate_rejects_zero_networks(workdir, capsys):
+    assert main(["generate", str(workdir / "pipe"), "--num-networks", "0", "--out", str(workdir / "g0")]) == 2
+    assert "num_networks must be a positive integer" in capsys.readouterr().err
+
+
+def test_console_script_help_is_light():
+    out = subprocess.run(
+        [sys.executable, "-m", "dwf_hub.cli", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "zoo" in out.stdout and "demo" in out.stdout
+    code = "import sys, dwf_hub.cli; dwf_hub.cli.build_parser(); print('torch' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    )
+
+
+def test_demo_small(tmp_path):
+    from dwf_hub.demo import run_demo
+
+    summary = run_demo(
+        tmp_path / "demo", num_models=6, num_generated=5, progress=False, iterations=20, hidden_dim=16
+    )
+    for key in (
+        "zoo_accuracy_mean",
+        "zoo_accuracy_std",
+        "generated_accuracy_mean",
+        "generated_accuracy_std",
+        "novelty_ratio",
+    ):
+        assert isinstance(summary[key], float)
+    assert {"zoo_training", "canonicalization", "flow_training", "generation", "evaluation", "total"} <= set(
+        summary["timings"]
+    )
+    on_disk = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert on_disk["novelty_ratio"] == summary["novelty_ratio"]
+    assert "Novelty ratio" in (tmp_path / "demo" / "report.md").read_text()
+    assert len(WeightZoo.load(tmp_path / "demo" / "generated")) == 5

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dwf_hub.configs import FlowConfig
+from dwf_hub.errors import DWFError, UnknownNameError
+from dwf_hub.flow.scheduler import FlowODEScheduler
+from dwf_hub.flow.training import train_flow
+from dwf_hub.flow.velocity import VelocityModel
+
+
+def _solve(solver: str, steps: int) -> float:
+    """Integrate dx/dt = -x from x(0)=1 to t=1; returns |x(1) - e^-1|."""
+    s = FlowODEScheduler(solver=solver, num_inference_steps=steps)
+    x = torch.ones(1, dtype=torch.float64)
+    for t in s.timesteps:
+        x = s.step(-x, t, x).prev_sample
+    return abs(float(x) - math.exp(-1))
+
+
+def test_solvers_converge_at_their_order():
+    errs = {s: (_solve(s, 10), _solve(s, 20)) for s in ("euler", "heun", "rk4")}
+    assert errs["rk4"][0] < errs["heun"][0] < errs["euler"][0]
+    assert errs["euler"][0] / errs["euler"][1] == pytest.approx(2, rel=0.1)
+    assert errs["heun"][0] / errs["heun"][1] == pytest.approx(4, rel=0.1)
+    assert errs["rk4"][0] / errs["rk4"][1] == pytest.approx(16, rel=0.15)
+    assert errs["rk4"][1] < 1e-7
+
+
+def test_scheduler_timesteps_and_config(tmp_path):
+    s = FlowODEScheduler(solver="rk4", num_inference_steps=4, source_std=0.3)
+    assert s.init_noise_sigma == 0.3
+    assert s.order == 4 and len(s.timesteps) == 16
+    torch.testing.assert_close(s.timesteps[:4], torch.tensor([0.0, 0.125, 0.125, 0.25]))
+    s.set_timesteps(3, solver="euler")
+    torch.testing.assert_close(s.timesteps, torch.tensor([0.0, 1 / 3, 2 / 3]))
+    s.save_pretrained(tmp_path)
+    loaded = FlowODEScheduler.from_pretrained(tmp_path)
+    assert loaded.config.solver == "rk4" and loaded.init_noise_sigma == 0.3
+    with pytest.raises(UnknownNameError, match="unknown solver 'midpoint'"):
+        FlowODEScheduler(solver="midpoint")
+    with pytest.raises(DWFError, match="num_inference_steps"):
+        s.set_timesteps(0)
+
+
+def test_velocity_starts_at_zero_and_accepts_scalar_time():
+    v = VelocityModel(dim=7, hidden_dim=16, time_embed_dim=4)
+    x = torch.randn(3, 7)
+    assert torch.equal(v(x, 0.5), torch.zeros(3, 7))
+    assert v(x, torch.tensor([0.1, 0.2, 0.3])).shape == (3, 7)
+
+
+def _cfg(**kw) -> FlowConfig:
+    base = dict(
+        hidden_dim=32,
+        time_embed_dim=4,
+        dropout=0.1,
+        iterations=60,
+        batch_size=8,
+        checkpoint_every=20,
+        lr=1e-3,
+    )
+    return FlowConfig(**{**base, **kw})
+
+
+def test_flow_learns_a_shifted_gaussian():
+    data = torch.randn(64, 6) * 0.2 + 2.0
+    v, losses = train_flow(
+        data, _cfg(iterations=400, batch_size=32, lr=3e-3, dropout=0.0), 1.0, progress=False
+    )
+    assert losses[-1] < losses[0]
+    s = FlowODEScheduler(num_inference_steps=20)
+    x = torch.randn(256, 6, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for t in s.timesteps:
+            x = s.step(v(x, t), t, x).prev_sample
+    assert abs(float(x.mean()) - 2.0) < 0.3
+
+
+def test_flow_training_is_deterministic():
+    data = torch.randn(10, 5)
+    a, la = train_flow(data, _cfg(), 1.0, progress=False)
+    b, lb = train_flow(data, _cfg(), 1.0, progress=False)
+    assert la == lb
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_flow_training_resumes_after_interruption(tmp_path):
+    data = torch.randn(10, 5)
+    ref, ref_losses = train_flow(data, _cfg(), 1.0, progress=False)
+
+    def crash(it, loss):
+        if it == 47:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_flow(data, _cfg(), 1.0, checkpoint_dir=tmp_path, progress=False, callback=crash)
+    seen = []
+    resumed, losses = train_flow(
+        data, _cfg(), 1.0, checkpoint_dir=tmp_path, progress=False, callback=lambda it, loss: seen.append(it)
+    )
+    assert seen[0] == 41  # restarted after the checkpoint at iteration 40, not from scratch
+    assert all(torch.equal(p, q) for p, q in zip(ref.state_dict().values(), resumed.state_dict().values()))
+    assert losses == pytest.approx(ref_losses)
+    with pytest.raises(DWFError, match="another configuration"):
+        train_flow(data, _cfg(lr=5e-3), 1.0, checkpoint_dir=tmp_path, progress=False)
+
+
+def test_flow_config_validation():
+    with pytest.raises(DWFError, match="normalization='pca'"):
+        FlowConfig(normalization="pca")
+    with pytest.raises(DWFError, match="source_std"):
+        FlowConfig(source_std=-1.0)
+    with pytest.raises(DWFError, match="NaN"):
+        train_flow(torch.tensor([[float("nan"), 1.0]]), _cfg(), 1.0, progress=False)

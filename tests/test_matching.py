@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import torch
+
+from dwf_hub.data import load_task
+from dwf_hub.evaluation import accuracy_many
+from dwf_hub.matching import canonicalize
+from dwf_hub.matching.weight_matching import objective
+from dwf_hub.metrics import nearest_distances
+from dwf_hub.permutations import apply_permutation, identity_permutation
+
+
+def test_canonical_zoo_is_functionally_identical(tiny_zoo):
+    result = canonicalize(tiny_zoo, reference=0, progress=False)
+    canon = result.zoo
+    assert canon.info["canonical"]["reference"] == 0
+    assert len(result.perms) == len(tiny_zoo)
+    x = tiny_zoo.arch.example_input(64, torch.Generator().manual_seed(0))
+    for i in range(len(tiny_zoo)):
+        with torch.no_grad():
+            a, b = tiny_zoo.model(i)(x), canon.model(i)(x)
+        assert (a - b).abs().max() <= 1e-5
+    # the reference does not move
+    for k, v in tiny_zoo.state_dict(0).items():
+        assert torch.equal(canon.state_dict(0)[k], v)
+    task = load_task(tiny_zoo.recipe["data"])
+    acc_raw = accuracy_many(tiny_zoo.arch, tiny_zoo.to_matrix(), task.x_test, task.y_test)
+    acc_can = accuracy_many(canon.arch, canon.to_matrix(), task.x_test, task.y_test)
+    assert torch.equal(acc_raw, acc_can)
+
+
+def test_matching_improves_objective_and_distances(tiny_zoo):
+    result = canonicalize(tiny_zoo, progress=False)
+    spec = tiny_zoo.arch.permutation_spec()
+    ref = tiny_zoo.state_dict(0)
+    for i in range(1, len(tiny_zoo)):
+        sd = tiny_zoo.state_dict(i)
+        before = objective(spec, ref, apply_permutation(spec, identity_permutation(spec, sd), sd))
+        assert result.objectives[i] >= before - 1e-9
+    raw, can = tiny_zoo.to_matrix(), result.zoo.to_matrix()
+    assert (can[1:] - can[0]).norm(dim=1).sum() <= (raw[1:] - raw[0]).norm(dim=1).sum() + 1e-6
+    assert nearest_distances(can, can, True).median() <= nearest_distances(raw, raw, True).median() + 1e-6
+
+
+def test_canonicalization_is_deterministic(tiny_zoo):
+    a = canonicalize(tiny_zoo, progress=False).zoo.to_matrix()
+    b = canonicalize(tiny_zoo, progress=False).zoo.to_matrix()
+    assert torch.equal(a, b)

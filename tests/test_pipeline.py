@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from torch import nn
+
+from dwf_hub.codec import WeightCodec
+from dwf_hub.errors import DWFError, PipelineFormatError
+from dwf_hub.permutations import apply_permutation, random_permutation
+from dwf_hub.pipeline import DeepWeightFlowPipeline
+from dwf_hub.zoo import WeightZoo
+
+
+def _gen(pipe, n=4, seed=0, **kw):
+    return pipe(num_networks=n, generator=torch.Generator().manual_seed(seed), **kw)
+
+
+def test_generates_ready_models(tiny_fit, tiny_zoo):
+    out = _gen(tiny_fit.pipeline, 5)
+    assert out.weights.shape == (5, tiny_zoo.arch.num_params)
+    assert len(out.networks) == len(out.state_dicts) == 5
+    x = tiny_zoo.arch.example_input(3)
+    for net, sd in zip(out.networks, out.state_dicts):
+        assert isinstance(net, nn.Module) and not net.training
+        assert net(x).shape == (3, 3)
+        assert torch.isfinite(net(x)).all()
+        assert set(sd) == {p.key for p in tiny_zoo.arch.layout}
+    assert _gen(tiny_fit.pipeline, 2, output_type="state_dict").networks is None
+    pt = _gen(tiny_fit.pipeline, 2, output_type="pt")
+    assert pt.state_dicts is None and pt.weights.shape[0] == 2
+
+
+def test_generation_is_seeded(tiny_fit):
+    a, b = _gen(tiny_fit.pipeline, seed=1).weights, _gen(tiny_fit.pipeline, seed=1).weights
+    c = _gen(tiny_fit.pipeline, seed=2).weights
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    euler = _gen(tiny_fit.pipeline, seed=1, solver="euler", num_inference_steps=3).weights
+    assert not torch.equal(a, euler)
+
+
+def test_save_and_load_round_trip(tiny_fit, tmp_path):
+    tiny_fit.pipeline.save_pretrained(tmp_path / "pipe")
+    index = json.loads((tmp_path / "pipe" / "model_index.json").read_text())
+    assert index["_class_name"] == "DeepWeightFlowPipeline"
+    assert index["codec"] == ["dwf_hub.codec", "WeightCodec"]  # import paths users' repos depend on
+    assert index["velocity"] == ["dwf_hub.flow.velocity", "VelocityModel"]
+    loaded = DeepWeightFlowPipeline.from_pretrained(tmp_path / "pipe")
+    for name in ("velocity", "codec"):
+        a, b = getattr(tiny_fit.pipeline, name).state_dict(), getattr(loaded, name).state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    public = lambda cfg: {k: v for k, v in cfg.items() if not k.startswith("_")}  # noqa: E731
+    assert public(loaded.scheduler.config) == public(tiny_fit.pipeline.scheduler.config)
+    assert torch.equal(_gen(loaded, seed=3).weights, _gen(tiny_fit.pipeline, seed=3).weights)
+    assert not list((tmp_path / "pipe").rglob("*.bin")) and not list((tmp_path / "pipe").rglob("*.pkl"))
+
+
+def test_missing_or_foreign_component(tiny_fit, tmp_path):
+    root = tmp_path / "pipe"
+    tiny_fit.pipeline.save_pretrained(root)
+    broken = tmp_path / "broken"
+    shutil.copytree(root, broken)
+    shutil.rmtree(broken / "codec")
+    with pytest.raises(PipelineFormatError, match="component 'codec' is missing"):
+        DeepWeightFlowPipeline.from_pretrained(broken)
+    with pytest.raises(PipelineFormatError, match="missing model_index.json"):
+        DeepWeightFlowPipeline.from_pretrained(tmp_path)
+    index = json.loads((root / "model_index.json").read_text())
+    index["_class_name"] = "StableDiffusionPipeline"
+    (root / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(PipelineFormatError, match="StableDiffusionPipeline"):
+        DeepWeightFlowPipeline.from_pretrained(root)
+
+
+def test_bad_arguments(tiny_fit):
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(DWFError, match="num_networks must be a positive integer"):
+            tiny_fit.pipeline(num_networks=bad)
+    with pytest.raises(DWFError, match="output_type"):
+        tiny_fit.pipeline(num_networks=1, output_type="numpy")
+    with pytest.raises(DWFError, match="unknown solver"):
+        tiny_fit.pipeline(num_networks=1, solver="dopri5")
+
+
+def test_canonicalize_recovers_reference(tiny_fit, tiny_zoo):
+    pipe = tiny_fit.pipeline
+    ref = pipe.codec.reference_state_dict()
+    spec = tiny_zoo.arch.permutation_spec()
+    shuffled = apply_permutation(spec, random_permutation(spec, ref, torch.Generator().manual_seed(0)), ref)
+    aligned = pipe.canonicalize(shuffled)
+    assert all(torch.equal(aligned[k], ref[k]) for k in ref)
+    model = tiny_zoo.arch.instantiate(shuffled)
+    aligned_model = pipe.canonicalize(model)
+    x = tiny_zoo.arch.example_input(4)
+    with torch.no_grad():
+        torch.testing.assert_close(aligned_model(x), model(x))
+
+
+def test_generate_zoo_uses_zoo_format(tiny_fit, tmp_path):
+    zoo = tiny_fit.pipeline.generate_zoo(6, seed=4)
+    zoo.save(tmp_path / "gen")
+    loaded = WeightZoo.load(tmp_path / "gen")
+    assert len(loaded) == 6 and loaded.recipe == tiny_fit.pipeline.codec.config.recipe
+    assert all(r["source"] == "generated" for r in loaded.records)
+    assert torch.equal(loaded.to_matrix(), _gen(tiny_fit.pipeline, 6, seed=4, output_type="pt").weights)
+
+
+@pytest.mark.parametrize("normalization", ["none", "center", "standardize", "whiten"])
+def test_codec_round_trip(tiny_zoo, normalization, tmp_path):
+    w = tiny_zoo.to_matrix()
+    codec = WeightCodec.fit(tiny_zoo.arch, w, normalization)
+    z = codec.encode(w)
+    torch.testing.assert_close(codec.decode(z), w, atol=1e-5, rtol=1e-5)
+    if normalization == "whiten":
+        assert z.shape == (len(w), codec.latent_dim) and codec.latent_dim <= len(w) - 1
+        torch.testing.assert_close(z.std(0), torch.ones(codec.latent_dim), atol=1e-4, rtol=1e-4)
+        assert codec.config.explained_variance == pytest.approx(1.0)
+        small = WeightCodec.fit(tiny_zoo.arch, w, normalization, n_components=2)
+        assert 0 < small.config.explained_variance < 1
+        with pytest.raises(DWFError, match="n_components"):
+            WeightCodec.fit(tiny_zoo.arch, w, normalization, n_components=len(w) + 5)
+    codec.save_pretrained(tmp_path / "c")
+    loaded = WeightCodec.from_pretrained(tmp_path / "c")
+    torch.testing.assert_close(loaded.decode(z), w, atol=1e-5, rtol=1e-5)
+
+
+def test_fit_without_canonicalization(tiny_zoo):
+    from dwf_hub.fitting import default_flow_config, fit_pipeline
+
+    result = fit_pipeline(
+        tiny_zoo, default_flow_config(tiny_zoo, canonicalize=False, iterations=5), progress=False
+    )
+    assert result.pipeline.codec.config.canonicalization is None
+    assert torch.equal(result.training_zoo.to_matrix(), tiny_zoo.to_matrix())
+    assert _gen(result.pipeline, 2).weights.shape == (2, tiny_zoo.arch.num_params)

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from dwf_hub.configs import TrainingConfig
+from dwf_hub.data import TaskData, load_task
+from dwf_hub.errors import DWFError, UnknownNameError
+from dwf_hub.recipes import Recipe, available_recipes, load_recipe
+from dwf_hub.training import init_member, train_members, train_zoo
+from dwf_hub.zoo import WeightZoo, checkpoint_name
+
+
+def test_shipped_recipes_load():
+    names = available_recipes()
+    assert {"iris_mlp", "iris_mlp_mixed_init", "digits_mlp", "mnist_mlp", "fashion_mnist_mlp"} <= set(names)
+    for name in names:
+        recipe = load_recipe(name)
+        assert recipe.name == name
+        recipe.flow_config()
+    iris = load_recipe("iris_mlp")
+    assert iris.arch_spec.num_params == 131
+    assert (iris.training.optimizer, iris.training.lr, iris.training.batch_size, iris.training.epochs) == (
+        "adam",
+        1e-3,
+        16,
+        100,
+    )
+
+
+def test_recipe_errors(tmp_path):
+    with pytest.raises(UnknownNameError, match="unknown recipe 'nope'"):
+        load_recipe("nope")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'name = "x"\n[arch]\nname = "mlp"\nlayer_sizes = [4, 3]\n[data]\nname = "iris"\n[training]\nlrr = 1\n'
+    )
+    with pytest.raises(DWFError, match=r"unknown key\(s\) \['lrr'\]"):
+        load_recipe(bad)
+    with pytest.raises(DWFError, match="init='bogus'"):
+        TrainingConfig(init="bogus")
+    with pytest.raises(DWFError, match="not found"):
+        load_recipe(tmp_path / "missing.toml")
+
+
+def test_init_schemes_differ_and_are_seeded():
+    arch = load_recipe("iris_mlp").arch_spec
+    sds = {
+        s: init_member(arch, s, seed=1)
+        for s in ("default", "kaiming", "kaiming_zero_bias", "xavier", "normal", "uniform")
+    }
+    assert torch.all(sds["kaiming_zero_bias"]["layers.0.bias"] == 0)
+    assert torch.all(sds["uniform"]["layers.0.weight"].abs() <= 0.1)
+    flat = {s: arch.flatten(sd) for s, sd in sds.items()}
+    names = list(flat)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not torch.equal(flat[a], flat[b]), (a, b)
+    assert torch.equal(arch.flatten(init_member(arch, "xavier", 1)), flat["xavier"])
+    assert not torch.equal(arch.flatten(init_member(arch, "xavier", 2)), flat["xavier"])
+
+
+def test_batched_training_equals_one_by_one(tiny_recipe):
+    task = load_task(tiny_recipe.data)
+    arch, cfg = tiny_recipe.arch_spec, tiny_recipe.training
+    together = train_members(arch, task, cfg, [0, 1, 2], ["kaiming", "xavier", "normal"], progress=False)
+    for i, (seed, scheme) in enumerate([(0, "kaiming"), (1, "xavier"), (2, "normal")]):
+        ((alone, rec),) = train_members(arch, task, cfg, [seed], [scheme], progress=False)
+        for k, v in alone.items():
+            torch.testing.assert_close(together[i][0][k], v, atol=1e-5, rtol=1e-4)
+        assert rec["seed"] == seed and rec["init"] == scheme
+
+
+def test_training_learns(tiny_zoo):
+    accs = [r["test_accuracy"] for r in tiny_zoo.records]
+    assert sum(accs) / len(accs) > 0.6  # iris chance level is 1/3
+    assert len({r["seed"] for r in tiny_zoo.records}) == len(tiny_zoo)
+
+
+def test_checkpoint_selection_never_sees_test_split(tiny_recipe):
+    task = load_task(tiny_recipe.data)
+    scrambled = dataclasses.replace(
+        task, x_test=torch.randn_like(task.x_test), y_test=torch.flip(task.y_test, [0])
+    )
+    cfg = dataclasses.replace(tiny_recipe.training, checkpoint="best_val")
+    arch = tiny_recipe.arch_spec
+    a = train_members(arch, task, cfg, [0, 1], ["kaiming"] * 2, progress=False)
+    b = train_members(arch, scrambled, cfg, [0, 1], ["kaiming"] * 2, progress=False)
+    for (sa, ra), (sb, rb) in zip(a, b):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+        assert ra["selected_epoch"] == rb["selected_epoch"] and ra["val_accuracy"] == rb["val_accuracy"]
+        assert 1 <= ra["selected_epoch"] <= cfg.epochs
+    assert isinstance(task, TaskData)
+
+
+def test_zoo_training_is_deterministic_and_resumes(tiny_recipe, tmp_path):
+    first = train_zoo(tiny_recipe, 4, tmp_path / "a", seed=5, progress=False).to_matrix()
+    again = train_zoo(tiny_recipe, 4, tmp_path / "b", seed=5, progress=False).to_matrix()
+    assert torch.equal(first, again)
+    # Simulate an interruption: one checkpoint never written, the final files missing.
+    root = tmp_path / "a"
+    (root / checkpoint_name(2)).unlink()
+    (root / "zoo.json").unlink()
+    mtime = (root / checkpoint_name(0)).stat().st_mtime_ns
+    resumed = train_zoo(tiny_recipe, 4, root, seed=5, progress=False)
+    assert (root / checkpoint_name(0)).stat().st_mtime_ns == mtime  # finished work is not redone
+    assert torch.allclose(resumed.to_matrix(), first, atol=1e-5)
+    assert len(WeightZoo.load(root)) == 4
+
+
+def test_zoo_job_mismatch_is_refused(tiny_recipe, tmp_path):
+    train_zoo(tiny_recipe, 2, tmp_path / "a", seed=0, progress=False)
+    with pytest.raises(DWFError, match="another recipe, size or seed"):
+        train_zoo(tiny_recipe, 3, tmp_path / "a", seed=0, progress=False)
+    with pytest.raises(DWFError, match="num_models"):
+        train_zoo(tiny_recipe, 0, tmp_path / "c")
+
+
+def test_mixed_init_recipe_cycles_schemes(tmp_path):
+    recipe = load_recipe("iris_mlp_mixed_init").to_dict()
+    recipe["training"]["epochs"] = 2
+    zoo = train_zoo(Recipe.from_dict(recipe), 6, tmp_path / "m", progress=False)
+    assert [r["init"] for r in zoo.records] == recipe["training"]["init"]
+    json.dumps(zoo.recipe)
