@@ -100,15 +100,21 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
 
     def generate_zoo(self, num_networks: int, seed: int = 0, **kwargs: Any):
         """Generate networks as a ``WeightZoo`` (same format as a trained zoo)."""
+        gen = torch.Generator().manual_seed(seed)
+        return self.to_zoo(
+            self(num_networks=num_networks, generator=gen, output_type="state_dict", **kwargs), seed
+        )
+
+    def to_zoo(self, output: DeepWeightFlowOutput, seed: int | None = None):
+        """Wrap generated networks as a ``WeightZoo`` (records the generation seed when given)."""
         from .zoo import WeightZoo
 
-        gen = torch.Generator().manual_seed(seed)
-        out = self(num_networks=num_networks, generator=gen, output_type="state_dict", **kwargs)
-        records = [{"source": "generated", "seed": seed, "index": i} for i in range(num_networks)]
+        state_dicts = output.state_dicts or [self.arch.unflatten(w) for w in output.weights]
+        records = [{"source": "generated", "seed": seed, "index": i} for i in range(len(state_dicts))]
         info = {"source": "generated", "generator": dict(self.scheduler.config), "seed": seed}
         if self.codec.config.canonicalization:
             info["canonical"] = dict(self.codec.config.canonicalization)
-        return WeightZoo(self.arch, out.state_dicts, records, recipe=self.codec.config.recipe, info=info)
+        return WeightZoo(self.arch, state_dicts, records, recipe=self.codec.config.recipe, info=info)
 
 
 def _check_pipeline_dir(path: Path) -> None:

@@ -38,8 +38,7 @@ class Recipe:
         return build_dataclass(FlowConfig, {**self.flow, **overrides}, f"recipe {self.name!r} [flow]")
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return d
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "recipe") -> Recipe:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -161,13 +160,6 @@ class WeightZoo:
                 )
             members.append(ckpt)
         return cls(arch, members, records, recipe=config.get("recipe"), info=config.get("info"))
-
-    def copy_to(self, path: str | os.PathLike) -> Path:
-        """Save to a new folder (files of a loaded zoo are copied without re-encoding)."""
-        root = Path(path)
-        if root.exists() and any(root.iterdir()):
-            shutil.rmtree(root)
-        return self.save(root)
 
 
 def read_zoo_config(root: Path) -> dict[str, Any]:

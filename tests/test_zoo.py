@@ -11,7 +11,7 @@ from dwf_hub.zoo import ZOO_FORMAT_VERSION, WeightZoo, checkpoint_name
 
 
 def _copy(zoo, path):
-    return WeightZoo.load(zoo.copy_to(path))
+    return WeightZoo.load(zoo.save(path))
 
 
 def test_round_trip_weights_and_metadata(tiny_zoo, tmp_path):
@@ -33,7 +33,7 @@ def test_round_trip_weights_and_metadata(tiny_zoo, tmp_path):
 def test_zoo_folder_is_a_dataset_repo(tiny_zoo, tmp_path):
     import datasets
 
-    root = tiny_zoo.copy_to(tmp_path / "z")
+    root = tiny_zoo.save(tmp_path / "z")
     card = (root / "README.md").read_text()
     assert card.startswith("---") and "metadata.parquet" in card
     ds = datasets.load_dataset(str(root), split="train")
@@ -57,14 +57,14 @@ def test_from_matrix_and_model(tiny_zoo):
 
 
 def test_missing_checkpoint(tiny_zoo, tmp_path):
-    root = tiny_zoo.copy_to(tmp_path / "z")
+    root = tiny_zoo.save(tmp_path / "z")
     (root / checkpoint_name(2)).unlink()
     with pytest.raises(WeightFormatError, match="model_00002.safetensors.*missing"):
         WeightZoo.load(root)
 
 
 def test_truncated_and_corrupt_checkpoint(tiny_zoo, tmp_path):
-    root = tiny_zoo.copy_to(tmp_path / "z")
+    root = tiny_zoo.save(tmp_path / "z")
     path = root / checkpoint_name(1)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -76,7 +76,7 @@ def test_truncated_and_corrupt_checkpoint(tiny_zoo, tmp_path):
 
 
 def test_checkpoint_of_wrong_architecture(tiny_zoo, tmp_path):
-    root = tiny_zoo.copy_to(tmp_path / "z")
+    root = tiny_zoo.save(tmp_path / "z")
     sd = tiny_zoo.state_dict(0)
     save_tensors(root / checkpoint_name(4), {**sd, "layers.0.weight": torch.zeros(7, 4)})
     with pytest.raises(ZooFormatError, match=r"model_00004.safetensors: keys/shapes.*layers.0.weight"):
@@ -87,7 +87,7 @@ def test_checkpoint_of_wrong_architecture(tiny_zoo, tmp_path):
 
 
 def test_nan_weights_named_on_read(tiny_zoo, tmp_path):
-    root = tiny_zoo.copy_to(tmp_path / "z")
+    root = tiny_zoo.save(tmp_path / "z")
     sd = dict(tiny_zoo.state_dict(0))
     sd["layers.2.weight"] = sd["layers.2.weight"].clone()
     sd["layers.2.weight"][0, 0] = float("inf")
@@ -102,7 +102,7 @@ def test_nan_weights_named_on_read(tiny_zoo, tmp_path):
 def test_empty_zoo(tiny_zoo, tmp_path):
     with pytest.raises(ZooFormatError, match="empty zoo"):
         WeightZoo(tiny_zoo.arch, [])
-    root = tiny_zoo.copy_to(tmp_path / "z")
+    root = tiny_zoo.save(tmp_path / "z")
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -117,7 +117,7 @@ def test_not_a_zoo_and_future_version(tiny_zoo, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ZooFormatError, match="missing zoo.json"):
         WeightZoo.load(tmp_path / "empty")
-    root = tiny_zoo.copy_to(tmp_path / "z")
+    root = tiny_zoo.save(tmp_path / "z")
     cfg = json.loads((root / "zoo.json").read_text())
     cfg["format_version"] = ZOO_FORMAT_VERSION + 1
     (root / "zoo.json").write_text(json.dumps(cfg))
@@ -131,7 +131,7 @@ def test_not_a_zoo_and_future_version(tiny_zoo, tmp_path):
 def test_unknown_architecture_in_zoo(tiny_zoo, tmp_path):
     from dwf_hub.errors import UnknownNameError
 
-    root = tiny_zoo.copy_to(tmp_path / "z")
+    root = tiny_zoo.save(tmp_path / "z")
     cfg = json.loads((root / "zoo.json").read_text())
     cfg["arch"] = {"name": "transformer9000"}
     (root / "zoo.json").write_text(json.dumps(cfg))

@@ -165,7 +165,14 @@ def train_flow(
             and ((it + 1) % cfg.checkpoint_every == 0 and it + 1 < cfg.iterations)
         ):
             _save_state(
-                folder, it + 1, accelerator.unwrap_model(model), opt, sched, losses, (running, count), fingerprint
+                folder,
+                it + 1,
+                accelerator.unwrap_model(model),
+                opt,
+                sched,
+                losses,
+                (running, count),
+                fingerprint,
             )
     velocity = accelerator.unwrap_model(model).to("cpu").eval()
     accelerator.free_memory()
