@@ -38,14 +38,37 @@ AUTHORS_IRIS = {  # REFERENCE_NOTES: their code on a 2-core CPU, zoo 90.70 +- 2.
 }
 
 
-def run(dataset: str, widths: list[int], out: Path, num_generated: int, rows: list[dict]) -> None:
+def evaluate_fit(zoo, canonical, fit, num_generated, zoo_acc) -> dict:
+    gen = fit.pipeline.generate_zoo(num_generated, seed=0)
+    ev = evaluate_zoo(gen, reference=canonical)
+    w, ref = gen.to_matrix(), canonical.to_matrix()
+    div = float(nearest_distances(w, w, True).median() / nearest_distances(ref, ref, True).median())
+    d_mean = 100 * (ev["accuracy_mean"] - float(zoo_acc.mean()))
+    d_std = 100 * (ev["accuracy_std"] - float(zoo_acc.std(unbiased=False)))
+    return {
+        "acc_mean": ev["accuracy_mean"], "acc_std": ev["accuracy_std"], "delta_mean_pp": d_mean,
+        "delta_std_pp": d_std, "novelty": ev["novelty_ratio"], "diversity": div,
+        "target_met": d_mean >= -0.5 and d_std <= 1.0 and ev["novelty_ratio"] >= 0.8, "weights": w,
+    }  # fmt: skip
+
+
+def row_line(canon: bool, width: str, r: dict) -> str:
+    return (
+        f"| {'yes' if canon else 'no'} | {width} | {100 * r['acc_mean']:.2f} ± {100 * r['acc_std']:.2f} "
+        f"| {r['delta_mean_pp']:+.2f} | {r['delta_std_pp']:+.2f} | {r['novelty']:.3f} | {r['diversity']:.3f} "
+        f"| {r['fit_s']:.1f} | {'yes' if r['target_met'] else 'no'} |"
+    )
+
+
+def run(
+    dataset: str, widths: list[int], out: Path, num_generated: int, rows: list[dict], paper: bool
+) -> None:
     recipe_name, n = ZOOS[dataset]
     recipe = load_recipe(recipe_name)
     zoo = train_zoo(recipe, n, out / f"zoo_{dataset}", progress=False)
     canonical = canonicalize(zoo, progress=False).zoo
     task = load_task(recipe.data)
     zoo_acc = accuracy_many(zoo.arch, zoo.to_matrix(), task.x_test, task.y_test)
-    ref = canonical.to_matrix()
     default_width = recipe.flow_config().hidden_dim
     print(
         f"\n## {dataset}: {recipe_name}, {n} zoo networks, {num_generated} generated, D = {zoo.arch.num_params}"
@@ -60,31 +83,31 @@ def run(dataset: str, widths: list[int], out: Path, num_generated: int, rows: li
             cfg = default_flow_config(zoo, hidden_dim=width, canonicalize=canon)
             t0 = time.perf_counter()
             fit = fit_pipeline(canonical if canon else zoo, cfg, progress=False)
-            fit_s = time.perf_counter() - t0
-            gen = fit.pipeline.generate_zoo(num_generated, seed=0)
-            ev = evaluate_zoo(gen, reference=canonical)
-            w = gen.to_matrix()
-            div = float(nearest_distances(w, w, True).median() / nearest_distances(ref, ref, True).median())
-            d_mean = 100 * (ev["accuracy_mean"] - float(zoo_acc.mean()))
-            d_std = 100 * (ev["accuracy_std"] - float(zoo_acc.std(unbiased=False)))
-            met = d_mean >= -0.5 and d_std <= 1.0 and ev["novelty_ratio"] >= 0.8
-            row = {
-                "dataset": dataset, "canonicalize": canon, "width": width, "default": canon and width == default_width,
-                "acc_mean": ev["accuracy_mean"], "acc_std": ev["accuracy_std"], "delta_mean_pp": d_mean,
-                "delta_std_pp": d_std, "novelty": ev["novelty_ratio"], "diversity": div, "fit_s": fit_s, "target_met": met,
-            }  # fmt: skip
+            row = {"dataset": dataset, "canonicalize": canon, "width": width, "preset": "dwf",
+                   "default": canon and width == default_width, "fit_s": time.perf_counter() - t0}  # fmt: skip
+            row.update(evaluate_fit(zoo, canonical, fit, num_generated, zoo_acc))
+            w = row.pop("weights")
             rows.append(row)
-            mark = "*" if row["default"] else ""
-            print(
-                f"| {'yes' if canon else 'no'} | {width}{mark} | {100 * ev['accuracy_mean']:.2f} ± {100 * ev['accuracy_std']:.2f} "
-                f"| {d_mean:+.2f} | {d_std:+.2f} | {ev['novelty_ratio']:.3f} | {div:.3f} | {fit_s:.1f} | {'yes' if met else 'no'} |",
-                flush=True,
-            )
+            print(row_line(canon, f"{width}{'*' if row['default'] else ''}", row), flush=True)
             if row["default"]:
                 fine = fit.pipeline.generate_zoo(num_generated, seed=0, num_inference_steps=99)
                 fine_acc = accuracy_many(zoo.arch, fine.to_matrix(), task.x_test, task.y_test)
                 row["acc_mean_99_steps"] = float(fine_acc.mean())
                 row["max_abs_weight_diff_99_vs_default_steps"] = float((fine.to_matrix() - w).abs().max())
+    if paper:
+        cfg = default_flow_config(zoo, "paper")
+        t0 = time.perf_counter()
+        fit = fit_pipeline(canonical, cfg, progress=False)
+        row = {"dataset": dataset, "canonicalize": True, "width": cfg.hidden_dim, "preset": "paper",
+               "default": False, "fit_s": time.perf_counter() - t0}  # fmt: skip
+        row.update(evaluate_fit(zoo, canonical, fit, num_generated, zoo_acc))
+        row.pop("weights")
+        rows.append(row)
+        print(
+            row_line(
+                True, f"{cfg.hidden_dim} (paper preset: {cfg.iterations} its, batch {cfg.batch_size})", row
+            )
+        )
     if dataset == "iris":
         print("\nAuthors' code on Iris (REFERENCE_NOTES, zoo 90.70 ± 2.02): width: acc (re-basin) / novelty")
         for (canon, width), (acc, nov) in sorted(
@@ -102,11 +125,19 @@ def main() -> None:
     p.add_argument("--widths", default="32,64,128,256,512")
     p.add_argument("--num-generated", type=int, default=100)
     p.add_argument("--out", default="bench_out/mlp")
+    p.add_argument("--paper", default="iris", help="datasets that also get a row with the paper preset")
     a = p.parse_args()
     out = Path(a.out)
     rows: list[dict] = []
     for ds in a.datasets.split(","):
-        run(ds, [int(w) for w in a.widths.split(",")], out, a.num_generated, rows)
+        run(
+            ds,
+            [int(w) for w in a.widths.split(",") if w],
+            out,
+            a.num_generated,
+            rows,
+            ds in a.paper.split(","),
+        )
     for r in rows:
         if r["default"] and "acc_mean_99_steps" in r:
             print(

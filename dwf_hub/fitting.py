@@ -28,13 +28,14 @@ class FitResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def default_flow_config(zoo: WeightZoo, **overrides: Any) -> FlowConfig:
-    """The zoo recipe's flow defaults (or the global ones) with ``overrides`` applied."""
-    if zoo.recipe:
-        return Recipe.from_dict(zoo.recipe, source="zoo recipe").flow_config(**overrides)
-    from .configs import build_dataclass
-
-    return build_dataclass(FlowConfig, overrides, "flow config")
+def default_flow_config(zoo: WeightZoo, preset: str = "dwf", **overrides: Any) -> FlowConfig:
+    """The zoo recipe's flow settings for ``preset`` (``dwf`` or ``paper``) with ``overrides`` applied."""
+    recipe = (
+        Recipe.from_dict(zoo.recipe, source="zoo recipe")
+        if zoo.recipe
+        else Recipe("custom", zoo.arch.config, {})
+    )
+    return recipe.flow_config(preset, **overrides)
 
 
 def fit_pipeline(

@@ -66,7 +66,7 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
     ) -> DeepWeightFlowOutput | tuple:
         """Integrate the flow from ``N`` Gaussian samples in one batched solver pass.
 
-        ``num_inference_steps`` and ``solver`` default to the scheduler config (RK4, 99 steps).
+        ``num_inference_steps`` and ``solver`` default to the scheduler config (RK4, 10 steps unless fitted otherwise).
         """
         if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
             raise DWFError(f"num_networks must be a positive integer, got {num_networks!r}")

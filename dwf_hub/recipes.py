@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .archs import ArchSpec, arch_from_config
-from .configs import FlowConfig, TrainingConfig, build_dataclass
+from .configs import FLOW_PRESETS, PAPER_FLOW, FlowConfig, TrainingConfig, build_dataclass
 from .errors import DWFError, unknown
 
 if sys.version_info >= (3, 11):
@@ -27,15 +27,23 @@ class Recipe:
     data: dict[str, Any]
     training: TrainingConfig = field(default_factory=TrainingConfig)
     flow: dict[str, Any] = field(default_factory=dict)
-    """Overrides of ``FlowConfig`` defaults for this recipe."""
+    """Overrides of ``FlowConfig`` defaults for this recipe (the ``dwf`` preset)."""
+    paper_flow: dict[str, Any] = field(default_factory=dict)
+    """This recipe's values in the paper's Table 14 (the ``paper`` preset adds them to ``PAPER_FLOW``)."""
     description: str = ""
 
     @property
     def arch_spec(self) -> ArchSpec:
         return arch_from_config(self.arch)
 
-    def flow_config(self, **overrides: Any) -> FlowConfig:
-        return build_dataclass(FlowConfig, {**self.flow, **overrides}, f"recipe {self.name!r} [flow]")
+    def flow_config(self, preset: str = "dwf", **overrides: Any) -> FlowConfig:
+        """Flow settings: ``dwf`` (our defaults + ``[flow]``) or ``paper`` (Table 14 + ``[paper_flow]``)."""
+        if preset not in FLOW_PRESETS:
+            raise unknown("flow preset", preset, list(FLOW_PRESETS))
+        base = self.flow if preset == "dwf" else {**PAPER_FLOW, **self.paper_flow}
+        return build_dataclass(
+            FlowConfig, {**base, **overrides}, f"recipe {self.name!r} flow ({preset} preset)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -53,7 +61,8 @@ class Recipe:
         d["training"] = build_dataclass(TrainingConfig, d.get("training"), f"{source} [training]")
         recipe = cls(**d)
         recipe.arch_spec  # noqa: B018  (validates the architecture now)
-        recipe.flow_config()
+        for preset in FLOW_PRESETS:
+            recipe.flow_config(preset)
         return recipe
 
 

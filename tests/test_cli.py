@@ -35,6 +35,8 @@ num_inference_steps = 8
 def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     (root / "tiny.toml").write_text(TOML)
+    argv = ["-q", "zoo", "train", str(root / "tiny.toml"), "--num-models", "6", "--out", str(root / "zoo")]
+    assert main([*argv, "--seed", "3"]) == 0
     return root
 
 
@@ -183,3 +185,17 @@ def test_demo_small(tmp_path):
     assert on_disk["novelty_ratio"] == summary["novelty_ratio"]
     assert "Novelty ratio" in (tmp_path / "demo" / "report.md").read_text()
     assert len(WeightZoo.load(tmp_path / "demo" / "generated")) == 5
+
+
+def test_fit_with_paper_preset_cli(workdir):
+    argv = ["-q", "fit", str(workdir / "zoo"), "--out", str(workdir / "pipe_paper"), "--preset", "paper"]
+    assert main([*argv, "--iterations", "5"]) == 0
+    cfg = json.loads((workdir / "pipe_paper" / "codec" / "config.json").read_text())["flow_config"]
+    assert (cfg["normalization"], cfg["batch_size"], cfg["source_std"], cfg["iterations"]) == (
+        "none",
+        8,
+        0.01,
+        5,
+    )
+    sched = json.loads((workdir / "pipe_paper" / "scheduler" / "scheduler_config.json").read_text())
+    assert sched["num_inference_steps"] == 99 and sched["source_std"] == 0.01

@@ -23,6 +23,17 @@ def test_shipped_recipes_load():
         recipe.flow_config()
     iris = load_recipe("iris_mlp")
     assert iris.arch_spec.num_params == 131
+    paper = iris.flow_config("paper")  # the authors' Table 14 values
+    assert (paper.normalization, paper.iterations, paper.batch_size, paper.lr) == ("none", 30000, 8, 5e-4)
+    assert (paper.time_embed_dim, paper.dropout, paper.source_std, paper.num_inference_steps) == (
+        4,
+        0.4,
+        0.01,
+        99,
+    )
+    assert iris.flow_config("paper", iterations=7).iterations == 7
+    with pytest.raises(UnknownNameError, match="flow preset"):
+        iris.flow_config("fast")
     assert (iris.training.optimizer, iris.training.lr, iris.training.batch_size, iris.training.epochs) == (
         "adam",
         1e-3,

@@ -30,7 +30,7 @@ class FlowODEScheduler(SchedulerMixin, ConfigMixin):
     def __init__(
         self,
         solver: str = "rk4",
-        num_inference_steps: int = 20,
+        num_inference_steps: int = 10,
         source_std: float = 1.0,
         t_start: float = 0.0,
         t_end: float = 1.0,
