@@ -7,7 +7,9 @@ the recipe, so every member of a zoo and every evaluation sees the same split.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -69,11 +71,14 @@ def _sklearn(loader: str) -> Callable[..., TaskData]:
         val_fraction: float = 0.2,
         split_seed: int = 0,
         standardize: str = "feature",
+        shape: list[int] | None = None,
     ):
+        """``shape`` reshapes each sample, e.g. ``[1, 8, 8]`` turns the digits into images."""
         import sklearn.datasets
 
         x, y = getattr(sklearn.datasets, loader)(return_X_y=True)
-        return _to_task(*_split(x, y, test_fraction, val_fraction, split_seed), standardize)
+        task = _to_task(*_split(x, y, test_fraction, val_fraction, split_seed), standardize)
+        return task if shape is None else _reshape(task, shape)
 
     return load
 
@@ -111,6 +116,14 @@ def _hf_images(default_path: str) -> Callable[..., TaskData]:
         return _to_task(x[tr_idx], y[tr_idx], x[val_idx], y[val_idx], x_te, y_te, standardize)
 
     return load
+
+
+def _reshape(task: TaskData, shape: list[int]) -> TaskData:
+    if math.prod(shape) != task.x_train.shape[1]:
+        raise DWFError(f"cannot reshape samples of {task.x_train.shape[1]} features to {shape}")
+    return dataclasses.replace(
+        task, **{f"x_{s}": getattr(task, f"x_{s}").reshape(-1, *shape) for s in ("train", "val", "test")}
+    )
 
 
 LOADERS: dict[str, Callable[..., TaskData]] = {

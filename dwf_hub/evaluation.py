@@ -23,14 +23,15 @@ def stack_matrix(arch: ArchSpec, matrix: Tensor) -> dict[str, Tensor]:
 
 
 class BatchedForward:
-    """``(stacked params, x) -> outputs [N, B, ...]`` for one architecture.
+    """``(stacked state, x) -> outputs [N, B, ...]`` for one architecture.
 
-    ``x`` is ``[B, ...]`` (shared by all networks) or ``[N, B, ...]`` (one batch per network).
+    ``x`` is ``[B, ...]`` (shared by all networks) or ``[N, B, ...]`` (one batch per network). In train
+    mode, stacked BatchNorm buffers in ``state`` are updated in place, one set per network.
     """
 
-    def __init__(self, arch: ArchSpec) -> None:
+    def __init__(self, arch: ArchSpec, train: bool = False) -> None:
         with torch.device("meta"):
-            self.module = arch.build().eval()
+            self.module = arch.build().train(train)
 
     def __call__(self, stacked: dict[str, Tensor], x: Tensor, shared_input: bool = True) -> Tensor:
         def f(params: dict[str, Tensor], xb: Tensor) -> Tensor:

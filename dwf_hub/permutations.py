@@ -50,6 +50,19 @@ def dense(name: str, p_in: str | None, p_out: str | None, bias: bool = True) -> 
     return axes
 
 
+def conv(name: str, p_in: str | None, p_out: str | None, bias: bool = False) -> dict[str, Axes]:
+    """A ``nn.Conv2d`` (weight ``[out, in, kh, kw]``)."""
+    axes: dict[str, Axes] = {f"{name}.weight": (p_out, p_in, None, None)}
+    if bias:
+        axes[f"{name}.bias"] = (p_out,)
+    return axes
+
+
+def batchnorm(name: str, p: str | None) -> dict[str, Axes]:
+    """A ``nn.BatchNorm*d``: affine parameters and running statistics all follow the channel permutation."""
+    return {f"{name}.{k}": (p,) for k in ("weight", "bias", "running_mean", "running_var")}
+
+
 def apply_permutation(
     spec: PermutationSpec, perm: dict[str, Tensor], state_dict: dict[str, Tensor]
 ) -> dict[str, Tensor]:

@@ -63,10 +63,16 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
         solver: str | None = None,
         output_type: str = "model",
         return_dict: bool = True,
+        calibration_data: Tensor | None = None,
+        calibrate: bool | None = None,
     ) -> DeepWeightFlowOutput | tuple:
         """Integrate the flow from ``N`` Gaussian samples in one batched solver pass.
 
-        ``num_inference_steps`` and ``solver`` default to the scheduler config (RK4, 10 steps unless fitted otherwise).
+        ``num_inference_steps`` and ``solver`` default to the scheduler config (RK4, 10 steps unless
+        fitted otherwise). Architectures with BatchNorm are recalibrated on ``calibration_data`` (inputs
+        ``[B, ...]`` from the training split) or, without it, on the training split of the recipe the
+        flow was fitted on; ``calibrate=False`` opts out and returns the flow's raw running statistics.
+        ``output_type="pt"`` always returns raw weights.
         """
         if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
             raise DWFError(f"num_networks must be a positive integer, got {num_networks!r}")
@@ -84,9 +90,33 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
             x = self.scheduler.step(self.velocity(x, t), t, x).prev_sample
         weights = self.codec.decode(x).float().cpu()
         state_dicts = [self.arch.unflatten(w) for w in weights] if output_type != "pt" else None
-        networks = [self.arch.instantiate(sd) for sd in state_dicts] if output_type == "model" else None
+        calibrating = state_dicts is not None and self.arch.needs_calibration and calibrate is not False
+        networks = None
+        if output_type == "model" or calibrating:
+            networks = [self.arch.instantiate(sd) for sd in state_dicts]
+        if calibrating:
+            from .calibration import check_calibration_data, recalibrate_batchnorm
+
+            data = calibration_data if calibration_data is not None else self.bundled_calibration_data()
+            check_calibration_data(self.arch, data)
+            for net in networks:  # updates the running statistics in place, so weights/state_dicts agree
+                recalibrate_batchnorm(net, data)
+        if output_type != "model":
+            networks = None
         out = DeepWeightFlowOutput(weights=weights, state_dicts=state_dicts, networks=networks)
         return out if return_dict else out.to_tuple()
+
+    def bundled_calibration_data(self, num_samples: int = 1024) -> Tensor:
+        """The first ``num_samples`` training-split inputs of the recipe the flow was fitted on."""
+        recipe = self.codec.config.recipe
+        if not recipe or "data" not in recipe:
+            raise DWFError(
+                f"{self.arch.name} networks have BatchNorm and need recalibration, but this pipeline records no "
+                "training data: pass calibration_data=<training-split inputs> or calibrate=False"
+            )
+        from .data import load_task
+
+        return load_task(recipe["data"]).x_train[:num_samples]
 
     def canonicalize(
         self, model: nn.Module | dict[str, Tensor], max_iter: int = 100

@@ -86,17 +86,19 @@ def train_members(
     """Train ``len(seeds)`` networks together; returns ``(state_dict, record)`` per member."""
     n = len(seeds)
     states = [init_member(arch, scheme, seed) for seed, scheme in zip(seeds, inits)]
-    keys = [p.key for p in arch.layout]
-    if any(set(sd) - set(keys) for sd in states):
-        raise DWFError(f"vectorized zoo training does not support buffers (architecture {arch!r})")
-    params = {k: torch.stack([sd[k] for sd in states]).requires_grad_() for k in keys}
+    with torch.device("meta"):
+        param_keys = {k for k, _ in arch.build().named_parameters()}
+    # Parameters get gradients; buffers (BatchNorm running statistics) are stacked too and updated in place
+    # by the vectorized train-mode forward, one set per member.
+    state = {k: torch.stack([sd[k] for sd in states]) for k in states[0]}
+    params = {k: v.requires_grad_() for k, v in state.items() if k in param_keys}
     opt = _optimizer(list(params.values()), cfg)
     x, y = task.x_train, task.y_train
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg, steps_per_epoch))
     data_gens = [torch.Generator().manual_seed(seed + 2**32) for seed in seeds]
-    forward = BatchedForward(arch)
-    best = {k: v.detach().clone() for k, v in params.items()}
+    forward = BatchedForward(arch, train=True)
+    best = {k: v.detach().clone() for k, v in state.items()}
     best_val = torch.full((n,), -1.0)
     best_epoch = torch.full((n,), cfg.epochs)
     epoch_loss = torch.zeros(n)
@@ -106,7 +108,7 @@ def train_members(
         epoch_loss.zero_()
         for s in range(0, len(x), cfg.batch_size):
             idx = order[:, s : s + cfg.batch_size]
-            logits = forward(params, x[idx], shared_input=False)  # [N, B, C]
+            logits = forward(state, x[idx], shared_input=False)  # [N, B, C]
             per_model = (
                 F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction="none").view(n, -1).mean(1)
             )
@@ -117,14 +119,14 @@ def train_members(
             epoch_loss += per_model.detach() * idx.shape[1]
         if cfg.checkpoint == "best_val":
             with torch.no_grad():
-                val = accuracy_many(arch, {k: v.detach() for k, v in params.items()}, task.x_val, task.y_val)
+                val = accuracy_many(arch, {k: v.detach() for k, v in state.items()}, task.x_val, task.y_val)
                 better = val > best_val
                 best_val = torch.where(better, val, best_val)
                 best_epoch = torch.where(better, torch.full_like(best_epoch, epoch + 1), best_epoch)
-                for k, v in params.items():
+                for k, v in state.items():
                     mask = better.view(-1, *([1] * (v.dim() - 1)))
                     best[k] = torch.where(mask, v.detach(), best[k])
-    final = best if cfg.checkpoint == "best_val" else {k: v.detach() for k, v in params.items()}
+    final = best if cfg.checkpoint == "best_val" else {k: v.detach() for k, v in state.items()}
     val_acc = accuracy_many(arch, final, task.x_val, task.y_val)
     test_acc = accuracy_many(arch, final, task.x_test, task.y_test)
     train_acc = accuracy_many(arch, final, task.x_train, task.y_train)
