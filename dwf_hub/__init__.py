@@ -30,6 +30,8 @@ _EXPORTS = {
     "DeepWeightFlowOutput": "dwf_hub.pipeline",
     "fit_pipeline": "dwf_hub.fitting",
     "novelty_ratio": "dwf_hub.metrics",
+    "recalibrate_batchnorm": "dwf_hub.calibration",
+    "evaluate_zoo": "dwf_hub.evaluation",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -129,7 +129,7 @@ class FlowConfig:
     """Std of the Gaussian jitter added to points on the straight path."""
     seed: int = 0
     mixed_precision: str = "no"
-    checkpoint_every: int = 2000
+    checkpoint_every: int = 500
     solver: str = "rk4"
     num_inference_steps: int = 10
 

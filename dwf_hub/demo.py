@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -49,9 +50,11 @@ def run_demo(
     canonical.save(root / "canonical_zoo")
 
     config = default_flow_config(zoo, seed=seed, **flow_overrides)
-    fit = fit_pipeline(canonical, config, checkpoint_dir=root / "flow_checkpoint", progress=progress)
+    checkpoint = root / "flow_checkpoint"
+    fit = fit_pipeline(canonical, config, checkpoint_dir=checkpoint, progress=progress)
     timings["flow_training"] = fit.timings["flow_training"]
     fit.pipeline.save_pretrained(root / "pipeline")
+    shutil.rmtree(checkpoint, ignore_errors=True)  # only an interrupted run needs it
 
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from dwf_hub.cli import main
 from dwf_hub.zoo import WeightZoo
@@ -184,7 +185,15 @@ def test_demo_small(tmp_path):
     on_disk = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert on_disk["novelty_ratio"] == summary["novelty_ratio"]
     assert "Novelty ratio" in (tmp_path / "demo" / "report.md").read_text()
-    assert len(WeightZoo.load(tmp_path / "demo" / "generated")) == 5
+    generated = WeightZoo.load(tmp_path / "demo" / "generated")
+    assert len(generated) == 5
+    assert not (tmp_path / "demo" / "flow_checkpoint").exists()
+    # Rerunning reuses the finished zoo and reproduces the same flow and the same generated weights.
+    again = run_demo(
+        tmp_path / "demo", num_models=6, num_generated=5, progress=False, iterations=20, hidden_dim=16
+    )
+    assert again["novelty_ratio"] == summary["novelty_ratio"]
+    assert torch.equal(WeightZoo.load(tmp_path / "demo" / "generated").to_matrix(), generated.to_matrix())
 
 
 def test_fit_with_paper_preset_cli(workdir):
