@@ -37,6 +37,11 @@ def _canonicalize(a: argparse.Namespace) -> None:
     print(f"canonical zoo of {len(result.zoo)} networks in {out} (reference: member {a.reference})")
 
 
+def _count_or_fraction(text: str) -> int | float:
+    """``64`` -> 64 components; ``0.99`` -> enough components for 99 % of the variance."""
+    return float(text) if "." in text or "e" in text.lower() else int(text)
+
+
 FLOW_OPTIONS = {
     "hidden_dim": int,
     "time_embed_dim": int,
@@ -46,6 +51,7 @@ FLOW_OPTIONS = {
     "lr": float,
     "weight_decay": float,
     "normalization": str,
+    "n_components": _count_or_fraction,
     "time_distribution": str,
     "sigma": float,
     "solver": str,

@@ -18,14 +18,17 @@ from torch import Tensor
 from .archs import ArchSpec, arch_from_config
 from .configs import NORMALIZATIONS
 from .errors import DWFError, WeightFormatError
+from .pca import fit_pca
+
+PCA_NORMALIZATIONS = ("pca", "whiten")
 
 
 class WeightCodec(ModelMixin, ConfigMixin):
     """``encode: [N, D] -> [N, K]`` and ``decode: [N, K] -> [N, D]``.
 
     Buffers: ``mean [D]``, ``scale [D]`` (per-weight normalisation), ``components [K, D]`` and
-    ``component_std [K]`` (``whiten`` only: orthonormal principal directions and their standard
-    deviations), ``reference [D]`` (the network every training member was aligned to).
+    ``component_std [K]`` (``pca``/``whiten``: orthonormal principal directions and the zoo's standard
+    deviation along each), ``reference [D]`` (the network every training member was aligned to).
     """
 
     @register_to_config
@@ -50,9 +53,11 @@ class WeightCodec(ModelMixin, ConfigMixin):
         self.register_buffer("mean", torch.zeros(d))
         self.register_buffer("scale", torch.ones(d))
         self.register_buffer("reference", torch.zeros(d))
-        if normalization == "whiten":
+        if normalization in PCA_NORMALIZATIONS:
             if not latent_dim:
-                raise DWFError("codec: normalization 'whiten' needs latent_dim (the number of components)")
+                raise DWFError(
+                    f"codec: normalization {normalization!r} needs latent_dim (the number of components)"
+                )
             self.register_buffer("components", torch.zeros(latent_dim, d))
             self.register_buffer("component_std", torch.ones(latent_dim))
 
@@ -70,53 +75,45 @@ class WeightCodec(ModelMixin, ConfigMixin):
         arch: ArchSpec,
         weights: Tensor,
         normalization: str = "none",
-        n_components: int | None = None,
+        n_components: int | float | None = None,
         reference: Tensor | None = None,
         **config: Any,
     ) -> WeightCodec:
         """Codec for training weights ``[N, D]``; ``reference [D]`` defaults to the first row."""
-        n, d = weights.shape if weights.dim() == 2 else (0, 0)
-        if weights.dim() != 2 or d != arch.num_params:
+        if weights.dim() != 2 or weights.shape[1] != arch.num_params:
             raise WeightFormatError(
                 f"codec: weights have shape {tuple(weights.shape)}, expected (N, {arch.num_params})"
             )
-        mean = weights.mean(0) if normalization != "none" else torch.zeros(d)
-        latent_dim = explained = None
-        if normalization == "whiten":
-            if n < 2:
-                raise DWFError("codec: whitening needs at least two networks")
-            _, s, vh = torch.linalg.svd((weights - mean).double(), full_matrices=False)
-            var = s**2 / (n - 1)
-            rank = int((var > var[0] * 1e-10).sum())
-            k = rank if n_components is None else int(n_components)
-            if not 1 <= k <= rank:
-                raise DWFError(
-                    f"codec: n_components={n_components} must be between 1 and the zoo's rank {rank}"
-                )
-            latent_dim, explained = k, float(var[:k].sum() / var.sum())
-        codec = cls(arch.config, normalization, latent_dim, explained, **config)
+        pca = fit_pca(weights, n_components) if normalization in PCA_NORMALIZATIONS else None
+        latent_dim = pca.components.shape[0] if pca else None
+        codec = cls(arch.config, normalization, latent_dim, pca.explained_variance if pca else None, **config)
         with torch.no_grad():
-            codec.mean.copy_(mean)
-            if normalization == "standardize" and n > 1:
+            if normalization != "none":
+                codec.mean.copy_(pca.mean if pca else weights.mean(0))
+            if normalization == "standardize" and len(weights) > 1:
                 std = weights.std(0)
                 codec.scale.copy_(std.clamp_min(1e-3 * float(std.mean()) + 1e-12))
-            if normalization == "whiten":
-                codec.components.copy_(vh[:latent_dim].float())
-                codec.component_std.copy_(var[:latent_dim].sqrt().float())
+            if pca:
+                codec.components.copy_(pca.components)
+                codec.component_std.copy_(pca.std)
             codec.reference.copy_(weights[0] if reference is None else reference)
         return codec
 
     def encode(self, weights: Tensor) -> Tensor:
         """``[N, D] -> [N, K]``."""
         x = (weights - self.mean) / self.scale
+        if self.config.normalization in PCA_NORMALIZATIONS:
+            x = x @ self.components.T
         if self.config.normalization == "whiten":
-            x = (x @ self.components.T) / self.component_std
+            x = x / self.component_std
         return x
 
     def decode(self, latents: Tensor) -> Tensor:
-        """``[N, K] -> [N, D]`` (one matrix multiply with ``whiten``)."""
+        """``[N, K] -> [N, D]``: with PCA, one matrix multiply."""
         if self.config.normalization == "whiten":
-            latents = (latents * self.component_std) @ self.components
+            latents = latents * self.component_std
+        if self.config.normalization in PCA_NORMALIZATIONS:
+            return torch.addmm(self.mean, latents, self.components)
         return latents * self.scale + self.mean
 
     def reference_state_dict(self) -> dict[str, Tensor]:

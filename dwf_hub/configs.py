@@ -13,7 +13,7 @@ T = TypeVar("T")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("none", "cosine", "warmup_cosine")
 INIT_SCHEMES = ("default", "kaiming", "kaiming_zero_bias", "xavier", "normal", "uniform")
-NORMALIZATIONS = ("none", "center", "standardize", "whiten")
+NORMALIZATIONS = ("none", "center", "standardize", "pca", "whiten")
 SOLVERS = ("euler", "heun", "rk4")
 
 
@@ -108,10 +108,12 @@ class FlowConfig:
     reference: int = 0
     matching_iterations: int = 100
     normalization: str = "whiten"
-    """``whiten``: PCA-whitened coordinates (the untrained flow samples the zoo's Gaussian fit);
-    ``standardize``: per-weight z-scores; ``center``; ``none``: raw weights (the authors' code)."""
-    n_components: int | None = None
-    """With ``whiten``: principal components kept (default: every one with non-zero variance)."""
+    """``whiten``: PCA-whitened coordinates (the untrained flow samples the zoo's Gaussian fit); ``pca``:
+    principal-component coordinates (the paper's PCA); ``standardize``: per-weight z-scores; ``center``;
+    ``none``: raw weights (the authors' code for small networks)."""
+    n_components: int | float | None = None
+    """With ``pca``/``whiten``: components kept, as a count or a fraction of the total variance
+    (default: every component with non-zero variance)."""
     hidden_dim: int = 256
     time_embed_dim: int = 64
     dropout: float = 0.0

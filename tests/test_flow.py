@@ -110,8 +110,8 @@ def test_flow_training_resumes_after_interruption(tmp_path):
 
 
 def test_flow_config_validation():
-    with pytest.raises(DWFError, match="normalization='pca'"):
-        FlowConfig(normalization="pca")
+    with pytest.raises(DWFError, match="normalization='zca'"):
+        FlowConfig(normalization="zca")
     with pytest.raises(DWFError, match="source_std"):
         FlowConfig(source_std=-1.0)
     with pytest.raises(DWFError, match="NaN"):

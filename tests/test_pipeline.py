@@ -107,14 +107,15 @@ def test_generate_zoo_uses_zoo_format(tiny_fit, tmp_path):
     assert torch.equal(loaded.to_matrix(), _gen(tiny_fit.pipeline, 6, seed=4, output_type="pt").weights)
 
 
-@pytest.mark.parametrize("normalization", ["none", "center", "standardize", "whiten"])
+@pytest.mark.parametrize("normalization", ["none", "center", "standardize", "pca", "whiten"])
 def test_codec_round_trip(tiny_zoo, normalization, tmp_path):
     w = tiny_zoo.to_matrix()
     codec = WeightCodec.fit(tiny_zoo.arch, w, normalization)
     z = codec.encode(w)
     torch.testing.assert_close(codec.decode(z), w, atol=1e-5, rtol=1e-5)
-    if normalization == "whiten":
+    if normalization in ("pca", "whiten"):
         assert z.shape == (len(w), codec.latent_dim) and codec.latent_dim <= len(w) - 1
+    if normalization == "whiten":
         torch.testing.assert_close(z.std(0), torch.ones(codec.latent_dim), atol=1e-4, rtol=1e-4)
         assert codec.config.explained_variance == pytest.approx(1.0)
         small = WeightCodec.fit(tiny_zoo.arch, w, normalization, n_components=2)
