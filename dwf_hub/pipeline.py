@@ -64,7 +64,7 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
         output_type: str = "model",
         return_dict: bool = True,
         calibration_data: Tensor | None = None,
-        calibrate: bool | None = None,
+        calibrate: bool = True,
     ) -> DeepWeightFlowOutput | tuple:
         """Integrate the flow from ``N`` Gaussian samples in one batched solver pass.
 
@@ -90,7 +90,7 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
             x = self.scheduler.step(self.velocity(x, t), t, x).prev_sample
         weights = self.codec.decode(x).float().cpu()
         state_dicts = [self.arch.unflatten(w) for w in weights] if output_type != "pt" else None
-        calibrating = state_dicts is not None and self.arch.needs_calibration and calibrate is not False
+        calibrating = state_dicts is not None and self.arch.needs_calibration and calibrate
         networks = None
         if output_type == "model" or calibrating:
             networks = [self.arch.instantiate(sd) for sd in state_dicts]
