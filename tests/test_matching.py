@@ -5,6 +5,7 @@ import torch
 from dwf_hub.data import load_task
 from dwf_hub.evaluation import accuracy_many
 from dwf_hub.matching import canonicalize
+from dwf_hub.matching.reference import plain_weight_matching
 from dwf_hub.matching.weight_matching import objective
 from dwf_hub.metrics import nearest_distances
 from dwf_hub.permutations import apply_permutation, identity_permutation
@@ -46,3 +47,47 @@ def test_canonicalization_is_deterministic(tiny_zoo):
     a = canonicalize(tiny_zoo, progress=False).zoo.to_matrix()
     b = canonicalize(tiny_zoo, progress=False).zoo.to_matrix()
     assert torch.equal(a, b)
+
+
+def _random_resnets(n: int):
+    from dwf_hub.archs import get_arch
+
+    arch = get_arch("resnet20", in_channels=1, num_classes=4, image_size=8)
+    gen = torch.Generator().manual_seed(0)
+    sds = []
+    for _ in range(n):
+        sd = arch.unflatten(torch.randn(arch.num_params, generator=gen) * 0.3)
+        sds.append({k: v.abs() + 0.5 if k.endswith("running_var") else v for k, v in sd.items()})
+    return arch, sds
+
+
+def test_batched_matching_equals_plain_coordinate_descent():
+    from dwf_hub.matching.weight_matching import weight_matching_many
+
+    arch, sds = _random_resnets(5)
+    spec = arch.permutation_spec()
+    results = weight_matching_many(spec, sds[0], sds[1:], seed=3, workers=1)
+    for sd, result in zip(sds[1:], results):
+        expected = plain_weight_matching(spec, sds[0], sd, seed=3)
+        for p in expected:
+            assert torch.equal(result.perm[p], expected[p]), p
+        aligned = apply_permutation(spec, result.perm, sd)
+        for k in spec.axes_to_perm:
+            assert torch.equal(result.aligned[k], aligned[k]), k
+        assert abs(result.objective - objective(spec, sds[0], aligned)) <= 1e-4 * abs(result.objective)
+    threaded = weight_matching_many(spec, sds[0], sds[1:], seed=3, workers=2)
+    for a, b in zip(results, threaded):
+        assert all(torch.equal(a.perm[p], b.perm[p]) for p in a.perm)
+
+
+def test_matching_rejects_nan_naming_network_and_key():
+    import pytest
+
+    from dwf_hub.errors import WeightFormatError
+    from dwf_hub.matching.weight_matching import weight_matching_many
+
+    arch, sds = _random_resnets(3)
+    key = next(iter(arch.permutation_spec().axes_to_perm))
+    sds[2][key] = sds[2][key].clone().fill_(float("nan"))
+    with pytest.raises(WeightFormatError, match=rf"network 1: key '{key}'"):
+        weight_matching_many(arch.permutation_spec(), sds[0], sds[1:])

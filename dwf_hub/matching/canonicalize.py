@@ -11,7 +11,7 @@ from ..archs import ArchSpec
 from ..errors import DWFError
 from ..permutations import apply_permutation
 from ..zoo import WeightZoo
-from .weight_matching import MatchResult, weight_matching
+from .weight_matching import MatchResult, weight_matching, weight_matching_many
 
 METHOD = "git_re_basin"
 
@@ -41,18 +41,33 @@ def align_state_dict(
 
 
 def canonicalize(
-    zoo: WeightZoo, reference: int = 0, max_iter: int = 100, seed: int = 0, progress: bool = True
+    zoo: WeightZoo,
+    reference: int = 0,
+    max_iter: int = 100,
+    seed: int = 0,
+    progress: bool = True,
+    chunk_params: int = 1 << 27,
 ) -> CanonicalizationResult:
-    """Git Re-Basin weight matching of every member to member ``reference`` (which stays as is)."""
+    """Git Re-Basin weight matching of every member to member ``reference`` (which stays as is).
+
+    Members are matched together in chunks of about ``chunk_params`` weights (512 MB of float32).
+    """
     if not 0 <= reference < len(zoo):
         raise DWFError(f"reference index {reference} is out of range for a zoo of {len(zoo)} networks")
+    spec = zoo.arch.permutation_spec()
     ref = zoo.state_dict(reference)
+    chunk = max(1, chunk_params // zoo.arch.num_params)
     members, perms, objectives = [], [], []
-    for i in tqdm(range(len(zoo)), desc="canonicalizing", disable=not progress, leave=False):
-        aligned, result = align_state_dict(zoo.arch, ref, zoo.state_dict(i), max_iter=max_iter, seed=seed + i)
-        members.append(aligned)
-        perms.append(result.perm)
-        objectives.append(result.objective)
+    with tqdm(total=len(zoo), desc="canonicalizing", disable=not progress, leave=False) as bar:
+        for start in range(0, len(zoo), chunk):
+            batch = [zoo.state_dict(i) for i in range(start, min(start + chunk, len(zoo)))]
+            for i, sd in enumerate(batch, start):  # NaN/Inf are checked on the stacked weights
+                zoo.arch.validate(sd, source=f"zoo member {i}", check_finite=False)
+            for sd, result in zip(batch, weight_matching_many(spec, ref, batch, max_iter, seed)):
+                members.append({**sd, **result.aligned})
+                perms.append(result.perm)
+                objectives.append(result.objective)
+            bar.update(len(batch))
     info = {
         **zoo.info,
         "canonical": {"method": METHOD, "reference": reference, "max_iter": max_iter, "seed": seed},
