@@ -52,6 +52,8 @@ FLOW_OPTIONS = {
     "weight_decay": float,
     "normalization": str,
     "n_components": _count_or_fraction,
+    "pca_solver": str,
+    "pca_batch_size": int,
     "time_distribution": str,
     "sigma": float,
     "solver": str,

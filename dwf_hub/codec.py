@@ -18,7 +18,7 @@ from torch import Tensor
 from .archs import ArchSpec, arch_from_config
 from .configs import NORMALIZATIONS
 from .errors import DWFError, WeightFormatError
-from .pca import fit_pca
+from .pca import PCAResult, fit_pca
 
 PCA_NORMALIZATIONS = ("pca", "whiten")
 
@@ -73,40 +73,52 @@ class WeightCodec(ModelMixin, ConfigMixin):
     def fit(
         cls,
         arch: ArchSpec,
-        weights: Tensor,
+        weights: Tensor | None,
         normalization: str = "none",
         n_components: int | float | None = None,
         reference: Tensor | None = None,
+        pca: PCAResult | None = None,
         **config: Any,
     ) -> WeightCodec:
-        """Codec for training weights ``[N, D]``; ``reference [D]`` defaults to the first row."""
-        if weights.dim() != 2 or weights.shape[1] != arch.num_params:
+        """Codec for training weights ``[N, D]``; ``reference [D]`` defaults to the first row.
+
+        ``pca``: a PCA already fitted (e.g. streamed over checkpoints), for ``pca``/``whiten``; then
+        ``weights`` may be ``None`` and ``reference`` is required.
+        """
+        uses_pca = normalization in PCA_NORMALIZATIONS
+        if weights is None:
+            if pca is None or not uses_pca or reference is None:
+                raise DWFError("codec: without the weights matrix, give a fitted pca and the reference")
+        elif weights.dim() != 2 or weights.shape[1] != arch.num_params:
             raise WeightFormatError(
                 f"codec: weights have shape {tuple(weights.shape)}, expected (N, {arch.num_params})"
             )
-        pca = fit_pca(weights, n_components) if normalization in PCA_NORMALIZATIONS else None
-        latent_dim = pca.components.shape[0] if pca else None
-        codec = cls(arch.config, normalization, latent_dim, pca.explained_variance if pca else None, **config)
+        if uses_pca and pca is None:
+            pca = fit_pca(weights, n_components)
+        latent_dim = pca.components.shape[0] if uses_pca else None
+        explained = pca.explained_variance if uses_pca else None
+        codec = cls(arch.config, normalization, latent_dim, explained, **config)
         with torch.no_grad():
-            if normalization != "none":
-                codec.mean.copy_(pca.mean if pca else weights.mean(0))
+            if uses_pca:
+                codec.mean.copy_(pca.mean)
+                codec.components.copy_(pca.components)
+                codec.component_std.copy_(pca.std)
+            elif normalization != "none":
+                codec.mean.copy_(weights.mean(0))
             if normalization == "standardize" and len(weights) > 1:
                 std = weights.std(0)
                 codec.scale.copy_(std.clamp_min(1e-3 * float(std.mean()) + 1e-12))
-            if pca:
-                codec.components.copy_(pca.components)
-                codec.component_std.copy_(pca.std)
             codec.reference.copy_(weights[0] if reference is None else reference)
         return codec
 
     def encode(self, weights: Tensor) -> Tensor:
-        """``[N, D] -> [N, K]``."""
-        x = (weights - self.mean) / self.scale
-        if self.config.normalization in PCA_NORMALIZATIONS:
-            x = x @ self.components.T
+        """``[N, D] -> [N, K]`` (with PCA, without an N x D temporary)."""
+        if self.config.normalization not in PCA_NORMALIZATIONS:
+            return (weights - self.mean) / self.scale
+        latents = weights @ self.components.T - self.mean @ self.components.T
         if self.config.normalization == "whiten":
-            x = x / self.component_std
-        return x
+            latents /= self.component_std
+        return latents
 
     def decode(self, latents: Tensor) -> Tensor:
         """``[N, K] -> [N, D]``: with PCA, one matrix multiply."""

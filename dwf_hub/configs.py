@@ -114,6 +114,10 @@ class FlowConfig:
     n_components: int | float | None = None
     """With ``pca``/``whiten``: components kept, as a count or a fraction of the total variance
     (default: every component with non-zero variance)."""
+    pca_solver: str = "auto"
+    """``exact`` (Gram matrix, whole zoo in memory), ``incremental`` (scikit-learn ``IncrementalPCA``
+    streamed over checkpoints, ``pca_batch_size`` networks at a time) or ``auto`` (exact if it fits)."""
+    pca_batch_size: int = 32
     hidden_dim: int = 256
     time_embed_dim: int = 64
     dropout: float = 0.0
@@ -140,6 +144,7 @@ class FlowConfig:
         _choice(self.normalization, NORMALIZATIONS, "normalization", src)
         _choice(self.time_distribution, ("uniform", "beta"), "time_distribution", src)
         _choice(self.solver, SOLVERS, "solver", src)
+        _choice(self.pca_solver, ("auto", "exact", "incremental"), "pca_solver", src)
         _choice(self.mixed_precision, ("no", "fp16", "bf16"), "mixed_precision", src)
         _check(
             self.source_std == "matched"
@@ -147,7 +152,8 @@ class FlowConfig:
             src,
             f"source_std must be 'matched' or a positive number, got {self.source_std!r}",
         )
-        for name in ("hidden_dim", "time_embed_dim", "iterations", "batch_size", "num_inference_steps"):
+        for name in ("hidden_dim", "time_embed_dim", "iterations", "batch_size", "num_inference_steps",
+                     "pca_batch_size"):  # fmt: skip
             _check(int(getattr(self, name)) >= 1, src, f"{name} must be >= 1, got {getattr(self, name)}")
         _check(self.hidden_dim >= 2, src, "hidden_dim must be >= 2")
         _check(0 <= self.dropout < 1, src, f"dropout must be in [0, 1), got {self.dropout}")

@@ -8,12 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .codec import WeightCodec
+import torch
+
+from .codec import PCA_NORMALIZATIONS, WeightCodec
 from .configs import FlowConfig
 from .errors import DWFError
 from .flow.scheduler import FlowODEScheduler
 from .flow.training import train_flow
 from .matching import canonicalize
+from .pca import exact_fits_in_memory, fit_pca_incremental
 from .pipeline import DeepWeightFlowPipeline
 from .recipes import Recipe
 from .zoo import WeightZoo, open_zoo
@@ -38,6 +41,12 @@ def default_flow_config(zoo: WeightZoo, preset: str = "dwf", **overrides: Any) -
     return recipe.flow_config(preset, **overrides)
 
 
+def _incremental(cfg: FlowConfig, n: int, d: int) -> bool:
+    if cfg.pca_solver == "auto":
+        return not exact_fits_in_memory(n, d)
+    return cfg.pca_solver == "incremental"
+
+
 def fit_pipeline(
     zoo: WeightZoo | str | os.PathLike,
     config: FlowConfig | None = None,
@@ -60,18 +69,27 @@ def fit_pipeline(
     else:
         training = zoo
     timings["canonicalize"] = time.perf_counter() - t0
-    matrix = training.to_matrix()
-    codec = WeightCodec.fit(
-        zoo.arch,
-        matrix,
-        cfg.normalization,
-        n_components=cfg.n_components,
-        reference=matrix[cfg.reference],
-        recipe=zoo.recipe,
-        canonicalization=training.info.get("canonical") if cfg.canonicalize else None,
-        flow_config=cfg.to_dict(),
-    )
-    latents = codec.encode(matrix)
+    codec_config = {
+        "recipe": zoo.recipe,
+        "canonicalization": training.info.get("canonical") if cfg.canonicalize else None,
+        "flow_config": cfg.to_dict(),
+    }
+    if cfg.normalization in PCA_NORMALIZATIONS and _incremental(cfg, len(training), zoo.arch.num_params):
+        batches = lambda: training.iter_matrix(cfg.pca_batch_size)  # noqa: E731
+        pca = fit_pca_incremental(batches, len(training), cfg.n_components, cfg.pca_batch_size)
+        reference = training.flat(cfg.reference)
+        codec = WeightCodec.fit(
+            zoo.arch, None, cfg.normalization, reference=reference, pca=pca, **codec_config
+        )
+        latents = torch.cat([codec.encode(b) for b in batches()])
+    else:
+        matrix = training.to_matrix()
+        codec = WeightCodec.fit(
+            zoo.arch, matrix, cfg.normalization, cfg.n_components, matrix[cfg.reference], **codec_config
+        )
+        latents = codec.encode(matrix)
+        del matrix
+    timings["codec"] = time.perf_counter() - t0 - timings["canonicalize"]
     source_std = float(latents.std()) if cfg.source_std == "matched" else float(cfg.source_std)
     t0 = time.perf_counter()
     velocity, losses = train_flow(latents, cfg, source_std, checkpoint_dir=checkpoint_dir, progress=progress)

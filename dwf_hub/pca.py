@@ -1,13 +1,20 @@
-"""Exact PCA of a zoo's weight matrix through its N x N Gram matrix (N networks << D weights).
+"""PCA of a zoo's weight matrix ``[N, D]`` (N networks << D weights).
 
-Memory: the centred copy of ``weights`` plus the ``[k, D]`` components, never an SVD workspace of N x D.
-Explained variance is reported as a fraction of the *total* variance of the zoo.
+``fit_pca``: exact, through the N x N Gram matrix of the centred rows, computed without a centred
+copy — peak memory is the matrix plus the ``[k, D]`` components (at most two N x D copies).
+``fit_pca_incremental``: scikit-learn's ``IncrementalPCA`` over batches of rows (e.g. read from
+checkpoints one batch at a time) when the matrix does not fit in memory.
+
+Explained variance is always a fraction of the zoo's *total* variance.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -28,8 +35,9 @@ class PCAResult:
     """Number of components with non-zero variance (at most N - 1)."""
 
 
-def choose_k(variances: Tensor, n_components: int | float | None, rank: int) -> int:
-    """``None``: every non-zero component; int: that many; float in (0, 1]: the fewest reaching that fraction."""
+def choose_k(variances: Tensor, n_components: int | float | None, rank: int, total: float) -> int:
+    """``None``: every non-zero component; int: that many; float in (0, 1]: the fewest reaching that
+    fraction of ``total`` variance."""
     if n_components is None:
         return rank
     if isinstance(n_components, float):
@@ -37,7 +45,7 @@ def choose_k(variances: Tensor, n_components: int | float | None, rank: int) -> 
             raise DWFError(
                 f"n_components as a fraction of the variance must be in (0, 1], got {n_components}"
             )
-        cumulative = torch.cumsum(variances[:rank], 0) / variances.sum()
+        cumulative = torch.cumsum(variances[:rank].double(), 0) / total
         return min(rank, int((cumulative < n_components - 1e-12).sum()) + 1)
     k = int(n_components)
     if isinstance(n_components, bool) or not 1 <= k <= rank:
@@ -45,39 +53,114 @@ def choose_k(variances: Tensor, n_components: int | float | None, rank: int) -> 
     return k
 
 
+def _check_matrix(n: int, shape: tuple[int, ...]) -> None:
+    if len(shape) != 2 or n < 2:
+        raise DWFError(f"PCA needs a matrix of at least two networks, got shape {shape}")
+
+
 def fit_pca(weights: Tensor, n_components: int | float | None = None) -> PCAResult:
-    """PCA of ``weights [N, D]`` (float32); components come from the eigenvectors of the Gram matrix."""
+    """Exact PCA of ``weights [N, D]`` (float32) from the eigenvectors of the centred Gram matrix."""
     n = weights.shape[0]
-    if weights.dim() != 2 or n < 2:
-        raise DWFError(f"PCA needs a matrix of at least two networks, got shape {tuple(weights.shape)}")
+    _check_matrix(n, tuple(weights.shape))
     mean = weights.mean(0)
-    centred = weights - mean  # the one extra N x D copy
-    gram = _gram(centred)
+    gram = _centred_gram(weights, mean)
     eigvals, eigvecs = torch.linalg.eigh(gram)  # ascending
     eigvals, eigvecs = eigvals.flip(0).clamp_min(0), eigvecs.flip(1)
     variances = eigvals / (n - 1)
     rank = int((eigvals > eigvals[0] * 1e-10).sum()) if eigvals[0] > 0 else 0
     if rank == 0:
         raise DWFError("PCA: all networks are identical (zero variance)")
-    k = choose_k(variances, n_components, rank)
-    singular = eigvals[:k].sqrt()
-    components = (eigvecs[:, :k] / singular).T.float() @ centred  # [k, D] = U_k^T X_c / s_k
+    total = float(variances.sum())
+    k = choose_k(variances, n_components, rank, total)
+    # components = U_k^T (X - 1 mean^T) / s_k, without forming X - 1 mean^T
+    coef = (eigvecs[:, :k] / eigvals[:k].sqrt()).T  # [k, N] float64
+    components = coef.float() @ weights
+    components.addr_(coef.sum(1).float(), mean, alpha=-1)  # in place: no third N x D-sized tensor
     components /= components.norm(dim=1, keepdim=True)
     return PCAResult(
         mean=mean,
         components=components,
         std=variances[:k].sqrt().float(),
-        explained_variance=float(variances[:k].sum() / variances.sum()),
+        explained_variance=float(variances[:k].sum()) / total,
         rank=rank,
     )
 
 
-def _gram(centred: Tensor) -> Tensor:
-    """``X X^T`` accumulated in float64 over column blocks of ~16M values (no float64 copy of X)."""
-    n = centred.shape[0]
+def _centred_gram(weights: Tensor, mean: Tensor) -> Tensor:
+    """``(X - 1 m^T)(X - 1 m^T)^T`` in float64, over column blocks of ~16M values (no N x D copy)."""
+    n, d = weights.shape
     block = max(1, (1 << 24) // n)
     gram = torch.zeros(n, n, dtype=torch.float64)
-    for s in range(0, centred.shape[1], block):
-        part = centred[:, s : s + block].double()
+    for s in range(0, d, block):
+        part = weights[:, s : s + block].double() - mean[s : s + block].double()
         gram += part @ part.T
     return gram
+
+
+def fit_pca_incremental(
+    batches: Callable[[], Iterator[Tensor]],
+    n_networks: int,
+    n_components: int | float | None = None,
+    batch_size: int = 32,
+) -> PCAResult:
+    """PCA streamed over row batches: ``batches()`` yields ``[b, D]`` float tensors covering all
+    ``n_networks`` rows once (called once). At most ``batch_size`` rows are held at a time.
+
+    ``IncrementalPCA`` keeps at most ``batch_size`` components (each batch must hold as many rows);
+    ``n_components`` then selects among them as in ``fit_pca``.
+    """
+    from sklearn.decomposition import IncrementalPCA
+    from sklearn.utils import gen_batches
+
+    if n_networks < 2:
+        raise DWFError(f"PCA needs at least two networks, got {n_networks}")
+    kept = min(n_networks - 1, batch_size) if not isinstance(n_components, int) else n_components
+    if isinstance(n_components, int) and not 1 <= n_components <= min(n_networks - 1, batch_size):
+        raise DWFError(
+            f"n_components={n_components} must be between 1 and min(networks - 1, batch_size) = "
+            f"{min(n_networks - 1, batch_size)} for incremental PCA"
+        )
+    ipca = IncrementalPCA(n_components=kept, batch_size=batch_size)
+    # sklearn's own batch plan: the last batch absorbs a remainder smaller than `kept`
+    plan = [sl.stop - sl.start for sl in gen_batches(n_networks, batch_size, min_batch_size=kept)]
+    rows, buffer = 0, np.empty((0, 0), dtype=np.float32)
+    for batch in batches():
+        part = batch.detach().float().cpu().numpy()
+        buffer = part if not len(buffer) else np.concatenate([buffer, part])
+        while plan and len(buffer) >= plan[0]:
+            size = plan.pop(0)
+            ipca.partial_fit(buffer[:size])
+            buffer, rows = buffer[size:], rows + size
+    if plan or len(buffer):
+        raise DWFError(f"incremental PCA: expected {n_networks} rows, the batches held {rows + len(buffer)}")
+    variances = torch.from_numpy(ipca.explained_variance_.astype(np.float64))
+    total = float(ipca.var_.astype(np.float64).sum()) * n_networks / (n_networks - 1)
+    rank = int((variances > variances[0] * 1e-10).sum()) if variances[0] > 0 else 0
+    if rank == 0:
+        raise DWFError("PCA: all networks are identical (zero variance)")
+    k = choose_k(variances, n_components, rank, total)
+    return PCAResult(
+        mean=torch.from_numpy(ipca.mean_.astype(np.float32)),
+        components=torch.from_numpy(np.ascontiguousarray(ipca.components_[:k], dtype=np.float32)),
+        std=variances[:k].sqrt().float(),
+        explained_variance=float(variances[:k].sum()) / total,
+        rank=rank,
+    )
+
+
+def exact_fits_in_memory(n: int, d: int, available_bytes: int | None = None) -> bool:
+    """Whether two float32 ``N x D`` copies fit in half the available memory."""
+    if available_bytes is None:
+        available_bytes = _available_memory()
+    return 2 * n * d * 4 <= available_bytes // 2
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))

@@ -89,13 +89,23 @@ class WeightZoo:
             return sd
         return member
 
+    def flat(self, index: int) -> Tensor:
+        """Member ``index`` as flat float32 weights ``[D]``."""
+        member = self._members[index]
+        src = str(member) if isinstance(member, Path) else f"zoo member {index}"
+        return self.arch.flatten(self.state_dict(index), source=src)
+
     def to_matrix(self) -> Tensor:
         """All members as flat float32 weights ``[N, D]``."""
         out = torch.empty(len(self), self.arch.num_params)
         for i in range(len(self)):
-            src = str(self._members[i]) if isinstance(self._members[i], Path) else f"zoo member {i}"
-            out[i] = self.arch.flatten(self.state_dict(i), source=src)
+            out[i] = self.flat(i)
         return out
+
+    def iter_matrix(self, batch_size: int) -> Iterator[Tensor]:
+        """Row batches ``[b, D]`` of ``to_matrix()``, reading (from disk, if stored there) one batch at a time."""
+        for start in range(0, len(self), batch_size):
+            yield torch.stack([self.flat(i) for i in range(start, min(start + batch_size, len(self)))])
 
     def model(self, index: int) -> torch.nn.Module:
         """Member ``index`` as a ready-to-use model in eval mode."""
