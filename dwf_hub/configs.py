@@ -97,6 +97,30 @@ FLOW_PRESETS = ("dwf", "paper")
 
 
 @dataclass
+class CalibrationConfig:
+    """How generated BatchNorm networks are recalibrated (recipe table ``[calibration]``).
+
+    ``data``: a dataset config like the recipe's ``[data]`` (default: the recipe's own); inputs come
+    from its ``split`` — the training split, never the test split — ``num_batches`` of ``batch_size``.
+    """
+
+    data: dict[str, Any] | None = None
+    split: str = "train"
+    num_batches: int = 8
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        src = "calibration config"
+        _check(
+            self.split == "train",
+            src,
+            f"split must be 'train' (statistics of the training data), got {self.split!r}",
+        )
+        _check(self.num_batches >= 1, src, f"num_batches must be >= 1, got {self.num_batches}")
+        _check(self.batch_size >= 2, src, f"batch_size must be >= 2, got {self.batch_size}")
+
+
+@dataclass
 class FlowConfig:
     """Canonicalization, codec, velocity model, flow training and sampling.
 

@@ -14,6 +14,7 @@ from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
 from .codec import WeightCodec
+from .configs import CalibrationConfig, build_dataclass
 from .errors import DWFError, PipelineFormatError
 from .flow.scheduler import FlowODEScheduler
 from .flow.velocity import VelocityModel
@@ -99,15 +100,23 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
 
             data = calibration_data if calibration_data is not None else self.bundled_calibration_data()
             check_calibration_data(self.arch, data)
+            batch_size = self.calibration_config.batch_size
             for net in networks:  # updates the running statistics in place, so weights/state_dicts agree
-                recalibrate_batchnorm(net, data)
+                recalibrate_batchnorm(net, data, batch_size=batch_size)
         if output_type != "model":
             networks = None
         out = DeepWeightFlowOutput(weights=weights, state_dicts=state_dicts, networks=networks)
         return out if return_dict else out.to_tuple()
 
-    def bundled_calibration_data(self, num_samples: int = 1024) -> Tensor:
-        """The first ``num_samples`` training-split inputs of the recipe the flow was fitted on."""
+    @property
+    def calibration_config(self) -> CalibrationConfig:
+        """The fitted recipe's ``[calibration]`` table (defaults where it has none)."""
+        recipe = self.codec.config.recipe or {}
+        return build_dataclass(CalibrationConfig, recipe.get("calibration"), "pipeline calibration config")
+
+    def bundled_calibration_data(self) -> Tensor:
+        """Calibration inputs ``[num_batches * batch_size, ...]`` as the fitted recipe's ``[calibration]``
+        says: its dataset (default: the recipe's), training split."""
         recipe = self.codec.config.recipe
         if not recipe or "data" not in recipe:
             raise DWFError(
@@ -116,7 +125,9 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
             )
         from .data import load_task
 
-        return load_task(recipe["data"]).x_train[:num_samples]
+        cal = self.calibration_config
+        x, _ = load_task(cal.data or recipe["data"]).split(cal.split)
+        return x[: cal.num_batches * cal.batch_size]
 
     def canonicalize(
         self, model: nn.Module | dict[str, Tensor], max_iter: int = 100

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from .archs import ArchSpec, arch_from_config
-from .configs import FLOW_PRESETS, PAPER_FLOW, FlowConfig, TrainingConfig, build_dataclass
+from .configs import (
+    FLOW_PRESETS,
+    PAPER_FLOW,
+    CalibrationConfig,
+    FlowConfig,
+    TrainingConfig,
+    build_dataclass,
+)
 from .errors import DWFError, unknown
 
 if sys.version_info >= (3, 11):
@@ -30,6 +37,8 @@ class Recipe:
     """Overrides of ``FlowConfig`` defaults for this recipe (the ``dwf`` preset)."""
     paper_flow: dict[str, Any] = field(default_factory=dict)
     """This recipe's values in the paper's Table 14 (the ``paper`` preset adds them to ``PAPER_FLOW``)."""
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    """How generated BatchNorm networks are recalibrated."""
     description: str = ""
 
     @property
@@ -59,6 +68,7 @@ class Recipe:
             if key not in d:
                 raise DWFError(f"{source}: missing required key {key!r}")
         d["training"] = build_dataclass(TrainingConfig, d.get("training"), f"{source} [training]")
+        d["calibration"] = build_dataclass(CalibrationConfig, d.get("calibration"), f"{source} [calibration]")
         recipe = cls(**d)
         recipe.arch_spec  # noqa: B018  (validates the architecture now)
         for preset in FLOW_PRESETS:

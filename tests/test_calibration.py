@@ -76,3 +76,42 @@ def test_pipeline_never_returns_uncalibrated_bn_networks_silently(arch):
     manual = recalibrate_batchnorm(arch.instantiate({k: v.clone() for k, v in raw.state_dicts[0].items()}), x)
     torch.testing.assert_close(cal.networks[0].bn1.running_var, manual.bn1.running_var)
     assert torch.equal(cal.state_dicts[1]["bn1.running_mean"], cal.networks[1].bn1.running_mean)
+
+
+def test_pipeline_calibrates_as_its_recipe_says(arch):
+    from dwf_hub.data import load_task
+    from dwf_hub.recipes import Recipe
+
+    recipe = Recipe.from_dict(
+        {
+            "name": "tiny_digits_resnet",
+            "arch": arch.config,
+            "data": {"name": "digits", "shape": [1, 8, 8], "standardize": "global"},
+            "calibration": {"num_batches": 2, "batch_size": 8},
+        }
+    )
+    members = [init_member(arch, "kaiming", s) for s in range(6)]
+    zoo = WeightZoo(arch, members, recipe=recipe.to_dict())
+    pipe = fit_pipeline(zoo, default_flow_config(zoo, iterations=5, hidden_dim=16), progress=False).pipeline
+    assert pipe.calibration_config.num_batches == 2
+    bundled = pipe.bundled_calibration_data()
+    x_train = load_task(recipe.data).x_train
+    assert torch.equal(bundled, x_train[:16])  # num_batches * batch_size inputs of the training split
+    out = pipe(num_networks=2, generator=torch.Generator().manual_seed(0))
+    raw = pipe(num_networks=2, generator=torch.Generator().manual_seed(0), calibrate=False)
+    manual = arch.instantiate({k: v.clone() for k, v in raw.state_dicts[0].items()})
+    recalibrate_batchnorm(manual, x_train[:16], batch_size=8)
+    torch.testing.assert_close(out.networks[0].bn1.running_var, manual.bn1.running_var)
+
+
+def test_calibration_config_refuses_the_test_split():
+    from dwf_hub.recipes import Recipe
+
+    with pytest.raises(DWFError, match="split must be 'train'"):
+        Recipe.from_dict(
+            {"name": "x", "arch": {"name": "smallcnn"}, "data": {}, "calibration": {"split": "test"}}
+        )
+    with pytest.raises(DWFError, match=r"\[calibration\]: unknown key"):
+        Recipe.from_dict(
+            {"name": "x", "arch": {"name": "smallcnn"}, "data": {}, "calibration": {"batches": 2}}
+        )
