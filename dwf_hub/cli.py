@@ -11,7 +11,7 @@ from pathlib import Path
 def _zoo_train(a: argparse.Namespace) -> None:
     from .training import train_zoo
 
-    zoo = train_zoo(a.recipe, a.num_models, a.out, seed=a.seed, progress=not a.quiet)
+    zoo = train_zoo(a.recipe, a.num_models, a.out, seed=a.seed, progress=not a.quiet, device=a.device)
     acc = [r["test_accuracy"] for r in zoo.records]
     print(f"{len(zoo)} networks in {a.out}; test accuracy mean {100 * sum(acc) / len(acc):.2f}%")
 
@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--num-models", type=int, default=100)
     t.add_argument("--out", required=True)
     t.add_argument("--seed", type=int, default=0, help="member i gets seed SEED+i")
+    t.add_argument("--device", default=None, help="torch device to train on, e.g. cuda (default: cpu)")
     t.set_defaults(func=_zoo_train)
 
     sub.add_parser("recipes", help="list the shipped zoo recipes").set_defaults(func=_recipes)

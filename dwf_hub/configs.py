@@ -57,12 +57,17 @@ class TrainingConfig:
     """``last`` (paper) or ``best_val``: the epoch with the best validation accuracy (never the test split)."""
     chunk_size: int = 100
     """How many members train together in one vectorized pass."""
+    augment: str = "none"
+    """``crop_flip``: random crop after ``crop_padding`` zero padding and random horizontal flip (images)."""
+    crop_padding: int = 4
 
     def __post_init__(self) -> None:
         src = "training config"
         _choice(self.optimizer, OPTIMIZERS, "optimizer", src)
         _choice(self.schedule, LR_SCHEDULES, "schedule", src)
         _choice(self.checkpoint, ("last", "best_val"), "checkpoint", src)
+        _choice(self.augment, ("none", "crop_flip"), "augment", src)
+        _check(self.crop_padding >= 0, src, f"crop_padding must be >= 0, got {self.crop_padding}")
         for scheme in self.init_schemes:
             _choice(scheme, INIT_SCHEMES, "init", src)
         _check(self.lr > 0, src, f"lr must be > 0, got {self.lr}")

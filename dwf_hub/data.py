@@ -1,7 +1,7 @@
 """Task data for zoo training and evaluation: fixed train / validation / test splits as tensors.
 
-Iris and the 8x8 digits come from scikit-learn; MNIST and Fashion-MNIST load through
-``datasets.load_dataset`` (a Hub id or a local folder in the same format). The split seed is part of
+Iris and the 8x8 digits come from scikit-learn; MNIST, Fashion-MNIST, CIFAR-10 and STL-10 load
+through ``datasets.load_dataset`` (a Hub id or a local folder in the same format). The split seed is part of
 the recipe, so every member of a zoo and every evaluation sees the same split.
 """
 
@@ -51,14 +51,20 @@ def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, val_fraction: flo
 
 
 def _to_task(x_tr, y_tr, x_val, y_val, x_te, y_te, standardize: str) -> TaskData:
-    """Standardise with statistics of the training split only."""
+    """Standardise with statistics of the training split only (``channel``: per channel of ``[N, C, H, W]``)."""
     x_tr, x_val, x_te = (np.asarray(a, dtype=np.float32) for a in (x_tr, x_val, x_te))
     if standardize == "feature":
         mean, std = x_tr.mean(0), x_tr.std(0) + 1e-8
     elif standardize == "global":
         mean, std = x_tr.mean(), x_tr.std() + 1e-8
-    else:
+    elif standardize == "channel":
+        if x_tr.ndim != 4:
+            raise DWFError(f"standardize='channel' needs images [N, C, H, W], got shape {x_tr.shape}")
+        mean, std = x_tr.mean((0, 2, 3), keepdims=True)[0], x_tr.std((0, 2, 3), keepdims=True)[0] + 1e-8
+    elif standardize == "none":
         mean, std = 0.0, 1.0
+    else:
+        raise DWFError(f"standardize must be feature, global, channel or none, got {standardize!r}")
     t = lambda a: torch.from_numpy(((a - mean) / std).astype(np.float32))  # noqa: E731
     lab = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))  # noqa: E731
     num_classes = int(max(np.max(y_tr), np.max(y_val), np.max(y_te))) + 1
@@ -83,15 +89,24 @@ def _sklearn(loader: str) -> Callable[..., TaskData]:
     return load
 
 
-def _hf_images(default_path: str) -> Callable[..., TaskData]:
-    """Image classification datasets with ``image`` and ``label`` columns and train/test splits."""
+def _hf_images(
+    default_path: str, image_column: str = "image", flatten: bool = True, standardize: str = "global"
+) -> Callable[..., TaskData]:
+    """Image classification datasets on the Hub (``image_column`` + ``label``, train/test splits).
+
+    Samples are ``[C * H * W]`` (``flatten``, for MLPs) or ``[C, H, W]`` images scaled to [0, 1] and
+    then standardised; the validation set is ``val_size`` images held out of the training split.
+    """
+    default_standardize = standardize
 
     def load(
         path: str = default_path,
         val_size: int = 5000,
         split_seed: int = 0,
-        standardize: str = "global",
+        standardize: str = default_standardize,
         max_train: int | None = None,
+        max_test: int | None = None,
+        flatten: bool = flatten,
     ) -> TaskData:
         import datasets
 
@@ -104,15 +119,25 @@ def _hf_images(default_path: str) -> Callable[..., TaskData]:
             if split not in ds:
                 raise DWFError(f"dataset {path!r} has no {split!r} split (has {list(ds)})")
             rows = ds[split]
-            x = np.stack([np.asarray(img, dtype=np.float32) for img in rows["image"]]) / 255.0
-            return x.reshape(len(x), -1), np.asarray(rows["label"])
+            for column in (image_column, "label"):
+                if column not in rows.column_names:
+                    raise DWFError(
+                        f"dataset {path!r} split {split!r} has no {column!r} column ({rows.column_names})"
+                    )
+            x = np.stack([np.asarray(img, dtype=np.float32) for img in rows[image_column]]) / 255.0
+            x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # [N, C, H, W]
+            return (x.reshape(len(x), -1) if flatten else x), np.asarray(rows["label"])
 
         x, y = arrays("train")
         x_te, y_te = arrays("test")
+        if not 0 < val_size < len(x):
+            raise DWFError(f"dataset {path!r}: val_size={val_size} must be between 1 and {len(x) - 1}")
         order = np.random.default_rng(split_seed).permutation(len(x))
         val_idx, tr_idx = order[:val_size], order[val_size:]
         if max_train is not None:
             tr_idx = tr_idx[:max_train]
+        if max_test is not None:
+            x_te, y_te = x_te[:max_test], y_te[:max_test]
         return _to_task(x[tr_idx], y[tr_idx], x[val_idx], y[val_idx], x_te, y_te, standardize)
 
     return load
@@ -131,6 +156,8 @@ LOADERS: dict[str, Callable[..., TaskData]] = {
     "digits": _sklearn("load_digits"),
     "mnist": _hf_images("ylecun/mnist"),
     "fashion_mnist": _hf_images("zalando-datasets/fashion_mnist"),
+    "cifar10": _hf_images("uoft-cs/cifar10", image_column="img", flatten=False, standardize="channel"),
+    "stl10": _hf_images("tanganke/stl10", flatten=False, standardize="channel"),
 }
 
 

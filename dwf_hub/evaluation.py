@@ -47,12 +47,12 @@ def accuracy_many(
     """Accuracy ``[N]`` of every network on ``(x [B, ...], y [B])``; ``weights`` is ``[N, D]`` or stacked."""
     stacked = stack_matrix(arch, weights) if isinstance(weights, Tensor) else weights
     forward = BatchedForward(arch)
-    n = next(iter(stacked.values())).shape[0]
-    correct = torch.zeros(n)
+    first = next(iter(stacked.values()))
+    correct = torch.zeros(first.shape[0], device=first.device)
     for s in range(0, len(x), chunk):
-        logits = forward(stacked, x[s : s + chunk])
-        correct += (logits.argmax(-1) == y[s : s + chunk]).sum(1).float()
-    return correct / len(x)
+        logits = forward(stacked, x[s : s + chunk].to(first.device))
+        correct += (logits.argmax(-1) == y[s : s + chunk].to(first.device)).sum(1).float()
+    return (correct / len(x)).cpu()
 
 
 def _stats(values: Tensor, prefix: str) -> dict[str, float]:

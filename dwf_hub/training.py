@@ -53,6 +53,25 @@ def init_member(arch: ArchSpec, scheme: str, seed: int) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def augment(x: Tensor, generators: list[torch.Generator], padding: int = 4) -> Tensor:
+    """Standard image augmentation of per-member batches ``[N, B, C, H, W]``: random crop after zero
+    padding by ``padding`` pixels and random horizontal flip, drawn per image from member ``i``'s
+    (CPU) ``generators[i]`` — so a member's draws do not depend on which members train with it."""
+    n, b, c, h, w = x.shape
+    draws = [
+        (torch.randint(0, 2 * padding + 1, (2, b), generator=g), torch.rand(b, generator=g) < 0.5)
+        for g in generators
+    ]
+    off = torch.cat([o for o, _ in draws], 1).to(x.device)  # [2, N*B]
+    flip = torch.cat([f for _, f in draws]).to(x.device)  # [N*B]
+    padded = F.pad(x.reshape(n * b, c, h, w), (padding,) * 4)
+    ar = lambda k: torch.arange(k, device=x.device)  # noqa: E731
+    rows = (off[0, :, None] + ar(h))[:, None, :, None]  # [N*B, 1, H, 1]
+    cols = off[1, :, None] + ar(w)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]  # [N*B, 1, 1, W]
+    return padded[ar(n * b)[:, None, None, None], ar(c)[None, :, None, None], rows, cols].view(n, b, c, h, w)
+
+
 def _optimizer(params: list[Tensor], cfg: TrainingConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -82,33 +101,38 @@ def train_members(
     seeds: list[int],
     inits: list[str],
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> list[tuple[dict[str, Tensor], dict[str, Any]]]:
-    """Train ``len(seeds)`` networks together; returns ``(state_dict, record)`` per member."""
+    """Train ``len(seeds)`` networks together on ``device`` (default CPU); returns CPU
+    ``(state_dict, record)`` per member."""
     n = len(seeds)
+    device = torch.device(device or "cpu")
     states = [init_member(arch, scheme, seed) for seed, scheme in zip(seeds, inits)]
     with torch.device("meta"):
         param_keys = {k for k, _ in arch.build().named_parameters()}
     # Parameters get gradients; buffers (BatchNorm running statistics) are stacked too and updated in place
     # by the vectorized train-mode forward, one set per member.
-    state = {k: torch.stack([sd[k] for sd in states]) for k in states[0]}
+    state = {k: torch.stack([sd[k] for sd in states]).to(device) for k in states[0]}
     params = {k: v.requires_grad_() for k, v in state.items() if k in param_keys}
     opt = _optimizer(list(params.values()), cfg)
-    x, y = task.x_train, task.y_train
+    x, y = task.x_train.to(device), task.y_train.to(device)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg, steps_per_epoch))
     data_gens = [torch.Generator().manual_seed(seed + 2**32) for seed in seeds]
+    aug_gens = [torch.Generator().manual_seed(seed + 2**33) for seed in seeds]
     forward = BatchedForward(arch, train=True)
     best = {k: v.detach().clone() for k, v in state.items()}
     best_val = torch.full((n,), -1.0)
     best_epoch = torch.full((n,), cfg.epochs)
-    epoch_loss = torch.zeros(n)
+    epoch_loss = torch.zeros(n, device=device)
 
     for epoch in tqdm(range(cfg.epochs), desc=f"training {n} networks", disable=not progress, leave=False):
-        order = torch.stack([torch.randperm(len(x), generator=g) for g in data_gens])  # [N, n_train]
+        order = torch.stack([torch.randperm(len(x), generator=g) for g in data_gens]).to(device)
         epoch_loss.zero_()
         for s in range(0, len(x), cfg.batch_size):
-            idx = order[:, s : s + cfg.batch_size]
-            logits = forward(state, x[idx], shared_input=False)  # [N, B, C]
+            idx = order[:, s : s + cfg.batch_size]  # [N, B]
+            xb = x[idx] if cfg.augment == "none" else augment(x[idx], aug_gens, cfg.crop_padding)
+            logits = forward(state, xb, shared_input=False)  # [N, B, C]
             per_model = (
                 F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction="none").view(n, -1).mean(1)
             )
@@ -124,12 +148,13 @@ def train_members(
                 best_val = torch.where(better, val, best_val)
                 best_epoch = torch.where(better, torch.full_like(best_epoch, epoch + 1), best_epoch)
                 for k, v in state.items():
-                    mask = better.view(-1, *([1] * (v.dim() - 1)))
+                    mask = better.to(v.device).view(-1, *([1] * (v.dim() - 1)))
                     best[k] = torch.where(mask, v.detach(), best[k])
     final = best if cfg.checkpoint == "best_val" else {k: v.detach() for k, v in state.items()}
     val_acc = accuracy_many(arch, final, task.x_val, task.y_val)
     test_acc = accuracy_many(arch, final, task.x_test, task.y_test)
     train_acc = accuracy_many(arch, final, task.x_train, task.y_train)
+    final = {k: v.cpu() for k, v in final.items()}
     out = []
     for i, (seed, scheme) in enumerate(zip(seeds, inits)):
         record = {
@@ -144,7 +169,7 @@ def train_members(
             "schedule": cfg.schedule,
             "checkpoint_selection": cfg.checkpoint,
             "selected_epoch": int(best_epoch[i]) if cfg.checkpoint == "best_val" else cfg.epochs,
-            "final_train_loss": float(epoch_loss[i] / len(x)),
+            "final_train_loss": float(epoch_loss[i].cpu() / len(x)),
             "train_accuracy": float(train_acc[i]),
             "val_accuracy": float(val_acc[i]),
             "test_accuracy": float(test_acc[i]),
@@ -168,6 +193,7 @@ def train_zoo(
     out: str | os.PathLike,
     seed: int = 0,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> WeightZoo:
     """Train a zoo of ``num_models`` networks with seeds ``seed, seed+1, ...`` into folder ``out``.
 
@@ -205,7 +231,7 @@ def train_zoo(
         for c in range(0, len(pending), cfg.chunk_size):
             chunk = pending[c : c + cfg.chunk_size]
             trained = train_members(
-                arch, task, cfg, [seeds[i] for i in chunk], [cfg.init_for(i) for i in chunk], progress
+                arch, task, cfg, [seeds[i] for i in chunk], [cfg.init_for(i) for i in chunk], progress, device
             )
             for i, (sd, rec) in zip(chunk, trained):
                 rec = {**rec, "model_id": i, "checkpoint": checkpoint_name(i)}

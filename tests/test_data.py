@@ -62,3 +62,67 @@ def test_hub_image_loader_on_local_standin(tmp_path):
 def test_hub_loader_failure_is_clear(tmp_path):
     with pytest.raises(DWFError, match="could not load dataset"):
         load_task({"name": "mnist", "path": str(tmp_path / "nothing-here")})
+
+
+def _rgb_standin(root, name, image_column, size, n_train=24, n_test=8):
+    """A folder in the layout of the Hub's ``uoft-cs/cifar10`` / ``tanganke/stl10``: RGB images + label."""
+    import datasets
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    features = datasets.Features(
+        {image_column: datasets.Image(), "label": datasets.ClassLabel(num_classes=10)}
+    )
+    (root / name).mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = [Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
+        ds = datasets.Dataset.from_dict(
+            {image_column: images, "label": [i % 10 for i in range(n)]}, features=features
+        )
+        ds.to_parquet(str(root / name / f"{split}-00000-of-00001.parquet"))
+    return root / name
+
+
+@pytest.mark.parametrize(
+    "recipe", ["cifar10_smallcnn", "cifar10_resnet20", "cifar10_resnet18", "stl10_smallcnn", "stl10_resnet18"]
+)
+def test_image_recipes_load_standins_in_the_hub_format(tmp_path, recipe):
+    from dwf_hub.recipes import load_recipe
+
+    r = load_recipe(recipe)
+    arch = r.arch_spec
+    size = arch.image_size
+    path = _rgb_standin(tmp_path, r.data["name"], "img" if r.data["name"] == "cifar10" else "image", size)
+    task = load_task({**r.data, "path": str(path), "val_size": 4})
+    assert task.x_train.shape == (20, 3, size, size) and task.x_test.shape == (8, 3, size, size)
+    assert tuple(task.x_train.shape[1:]) == tuple(arch.example_input(1).shape[1:])
+    # per-channel standardisation with training-split statistics
+    torch.testing.assert_close(task.x_train.mean((0, 2, 3)), torch.zeros(3), atol=1e-4, rtol=0)
+    torch.testing.assert_close(task.x_train.std((0, 2, 3), unbiased=False), torch.ones(3), atol=1e-3, rtol=0)
+    assert r.training.augment == "crop_flip"
+
+
+def test_image_loader_names_a_missing_column(tmp_path):
+    path = _rgb_standin(tmp_path, "cifar10", "picture", 32)
+    with pytest.raises(DWFError, match="has no 'img' column"):
+        load_task({"name": "cifar10", "path": str(path), "val_size": 4})
+
+
+def test_cifar_recipe_trains_end_to_end_on_a_standin(tmp_path):
+    from dwf_hub.recipes import Recipe, load_recipe
+    from dwf_hub.training import train_zoo
+
+    base = load_recipe("cifar10_smallcnn").to_dict()
+    path = _rgb_standin(tmp_path, "cifar10", "img", 32)
+    recipe = Recipe.from_dict(
+        {
+            **base,
+            "arch": {**base["arch"], "channels": [3, 4, 5], "hidden": 6},
+            "data": {**base["data"], "path": str(path), "val_size": 4},
+            "training": {**base["training"], "epochs": 2, "batch_size": 8, "chunk_size": 2},
+        }
+    )
+    zoo = train_zoo(recipe, 3, tmp_path / "zoo", progress=False)
+    assert len(zoo) == 3 and zoo.records[0]["test_accuracy"] >= 0
+    again = train_zoo(recipe, 3, tmp_path / "zoo2", progress=False)
+    assert torch.equal(zoo.to_matrix(), again.to_matrix())  # augmentation is seeded

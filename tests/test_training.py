@@ -136,3 +136,28 @@ def test_mixed_init_recipe_cycles_schemes(tmp_path):
     zoo = train_zoo(Recipe.from_dict(recipe), 6, tmp_path / "m", progress=False)
     assert [r["init"] for r in zoo.records] == recipe["training"]["init"]
     json.dumps(zoo.recipe)
+
+
+def test_augmentation_crops_and_flips_per_image():
+    from dwf_hub.training import augment
+
+    x = torch.arange(2 * 3 * 1 * 4 * 4, dtype=torch.float32).view(2, 3, 1, 4, 4)  # [N, B, C, H, W]
+    out = augment(x, [torch.Generator().manual_seed(i) for i in range(2)], padding=1)
+    assert out.shape == x.shape
+    again = augment(x, [torch.Generator().manual_seed(i) for i in range(2)], padding=1)
+    assert torch.equal(out, again)  # deterministic for a seed
+    # padding 0: every image is itself or its mirror image
+    plain = augment(x, [torch.Generator().manual_seed(3 + i) for i in range(2)], padding=0).view(-1, 4, 4)
+    for a, b in zip(plain, x.view(-1, 4, 4)):
+        assert torch.equal(a, b) or torch.equal(a, b.flip(-1))
+    # padding 1: each output is a shifted window of the zero-padded image (maybe mirrored)
+    padded = torch.nn.functional.pad(x.view(-1, 1, 4, 4), (1, 1, 1, 1)).view(-1, 6, 6)
+    for a, p in zip(out.view(-1, 4, 4), padded):
+        windows = [p[i : i + 4, j : j + 4] for i in range(3) for j in range(3)]
+        assert any(torch.equal(a, w) or torch.equal(a, w.flip(-1)) for w in windows)
+    many = x[:1].expand(8, 3, 1, 4, 4).contiguous()
+    flips = augment(many, [torch.Generator().manual_seed(i) for i in range(8)], padding=0).view(-1, 4, 4)
+    mirrored = sum(not torch.equal(f, o) for f, o in zip(flips, many.view(-1, 4, 4)))
+    assert 0 < mirrored < 24  # some flipped, some not
+    alone = augment(x[1:], [torch.Generator().manual_seed(1)], padding=1)
+    assert torch.equal(alone, out[1:])  # member 1's draws do not depend on member 0
