@@ -24,6 +24,8 @@ test: install
 bench: install
 	$(PY) benchmarks/bench_mlp.py
 	$(PY) benchmarks/bench_phases.py
+	$(PY) benchmarks/bench_canonicalize.py
+	$(PY) benchmarks/bench_pca_resnet18.py
 
 lint: install
 	$(VENV)/bin/ruff check dwf_hub tests benchmarks
