@@ -15,6 +15,7 @@ _EXPORTS = {
     "get_arch": "dwf_hub.archs",
     "available_archs": "dwf_hub.archs",
     "WeightZoo": "dwf_hub.zoo",
+    "read_metadata": "dwf_hub.zoo",
     "Recipe": "dwf_hub.recipes",
     "load_recipe": "dwf_hub.recipes",
     "available_recipes": "dwf_hub.recipes",

@@ -1,69 +1,134 @@
-"""Dataset cards for zoos (rendered with huggingface_hub's card classes)."""
+"""Dataset cards for zoos and model cards for flows, from the templates in ``model_cards/``.
+
+Rendered with ``huggingface_hub``'s ``DatasetCard`` / ``ModelCard`` so the YAML metadata is the Hub's own.
+"""
 
 from __future__ import annotations
 
+import statistics
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .pipeline import DeepWeightFlowPipeline
     from .zoo import WeightZoo
 
+TEMPLATES = Path(__file__).parent / "model_cards"
 CITATION = """@article{deepweightflow,
   title  = {DeepWeightFlow: Re-Basined Flow Matching for Generating Neural Network Weights},
   year   = {2025}
 }"""
 
 
-def _metric_line(records: list[dict[str, Any]], key: str) -> str | None:
+def _metric(records: list[dict[str, Any]], key: str) -> dict[str, str] | None:
     vals = [r[key] for r in records if isinstance(r.get(key), (int, float))]
     if not vals:
         return None
-    import statistics
-
     std = statistics.pstdev(vals) if len(vals) > 1 else 0.0
-    return f"| {key} | {statistics.fmean(vals):.4f} | {std:.4f} | {min(vals):.4f} | {max(vals):.4f} |"
+    f = lambda v: f"{v:.4f}"  # noqa: E731
+    return {
+        "name": key,
+        "mean": f(statistics.fmean(vals)),
+        "std": f(std),
+        "min": f(min(vals)),
+        "max": f(max(vals)),
+    }
 
 
-def render_zoo_card(zoo: WeightZoo, records: list[dict[str, Any]]) -> str:
+def render_zoo_card(zoo: WeightZoo, records: list[dict[str, Any]], repo_id: str = "ORG/dwf-zoo-NAME") -> str:
     from huggingface_hub import DatasetCard, DatasetCardData
+
+    from .zoo import METADATA_NAME, WEIGHTS_COLUMN_MAX_PARAMS
 
     recipe = zoo.recipe or {}
     data = DatasetCardData(
         license="mit",
+        pretty_name=f"dwf_hub weight zoo: {recipe.get('name', zoo.arch.name)}",
         tags=["dwf-hub", "weight-zoo", "model-weights", f"arch:{zoo.arch.name}"],
-        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "metadata.parquet"}]}],
+        size_categories=["n<1K"] if len(zoo) < 1000 else ["1K<n<10K"],
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": METADATA_NAME}]}],
     )
     seeds = sorted({r["seed"] for r in records if "seed" in r})
     inits = sorted({str(r["init"]) for r in records if "init" in r})
-    metrics = [m for m in (_metric_line(records, k) for k in ("val_accuracy", "test_accuracy")) if m]
-    lines = [
-        f"# Weight zoo: {recipe.get('name', zoo.arch.name)}",
-        "",
-        f"{len(zoo)} networks of architecture `{zoo.arch.name}` ({zoo.arch.num_params:,} parameters each), "
-        "stored as safetensors checkpoints with one metadata row per network.",
-        "",
-        f"- architecture: `{zoo.arch.config}`",
-        f"- recipe: `{recipe.get('name', 'n/a')}`; training: `{recipe.get('training', {})}`",
-        f"- seeds: {seeds[0]}…{seeds[-1]}" if seeds else "- seeds: n/a",
-        f"- init schemes: {', '.join(inits) if inits else 'n/a'}",
-        f"- canonical: {zoo.info.get('canonical', 'no')}",
-        "",
-    ]
-    if metrics:
-        lines += ["| metric | mean | std | min | max |", "|---|---|---|---|---|", *metrics, ""]
-    lines += [
-        "## Load",
-        "",
-        "```python",
-        "from dwf_hub import WeightZoo",
-        'zoo = WeightZoo.load("path/to/zoo")',
-        "model = zoo.model(0)",
-        "```",
-        "",
-        "## Citation",
-        "",
-        "```bibtex",
-        CITATION,
-        "```",
-        "",
-    ]
-    return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))
+    card = DatasetCard.from_template(
+        data,
+        template_path=str(TEMPLATES / "zoo_card.md"),
+        title=recipe.get("name", zoo.arch.name),
+        num_models=len(zoo),
+        arch_name=zoo.arch.name,
+        num_params=f"{zoo.arch.num_params:,}",
+        has_weights=zoo.arch.num_params <= WEIGHTS_COLUMN_MAX_PARAMS,
+        arch_config=zoo.arch.config,
+        recipe_name=recipe.get("name", "n/a"),
+        training=recipe.get("training", {}),
+        seeds=f"{seeds[0]}…{seeds[-1]}" if seeds else "n/a",
+        inits=", ".join(inits) if inits else "n/a",
+        canonical=zoo.info.get("canonical", "no"),
+        metrics=[m for m in (_metric(records, k) for k in ("val_accuracy", "test_accuracy")) if m],
+        repo_id=repo_id,
+        citation=CITATION,
+    )
+    return str(card)
+
+
+def render_flow_card(
+    pipe: DeepWeightFlowPipeline,
+    repo_id: str = "ORG/dwf-NAME",
+    base_zoo: str | None = None,
+    evaluation: dict[str, Any] | None = None,
+) -> str:
+    """``evaluation``: ``evaluate_zoo(generated, reference=training_zoo)`` output (adds ``model-index``)."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    codec, sched = pipe.codec.config, pipe.scheduler.config
+    recipe = codec.recipe or {}
+    title = recipe.get("name", pipe.arch.name)
+    results = None
+    ev = None
+    if evaluation:
+        common = {"task_type": "weight-generation", "task_name": "Neural network weight generation",
+                  "dataset_type": base_zoo or title, "dataset_name": f"{title} weight zoo"}  # fmt: skip
+        results = [
+            EvalResult(**common, metric_type="accuracy", metric_name="generated accuracy (mean)",
+                       metric_value=round(100 * evaluation["accuracy_mean"], 2)),
+            EvalResult(**common, metric_type="accuracy", metric_name="training zoo accuracy (mean)",
+                       metric_value=round(100 * evaluation["reference_accuracy_mean"], 2)),
+            EvalResult(**common, metric_type="novelty_ratio", metric_name="novelty ratio",
+                       metric_value=round(evaluation["novelty_ratio"], 4)),
+        ]  # fmt: skip
+        pm = lambda k: f"{100 * evaluation[k + '_mean']:.2f} ± {100 * evaluation[k + '_std']:.2f}"  # noqa: E731
+        ev = {"zoo": pm("reference_accuracy"), "generated": pm("accuracy"),
+              "novelty": f"{evaluation['novelty_ratio']:.3f}", "num_networks": evaluation["num_networks"],
+              "reference_num_networks": evaluation["reference_num_networks"]}  # fmt: skip
+    data = ModelCardData(
+        license="mit",
+        library_name="dwf-hub",
+        tags=["dwf-hub", "deepweightflow", "weight-generation", f"arch:{pipe.arch.name}"],
+        datasets=[base_zoo] if base_zoo else None,
+        model_name=f"dwf-{title}",
+        eval_results=results,
+    )
+    flow = codec.flow_config or {}
+    card = ModelCard.from_template(
+        data,
+        template_path=str(TEMPLATES / "flow_card.md"),
+        title=title,
+        arch_name=pipe.arch.name,
+        num_params=f"{pipe.arch.num_params:,}",
+        base_zoo=base_zoo,
+        needs_calibration=pipe.arch.needs_calibration,
+        canonicalization=codec.canonicalization or "none (raw weights)",
+        normalization=codec.normalization,
+        latent_dim=codec.latent_dim,
+        explained=f"{100 * codec.explained_variance:.1f} %" if codec.explained_variance is not None else None,
+        flow={
+            k: flow.get(k)
+            for k in ("hidden_dim", "time_embed_dim", "dropout", "iterations", "batch_size", "lr")
+        },
+        solver=sched.solver,
+        steps=sched.num_inference_steps,
+        evaluation=ev,
+        repo_id=repo_id,
+        citation=CITATION,
+    )
+    return str(card)

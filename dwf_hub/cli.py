@@ -26,11 +26,9 @@ def _recipes(a: argparse.Namespace) -> None:
 def _canonicalize(a: argparse.Namespace) -> None:
     from .io import save_tensors
     from .matching import canonicalize
-    from .zoo import WeightZoo
+    from .zoo import open_zoo
 
-    result = canonicalize(
-        WeightZoo.load(a.zoo), reference=a.reference, max_iter=a.max_iter, progress=not a.quiet
-    )
+    result = canonicalize(open_zoo(a.zoo), reference=a.reference, max_iter=a.max_iter, progress=not a.quiet)
     out = result.zoo.save(a.out)
     perms = {f"{i}.{p}": idx for i, perm in enumerate(result.perms) for p, idx in perm.items()}
     save_tensors(out / "permutations.safetensors", perms)
@@ -66,9 +64,9 @@ FLOW_OPTIONS = {
 
 def _fit(a: argparse.Namespace) -> None:
     from .fitting import default_flow_config, fit_pipeline
-    from .zoo import WeightZoo
+    from .zoo import open_zoo
 
-    zoo = WeightZoo.load(a.zoo)
+    zoo = open_zoo(a.zoo)
     overrides = {k: getattr(a, k) for k in FLOW_OPTIONS if getattr(a, k) is not None}
     if a.no_canonicalize:
         overrides["canonicalize"] = False
@@ -79,7 +77,15 @@ def _fit(a: argparse.Namespace) -> None:
     out = Path(a.out)
     ckpt = out / ".flow_checkpoint"
     result = fit_pipeline(zoo, config, checkpoint_dir=ckpt, progress=not a.quiet)
-    result.pipeline.save_pretrained(out)
+    evaluation = None
+    if a.evaluate:
+        from .evaluation import evaluate_zoo
+
+        generated = result.pipeline.generate_zoo(a.evaluate, seed=a.seed)
+        evaluation = evaluate_zoo(generated, reference=result.training_zoo)
+        evaluation.pop("accuracies", None)
+    base_zoo = None if Path(a.zoo).is_dir() else a.zoo  # a Hub dataset repo id: linked from the card
+    result.pipeline.save_pretrained(out, base_zoo=base_zoo, evaluation=evaluation)
     shutil.rmtree(ckpt, ignore_errors=True)
     print(f"pipeline saved to {out} (final loss {result.losses[-1]:.4g}; timings {result.timings})")
 
@@ -96,10 +102,10 @@ def _generate(a: argparse.Namespace) -> None:
 
 def _evaluate(a: argparse.Namespace) -> None:
     from .evaluation import evaluate_zoo
-    from .zoo import WeightZoo
+    from .zoo import open_zoo
 
-    ref = WeightZoo.load(a.reference) if a.reference else None
-    summary = evaluate_zoo(WeightZoo.load(a.zoo), reference=ref, split=a.split, progress=not a.quiet)
+    ref = open_zoo(a.reference) if a.reference else None
+    summary = evaluate_zoo(open_zoo(a.zoo), reference=ref, split=a.split, progress=not a.quiet)
     line = f"{summary['num_networks']} networks, {a.split} accuracy {100 * summary['accuracy_mean']:.2f} ± {100 * summary['accuracy_std']:.2f}%"
     line += f" (min {100 * summary['accuracy_min']:.2f}, max {100 * summary['accuracy_max']:.2f})"
     if ref is not None:
@@ -110,6 +116,22 @@ def _evaluate(a: argparse.Namespace) -> None:
         from .io import write_json
 
         write_json(a.json, summary)
+
+
+def _zoo_push(a: argparse.Namespace) -> None:
+    from .zoo import WeightZoo
+
+    url = WeightZoo.load(a.zoo).push_to_hub(a.repo, private=a.private or None, commit_message=a.message)
+    print(f"zoo {a.zoo} pushed to {url}")
+
+
+def _push(a: argparse.Namespace) -> None:
+    from .pipeline import DeepWeightFlowPipeline
+
+    url = DeepWeightFlowPipeline.from_pretrained(a.pipeline).push_to_hub(
+        a.repo, private=a.private or None, commit_message=a.message
+    )
+    print(f"pipeline {a.pipeline} pushed to {url}")
 
 
 def _demo(a: argparse.Namespace) -> None:
@@ -135,18 +157,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="member i gets seed SEED+i")
     t.add_argument("--device", default=None, help="torch device to train on, e.g. cuda (default: cpu)")
     t.set_defaults(func=_zoo_train)
+    zp = zoo.add_parser("push", help="upload a zoo folder as a Hub dataset repo")
+    zp.add_argument("zoo", help="zoo folder")
+    zp.add_argument("repo", help="Hub repo id, e.g. org/dwf-zoo-resnet18-cifar10")
+    zp.add_argument("--private", action="store_true")
+    zp.add_argument("--message", default=None, help="commit message")
+    zp.set_defaults(func=_zoo_push)
 
     sub.add_parser("recipes", help="list the shipped zoo recipes").set_defaults(func=_recipes)
 
     c = sub.add_parser("canonicalize", help="Git Re-Basin: align every member to one reference")
-    c.add_argument("zoo")
+    c.add_argument("zoo", help="zoo folder or Hub dataset repo id")
     c.add_argument("--out", required=True)
     c.add_argument("--reference", type=int, default=0)
     c.add_argument("--max-iter", type=int, default=100)
     c.set_defaults(func=_canonicalize)
 
     f = sub.add_parser("fit", help="fit a DeepWeightFlow pipeline on a zoo (resumes if interrupted)")
-    f.add_argument("zoo")
+    f.add_argument("zoo", help="zoo folder or Hub dataset repo id")
     f.add_argument("--out", required=True)
     f.add_argument("--no-canonicalize", action="store_true", help="train on the raw (unaligned) weights")
     f.add_argument(
@@ -157,12 +185,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--source-std", help="'matched' (default) or a number")
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--evaluate", type=int, default=0, metavar="N",
+                   help="generate N networks and put their accuracy and novelty in the model card")  # fmt: skip
     for name, typ in FLOW_OPTIONS.items():
         f.add_argument("--" + name.replace("_", "-"), type=typ, default=None)
     f.set_defaults(func=_fit)
 
+    ps = sub.add_parser("push", help="upload a pipeline folder as a Hub model repo (with its model card)")
+    ps.add_argument("pipeline", help="pipeline folder (or Hub repo id)")
+    ps.add_argument("repo", help="Hub repo id, e.g. org/dwf-resnet18-cifar10")
+    ps.add_argument("--private", action="store_true")
+    ps.add_argument("--message", default=None, help="commit message")
+    ps.set_defaults(func=_push)
+
     g = sub.add_parser("generate", help="generate networks with a pipeline into a zoo folder")
-    g.add_argument("pipeline")
+    g.add_argument("pipeline", help="pipeline folder or Hub model repo id")
     g.add_argument("--num-networks", type=int, default=100)
     g.add_argument("--out", required=True)
     g.add_argument("--seed", type=int, default=0)
@@ -171,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_generate)
 
     e = sub.add_parser("evaluate", help="accuracy of a zoo; with --reference, novelty against it")
-    e.add_argument("zoo")
+    e.add_argument("zoo", help="zoo folder or Hub dataset repo id")
     e.add_argument("--reference", help="a zoo to compare with (e.g. the training zoo)")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
     e.add_argument("--json", help="write the summary as JSON to this file")

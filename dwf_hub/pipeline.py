@@ -21,6 +21,7 @@ from .flow.velocity import VelocityModel
 
 COMPONENTS = {"velocity": VelocityModel, "codec": WeightCodec, "scheduler": FlowODEScheduler}
 OUTPUT_TYPES = ("model", "state_dict", "pt")
+CARD_INFO_NAME = "card.json"
 
 
 @dataclass
@@ -48,12 +49,66 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
 
     @classmethod
     def from_pretrained(
-        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        **kwargs: Any,
     ) -> DeepWeightFlowPipeline:
-        path = Path(pretrained_model_name_or_path)
-        if path.is_dir():
-            _check_pipeline_dir(path)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        """Load from a folder or a Hub *model* repo id (through the Hugging Face cache)."""
+        from .hub import download
+
+        path = download(
+            pretrained_model_name_or_path, "model", revision, cache_dir, local_files_only, token=token
+        )
+        _check_pipeline_dir(path)
+        pipe = super().from_pretrained(path, **kwargs)
+        card = path / CARD_INFO_NAME
+        pipe.card_info = json.loads(card.read_text()) if card.is_file() else {}
+        return pipe
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        base_zoo: str | None = None,
+        evaluation: dict[str, Any] | None = None,
+        repo_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """diffusers' ``save_pretrained``, plus the model card (``README.md``) and what it was made from
+        (``card.json``: the base zoo's repo id and the evaluation of generated networks)."""
+        from .cards import render_flow_card
+        from .io import write_json, write_text
+
+        super().save_pretrained(save_directory, **kwargs)
+        info = {**getattr(self, "card_info", {})}
+        info.update({k: v for k, v in (("base_zoo", base_zoo), ("evaluation", evaluation)) if v is not None})
+        self.card_info = info
+        root = Path(save_directory)
+        write_json(root / CARD_INFO_NAME, info)
+        card = render_flow_card(self, repo_id or "ORG/dwf-NAME", info.get("base_zoo"), info.get("evaluation"))
+        write_text(root / "README.md", card)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str | None = None,
+        revision: str | None = None,
+        base_zoo: str | None = None,
+        evaluation: dict[str, Any] | None = None,
+    ) -> str:
+        """Upload as a Hub *model* repo (created if needed) with its model card; returns the repo URL."""
+        import tempfile
+
+        from .hub import upload
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, base_zoo=base_zoo, evaluation=evaluation, repo_id=repo_id)
+            return upload(tmp, repo_id, "model", private, token, commit_message, revision)
 
     @torch.no_grad()
     def __call__(

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from .archs import ArchSpec, arch_from_config
 from .errors import ZooFormatError
+from .hub import download, upload
 from .io import load_tensors, read_header, save_tensors, write_json, write_text
 
 ZOO_FORMAT_VERSION = 1
@@ -28,7 +29,10 @@ ZOO_CONFIG_NAME = "zoo.json"
 METADATA_NAME = "metadata.parquet"
 CHECKPOINT_DIR = "checkpoints"
 CARD_NAME = "README.md"
+METADATA_FILES = [ZOO_CONFIG_NAME, METADATA_NAME, CARD_NAME]
 RECORD_KEY = "dwf_record"  # safetensors header key holding the model's metadata row as JSON
+WEIGHTS_COLUMN = "weights"  # flat float32 weights in the metadata table, for small architectures
+WEIGHTS_COLUMN_MAX_PARAMS = 65_536
 
 
 def checkpoint_name(index: int) -> str:
@@ -112,8 +116,9 @@ class WeightZoo:
         return self.arch.instantiate(self.state_dict(index))
 
     # -- disk ------------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the zoo as a dataset repo folder; every file is written atomically, zoo.json last."""
+    def save(self, path: str | os.PathLike, repo_id: str | None = None) -> Path:
+        """Write the zoo as a dataset repo folder; every file is written atomically, zoo.json last.
+        ``repo_id`` only goes into the card's usage lines."""
         from .cards import render_zoo_card
 
         root = Path(path)
@@ -131,8 +136,11 @@ class WeightZoo:
             records.append(rec)
         for stale in sorted((root / CHECKPOINT_DIR).glob("model_*.safetensors"))[len(self) :]:
             stale.unlink()
-        _write_parquet(root / METADATA_NAME, records)
-        write_text(root / CARD_NAME, render_zoo_card(self, records))
+        weights = None
+        if self.arch.num_params <= WEIGHTS_COLUMN_MAX_PARAMS:  # lets `datasets` stream the weights too
+            weights = [self.flat(i).tolist() for i in range(len(self))]
+        _write_parquet(root / METADATA_NAME, records, weights)
+        write_text(root / CARD_NAME, render_zoo_card(self, records, repo_id or "ORG/dwf-zoo-NAME"))
         write_json(
             root / ZOO_CONFIG_NAME,
             {
@@ -147,14 +155,18 @@ class WeightZoo:
         return root
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> WeightZoo:
-        """Open a zoo folder; checks every checkpoint's header (keys, shapes, completeness)."""
+    def load(cls, path: str | os.PathLike, members: int | Sequence[int] | None = None) -> WeightZoo:
+        """Open a zoo folder; checks every checkpoint's header (keys, shapes, completeness).
+
+        ``members``: all (``None``), the first ``k``, or these indices.
+        """
         root = Path(path)
         if not root.is_dir():
             raise ZooFormatError(f"{root}: no such zoo directory")
         config = read_zoo_config(root)
         arch = arch_from_config(config["arch"])
-        records = _read_parquet(root / METADATA_NAME)
+        everything = _read_parquet(root / METADATA_NAME)
+        records = [everything[i] for i in _select(everything, members)]
         if not records:
             raise ZooFormatError(f"{root}: empty zoo (no rows in {METADATA_NAME})")
         expected = {p.key: p.shape for p in arch.layout}
@@ -170,6 +182,67 @@ class WeightZoo:
                 )
             members.append(ckpt)
         return cls(arch, members, records, recipe=config.get("recipe"), info=config.get("info"))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        repo_id_or_path: str | os.PathLike,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        members: int | Sequence[int] | None = None,
+        token: str | bool | None = None,
+    ) -> WeightZoo:
+        """A zoo from a local folder or a Hub *dataset* repo, downloading only the ``members`` asked for
+        (all, the first ``k``, or these indices) plus the config, card and metadata table."""
+        kwargs = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+        meta = download(repo_id_or_path, "dataset", allow_patterns=METADATA_FILES, **kwargs)
+        read_zoo_config(meta)  # a clear error before fetching checkpoints of something that is no zoo
+        records = _read_parquet(meta / METADATA_NAME)
+        wanted = [records[i]["checkpoint"] for i in _select(records, members)]
+        root = download(repo_id_or_path, "dataset", allow_patterns=[*METADATA_FILES, *wanted], **kwargs)
+        return cls.load(root, members)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str | None = None,
+        revision: str | None = None,
+    ) -> str:
+        """Upload the zoo as a Hub *dataset* repo (created if needed); returns its URL."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save(tmp, repo_id)
+            return upload(tmp, repo_id, "dataset", private, token, commit_message, revision)
+
+
+def _select(records: list[dict[str, Any]], members: int | Sequence[int] | None) -> list[int]:
+    n = len(records)
+    if members is None:
+        return list(range(n))
+    if isinstance(members, int):
+        if not 1 <= members <= n:
+            raise ZooFormatError(f"members={members}: the zoo has {n} networks")
+        return list(range(members))
+    bad = [i for i in members if not 0 <= int(i) < n]
+    if bad or not members:
+        raise ZooFormatError(f"members {bad or '[]'} are not indices of a zoo of {n} networks")
+    return [int(i) for i in members]
+
+
+def read_metadata(
+    repo_id_or_path: str | os.PathLike,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+) -> list[dict[str, Any]]:
+    """The metadata rows of a zoo (folder or Hub dataset repo) without fetching any checkpoint."""
+    root = download(repo_id_or_path, "dataset", revision, cache_dir, local_files_only, METADATA_FILES)
+    read_zoo_config(root)
+    return _read_parquet(root / METADATA_NAME)
 
 
 def read_zoo_config(root: Path) -> dict[str, Any]:
@@ -191,14 +264,17 @@ def read_zoo_config(root: Path) -> dict[str, Any]:
     return config
 
 
-def _write_parquet(path: Path, records: list[dict[str, Any]]) -> None:
+def _write_parquet(path: Path, records: list[dict[str, Any]], weights: list[list[float]] | None) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from .io import atomic_path
 
+    table = pa.Table.from_pylist(records)
+    if weights is not None:
+        table = table.append_column(WEIGHTS_COLUMN, pa.array(weights, type=pa.list_(pa.float32())))
     with atomic_path(path) as tmp:
-        pq.write_table(pa.Table.from_pylist(records), tmp)
+        pq.write_table(table, tmp)
 
 
 def _read_parquet(path: Path) -> list[dict[str, Any]]:
@@ -207,7 +283,8 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ZooFormatError(f"{path.parent}: missing metadata table {METADATA_NAME}")
     try:
-        records = pq.read_table(path).to_pylist()
+        names = pq.read_schema(path).names
+        records = pq.read_table(path, columns=[c for c in names if c != WEIGHTS_COLUMN]).to_pylist()
     except Exception as e:
         raise ZooFormatError(f"{path}: unreadable metadata table ({e})") from None
     for i, rec in enumerate(records):
@@ -217,5 +294,5 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
 
 
 def open_zoo(zoo: WeightZoo | str | os.PathLike) -> WeightZoo:
-    """A zoo object, or a zoo folder to load."""
-    return zoo if isinstance(zoo, WeightZoo) else WeightZoo.load(zoo)
+    """A zoo object, a zoo folder, or a Hub dataset repo id."""
+    return zoo if isinstance(zoo, WeightZoo) else WeightZoo.from_pretrained(zoo)

@@ -135,7 +135,7 @@ def test_fit_without_canonicalization_cli(workdir):
     "argv, message",
     [
         (["zoo", "train", "no_such_recipe", "--out", "x"], "unknown recipe 'no_such_recipe'"),
-        (["evaluate", "/nonexistent/zoo"], "no such zoo directory"),
+        (["evaluate", "/nonexistent/zoo"], "no such folder, and not a Hub repo id"),
         (["generate", "/nonexistent", "--out", "x"], "missing model_index.json"),
         (["fit", "/nonexistent", "--out", "x"], "not a dwf_hub zoo (missing zoo.json)"),
     ],

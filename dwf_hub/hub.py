@@ -1,0 +1,104 @@
+"""Hugging Face Hub transfer: resolve a repo id (or a local folder) to a folder, upload a folder.
+
+Zoos are *dataset* repos, flows are *model* repos. Everything goes through ``huggingface_hub``
+(``snapshot_download``, ``HfApi.create_repo`` / ``upload_folder``), so the
+usual cache, ``HF_HUB_OFFLINE``, tokens and revisions apply.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import DWFError
+
+MAX_FILES_PER_FOLDER = 10_000  # the Hub's limit on files in one folder of a repo
+
+
+def download(
+    repo_id_or_path: str | os.PathLike,
+    repo_type: str,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    allow_patterns: Sequence[str] | None = None,
+    token: str | bool | None = None,
+) -> Path:
+    """A local folder as is, or the cached snapshot of Hub repo ``repo_id`` (downloading ``allow_patterns``)."""
+    path = Path(repo_id_or_path)
+    if path.is_dir():
+        return path
+    repo_id = str(repo_id_or_path)
+    if repo_id.count("/") != 1 or repo_id.startswith((".", "/")):
+        raise DWFError(f"{repo_id}: no such folder, and not a Hub repo id of the form 'org/name'")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    kind = "dataset " if repo_type == "dataset" else ""
+    try:
+        return Path(
+            snapshot_download(
+                repo_id,
+                repo_type=repo_type,
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                allow_patterns=list(allow_patterns) if allow_patterns is not None else None,
+                token=token,
+            )
+        )
+    except LocalEntryNotFoundError:
+        raise DWFError(
+            f"{kind}repo {repo_id!r}{f' at revision {revision!r}' if revision else ''} is not in the local Hugging "
+            "Face cache and downloading is off (HF_HUB_OFFLINE=1 or local_files_only=True); fetch it once with "
+            f"network access: hf download {repo_id}{' --repo-type dataset' if repo_type == 'dataset' else ''}"
+        ) from None
+    except (RepositoryNotFoundError, RevisionNotFoundError) as e:
+        raise DWFError(f"{kind}repo {repo_id!r} not found on the Hub ({type(e).__name__})") from None
+    except HfHubHTTPError as e:
+        raise DWFError(f"{kind}repo {repo_id!r}: Hub request failed ({e})") from None
+
+
+def upload(
+    folder: str | os.PathLike,
+    repo_id: str,
+    repo_type: str,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+    revision: str | None = None,
+) -> str:
+    """Create ``repo_id`` if needed and upload ``folder`` to it; returns the repo URL.
+
+    ``upload_folder`` (with ``hf_xet``, a dependency of ``huggingface_hub``) commits large folders in
+    resumable batches; no folder may hold more than the Hub's ``MAX_FILES_PER_FOLDER`` files.
+    """
+    from huggingface_hub import HfApi
+
+    root = Path(folder)
+    files = [p for p in root.rglob("*") if p.is_file()]
+    per_folder: dict[Path, int] = {}
+    for f in files:
+        per_folder[f.parent] = per_folder.get(f.parent, 0) + 1
+    crowded = [(d, n) for d, n in per_folder.items() if n > MAX_FILES_PER_FOLDER]
+    if crowded:
+        d, n = crowded[0]
+        raise DWFError(
+            f"{d}: {n} files in one folder; the Hub allows at most {MAX_FILES_PER_FOLDER} per folder"
+        )
+    api = HfApi(token=token)
+    url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    api.upload_folder(
+        repo_id=repo_id,
+        folder_path=root,
+        repo_type=repo_type,
+        revision=revision,
+        commit_message=commit_message or f"Upload with dwf_hub ({len(files)} files)",
+    )
+    return str(url)
