@@ -26,6 +26,7 @@ bench: install
 	$(PY) benchmarks/bench_phases.py
 	$(PY) benchmarks/bench_canonicalize.py
 	$(PY) benchmarks/bench_pca_resnet18.py
+	$(PY) benchmarks/bench_evaluate.py
 
 lint: install
 	$(VENV)/bin/ruff check dwf_hub tests benchmarks

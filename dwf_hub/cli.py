@@ -105,7 +105,18 @@ def _evaluate(a: argparse.Namespace) -> None:
     from .zoo import open_zoo
 
     ref = open_zoo(a.reference) if a.reference else None
-    summary = evaluate_zoo(open_zoo(a.zoo), reference=ref, split=a.split, progress=not a.quiet)
+    zoo = open_zoo(a.zoo)
+    if a.out:
+        from .errors import DWFError
+        from .report import build_report
+
+        if ref is None:
+            raise DWFError("--out writes a comparison report: give the training zoo with --reference")
+        noise = tuple(float(v) for v in a.noise.split(",")) if a.noise else ()
+        report = build_report(zoo, ref, a.out, noise=noise, split=a.split, progress=not a.quiet)
+        print(report["verdict"].replace("**", ""))
+        print(f"wrote {Path(a.out) / 'report.md'}, summary.json and figures")
+    summary = evaluate_zoo(zoo, reference=ref, split=a.split, progress=not a.quiet)
     line = f"{summary['num_networks']} networks, {a.split} accuracy {100 * summary['accuracy_mean']:.2f} ± {100 * summary['accuracy_std']:.2f}%"
     line += f" (min {100 * summary['accuracy_min']:.2f}, max {100 * summary['accuracy_max']:.2f})"
     if ref is not None:
@@ -212,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--reference", help="a zoo to compare with (e.g. the training zoo)")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
     e.add_argument("--json", help="write the summary as JSON to this file")
+    e.add_argument(
+        "--out", help="write report.md, summary.json and figures (needs --reference) to this folder"
+    )
+    e.add_argument(
+        "--noise", help="noise baselines: comma-separated std of Gaussian noise added to the reference zoo"
+    )
     e.set_defaults(func=_evaluate)
 
     d = sub.add_parser("demo", help="the main job: Iris zoo -> canonicalize -> fit -> generate -> evaluate")

@@ -41,18 +41,22 @@ class BatchedForward:
 
 
 @torch.no_grad()
+def predict_many(arch: ArchSpec, weights: Tensor | dict[str, Tensor], x: Tensor, chunk: int = 4096) -> Tensor:
+    """Predicted labels ``[N, B]`` of every network on ``x [B, ...]``, in one vectorized pass per chunk;
+    ``weights`` is ``[N, D]`` or stacked."""
+    stacked = stack_matrix(arch, weights) if isinstance(weights, Tensor) else weights
+    forward = BatchedForward(arch)
+    device = next(iter(stacked.values())).device
+    return torch.cat(
+        [forward(stacked, x[s : s + chunk].to(device)).argmax(-1) for s in range(0, len(x), chunk)], 1
+    ).cpu()
+
+
 def accuracy_many(
     arch: ArchSpec, weights: Tensor | dict[str, Tensor], x: Tensor, y: Tensor, chunk: int = 4096
 ) -> Tensor:
     """Accuracy ``[N]`` of every network on ``(x [B, ...], y [B])``; ``weights`` is ``[N, D]`` or stacked."""
-    stacked = stack_matrix(arch, weights) if isinstance(weights, Tensor) else weights
-    forward = BatchedForward(arch)
-    first = next(iter(stacked.values()))
-    correct = torch.zeros(first.shape[0], device=first.device)
-    for s in range(0, len(x), chunk):
-        logits = forward(stacked, x[s : s + chunk].to(first.device))
-        correct += (logits.argmax(-1) == y[s : s + chunk].to(first.device)).sum(1).float()
-    return (correct / len(x)).cpu()
+    return (predict_many(arch, weights, x, chunk) == y.cpu()).float().mean(1)
 
 
 def _stats(values: Tensor, prefix: str) -> dict[str, float]:
@@ -74,7 +78,6 @@ def evaluate_zoo(zoo, reference=None, split: str = "test", progress: bool = Fals
     """
     from .data import load_task
     from .errors import DWFError
-    from .matching import align_state_dict, canonicalize
     from .metrics import novelty_ratio
 
     if not zoo.recipe:
@@ -92,11 +95,26 @@ def evaluate_zoo(zoo, reference=None, split: str = "test", progress: bool = Fals
     if reference.arch != zoo.arch:
         raise DWFError(f"reference zoo architecture {reference.arch!r} differs from {zoo.arch!r}")
     ref_acc = accuracy_many(reference.arch, reference.to_matrix(), x, y)
+    aligned, ref_matrix = aligned_matrices(zoo, reference, progress)
+    summary.update(_stats(ref_acc, "reference_accuracy"))
+    summary["reference_num_networks"] = len(reference)
+    summary["novelty_ratio"] = novelty_ratio(aligned, ref_matrix)
+    return summary
+
+
+def aligned_matrices(zoo, reference, progress: bool = False) -> tuple[Tensor, Tensor]:
+    """``(zoo [N, D], reference [M, D])`` in the reference's canonical space: the reference zoo
+    canonicalized (unless it already is), every network of ``zoo`` aligned to its reference member."""
+    from .matching import canonicalize, weight_matching_many
+    from .permutations import apply_permutation
+
     if not reference.is_canonical:
         reference = canonicalize(reference, progress=progress).zoo
     anchor = reference.state_dict(reference.info["canonical"]["reference"])
-    aligned = torch.stack([zoo.arch.flatten(align_state_dict(zoo.arch, anchor, sd)[0]) for sd in zoo])
-    summary.update(_stats(ref_acc, "reference_accuracy"))
-    summary["reference_num_networks"] = len(reference)
-    summary["novelty_ratio"] = novelty_ratio(aligned, reference.to_matrix())
-    return summary
+    spec = zoo.arch.permutation_spec()
+    members = [zoo.state_dict(i) for i in range(len(zoo))]
+    results = weight_matching_many(spec, anchor, members)
+    aligned = torch.stack(
+        [zoo.arch.flatten(apply_permutation(spec, r.perm, sd)) for r, sd in zip(results, members)]
+    )
+    return aligned, reference.to_matrix()

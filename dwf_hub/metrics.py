@@ -1,24 +1,44 @@
-"""Distances between sets of networks in (canonical) weight space."""
+"""Metrics between two sets of networks (the paper's Table 17): in weight space and in prediction space.
+
+Weight-space inputs are flat weights ``[N, D]`` (canonical, so that permuted copies count as copies);
+prediction-space inputs are predicted labels ``[N, B]`` on one test set with its labels ``[B]``.
+``same=True`` means the two sets are the same networks: self-pairs are left out.
+The ``evaluate`` modules in ``dwf_hub/evaluate_modules/`` wrap these functions (``load_metric``).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import Tensor
 
 from .errors import DWFError
 
+MODULES = Path(__file__).parent / "evaluate_modules"
+
+
+def _pairwise_best(scores: Tensor, same: bool, largest: bool) -> Tensor:
+    """Row-wise max (or min) of ``scores [Na, Nb]``; the diagonal is ignored when ``same``."""
+    if same:
+        if scores.shape[0] < 2:
+            raise DWFError("need at least two networks to compare a set with itself")
+        scores = scores.clone()
+        scores.fill_diagonal_(float("-inf") if largest else float("inf"))
+    return scores.max(1).values if largest else scores.min(1).values
+
 
 def nearest_distances(query: Tensor, pool: Tensor, exclude_self: bool = False) -> Tensor:
-    """``[M]`` L2 distance of each row of ``query [M, D]`` to its nearest row of ``pool [N, D]``.
+    """``[M]`` L2 distance of each row of ``query [M, D]`` to its nearest row of ``pool [N, D]``."""
+    return _pairwise_best(torch.cdist(query.double(), pool.double()), exclude_self, largest=False).float()
 
-    With ``exclude_self`` (``query is pool``), each row's distance to itself is ignored.
-    """
-    d = torch.cdist(query.double(), pool.double())
-    if exclude_self:
-        if query.shape[0] < 2:
-            raise DWFError("need at least two networks to measure nearest-other distances")
-        d.fill_diagonal_(float("inf"))
-    return d.min(1).values.float()
+
+def max_cosine(query: Tensor, pool: Tensor, same: bool = False) -> Tensor:
+    """``[M]`` highest cosine similarity of each query network to a network of ``pool``."""
+    a = torch.nn.functional.normalize(query.double(), dim=1)
+    b = torch.nn.functional.normalize(pool.double(), dim=1)
+    return _pairwise_best(a @ b.T, same, largest=True).float()
 
 
 def novelty_ratio(generated: Tensor, train: Tensor) -> float:
@@ -30,3 +50,80 @@ def novelty_ratio(generated: Tensor, train: Tensor) -> float:
     return float(
         nearest_distances(generated, train).median() / nearest_distances(train, train, True).median()
     )
+
+
+def wrong_iou(pred_a: Tensor, pred_b: Tensor, labels: Tensor) -> Tensor:
+    """``[Na, Nb]`` intersection over union of the sets of test samples each network gets wrong.
+
+    Two networks without a single error have identical (empty) error sets: IoU 1.
+    """
+    wa, wb = (pred_a != labels).double(), (pred_b != labels).double()  # [Na, B], [Nb, B]
+    inter = wa @ wb.T
+    union = wa.sum(1, keepdim=True) + wb.sum(1) - inter
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter)).float()
+
+
+def max_wrong_iou(pred_a: Tensor, pred_b: Tensor, labels: Tensor, same: bool = False) -> Tensor:
+    """``[Na]`` the paper's mIoU per network: highest wrong-prediction IoU with a network of the other set."""
+    return _pairwise_best(wrong_iou(pred_a, pred_b, labels), same, largest=True)
+
+
+def wasserstein(a: Tensor, b: Tensor) -> float:
+    """Wasserstein-1 distance between the distributions of all weight values of two sets."""
+    from scipy.stats import wasserstein_distance
+
+    return float(wasserstein_distance(a.flatten().double().numpy(), b.flatten().double().numpy()))
+
+
+def jensen_shannon(a: Tensor, b: Tensor, bins: int = 200) -> float:
+    """Jensen–Shannon distance (base 2, in [0, 1]) between histograms of all weight values of two sets."""
+    from scipy.spatial.distance import jensenshannon
+
+    lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
+    if hi <= lo:
+        return 0.0
+    ha = np.histogram(a.flatten().double().numpy(), bins=bins, range=(lo, hi))[0]
+    hb = np.histogram(b.flatten().double().numpy(), bins=bins, range=(lo, hi))[0]
+    return float(jensenshannon(ha, hb, base=2))
+
+
+def spearman(pred: Tensor, target: Tensor) -> Tensor:
+    """``[N]`` Spearman correlation of each network's predictions ``[N, B]`` with targets ``[B]``."""
+    from scipy.stats import spearmanr
+
+    return torch.tensor([spearmanr(p.double().numpy(), target.double().numpy())[0] for p in pred])
+
+
+def set_metrics(
+    weights_a: Tensor,
+    preds_a: Tensor,
+    weights_b: Tensor,
+    preds_b: Tensor,
+    labels: Tensor,
+    same: bool = False,
+) -> dict[str, float]:
+    """Every set-to-set metric from set A to set B (means over A's networks where per network)."""
+    nn = nearest_distances(weights_a, weights_b, same)
+    iou = max_wrong_iou(preds_a, preds_b, labels, same)
+    cos = max_cosine(weights_a, weights_b, same)
+    return {
+        "miou_mean": float(iou.mean()),
+        "miou_std": float(iou.std(unbiased=False)),
+        "nn_l2_mean": float(nn.mean()),
+        "nn_l2_median": float(nn.median()),
+        "max_cosine_mean": float(cos.mean()),
+        "wasserstein": wasserstein(weights_a, weights_b),
+        "jensen_shannon": jensen_shannon(weights_a, weights_b),
+    }
+
+
+def load_metric(name: str):
+    """One of the ``evaluate`` modules shipped in the package, loaded by path (works offline):
+    ``weight_space_distance``, ``wrong_prediction_iou``, ``network_task_metric``."""
+    import evaluate
+
+    path = MODULES / name
+    if not (path / f"{name}.py").is_file():
+        known = sorted(p.name for p in MODULES.iterdir() if (p / f"{p.name}.py").is_file())
+        raise DWFError(f"unknown metric {name!r}; shipped: {', '.join(known)}")
+    return evaluate.load(str(path))

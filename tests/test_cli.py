@@ -185,6 +185,9 @@ def test_demo_small(tmp_path):
     on_disk = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert on_disk["novelty_ratio"] == summary["novelty_ratio"]
     assert "Novelty ratio" in (tmp_path / "demo" / "report.md").read_text()
+    evaluation = json.loads((tmp_path / "demo" / "evaluation" / "summary.json").read_text())
+    assert evaluation["novelty_ratio"]["generated"] == summary["novelty_ratio"]
+    assert (tmp_path / "demo" / "evaluation" / "accuracy_vs_miou.png").is_file()
     generated = WeightZoo.load(tmp_path / "demo" / "generated")
     assert len(generated) == 5
     assert not (tmp_path / "demo" / "flow_checkpoint").exists()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from dwf_hub.data import load_task
@@ -61,14 +62,24 @@ def _random_resnets(n: int):
     return arch, sds
 
 
-def test_batched_matching_equals_plain_coordinate_descent():
+def _random_mlps(n: int):
+    from dwf_hub.archs import get_arch
+
+    arch = get_arch("mlp", layer_sizes=[4, 16, 3])  # one permutation, which depends on no other
+    gen = torch.Generator().manual_seed(0)
+    return arch, [arch.unflatten(torch.randn(arch.num_params, generator=gen)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("make", [_random_resnets, _random_mlps])
+def test_batched_matching_equals_plain_coordinate_descent(make):
     from dwf_hub.matching.weight_matching import weight_matching_many
 
-    arch, sds = _random_resnets(5)
+    arch, sds = make(5)
     spec = arch.permutation_spec()
     results = weight_matching_many(spec, sds[0], sds[1:], seed=3, workers=1)
     for sd, result in zip(sds[1:], results):
         expected = plain_weight_matching(spec, sds[0], sd, seed=3)
+        assert any(not torch.equal(v, torch.arange(len(v))) for v in expected.values())  # something to find
         for p in expected:
             assert torch.equal(result.perm[p], expected[p]), p
         aligned = apply_permutation(spec, result.perm, sd)

@@ -1,6 +1,13 @@
 """Canonicalization: removing permutation symmetry by aligning networks to one reference."""
 
 from .canonicalize import CanonicalizationResult, align_state_dict, canonicalize
-from .weight_matching import MatchResult, weight_matching
+from .weight_matching import MatchResult, weight_matching, weight_matching_many
 
-__all__ = ["CanonicalizationResult", "MatchResult", "align_state_dict", "canonicalize", "weight_matching"]
+__all__ = [
+    "CanonicalizationResult",
+    "MatchResult",
+    "align_state_dict",
+    "canonicalize",
+    "weight_matching",
+    "weight_matching_many",
+]

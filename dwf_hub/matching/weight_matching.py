@@ -140,6 +140,7 @@ def _match_group(
     deps = _dependencies(spec)
     version = {p: np.zeros(m, dtype=np.int64) for p in sizes}  # bumped whenever perm[p][i] changes
     solved_at = {p: np.full((m, len(deps[p])), -1) for p in sizes}  # dependency versions at last solve
+    unsolved = {p: np.ones(m, dtype=bool) for p in sizes}  # never solved yet (whatever its dependencies)
     iterations = np.full(m, max_iter)
     active = np.ones(m, dtype=bool)
     names = sorted(sizes)
@@ -149,10 +150,10 @@ def _match_group(
         for p in rng.permutation(names):
             n = sizes[p]
             current = np.stack([version[q] for q in deps[p]], 1) if deps[p] else np.zeros((m, 0))
-            todo = np.flatnonzero(active & (solved_at[p] != current).any(1))
+            todo = np.flatnonzero(active & (unsolved[p] | (solved_at[p] != current).any(1)))
             if len(todo) == 0:
                 continue
-            solved_at[p][todo] = current[todo]
+            solved_at[p][todo], unsolved[p][todo] = current[todo], False
             idx = None if len(todo) == m else torch.from_numpy(todo)
             # Cost against the current state, whose p axis is already permuted by perm[p]: column j
             # belongs to original unit perm[p][j]; scatter it back to the original order.

@@ -1,0 +1,120 @@
+"""Set-to-set metrics on hand-built cases with known answers, the shipped evaluate modules, the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dwf_hub import metrics
+
+LABELS = torch.tensor([0, 1, 2, 0, 1, 2])
+
+
+def test_wrong_prediction_iou_known_answers():
+    right = LABELS.clone()
+    a = torch.tensor([1, 1, 2, 0, 1, 2])  # wrong on sample 0
+    b = torch.tensor([0, 0, 2, 0, 1, 2])  # wrong on sample 1: disjoint from a
+    c = torch.tensor([1, 0, 2, 0, 1, 2])  # wrong on 0 and 1
+    iou = metrics.wrong_iou(torch.stack([a, b, c, right]), torch.stack([a, b, c, right]), LABELS)
+    assert iou[0, 0] == 1 and iou[0, 1] == 0  # identical / disjoint error sets
+    assert iou[0, 2] == pytest.approx(0.5) and iou[2, 1] == pytest.approx(0.5)
+    assert iou[3, 3] == 1 and iou[3, 0] == 0  # two error-free networks are identical; vs one error: 0
+    # the paper's mIoU leaves self-pairs out
+    same = metrics.max_wrong_iou(torch.stack([a, b]), torch.stack([a, b]), LABELS, same=True)
+    assert same.tolist() == [0.0, 0.0]
+    assert metrics.max_wrong_iou(torch.stack([a, a]), torch.stack([a, a]), LABELS, same=True).tolist() == [
+        1,
+        1,
+    ]
+
+
+def test_weight_distances_known_answers():
+    a = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    assert metrics.nearest_distances(a, a).tolist() == [0.0, 0.0]
+    assert metrics.nearest_distances(a, a, exclude_self=True).tolist() == [5.0, 5.0]
+    assert metrics.max_cosine(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0], [-3.0, 0.0]])).item() == 0
+    assert metrics.wasserstein(a, a) == 0 and metrics.jensen_shannon(a, a) == 0
+    shifted = a + 10.0
+    assert metrics.wasserstein(a, shifted) == pytest.approx(10.0)
+    assert metrics.jensen_shannon(a, shifted) == pytest.approx(1.0)  # disjoint supports: the maximum
+    assert metrics.novelty_ratio(a, a) == 0.0
+    r = metrics.spearman(torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]), torch.tensor([10.0, 20.0, 30.0]))
+    assert r.tolist() == pytest.approx([1.0, -1.0])
+
+
+def test_shipped_evaluate_modules_load_offline_and_agree():
+    w = torch.randn(6, 10, generator=torch.Generator().manual_seed(0))
+    ref = torch.randn(5, 10, generator=torch.Generator().manual_seed(1))
+    dist = metrics.load_metric("weight_space_distance")
+    out = dist.compute(predictions=w.tolist(), reference=ref.tolist())
+    assert out["novelty_ratio"] == pytest.approx(metrics.novelty_ratio(w, ref), rel=1e-5)
+    assert out["nn_l2_median"] == pytest.approx(float(metrics.nearest_distances(w, ref).median()), rel=1e-5)
+    same = dist.compute(predictions=w.tolist())
+    assert "novelty_ratio" not in same and same["wasserstein"] == 0
+    preds = torch.stack([LABELS, LABELS, torch.tensor([1, 1, 2, 0, 1, 2])])
+    iou = metrics.load_metric("wrong_prediction_iou").compute(
+        predictions=preds.tolist(), labels=LABELS.tolist()
+    )
+    assert iou["miou"] == [1.0, 1.0, 0.0]
+    task = metrics.load_metric("network_task_metric").compute(
+        predictions=preds.tolist(), targets=LABELS.tolist()
+    )
+    assert task["per_network"] == pytest.approx([1.0, 1.0, 5 / 6])
+    with pytest.raises(Exception, match="unknown metric 'nope'"):
+        metrics.load_metric("nope")
+
+
+def test_report_flags_memorized_copies(tiny_zoo, tmp_path):
+    from dwf_hub.matching import canonicalize
+    from dwf_hub.report import build_report
+    from dwf_hub.zoo import WeightZoo
+
+    canonical = canonicalize(tiny_zoo, progress=False).zoo
+    copies = WeightZoo.from_matrix(tiny_zoo.arch, canonical.to_matrix() + 1e-4, recipe=tiny_zoo.recipe)
+    s = build_report(copies, canonical, tmp_path / "copies", noise=(0.01,))
+    assert s["memorized"] and s["verdict"].startswith("**Generated networks look memorized**")
+    assert s["novelty_ratio"]["generated"] < 0.01
+    assert s["table17"]["gen→orig"]["miou_mean"] > 0.99
+    assert set(s["table17"]) == {"orig→orig", "orig→gen", "gen→orig", "gen→gen", "zoo + N(0, 0.01²)→orig"}
+    for name in (
+        "report.md",
+        "summary.json",
+        "accuracy_hist.png",
+        "accuracy_vs_miou.png",
+        "nn_distance_hist.png",
+    ):
+        assert (tmp_path / "copies" / name).stat().st_size > 0
+    assert (tmp_path / "copies" / "accuracy_hist.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "copies" / "summary.json").read_text())["memorized"] is True
+    fresh = WeightZoo.from_matrix(
+        tiny_zoo.arch, torch.randn(8, tiny_zoo.arch.num_params), recipe=tiny_zoo.recipe
+    )
+    s2 = build_report(fresh, canonical, tmp_path / "fresh")
+    assert not s2["memorized"] and "memorized" not in s2["verdict"]
+
+
+def test_cli_evaluate_writes_the_report(tiny_zoo, tiny_fit, tmp_path, capsys):
+    from dwf_hub.cli import main
+
+    tiny_zoo.save(tmp_path / "zoo")
+    tiny_fit.pipeline.generate_zoo(8, seed=0).save(tmp_path / "gen")
+    argv = ["-q", "evaluate", str(tmp_path / "gen"), "--reference", str(tmp_path / "zoo")]
+    assert main([*argv, "--noise", "0.001,0.01", "--out", str(tmp_path / "rep")]) == 0
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert set(summary["accuracy"]) == {"zoo", "generated", "zoo + N(0, 0.001²)", "zoo + N(0, 0.01²)"}
+    assert "Evaluation report" in (tmp_path / "rep" / "report.md").read_text()
+    assert main(["-q", "evaluate", str(tmp_path / "gen"), "--out", str(tmp_path / "x")]) == 2
+    assert "--reference" in capsys.readouterr().err
+
+
+def test_vectorized_predictions_match_a_loop(tiny_zoo):
+    from dwf_hub.data import load_task
+    from dwf_hub.evaluation import predict_many
+
+    x = load_task(tiny_zoo.recipe["data"]).x_test
+    batched = predict_many(tiny_zoo.arch, tiny_zoo.to_matrix(), x)
+    with torch.no_grad():
+        looped = torch.stack([tiny_zoo.model(i)(x).argmax(-1) for i in range(len(tiny_zoo))])
+    assert torch.equal(batched, looped)
