@@ -155,6 +155,14 @@ def _demo(a: argparse.Namespace) -> None:
     print(f"wrote {Path(a.out) / 'report.md'} and {Path(a.out) / 'summary.json'}")
 
 
+def _push_arguments(p: argparse.ArgumentParser, what: str, help: str, example: str, func) -> None:
+    p.add_argument(what, help=help)
+    p.add_argument("repo", help=f"Hub repo id, e.g. {example}")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--message", default=None, help="commit message")
+    p.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dwf-hub", description="Weight zoos and DeepWeightFlow generators.")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -169,11 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None, help="torch device to train on, e.g. cuda (default: cpu)")
     t.set_defaults(func=_zoo_train)
     zp = zoo.add_parser("push", help="upload a zoo folder as a Hub dataset repo")
-    zp.add_argument("zoo", help="zoo folder")
-    zp.add_argument("repo", help="Hub repo id, e.g. org/dwf-zoo-resnet18-cifar10")
-    zp.add_argument("--private", action="store_true")
-    zp.add_argument("--message", default=None, help="commit message")
-    zp.set_defaults(func=_zoo_push)
+    _push_arguments(zp, "zoo", "zoo folder", "org/dwf-zoo-resnet18-cifar10", _zoo_push)
 
     sub.add_parser("recipes", help="list the shipped zoo recipes").set_defaults(func=_recipes)
 
@@ -203,11 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=_fit)
 
     ps = sub.add_parser("push", help="upload a pipeline folder as a Hub model repo (with its model card)")
-    ps.add_argument("pipeline", help="pipeline folder (or Hub repo id)")
-    ps.add_argument("repo", help="Hub repo id, e.g. org/dwf-resnet18-cifar10")
-    ps.add_argument("--private", action="store_true")
-    ps.add_argument("--message", default=None, help="commit message")
-    ps.set_defaults(func=_push)
+    _push_arguments(ps, "pipeline", "pipeline folder (or Hub repo id)", "org/dwf-resnet18-cifar10", _push)
 
     g = sub.add_parser("generate", help="generate networks with a pipeline into a zoo folder")
     g.add_argument("pipeline", help="pipeline folder or Hub model repo id")

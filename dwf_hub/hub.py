@@ -8,7 +8,8 @@ usual cache, ``HF_HUB_OFFLINE``, tokens and revisions apply.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import DWFError
@@ -102,3 +103,18 @@ def upload(
         commit_message=commit_message or f"Upload with dwf_hub ({len(files)} files)",
     )
     return str(url)
+
+
+def push(
+    save: Callable[[Path], object],
+    repo_id: str,
+    repo_type: str,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+    revision: str | None = None,
+) -> str:
+    """``save`` into a temporary folder, then ``upload`` it; returns the repo URL."""
+    with tempfile.TemporaryDirectory() as tmp:
+        save(Path(tmp))
+        return upload(tmp, repo_id, repo_type, private, token, commit_message, revision)

@@ -102,13 +102,12 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
         evaluation: dict[str, Any] | None = None,
     ) -> str:
         """Upload as a Hub *model* repo (created if needed) with its model card; returns the repo URL."""
-        import tempfile
+        from .hub import push
 
-        from .hub import upload
+        def save(folder: Path) -> None:
+            self.save_pretrained(folder, base_zoo=base_zoo, evaluation=evaluation, repo_id=repo_id)
 
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp, base_zoo=base_zoo, evaluation=evaluation, repo_id=repo_id)
-            return upload(tmp, repo_id, "model", private, token, commit_message, revision)
+        return push(save, repo_id, "model", private, token, commit_message, revision)
 
     @torch.no_grad()
     def __call__(

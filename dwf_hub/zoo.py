@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .archs import ArchSpec, arch_from_config
 from .errors import ZooFormatError
-from .hub import download, upload
+from .hub import download, push
 from .io import load_tensors, read_header, save_tensors, write_json, write_text
 
 ZOO_FORMAT_VERSION = 1
@@ -212,11 +212,8 @@ class WeightZoo:
         revision: str | None = None,
     ) -> str:
         """Upload the zoo as a Hub *dataset* repo (created if needed); returns its URL."""
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save(tmp, repo_id)
-            return upload(tmp, repo_id, "dataset", private, token, commit_message, revision)
+        save = lambda folder: self.save(folder, repo_id)  # noqa: E731
+        return push(save, repo_id, "dataset", private, token, commit_message, revision)
 
 
 def _select(records: list[dict[str, Any]], members: int | Sequence[int] | None) -> list[int]:
