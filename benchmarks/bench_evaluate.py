@@ -1,6 +1,6 @@
 """Evaluation reports for the MLP zoos, and vectorized evaluation vs a per-model loop.
 
-    python benchmarks/bench_evaluate.py [--zoos iris,digits] [--out bench_out/report]
+    python benchmarks/bench_evaluate.py [--zoos iris,digits,digits_resnet20] [--out bench_out/report] [--skip-speed]
 
 For each zoo: train it (reused if already in ``--out``), fit the recipe's default flow, generate 100
 networks and write the full report (``report.md``, ``summary.json``, figures) with noise baselines.
@@ -67,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoos", default="iris,digits")
     parser.add_argument("--out", default="bench_out/report")
+    parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
     out = Path(args.out)
     print("| zoo | zoo acc (%) | generated acc (%) | novelty | mIoU gen→orig | mIoU orig→orig | NN L2 gen→orig "
@@ -85,6 +86,8 @@ def main() -> None:
               f"| {t['orig→orig']['nn_l2_median']:.3f} | {t['gen→orig']['wasserstein']:.4f} | {t['gen→orig']['jensen_shannon']:.3f} "
               f"| {noise[0][0]:.3f} / {noise[0][1]:.3f} | {noise[1][0]:.3f} / {noise[1][1]:.3f} "
               f"| {'memorized' if s['memorized'] else 'new' if s['novelty_ratio']['generated'] >= 0.8 else 'partly new'} |")  # fmt: skip
+    if args.skip_speed:
+        return
     t_vec, t_loop = speed(out)
     print(f"\npredictions of 100 generated digits MLPs on the test split: vectorized {1e3 * t_vec:.1f} ms, "
           f"per-model loop {1e3 * t_loop:.1f} ms: {t_loop / t_vec:.1f}× (target ≥ 10×: "

@@ -102,3 +102,11 @@ def test_matching_rejects_nan_naming_network_and_key():
     sds[2][key] = sds[2][key].clone().fill_(float("nan"))
     with pytest.raises(WeightFormatError, match=rf"network 1: key '{key}'"):
         weight_matching_many(arch.permutation_spec(), sds[0], sds[1:])
+
+
+def test_canonical_zoo_saves_and_reloads_exactly(tiny_zoo, tmp_path):
+    from dwf_hub.zoo import WeightZoo
+
+    canon = canonicalize(tiny_zoo, progress=False).zoo  # members are views into the matcher's stacked tensors
+    canon.save(tmp_path / "canon")
+    assert torch.equal(WeightZoo.load(tmp_path / "canon").to_matrix(), canon.to_matrix())
