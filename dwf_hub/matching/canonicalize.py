@@ -47,10 +47,12 @@ def canonicalize(
     seed: int = 0,
     progress: bool = True,
     chunk_params: int = 1 << 27,
+    workers: int | None = None,
 ) -> CanonicalizationResult:
     """Git Re-Basin weight matching of every member to member ``reference`` (which stays as is).
 
-    Members are matched together in chunks of about ``chunk_params`` weights (512 MB of float32).
+    Members are matched together in chunks of about ``chunk_params`` weights (512 MB of float32), by
+    ``workers`` threads (see ``weight_matching_many``).
     """
     if not 0 <= reference < len(zoo):
         raise DWFError(f"reference index {reference} is out of range for a zoo of {len(zoo)} networks")
@@ -63,7 +65,7 @@ def canonicalize(
             batch = [zoo.state_dict(i) for i in range(start, min(start + chunk, len(zoo)))]
             for i, sd in enumerate(batch, start):  # NaN/Inf are checked on the stacked weights
                 zoo.arch.validate(sd, source=f"zoo member {i}", check_finite=False)
-            for sd, result in zip(batch, weight_matching_many(spec, ref, batch, max_iter, seed)):
+            for sd, result in zip(batch, weight_matching_many(spec, ref, batch, max_iter, seed, workers)):
                 members.append({**sd, **result.aligned})
                 perms.append(result.perm)
                 objectives.append(result.objective)
