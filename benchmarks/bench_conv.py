@@ -71,6 +71,8 @@ def run_recipe(name: str, args, device: torch.device) -> dict:
     print("|" + "---|" * (header.count("|") - 1))
     for canon in (True, False):
         for label, normalization in CODINGS.items():
+            if normalization not in args.codings.split(","):
+                continue
             overrides = {"normalization": normalization, "canonicalize": canon}
             if args.iterations:
                 overrides["iterations"] = args.iterations
@@ -119,6 +121,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="bench_out/conv")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--codings", default="whiten,standardize", help="flow coordinates to try")
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"device {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
