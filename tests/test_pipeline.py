@@ -136,3 +136,30 @@ def test_fit_without_canonicalization(tiny_zoo):
     assert result.pipeline.codec.config.canonicalization is None
     assert torch.equal(result.training_zoo.to_matrix(), tiny_zoo.to_matrix())
     assert _gen(result.pipeline, 2).weights.shape == (2, tiny_zoo.arch.num_params)
+
+
+def test_generated_resnet18s_are_torchvision_models_to_fine_tune_and_save(tmp_path):
+    import torchvision
+    from safetensors.torch import load_file, save_file
+
+    from dwf_hub.archs import get_arch_class
+    from dwf_hub.fitting import default_flow_config, fit_pipeline
+    from dwf_hub.training import init_member
+    from dwf_hub.zoo import WeightZoo
+
+    arch = get_arch_class("resnet18").tiny()
+    zoo = WeightZoo(arch, [init_member(arch, "default", s) for s in range(4)])
+    pipe = fit_pipeline(zoo, default_flow_config(zoo, iterations=3, hidden_dim=8), progress=False).pipeline
+    x = arch.example_input(16, torch.Generator().manual_seed(0))
+    net = pipe(num_networks=1, generator=torch.Generator().manual_seed(0), calibration_data=x).networks[0]
+    assert isinstance(net, torchvision.models.ResNet) and not net.training
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    before = net.fc.weight.detach().clone()
+    torch.nn.functional.cross_entropy(net(x), torch.zeros(16, dtype=torch.long)).backward()
+    opt.step()
+    assert not torch.equal(before, net.fc.weight)  # parameters are trainable leaves
+    save_file(net.state_dict(), tmp_path / "net.safetensors")
+    fresh = arch.build()
+    fresh.load_state_dict(load_file(tmp_path / "net.safetensors"))
+    assert torch.equal(fresh.fc.weight, net.fc.weight)
