@@ -21,12 +21,13 @@ import torch
 
 from dwf_hub.calibration import recalibrate_batchnorm
 from dwf_hub.data import load_task
-from dwf_hub.evaluation import accuracy_many, stack_state_dicts
+from dwf_hub.evaluation import accuracy_many, aligned_matrices, stack_state_dicts
 from dwf_hub.fitting import default_flow_config, fit_pipeline
-from dwf_hub.matching import align_state_dict, canonicalize
+from dwf_hub.matching import canonicalize
 from dwf_hub.metrics import novelty_ratio
 from dwf_hub.recipes import load_recipe
 from dwf_hub.training import train_zoo
+from dwf_hub.zoo import WeightZoo
 
 CODINGS = {"PCA (whiten)": "whiten", "no PCA (standardize)": "standardize"}
 
@@ -60,8 +61,6 @@ def run_recipe(name: str, args, device: torch.device) -> dict:
     t0 = time.perf_counter()
     canonical = canonicalize(zoo, progress=False).zoo
     canon_s = time.perf_counter() - t0
-    anchor = canonical.state_dict(0)
-    canon_matrix = canonical.to_matrix()
     out = {"recipe": name, "zoo_accuracy": zoo_acc.tolist(), "train_s": train_s, "canonicalize_s": canon_s,
            "num_params": arch.num_params, "flows": []}  # fmt: skip
     print(f"\n## {name}: {len(zoo)} networks, D = {arch.num_params:,}, zoo test accuracy {fmt(zoo_acc)} "
@@ -87,9 +86,8 @@ def run_recipe(name: str, args, device: torch.device) -> dict:
             )
             pipe.to("cpu")
             raw_sds = raw.state_dicts
-            # novelty in canonical space: align every generated network to the canonical zoo's reference
-            aligned = torch.stack([arch.flatten(align_state_dict(arch, anchor, sd)[0]) for sd in raw_sds])
-            novelty = novelty_ratio(aligned, canon_matrix)
+            aligned, canon_matrix = aligned_matrices(WeightZoo(arch, raw_sds), canonical)
+            novelty = novelty_ratio(aligned, canon_matrix)  # in canonical space
             codec = pipe.codec.config
             comps = (
                 f"{codec.latent_dim} ({100 * codec.explained_variance:.1f} %)" if codec.latent_dim else "–"

@@ -106,7 +106,6 @@ def aligned_matrices(zoo, reference, progress: bool = False) -> tuple[Tensor, Te
     """``(zoo [N, D], reference [M, D])`` in the reference's canonical space: the reference zoo
     canonicalized (unless it already is), every network of ``zoo`` aligned to its reference member."""
     from .matching import canonicalize, weight_matching_many
-    from .permutations import apply_permutation
 
     if not reference.is_canonical:
         reference = canonicalize(reference, progress=progress).zoo
@@ -114,7 +113,5 @@ def aligned_matrices(zoo, reference, progress: bool = False) -> tuple[Tensor, Te
     spec = zoo.arch.permutation_spec()
     members = [zoo.state_dict(i) for i in range(len(zoo))]
     results = weight_matching_many(spec, anchor, members)
-    aligned = torch.stack(
-        [zoo.arch.flatten(apply_permutation(spec, r.perm, sd)) for r, sd in zip(results, members)]
-    )
+    aligned = torch.stack([zoo.arch.flatten({**sd, **r.aligned}) for r, sd in zip(results, members)])
     return aligned, reference.to_matrix()

@@ -9,7 +9,6 @@ from tqdm.auto import tqdm
 
 from ..archs import ArchSpec
 from ..errors import DWFError
-from ..permutations import apply_permutation
 from ..zoo import WeightZoo
 from .weight_matching import MatchResult, weight_matching, weight_matching_many
 
@@ -37,7 +36,7 @@ def align_state_dict(
     arch.validate(state_dict)
     spec = arch.permutation_spec()
     result = weight_matching(spec, reference, state_dict, max_iter=max_iter, seed=seed)
-    return apply_permutation(spec, result.perm, state_dict), result
+    return {**state_dict, **result.aligned}, result
 
 
 def canonicalize(
