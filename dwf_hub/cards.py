@@ -38,9 +38,10 @@ def _metric(records: list[dict[str, Any]], key: str) -> dict[str, str] | None:
 def render_zoo_card(zoo: WeightZoo, records: list[dict[str, Any]], repo_id: str = "ORG/dwf-zoo-NAME") -> str:
     from huggingface_hub import DatasetCard, DatasetCardData
 
+    from .evaluation import metric_name
     from .zoo import METADATA_NAME, WEIGHTS_COLUMN_MAX_PARAMS
 
-    recipe = zoo.recipe or {}
+    recipe, metric = zoo.recipe or {}, metric_name(zoo.arch)
     data = DatasetCardData(
         license="mit",
         pretty_name=f"dwf_hub weight zoo: {recipe.get('name', zoo.arch.name)}",
@@ -64,7 +65,7 @@ def render_zoo_card(zoo: WeightZoo, records: list[dict[str, Any]], repo_id: str 
         seeds=f"{seeds[0]}…{seeds[-1]}" if seeds else "n/a",
         inits=", ".join(inits) if inits else "n/a",
         canonical=zoo.info.get("canonical", "no"),
-        metrics=[m for m in (_metric(records, k) for k in ("val_accuracy", "test_accuracy")) if m],
+        metrics=[m for m in (_metric(records, k) for k in (f"val_{metric}", f"test_{metric}")) if m],
         repo_id=repo_id,
         citation=CITATION,
     )
@@ -88,16 +89,18 @@ def render_flow_card(
     if evaluation:
         common = {"task_type": "weight-generation", "task_name": "Neural network weight generation",
                   "dataset_type": base_zoo or title, "dataset_name": f"{title} weight zoo"}  # fmt: skip
+        m = evaluation.get("metric", "accuracy")
+        scale, dec = (100, 2) if m == "accuracy" else (1, 4)
         results = [
-            EvalResult(**common, metric_type="accuracy", metric_name="generated accuracy (mean)",
-                       metric_value=round(100 * evaluation["accuracy_mean"], 2)),
-            EvalResult(**common, metric_type="accuracy", metric_name="training zoo accuracy (mean)",
-                       metric_value=round(100 * evaluation["reference_accuracy_mean"], 2)),
+            EvalResult(**common, metric_type=m, metric_name=f"generated {m} (mean)",
+                       metric_value=round(scale * evaluation[f"{m}_mean"], dec)),
+            EvalResult(**common, metric_type=m, metric_name=f"training zoo {m} (mean)",
+                       metric_value=round(scale * evaluation[f"reference_{m}_mean"], dec)),
             EvalResult(**common, metric_type="novelty_ratio", metric_name="novelty ratio",
                        metric_value=round(evaluation["novelty_ratio"], 4)),
         ]  # fmt: skip
-        pm = lambda k: f"{100 * evaluation[k + '_mean']:.2f} ± {100 * evaluation[k + '_std']:.2f}"  # noqa: E731
-        ev = {"zoo": pm("reference_accuracy"), "generated": pm("accuracy"),
+        pm = lambda k: f"{scale * evaluation[k + '_mean']:.{dec}f} ± {scale * evaluation[k + '_std']:.{dec}f}"  # noqa: E731
+        ev = {"metric": m, "zoo": pm(f"reference_{m}"), "generated": pm(m),
               "novelty": f"{evaluation['novelty_ratio']:.3f}", "num_networks": evaluation["num_networks"],
               "reference_num_networks": evaluation["reference_num_networks"]}  # fmt: skip
     data = ModelCardData(

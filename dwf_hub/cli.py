@@ -12,8 +12,11 @@ def _zoo_train(a: argparse.Namespace) -> None:
     from .training import train_zoo
 
     zoo = train_zoo(a.recipe, a.num_models, a.out, seed=a.seed, progress=not a.quiet, device=a.device)
-    acc = [r["test_accuracy"] for r in zoo.records]
-    print(f"{len(zoo)} networks in {a.out}; test accuracy mean {100 * sum(acc) / len(acc):.2f}%")
+    from .evaluation import metric_name
+
+    m = metric_name(zoo.arch)
+    scores = [r[f"test_{m}"] for r in zoo.records]
+    print(f"{len(zoo)} networks in {a.out}; test {m} mean {sum(scores) / len(scores):.4f}")
 
 
 def _recipes(a: argparse.Namespace) -> None:
@@ -28,7 +31,13 @@ def _canonicalize(a: argparse.Namespace) -> None:
     from .matching import canonicalize
     from .zoo import open_zoo
 
-    result = canonicalize(open_zoo(a.zoo), reference=a.reference, max_iter=a.max_iter, progress=not a.quiet)
+    result = canonicalize(
+        open_zoo(a.zoo),
+        reference=a.reference,
+        max_iter=a.max_iter,
+        progress=not a.quiet,
+        permute_residual=not a.fixed_residual,
+    )
     out = result.zoo.save(a.out)
     perms = {f"{i}.{p}": idx for i, perm in enumerate(result.perms) for p, idx in perm.items()}
     save_tensors(out / "permutations.safetensors", perms)
@@ -83,7 +92,7 @@ def _fit(a: argparse.Namespace) -> None:
 
         generated = result.pipeline.generate_zoo(a.evaluate, seed=a.seed)
         evaluation = evaluate_zoo(generated, reference=result.training_zoo)
-        evaluation.pop("accuracies", None)
+        evaluation.pop("scores", None)
     base_zoo = None if Path(a.zoo).is_dir() else a.zoo  # a Hub dataset repo id: linked from the card
     result.pipeline.save_pretrained(out, base_zoo=base_zoo, evaluation=evaluation)
     shutil.rmtree(ckpt, ignore_errors=True)
@@ -117,10 +126,14 @@ def _evaluate(a: argparse.Namespace) -> None:
         print(report["verdict"].replace("**", ""))
         print(f"wrote {Path(a.out) / 'report.md'}, summary.json and figures")
     summary = evaluate_zoo(zoo, reference=ref, split=a.split, progress=not a.quiet)
-    line = f"{summary['num_networks']} networks, {a.split} accuracy {100 * summary['accuracy_mean']:.2f} ± {100 * summary['accuracy_std']:.2f}%"
-    line += f" (min {100 * summary['accuracy_min']:.2f}, max {100 * summary['accuracy_max']:.2f})"
+    m = summary["metric"]
+    v = (lambda x: f"{100 * x:.2f}%") if m == "accuracy" else (lambda x: f"{x:.4f}")
+    line = f"{summary['num_networks']} networks, {a.split} {m} {v(summary[m + '_mean'])} ± {v(summary[m + '_std'])}"
+    line += f" (min {v(summary[m + '_min'])}, max {v(summary[m + '_max'])})"
     if ref is not None:
-        line += f"; reference {100 * summary['reference_accuracy_mean']:.2f} ± {100 * summary['reference_accuracy_std']:.2f}%"
+        line += (
+            f"; reference {v(summary['reference_' + m + '_mean'])} ± {v(summary['reference_' + m + '_std'])}"
+        )
         line += f"; novelty ratio {summary['novelty_ratio']:.3f}"
     print(line)
     if a.json:
@@ -181,11 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("recipes", help="list the shipped zoo recipes").set_defaults(func=_recipes)
 
-    c = sub.add_parser("canonicalize", help="Git Re-Basin: align every member to one reference")
+    c = sub.add_parser("canonicalize", help="Git Re-Basin / TransFusion: align every member to one reference")
     c.add_argument("zoo", help="zoo folder or Hub dataset repo id")
     c.add_argument("--out", required=True)
     c.add_argument("--reference", type=int, default=0)
-    c.add_argument("--max-iter", type=int, default=100)
+    c.add_argument("--max-iter", type=int, default=None, help="default: 100 (Re-Basin), 10 (TransFusion)")
+    c.add_argument(
+        "--fixed-residual", action="store_true", help="transformers: leave the residual stream fixed"
+    )
     c.set_defaults(func=_canonicalize)
 
     f = sub.add_parser("fit", help="fit a DeepWeightFlow pipeline on a zoo (resumes if interrupted)")

@@ -57,6 +57,9 @@ class TrainingConfig:
     """``last`` (paper) or ``best_val``: the epoch with the best validation accuracy (never the test split)."""
     chunk_size: int = 100
     """How many members train together in one vectorized pass."""
+    init_from: str | None = None
+    """A pretrained ``transformers`` checkpoint (folder or Hub repo id) every member starts from; what it
+    lacks (the task head) is initialised from the member's seed."""
     augment: str = "none"
     """``crop_flip``: random crop after ``crop_padding`` zero padding and random horizontal flip (images)."""
     crop_padding: int = 4
@@ -135,7 +138,10 @@ class FlowConfig:
 
     canonicalize: bool = True
     reference: int = 0
-    matching_iterations: int = 100
+    matching_iterations: int | None = None
+    """Sweeps of the matching (default: 100 for Git Re-Basin, 10 for TransFusion)."""
+    permute_residual: bool = True
+    """Transformers: also permute the residual stream (exact; the authors' code leaves it fixed)."""
     normalization: str = "whiten"
     """``whiten``: PCA-whitened coordinates (the untrained flow samples the zoo's Gaussian fit); ``pca``:
     principal-component coordinates (the paper's PCA); ``standardize``: per-weight z-scores; ``center``;
@@ -144,8 +150,9 @@ class FlowConfig:
     """With ``pca``/``whiten``: components kept, as a count or a fraction of the total variance
     (default: every component with non-zero variance)."""
     pca_solver: str = "auto"
-    """``exact`` (Gram matrix, whole zoo in memory), ``incremental`` (scikit-learn ``IncrementalPCA``
-    streamed over checkpoints, ``pca_batch_size`` networks at a time) or ``auto`` (exact if it fits)."""
+    """``exact`` (Gram matrix, whole zoo in memory), ``dual`` (Gram matrix streamed over column blocks of
+    the checkpoints, randomized eigendecomposition), ``incremental`` (scikit-learn ``IncrementalPCA``,
+    ``pca_batch_size`` networks at a time) or ``auto`` (exact if the zoo fits in memory, else dual)."""
     pca_batch_size: int = 32
     hidden_dim: int = 256
     time_embed_dim: int = 64
@@ -173,7 +180,7 @@ class FlowConfig:
         _choice(self.normalization, NORMALIZATIONS, "normalization", src)
         _choice(self.time_distribution, ("uniform", "beta"), "time_distribution", src)
         _choice(self.solver, SOLVERS, "solver", src)
-        _choice(self.pca_solver, ("auto", "exact", "incremental"), "pca_solver", src)
+        _choice(self.pca_solver, ("auto", "exact", "dual", "incremental"), "pca_solver", src)
         _choice(self.mixed_precision, ("no", "fp16", "bf16"), "mixed_precision", src)
         _check(
             self.source_std == "matched"

@@ -1,8 +1,11 @@
 """Task data for zoo training and evaluation: fixed train / validation / test splits as tensors.
 
-Iris and the 8x8 digits come from scikit-learn; MNIST, Fashion-MNIST, CIFAR-10 and STL-10 load
-through ``datasets.load_dataset`` (a Hub id or a local folder in the same format). The split seed is part of
-the recipe, so every member of a zoo and every evaluation sees the same split.
+Iris and the 8x8 digits come from scikit-learn; MNIST, Fashion-MNIST, CIFAR-10, STL-10 and Yelp reviews
+load through ``datasets.load_dataset`` (a Hub id or a local folder in the same format). The split seed is
+part of the recipe, so every member of a zoo and every evaluation sees the same split.
+
+Classification targets are int64 labels; regression targets (text tasks) are float32, standardised with
+the training split's statistics. Text inputs are ``[N, 2, seq_len]`` int64: token ids and attention mask.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ class TaskData:
     x_test: Tensor
     y_test: Tensor
     num_classes: int
+
+    @property
+    def is_regression(self) -> bool:
+        return self.y_train.is_floating_point()
 
     def split(self, name: str) -> tuple[Tensor, Tensor]:
         if name not in ("train", "val", "test"):
@@ -143,6 +150,93 @@ def _hf_images(
     return load
 
 
+def _regression_task(x_tr, y_tr, x_val, y_val, x_te, y_te) -> TaskData:
+    """Token tensors and float targets standardised with the training split's mean and std."""
+    y_tr, y_val, y_te = (torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in (y_tr, y_val, y_te))
+    mean, std = y_tr.mean(), y_tr.std() + 1e-8
+    return TaskData(x_tr, (y_tr - mean) / std, x_val, (y_val - mean) / std, x_te, (y_te - mean) / std, 1)
+
+
+def tokenize(texts: list[str], tokenizer: str, max_length: int) -> Tensor:
+    """``[N, 2, max_length]`` int64 token ids and attention masks (padded and truncated)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(tokenizer)
+    except (OSError, ValueError) as e:
+        raise DWFError(f"cannot load tokenizer {tokenizer!r} ({type(e).__name__}: {e})") from None
+    enc = tok(texts, max_length=max_length, padding="max_length", truncation=True, return_tensors="pt")
+    return torch.stack([enc["input_ids"], enc["attention_mask"]], 1).long()
+
+
+def _hf_text_regression(default_path: str, text_column: str = "text", label_column: str = "label"):
+    """Text datasets on the Hub with a numeric ``label_column`` treated as a regression target
+    (Yelp review-full: stars 1–5 as labels 0–4). The validation set is held out of the training split."""
+
+    def load(
+        path: str = default_path,
+        tokenizer: str = "google-bert/bert-base-uncased",
+        max_length: int = 128,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        max_train: int | None = None,
+        max_test: int | None = None,
+    ) -> TaskData:
+        import datasets
+
+        try:
+            ds = datasets.load_dataset(path)
+        except Exception as e:
+            raise DWFError(f"could not load dataset {path!r} ({type(e).__name__}: {e})") from None
+        for split in ("train", "test"):
+            if split not in ds:
+                raise DWFError(f"dataset {path!r} has no {split!r} split (has {list(ds)})")
+            for column in (text_column, label_column):
+                if column not in ds[split].column_names:
+                    raise DWFError(f"dataset {path!r} split {split!r} has no {column!r} column")
+        train, test = ds["train"], ds["test"]
+        if not 0 < val_size < len(train):
+            raise DWFError(f"dataset {path!r}: val_size={val_size} must be between 1 and {len(train) - 1}")
+        order = np.random.default_rng(split_seed).permutation(len(train))
+        val_idx, tr_idx = order[:val_size], order[val_size:][:max_train]
+        te_idx = np.arange(len(test))[:max_test]
+
+        def part(rows, idx):
+            rows = rows.select(idx)
+            return tokenize(list(rows[text_column]), tokenizer, max_length), rows[label_column]
+
+        return _regression_task(*part(train, tr_idx), *part(train, val_idx), *part(test, te_idx))
+
+    return load
+
+
+def synthetic_sentiment(
+    num_train: int = 2000,
+    num_val: int = 500,
+    num_test: int = 500,
+    seq_len: int = 16,
+    vocab_size: int = 40,
+    seed: int = 0,
+) -> TaskData:
+    """A text regression task made here (no download): sentences of random words; the target is the
+    number of "positive" words minus the number of "negative" words, plus Gaussian noise (std 1, so no
+    network ranks the samples perfectly). Token 0 is padding, 1 is [CLS], 2–6 positive, 7–11 negative,
+    the rest neutral."""
+    if vocab_size < 13 or seq_len < 3:
+        raise DWFError("synthetic_sentiment needs vocab_size >= 13 and seq_len >= 3")
+    g = torch.Generator().manual_seed(seed)
+
+    def make(n: int) -> tuple[Tensor, Tensor]:
+        lengths = torch.randint(2, seq_len + 1, (n, 1), generator=g)
+        mask = (torch.arange(seq_len) < lengths).long()
+        ids = torch.randint(2, vocab_size, (n, seq_len), generator=g) * mask
+        ids[:, 0] = 1
+        score = ((ids >= 2) & (ids <= 6)).sum(1) - ((ids >= 7) & (ids <= 11)).sum(1)
+        return torch.stack([ids, mask], 1), score.float() + torch.randn(n, generator=g)
+
+    return _regression_task(*make(num_train), *make(num_val), *make(num_test))
+
+
 def _reshape(task: TaskData, shape: list[int]) -> TaskData:
     if math.prod(shape) != task.x_train.shape[1]:
         raise DWFError(f"cannot reshape samples of {task.x_train.shape[1]} features to {shape}")
@@ -158,6 +252,8 @@ LOADERS: dict[str, Callable[..., TaskData]] = {
     "fashion_mnist": _hf_images("zalando-datasets/fashion_mnist"),
     "cifar10": _hf_images("uoft-cs/cifar10", image_column="img", flatten=False, standardize="channel"),
     "stl10": _hf_images("tanganke/stl10", flatten=False, standardize="channel"),
+    "yelp_review_full": _hf_text_regression("Yelp/yelp_review_full"),
+    "synthetic_sentiment": synthetic_sentiment,
 }
 
 

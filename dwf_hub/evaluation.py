@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from .archs import ArchSpec
@@ -22,6 +22,17 @@ def stack_matrix(arch: ArchSpec, matrix: Tensor) -> dict[str, Tensor]:
     return {p.key: matrix[:, p.offset : p.offset + p.numel].view(n, *p.shape) for p in arch.layout}
 
 
+class _Caller(nn.Module):
+    """``arch.call(model, x)`` as a module, so ``functional_call`` can swap the model's weights."""
+
+    def __init__(self, arch: ArchSpec, model: nn.Module) -> None:
+        super().__init__()
+        self.arch, self.model = arch, model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.arch.call(self.model, x)
+
+
 class BatchedForward:
     """``(stacked state, x) -> outputs [N, B, ...]`` for one architecture.
 
@@ -30,26 +41,48 @@ class BatchedForward:
     """
 
     def __init__(self, arch: ArchSpec, train: bool = False) -> None:
-        with torch.device("meta"):
-            self.module = arch.build().train(train)
+        self.caller, self.train = _Caller(arch, arch.functional_model(train)), train
 
     def __call__(self, stacked: dict[str, Tensor], x: Tensor, shared_input: bool = True) -> Tensor:
         def f(params: dict[str, Tensor], xb: Tensor) -> Tensor:
-            return functional_call(self.module, params, (xb,))
+            return functional_call(self.caller, {f"model.{k}": v for k, v in params.items()}, (xb,))
 
-        return vmap(f, in_dims=(0, None if shared_input else 0))(stacked, x)
+        # Dropout in train mode draws different masks per network (from torch's global generator).
+        randomness = "different" if self.train else "error"
+        return vmap(f, in_dims=(0, None if shared_input else 0), randomness=randomness)(stacked, x)
 
 
 @torch.no_grad()
-def predict_many(arch: ArchSpec, weights: Tensor | dict[str, Tensor], x: Tensor, chunk: int = 4096) -> Tensor:
-    """Predicted labels ``[N, B]`` of every network on ``x [B, ...]``, in one vectorized pass per chunk;
+def outputs_many(arch: ArchSpec, weights: Tensor | dict[str, Tensor], x: Tensor, chunk: int = 4096) -> Tensor:
+    """Outputs ``[N, B, C]`` of every network on ``x [B, ...]``, in one vectorized pass per chunk;
     ``weights`` is ``[N, D]`` or stacked."""
     stacked = stack_matrix(arch, weights) if isinstance(weights, Tensor) else weights
     forward = BatchedForward(arch)
     device = next(iter(stacked.values())).device
     return torch.cat(
-        [forward(stacked, x[s : s + chunk].to(device)).argmax(-1) for s in range(0, len(x), chunk)], 1
-    ).cpu()
+        [forward(stacked, x[s : s + chunk].to(device)).cpu() for s in range(0, len(x), chunk)], 1
+    )
+
+
+def predict_many(arch: ArchSpec, weights: Tensor | dict[str, Tensor], x: Tensor, chunk: int = 4096) -> Tensor:
+    """Predicted labels ``[N, B]`` of every network on ``x [B, ...]``."""
+    return outputs_many(arch, weights, x, chunk).argmax(-1)
+
+
+def metric_name(arch: ArchSpec) -> str:
+    """The task metric: ``accuracy`` (classification) or ``spearman`` (regression, as in the paper's BERT)."""
+    return "accuracy" if arch.task == "classification" else "spearman"
+
+
+def score_many(
+    arch: ArchSpec, weights: Tensor | dict[str, Tensor], x: Tensor, y: Tensor, chunk: int = 4096
+) -> Tensor:
+    """``[N]``: every network's ``metric_name(arch)`` on ``(x [B, ...], y [B])``."""
+    if arch.task == "classification":
+        return accuracy_many(arch, weights, x, y, chunk)
+    from .metrics import spearman
+
+    return spearman(outputs_many(arch, weights, x, chunk)[..., 0], y).float()
 
 
 def accuracy_many(
@@ -70,8 +103,9 @@ def _stats(values: Tensor, prefix: str) -> dict[str, float]:
 
 
 def evaluate_zoo(zoo, reference=None, split: str = "test", progress: bool = False) -> dict:
-    """Task accuracy of every network of ``zoo`` on the recipe's ``split``; with a ``reference`` zoo
-    (e.g. the training zoo of a generator), also its accuracy and the novelty ratio of ``zoo``.
+    """Task metric (``metric``: accuracy, or Spearman for regression) of every network of ``zoo`` on the
+    recipe's ``split``; with a ``reference`` zoo (e.g. the training zoo of a generator), also its metric
+    and the novelty ratio of ``zoo``.
 
     For the novelty ratio both sets are aligned to the same reference network (the reference zoo's
     canonical reference, or its member 0), so permuted copies count as copies.
@@ -83,20 +117,22 @@ def evaluate_zoo(zoo, reference=None, split: str = "test", progress: bool = Fals
     if not zoo.recipe:
         raise DWFError("zoo has no recipe, so there is no task to evaluate it on")
     x, y = load_task(zoo.recipe["data"]).split(split)
-    acc = accuracy_many(zoo.arch, zoo.to_matrix(), x, y)
+    metric = metric_name(zoo.arch)
+    acc = score_many(zoo.arch, zoo.to_matrix(), x, y)
     summary: dict = {
         "num_networks": len(zoo),
         "split": split,
-        **_stats(acc, "accuracy"),
-        "accuracies": acc.tolist(),
+        "metric": metric,
+        **_stats(acc, metric),
+        "scores": acc.tolist(),
     }
     if reference is None:
         return summary
     if reference.arch != zoo.arch:
         raise DWFError(f"reference zoo architecture {reference.arch!r} differs from {zoo.arch!r}")
-    ref_acc = accuracy_many(reference.arch, reference.to_matrix(), x, y)
+    ref_acc = score_many(reference.arch, reference.to_matrix(), x, y)
     aligned, ref_matrix = aligned_matrices(zoo, reference, progress)
-    summary.update(_stats(ref_acc, "reference_accuracy"))
+    summary.update(_stats(ref_acc, f"reference_{metric}"))
     summary["reference_num_networks"] = len(reference)
     summary["novelty_ratio"] = novelty_ratio(aligned, ref_matrix)
     return summary
@@ -105,13 +141,14 @@ def evaluate_zoo(zoo, reference=None, split: str = "test", progress: bool = Fals
 def aligned_matrices(zoo, reference, progress: bool = False) -> tuple[Tensor, Tensor]:
     """``(zoo [N, D], reference [M, D])`` in the reference's canonical space: the reference zoo
     canonicalized (unless it already is), every network of ``zoo`` aligned to its reference member."""
-    from .matching import canonicalize, weight_matching_many
+    from .matching import canonicalize, matching_spec, weight_matching_many
 
     if not reference.is_canonical:
         reference = canonicalize(reference, progress=progress).zoo
-    anchor = reference.state_dict(reference.info["canonical"]["reference"])
-    spec = zoo.arch.permutation_spec()
+    canonical = reference.info["canonical"]
+    anchor = reference.state_dict(canonical["reference"])
+    spec = matching_spec(zoo.arch, canonical.get("permute_residual", True))
     members = [zoo.state_dict(i) for i in range(len(zoo))]
-    results = weight_matching_many(spec, anchor, members)
+    results = weight_matching_many(spec, anchor, members, max_iter=canonical.get("max_iter", 100))
     aligned = torch.stack([zoo.arch.flatten({**sd, **r.aligned}) for r, sd in zip(results, members)])
     return aligned, reference.to_matrix()

@@ -16,7 +16,7 @@ from .errors import DWFError
 from .flow.scheduler import FlowODEScheduler
 from .flow.training import train_flow
 from .matching import canonicalize
-from .pca import exact_fits_in_memory, fit_pca_incremental
+from .pca import exact_fits_in_memory, fit_pca_dual, fit_pca_incremental
 from .pipeline import DeepWeightFlowPipeline
 from .recipes import Recipe
 from .zoo import WeightZoo, open_zoo
@@ -41,10 +41,11 @@ def default_flow_config(zoo: WeightZoo, preset: str = "dwf", **overrides: Any) -
     return recipe.flow_config(preset, **overrides)
 
 
-def _incremental(cfg: FlowConfig, n: int, d: int) -> bool:
+def _pca_solver(cfg: FlowConfig, n: int, d: int) -> str:
+    """``auto``: exact PCA when the zoo fits in memory, else the streaming dual PCA."""
     if cfg.pca_solver == "auto":
-        return not exact_fits_in_memory(n, d)
-    return cfg.pca_solver == "incremental"
+        return "exact" if exact_fits_in_memory(n, d) else "dual"
+    return cfg.pca_solver
 
 
 def fit_pipeline(
@@ -61,10 +62,18 @@ def fit_pipeline(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     canonical_info = zoo.info.get("canonical")
-    already = canonical_info is not None and canonical_info.get("reference") == cfg.reference
+    already = canonical_info is not None and (
+        canonical_info.get("reference"),
+        canonical_info.get("permute_residual", True),
+    ) == (cfg.reference, cfg.permute_residual)
     if cfg.canonicalize and not already:
         training = canonicalize(
-            zoo, cfg.reference, cfg.matching_iterations, seed=cfg.seed, progress=progress
+            zoo,
+            cfg.reference,
+            cfg.matching_iterations,
+            seed=cfg.seed,
+            progress=progress,
+            permute_residual=cfg.permute_residual,
         ).zoo
     else:
         training = zoo
@@ -74,9 +83,16 @@ def fit_pipeline(
         "canonicalization": training.info.get("canonical") if cfg.canonicalize else None,
         "flow_config": cfg.to_dict(),
     }
-    if cfg.normalization in PCA_NORMALIZATIONS and _incremental(cfg, len(training), zoo.arch.num_params):
+    solver = _pca_solver(cfg, len(training), zoo.arch.num_params)
+    if cfg.normalization in PCA_NORMALIZATIONS and solver != "exact":
         batches = lambda: training.iter_matrix(cfg.pca_batch_size)  # noqa: E731
-        pca = fit_pca_incremental(batches, len(training), cfg.n_components, cfg.pca_batch_size)
+        if solver == "dual":
+            n, d = len(training), zoo.arch.num_params
+            pca = fit_pca_dual(
+                training.read_columns, n, d, cfg.n_components, seed=cfg.seed, progress=progress
+            )
+        else:
+            pca = fit_pca_incremental(batches, len(training), cfg.n_components, cfg.pca_batch_size)
         reference = training.flat(cfg.reference)
         codec = WeightCodec.fit(
             zoo.arch, None, cfg.normalization, reference=reference, pca=pca, **codec_config

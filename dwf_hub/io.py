@@ -75,3 +75,68 @@ def load_tensors(path: str | os.PathLike) -> dict[str, Tensor]:
         return load_file(str(path))
     except Exception as e:
         raise WeightFormatError(f"{path}: not a valid safetensors file ({e})") from None
+
+
+_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
+
+
+class FlatReader:
+    """Ranges of a checkpoint's flat weight vector, read with ``os.pread`` straight from the safetensors
+    file: nothing is mapped or cached, so reading a zoo column block by block keeps memory flat.
+
+    ``layout``: ``(key, shape, offset)`` entries in flat order (``ArchSpec.layout``).
+    """
+
+    def __init__(self, path: str | os.PathLike, layout) -> None:
+        import struct
+
+        import torch
+
+        self.path = Path(path)
+        try:
+            with open(self.path, "rb") as f:
+                (n,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(n))
+        except (OSError, struct.error, ValueError) as e:
+            raise WeightFormatError(f"{self.path}: not a readable safetensors file ({e})") from None
+        self._start = 8 + n
+        self._offsets = [p.offset for p in layout]
+        self._entries = []
+        for p in layout:
+            entry = header.get(p.key)
+            if entry is None:
+                raise WeightFormatError(f"{self.path}: key {p.key!r} is missing")
+            if tuple(entry["shape"]) != p.shape:
+                raise WeightFormatError(
+                    f"{self.path}: key {p.key!r} has shape {tuple(entry['shape'])}, expected {p.shape}"
+                )
+            if entry["dtype"] not in _DTYPES:
+                raise WeightFormatError(
+                    f"{self.path}: key {p.key!r} has dtype {entry['dtype']}, expected a float"
+                )
+            dtype = getattr(torch, _DTYPES[entry["dtype"]])
+            self._entries.append((p, dtype, dtype.itemsize, entry["data_offsets"][0]))
+        self._end = layout[-1].offset + layout[-1].numel
+
+    def read(self, start: int, stop: int) -> Tensor:
+        """Flat weights ``[stop - start]`` as float32."""
+        import bisect
+
+        import torch
+
+        out = torch.empty(stop - start)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            i = bisect.bisect_right(self._offsets, start) - 1
+            pos = start
+            while pos < stop:
+                p, dtype, size, begin = self._entries[i]
+                lo, hi = pos - p.offset, min(stop, p.offset + p.numel) - p.offset
+                raw = os.pread(fd, (hi - lo) * size, self._start + begin + lo * size)
+                if len(raw) != (hi - lo) * size:
+                    raise WeightFormatError(f"{self.path}: truncated at key {p.key!r}")
+                out[pos - start : pos - start + hi - lo] = torch.frombuffer(bytearray(raw), dtype=dtype)
+                pos, i = p.offset + hi, i + 1
+        finally:
+            os.close(fd)
+        return out

@@ -4,6 +4,9 @@
 copy — peak memory is the matrix plus the ``[k, D]`` components (at most two N x D copies).
 ``fit_pca_incremental``: scikit-learn's ``IncrementalPCA`` over batches of rows (e.g. read from
 checkpoints one batch at a time) when the matrix does not fit in memory.
+``fit_pca_dual``: dual (Gram) PCA streamed over *column* blocks read lazily from the checkpoints — one
+pass builds the mean and the N x N Gram matrix, a randomized eigendecomposition follows, a second pass
+recovers the components block by block (optionally straight into a file): memory O(N * block + N^2).
 
 Explained variance is always a fraction of the zoo's *total* variance.
 """
@@ -146,6 +149,107 @@ def fit_pca_incremental(
         explained_variance=float(variances[:k].sum()) / total,
         rank=rank,
     )
+
+
+def fit_pca_dual(
+    read_columns: Callable[[int, int], Tensor],
+    n_networks: int,
+    num_params: int,
+    n_components: int | float | None = None,
+    block_size: int = 1 << 20,
+    components_path: str | os.PathLike | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> PCAResult:
+    """Dual PCA of the ``[N, D]`` matrix whose column blocks ``read_columns(start, stop)`` returns.
+
+    Pass 1, per block: the column sums (float64) and ``S S^T`` with ``S`` the block minus member 0's
+    values — centring is shift-invariant, and the shift keeps the float32 block products free of the
+    large common mean (no cancellation, no overflow); the ``[N, N]`` products add up in float64. The
+    centred Gram matrix is then ``H G H`` (``H = I - 11^T / N``), eigendecomposed by randomized SVD
+    (Halko et al.; exact for PSD matrices up to the spectrum's tail). Pass 2 recovers the components
+    ``Λ^-1/2 U^T (X - 1 m^T)`` one column block at a time. With ``components_path`` they are written
+    there (a safetensors file, key ``components``) and returned memory-mapped, so a basis larger than
+    memory is fine. Explained variance is a fraction of the total variance, ``trace(H G H) / (N - 1)``.
+    """
+    from sklearn.utils.extmath import randomized_svd
+    from tqdm.auto import tqdm
+
+    n, d = n_networks, num_params
+    _check_matrix(n, (n, d))
+    starts = range(0, d, block_size)
+    blocks = lambda desc: tqdm(starts, desc=desc, disable=not progress, leave=False)  # noqa: E731
+    gram = torch.zeros(n, n, dtype=torch.float64)
+    mean = torch.empty(d)
+    for s in blocks("dual PCA: Gram matrix"):
+        x = read_columns(s, min(s + block_size, d))
+        if x.shape != (n, min(block_size, d - s)):
+            raise DWFError(f"dual PCA: column block at {s} has shape {tuple(x.shape)}, expected ({n}, ...)")
+        if not torch.isfinite(x).all():
+            row = int((~torch.isfinite(x)).any(1).nonzero()[0])
+            raise DWFError(f"dual PCA: network {row} has NaN or Inf weights in columns {s}..{s + x.shape[1]}")
+        mean[s : s + x.shape[1]] = (x.double().sum(0) / n).float()
+        shifted = x - x[0]
+        gram += (shifted @ shifted.T).double()
+    centre = torch.eye(n, dtype=torch.float64) - 1.0 / n
+    gram = centre @ gram @ centre
+    total = float(gram.trace()) / (n - 1)
+    if total <= 0:
+        raise DWFError("PCA: all networks are identical (zero variance)")
+    wanted = n - 1 if not isinstance(n_components, int) or isinstance(n_components, bool) else n_components
+    if not 1 <= wanted <= n - 1:
+        raise DWFError(f"n_components={n_components} must be between 1 and {n - 1} (networks - 1)")
+    u, eig, _ = randomized_svd(gram.numpy(), wanted, n_oversamples=10, n_iter=7, random_state=seed)
+    variances = torch.from_numpy(eig.copy()) / (n - 1)
+    rank = int((variances > variances[0] * 1e-10).sum())
+    k = choose_k(variances, n_components, rank, total)
+    coef = torch.from_numpy(u[:, :k].T.copy()) / torch.from_numpy(eig[:k].copy()).sqrt()[:, None]  # [k, N]
+    coef32, coef_sum = coef.float(), coef.sum(1).float()
+    writer = _ComponentsFile(components_path, k, d) if components_path else None
+    components = None if writer else torch.empty(k, d)
+    for s in blocks("dual PCA: components"):
+        e = min(s + block_size, d)
+        block = coef32 @ read_columns(s, e)
+        block.addr_(coef_sum, mean[s:e], alpha=-1)  # coef @ (X - 1 m^T) without the centred copy
+        if writer:
+            writer.write_columns(s, block)
+        else:
+            components[:, s:e] = block
+    return PCAResult(
+        mean=mean,
+        components=writer.open() if writer else components,
+        std=variances[:k].sqrt().float(),
+        explained_variance=float(variances[:k].sum()) / total,
+        rank=rank,
+    )
+
+
+class _ComponentsFile:
+    """A ``[k, D]`` float32 safetensors file written column block by column block (``os.pwrite``)."""
+
+    def __init__(self, path: str | os.PathLike, k: int, d: int) -> None:
+        import json
+
+        self.path, self.k, self.d = str(path), k, d
+        header = json.dumps({"components": {"dtype": "F32", "shape": [k, d], "data_offsets": [0, 4 * k * d]}})
+        header += " " * (-len(header) % 8)
+        self.start = 8 + len(header)
+        with open(self.path, "wb") as f:
+            f.write(len(header).to_bytes(8, "little") + header.encode())
+            f.truncate(self.start + 4 * k * d)
+
+    def write_columns(self, start: int, block: Tensor) -> None:
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            for r, row in enumerate(block.numpy()):
+                os.pwrite(fd, row.tobytes(), self.start + 4 * (r * self.d + start))
+        finally:
+            os.close(fd)
+
+    def open(self) -> Tensor:
+        """The components, memory-mapped (copy-on-write) from the file."""
+        array = np.memmap(self.path, np.float32, "c", self.start, (self.k, self.d))
+        return torch.from_numpy(array)
 
 
 def exact_fits_in_memory(n: int, d: int, available_bytes: int | None = None) -> bool:

@@ -3,6 +3,9 @@
 A spec maps every state-dict key to a tuple with one entry per tensor axis: the name of the
 permutation acting on that axis, or ``None``. A permutation ``perm[p]`` is a LongTensor of indices;
 applying it to axis ``a`` of a tensor means ``w.index_select(a, perm[p])``.
+
+Attention layers add ``HeadGroup``s: their query/key and value/output permutations may only move whole
+heads (the same head order for both) and dimensions within a head.
 """
 
 from __future__ import annotations
@@ -17,8 +20,23 @@ Axes = tuple[str | None, ...]
 
 
 @dataclass(frozen=True)
+class HeadGroup:
+    """One multi-head attention layer: ``qk`` permutes the query/key rows, ``vo`` the value rows and
+    the output projection's columns, both of size ``num_heads * head_dim``. A valid pair moves heads as
+    whole blocks, in the same head order, and permutes dimensions only inside a head; ``spectral_keys``
+    (``[num_heads * head_dim, ...]`` weights: Q, K, V) pair heads by their singular values (TransFusion).
+    """
+
+    qk: str
+    vo: str
+    num_heads: int
+    spectral_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PermutationSpec:
     axes_to_perm: dict[str, Axes]
+    head_groups: tuple[HeadGroup, ...] = ()
     perm_to_axes: dict[str, list[tuple[str, int]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -28,6 +46,15 @@ class PermutationSpec:
                 if p is not None:
                     p2a[p].append((key, axis))
         object.__setattr__(self, "perm_to_axes", dict(p2a))
+
+    def head_group_of(self, perm: str) -> HeadGroup | None:
+        return next((g for g in self.head_groups if perm in (g.qk, g.vo)), None)
+
+    def without(self, perms: set[str]) -> PermutationSpec:
+        """The same spec with ``perms`` fixed to the identity (their axes left unpermuted)."""
+        axes = {k: tuple(None if p in perms else p for p in a) for k, a in self.axes_to_perm.items()}
+        groups = tuple(g for g in self.head_groups if not {g.qk, g.vo} & perms)
+        return PermutationSpec(axes, groups)
 
     def perm_sizes(self, state_dict: dict[str, Tensor]) -> dict[str, int]:
         """Size of every permutation, read off the tensors; raises if two axes disagree."""
@@ -76,10 +103,23 @@ def apply_permutation(
     return out
 
 
+def head_block_permutation(heads: Tensor, within: Tensor) -> Tensor:
+    """Permutation of ``H * dh`` units that puts head ``heads[h]`` at slot ``h``, its dimensions in the
+    order ``within[h]`` (``heads [H]``, ``within [H, dh]``)."""
+    return (heads[:, None] * within.shape[1] + within).flatten()
+
+
 def random_permutation(
     spec: PermutationSpec, state_dict: dict[str, Tensor], generator: torch.Generator | None = None
 ) -> dict[str, Tensor]:
-    return {p: torch.randperm(n, generator=generator) for p, n in spec.perm_sizes(state_dict).items()}
+    """A random symmetry of ``spec`` (head groups: random head order, random dimensions within heads)."""
+    perm = {p: torch.randperm(n, generator=generator) for p, n in spec.perm_sizes(state_dict).items()}
+    for g in spec.head_groups:
+        heads, dh = torch.randperm(g.num_heads, generator=generator), len(perm[g.qk]) // g.num_heads
+        for p in (g.qk, g.vo):
+            within = torch.stack([torch.randperm(dh, generator=generator) for _ in range(g.num_heads)])
+            perm[p] = head_block_permutation(heads, within)
+    return perm
 
 
 def identity_permutation(spec: PermutationSpec, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:

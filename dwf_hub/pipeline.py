@@ -184,13 +184,21 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
         return x[: cal.num_batches * cal.batch_size]
 
     def canonicalize(
-        self, model: nn.Module | dict[str, Tensor], max_iter: int = 100
+        self, model: nn.Module | dict[str, Tensor], max_iter: int | None = None
     ) -> nn.Module | dict[str, Tensor]:
-        """Align any network of this architecture to the bundled reference (same function, new order)."""
+        """Align any network of this architecture to the bundled reference (same function, new order),
+        with the settings the training zoo was canonicalized with."""
         from .matching import align_state_dict
 
         sd = model.state_dict() if isinstance(model, nn.Module) else model
-        aligned, _ = align_state_dict(self.arch, self.codec.reference_state_dict(), sd, max_iter=max_iter)
+        canonical = self.codec.config.canonicalization or {}
+        aligned, _ = align_state_dict(
+            self.arch,
+            self.codec.reference_state_dict(),
+            sd,
+            max_iter=max_iter or canonical.get("max_iter"),
+            permute_residual=canonical.get("permute_residual", True),
+        )
         return self.arch.instantiate(aligned) if isinstance(model, nn.Module) else aligned
 
     def generate_zoo(self, num_networks: int, seed: int = 0, **kwargs: Any):

@@ -22,7 +22,7 @@ from .archs import ArchSpec
 from .configs import TrainingConfig
 from .data import TaskData, load_task
 from .errors import DWFError, WeightFormatError
-from .evaluation import BatchedForward, accuracy_many
+from .evaluation import BatchedForward, metric_name, score_many
 from .io import read_header, save_tensors, write_json
 from .recipes import Recipe, load_recipe
 from .zoo import RECORD_KEY, WeightZoo, checkpoint_name
@@ -31,10 +31,13 @@ JOB_FILE = ".dwf_job.json"
 INIT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
-def init_member(arch: ArchSpec, scheme: str, seed: int) -> dict[str, Tensor]:
-    """A freshly initialised state dict for ``seed`` under ``scheme``."""
+def init_member(arch: ArchSpec, scheme: str, seed: int, init_from: str | None = None) -> dict[str, Tensor]:
+    """A freshly initialised state dict for ``seed`` under ``scheme``; with ``init_from`` (a pretrained
+    checkpoint), its weights, and only what it lacks (e.g. the task head) drawn from ``seed``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if init_from:
+            return arch.pretrained_state(init_from)
         model = arch.build()
         gen = torch.Generator().manual_seed(seed)
         for m in model.modules():
@@ -105,9 +108,15 @@ def train_members(
 ) -> list[tuple[dict[str, Tensor], dict[str, Any]]]:
     """Train ``len(seeds)`` networks together on ``device`` (default CPU); returns CPU
     ``(state_dict, record)`` per member."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seeds[0] + 2**34)  # dropout masks: reproducible for the same chunk of seeds
+        return _train_members(arch, task, cfg, seeds, inits, progress, device)
+
+
+def _train_members(arch, task, cfg, seeds, inits, progress, device):
     n = len(seeds)
     device = torch.device(device or "cpu")
-    states = [init_member(arch, scheme, seed) for seed, scheme in zip(seeds, inits)]
+    states = [init_member(arch, scheme, seed, cfg.init_from) for seed, scheme in zip(seeds, inits)]
     with torch.device("meta"):
         param_keys = {k for k, _ in arch.build().named_parameters()}
     # Parameters get gradients; buffers (BatchNorm running statistics) are stacked too and updated in place
@@ -122,9 +131,11 @@ def train_members(
     aug_gens = [torch.Generator().manual_seed(seed + 2**33) for seed in seeds]
     forward = BatchedForward(arch, train=True)
     best = {k: v.detach().clone() for k, v in state.items()}
-    best_val = torch.full((n,), -1.0)
+    best_val = torch.full((n,), -math.inf)
     best_epoch = torch.full((n,), cfg.epochs)
     epoch_loss = torch.zeros(n, device=device)
+    regression = arch.task == "regression"
+    metric = metric_name(arch)
 
     for epoch in tqdm(range(cfg.epochs), desc=f"training {n} networks", disable=not progress, leave=False):
         order = torch.stack([torch.randperm(len(x), generator=g) for g in data_gens]).to(device)
@@ -132,10 +143,13 @@ def train_members(
         for s in range(0, len(x), cfg.batch_size):
             idx = order[:, s : s + cfg.batch_size]  # [N, B]
             xb = x[idx] if cfg.augment == "none" else augment(x[idx], aug_gens, cfg.crop_padding)
-            logits = forward(state, xb, shared_input=False)  # [N, B, C]
-            per_model = (
-                F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction="none").view(n, -1).mean(1)
-            )
+            out = forward(state, xb, shared_input=False)  # [N, B, C]
+            if regression:
+                per_model = (out[..., 0] - y[idx]).square().mean(1)
+            else:
+                per_model = (
+                    F.cross_entropy(out.flatten(0, 1), y[idx].flatten(), reduction="none").view(n, -1).mean(1)
+                )
             opt.zero_grad(set_to_none=True)
             per_model.sum().backward()
             opt.step()
@@ -143,7 +157,7 @@ def train_members(
             epoch_loss += per_model.detach() * idx.shape[1]
         if cfg.checkpoint == "best_val":
             with torch.no_grad():
-                val = accuracy_many(arch, {k: v.detach() for k, v in state.items()}, task.x_val, task.y_val)
+                val = score_many(arch, {k: v.detach() for k, v in state.items()}, task.x_val, task.y_val)
                 better = val > best_val
                 best_val = torch.where(better, val, best_val)
                 best_epoch = torch.where(better, torch.full_like(best_epoch, epoch + 1), best_epoch)
@@ -151,9 +165,9 @@ def train_members(
                     mask = better.to(v.device).view(-1, *([1] * (v.dim() - 1)))
                     best[k] = torch.where(mask, v.detach(), best[k])
     final = best if cfg.checkpoint == "best_val" else {k: v.detach() for k, v in state.items()}
-    val_acc = accuracy_many(arch, final, task.x_val, task.y_val)
-    test_acc = accuracy_many(arch, final, task.x_test, task.y_test)
-    train_acc = accuracy_many(arch, final, task.x_train, task.y_train)
+    val_acc = score_many(arch, final, task.x_val, task.y_val)
+    test_acc = score_many(arch, final, task.x_test, task.y_test)
+    train_acc = score_many(arch, final, task.x_train, task.y_train)
     final = {k: v.cpu() for k, v in final.items()}
     out = []
     for i, (seed, scheme) in enumerate(zip(seeds, inits)):
@@ -170,9 +184,9 @@ def train_members(
             "checkpoint_selection": cfg.checkpoint,
             "selected_epoch": int(best_epoch[i]) if cfg.checkpoint == "best_val" else cfg.epochs,
             "final_train_loss": float(epoch_loss[i].cpu() / len(x)),
-            "train_accuracy": float(train_acc[i]),
-            "val_accuracy": float(val_acc[i]),
-            "test_accuracy": float(test_acc[i]),
+            f"train_{metric}": float(train_acc[i]),
+            f"val_{metric}": float(val_acc[i]),
+            f"test_{metric}": float(test_acc[i]),
         }
         out.append(({k: v[i].clone().contiguous() for k, v in final.items()}, record))
     return out

@@ -22,7 +22,7 @@ from torch import Tensor
 from .archs import ArchSpec, arch_from_config
 from .errors import ZooFormatError
 from .hub import download, push
-from .io import load_tensors, read_header, save_tensors, write_json, write_text
+from .io import FlatReader, load_tensors, read_header, save_tensors, write_json, write_text
 
 ZOO_FORMAT_VERSION = 1
 ZOO_CONFIG_NAME = "zoo.json"
@@ -71,6 +71,36 @@ class WeightZoo:
             )
         return cls(arch, [arch.unflatten(row.clone()) for row in matrix], **kwargs)
 
+    @classmethod
+    def from_transformers(cls, models: Sequence[str | os.PathLike], **kwargs: Any) -> WeightZoo:
+        """A zoo of saved ``transformers`` models (folders or Hub repo ids with ``config.json`` and
+        ``model.safetensors``); every member must have the same architecture — hidden size, heads, layers."""
+        from .archs.transformer import spec_from_hf_config
+
+        if not models:
+            raise ZooFormatError("a zoo needs at least one network; got no models")
+        arch, members = None, []
+        for model in models:
+            folder = download(model, repo_type="model", allow_patterns=["config.json", "*.safetensors"])
+            config_path = folder / "config.json"
+            if not config_path.is_file():
+                raise ZooFormatError(f"{model}: no config.json (not a saved transformers model)")
+            spec = spec_from_hf_config(json.loads(config_path.read_text()), source=str(config_path))
+            if arch is None:
+                arch, first = spec, model
+            elif spec != arch:
+                diff = [f"{k}: {arch.kwargs.get(k)} in {first} vs {v}" for k, v in spec.kwargs.items()
+                        if arch.kwargs.get(k) != v]  # fmt: skip
+                raise ZooFormatError(
+                    f"{model}: architecture differs from the first member ({'; '.join(diff)})"
+                )
+            if not any(folder.glob("*.safetensors")):
+                raise ZooFormatError(
+                    f"{model}: no *.safetensors weights (only safetensors checkpoints are read)"
+                )
+            members.append(arch.pretrained_state(str(folder), strict=True))
+        return cls(arch, members, [{"source": str(m)} for m in models], **kwargs)
+
     # -- access ----------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._members)
@@ -110,6 +140,20 @@ class WeightZoo:
         """Row batches ``[b, D]`` of ``to_matrix()``, reading (from disk, if stored there) one batch at a time."""
         for start in range(0, len(self), batch_size):
             yield torch.stack([self.flat(i) for i in range(start, min(start + batch_size, len(self)))])
+
+    def read_columns(self, start: int, stop: int) -> Tensor:
+        """Columns ``[start, stop)`` of ``to_matrix()``: ``[N, stop - start]``, read from the checkpoint files
+        without loading whole networks (for PCA of zoos larger than memory)."""
+        out = torch.empty(len(self), stop - start)
+        readers = self.__dict__.setdefault("_readers", {})
+        for i, member in enumerate(self._members):
+            if isinstance(member, Path):
+                if member not in readers:
+                    readers[member] = FlatReader(member, self.arch.layout)
+                out[i] = readers[member].read(start, stop)
+            else:
+                out[i] = self.flat(i)[start:stop]
+        return out
 
     def model(self, index: int) -> torch.nn.Module:
         """Member ``index`` as a ready-to-use model in eval mode."""

@@ -107,7 +107,7 @@ def test_full_cli_loop(workdir, capsys):
     )
     summary = json.loads(report.read_text())
     assert 0 <= summary["accuracy_mean"] <= 1 and summary["novelty_ratio"] >= 0
-    assert len(summary["accuracies"]) == 5
+    assert len(summary["scores"]) == 5
     assert "novelty ratio" in capsys.readouterr().out
 
 

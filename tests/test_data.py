@@ -126,3 +126,48 @@ def test_cifar_recipe_trains_end_to_end_on_a_standin(tmp_path):
     assert len(zoo) == 3 and zoo.records[0]["test_accuracy"] >= 0
     again = train_zoo(recipe, 3, tmp_path / "zoo2", progress=False)
     assert torch.equal(zoo.to_matrix(), again.to_matrix())  # augmentation is seeded
+
+
+def _yelp_standin(root, n_train=30, n_test=10):
+    """A folder in the layout of the Hub's ``Yelp/yelp_review_full`` (text + label 0-4) and a WordPiece
+    tokenizer built here from its words (no download)."""
+    import datasets
+    from transformers import BertTokenizerFast
+
+    words = ["good", "great", "bad", "awful", "food", "service", "the", "was", "very", "not"]
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        texts = [" ".join(rng.choice(words, rng.integers(3, 12))) for _ in range(n)]
+        ds = datasets.Dataset.from_dict({"label": [i % 5 for i in range(n)], "text": texts})
+        (root / "yelp" / "yelp_review_full").mkdir(parents=True, exist_ok=True)
+        ds.to_parquet(str(root / "yelp" / "yelp_review_full" / f"{split}-00000-of-00001.parquet"))
+    vocab = root / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(root / "tokenizer")
+    return root
+
+
+def test_yelp_loader_on_a_standin_with_a_local_tokenizer(tmp_path):
+    root = _yelp_standin(tmp_path)
+    cfg = {"name": "yelp_review_full", "path": str(root / "yelp"), "tokenizer": str(root / "tokenizer"),
+           "max_length": 16, "val_size": 5}  # fmt: skip
+    task = load_task(cfg)
+    assert task.is_regression and task.num_classes == 1
+    assert task.x_train.shape == (25, 2, 16) and task.x_train.dtype == torch.int64
+    assert task.x_test.shape == (10, 2, 16)
+    assert int(task.x_train[0, 0, 0]) == 2  # [CLS]
+    mask = task.x_train[:, 1]
+    assert bool(((task.x_train[:, 0] == 0) == (mask == 0)).all())  # padding exactly where the mask is 0
+    assert abs(float(task.y_train.mean())) < 1e-5  # standardised with the training split's statistics
+    with pytest.raises(DWFError, match="cannot load tokenizer"):
+        load_task({**cfg, "tokenizer": str(tmp_path / "nope")})
+
+
+def test_synthetic_sentiment_is_learnable_and_fixed():
+    a = load_task({"name": "synthetic_sentiment", "num_train": 50, "num_val": 10, "num_test": 10})
+    b = load_task({"name": "synthetic_sentiment", "num_train": 50, "num_val": 10, "num_test": 10, "seed": 0})
+    assert torch.equal(a.x_train, b.x_train) and a.is_regression
+    ids, mask = a.x_train[:, 0], a.x_train[:, 1]
+    count = ((ids >= 2) & (ids <= 6)).sum(1) - ((ids >= 7) & (ids <= 11)).sum(1)
+    assert torch.corrcoef(torch.stack([count.float(), a.y_train]))[0, 1] > 0.6  # signal plus unit noise
+    assert bool((mask[:, 0] == 1).all()) and bool((ids[:, 0] == 1).all())

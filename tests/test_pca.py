@@ -106,3 +106,88 @@ def test_fit_pipeline_streams_pca_over_checkpoints(tiny_zoo, tmp_path):
     assert overlap.min() > 0.99
     assert a.config.explained_variance == pytest.approx(b.config.explained_variance, rel=1e-3)
     torch.testing.assert_close(a.reference, b.reference)
+
+
+def _offset_low_rank(n=30, d=5000, seed=2):
+    """Rows = a large common mean + a low-rank spread + noise (like a zoo of trained networks)."""
+    w, _ = _low_rank(n=n, d=d)
+    g = torch.Generator().manual_seed(seed)
+    return w + 0.01 * torch.randn(w.shape, generator=g) + 5.0 * torch.randn(d, generator=g)
+
+
+def test_dual_pca_agrees_with_exact(tmp_path):
+    from dwf_hub.pca import fit_pca_dual
+
+    w = _offset_low_rank()
+    exact = fit_pca(w, n_components=5)
+    calls = []
+
+    def read(start, stop):
+        calls.append((start, stop))
+        return w[:, start:stop].clone()
+
+    dual = fit_pca_dual(read, len(w), w.shape[1], n_components=5, block_size=777)
+    assert calls[0] == (0, 777) and calls[-1][1] == w.shape[1]  # streamed in column blocks, two passes
+    assert len(calls) == 2 * -(-w.shape[1] // 777)
+    torch.testing.assert_close(dual.mean, exact.mean, atol=1e-4, rtol=0)
+    overlap = (dual.components.double() @ exact.components.double().T).abs()
+    angles = torch.linalg.svdvals(overlap)  # cosines of the principal angles between the subspaces
+    assert angles.min() > 0.9999
+    torch.testing.assert_close(dual.std, exact.std, rtol=1e-4, atol=1e-5)
+    assert (
+        dual.explained_variance == pytest.approx(exact.explained_variance, rel=1e-5)
+        and dual.explained_variance < 1
+    )
+    gram = dual.components.double() @ dual.components.double().T
+    torch.testing.assert_close(gram, torch.eye(5, dtype=torch.float64), atol=1e-4, rtol=0)
+
+    def reconstruct(p):
+        return (w - p.mean) @ p.components.T @ p.components + p.mean
+
+    err_dual, err_exact = (float((reconstruct(p) - w).norm() / (w - w.mean(0)).norm()) for p in (dual, exact))
+    assert err_dual == pytest.approx(err_exact, rel=1e-4)
+    # components written to a file and memory-mapped back
+    on_disk = fit_pca_dual(read, len(w), w.shape[1], n_components=0.95, block_size=1000,
+                           components_path=tmp_path / "components.safetensors")  # fmt: skip
+    assert on_disk.explained_variance >= 0.95
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "components.safetensors"))["components"]
+    assert torch.equal(saved, on_disk.components)
+    lead = (on_disk.components[:5].double() @ exact.components.double().T).abs().diagonal()
+    assert lead.min() > 0.9999
+    with pytest.raises(DWFError, match="between 1 and 29"):
+        fit_pca_dual(read, len(w), w.shape[1], n_components=30)
+    bad = w.clone()
+    bad[3, 1234] = float("nan")
+    with pytest.raises(DWFError, match="network 3 has NaN"):
+        fit_pca_dual(lambda s, e: bad[:, s:e], len(w), w.shape[1], block_size=1000)
+
+
+def test_dual_pca_reads_checkpoint_columns_from_disk(tiny_zoo, tmp_path):
+    from dwf_hub.fitting import default_flow_config, fit_pipeline
+    from dwf_hub.io import save_tensors
+    from dwf_hub.zoo import WeightZoo
+
+    tiny_zoo.save(tmp_path / "zoo")
+    on_disk = WeightZoo.load(tmp_path / "zoo")
+    d = on_disk.arch.num_params
+    torch.testing.assert_close(
+        on_disk.read_columns(5, d - 3), on_disk.to_matrix()[:, 5 : d - 3], atol=0, rtol=0
+    )
+    # half-precision checkpoints are read (as float32) too
+    half = {k: v.half() for k, v in tiny_zoo.state_dict(0).items()}
+    save_tensors(tmp_path / "half.safetensors", half)
+    mixed = WeightZoo(
+        on_disk.arch, [tmp_path / "half.safetensors", tmp_path / "zoo" / on_disk.records[1]["checkpoint"]]
+    )
+    assert torch.equal(
+        mixed.read_columns(0, d)[0], on_disk.arch.flatten({k: v.float() for k, v in half.items()})
+    )
+    kwargs = dict(normalization="pca", n_components=4, iterations=5)
+    dual = fit_pipeline(on_disk, default_flow_config(on_disk, **kwargs, pca_solver="dual"), progress=False)
+    ex = fit_pipeline(on_disk, default_flow_config(on_disk, **kwargs, pca_solver="exact"), progress=False)
+    a, b = dual.pipeline.codec, ex.pipeline.codec
+    overlap = (a.components.double() @ b.components.double().T).abs().diagonal()
+    assert overlap.min() > 0.999
+    assert a.config.explained_variance == pytest.approx(b.config.explained_variance, rel=1e-4)

@@ -1,6 +1,6 @@
 """Architecture registry. Adding an architecture = one new module here + one recipe."""
 
-from . import mlp, resnet, smallcnn  # noqa: F401  (registers)
+from . import mlp, resnet, smallcnn, transformer  # noqa: F401  (registers)
 from .base import ArchSpec, ParamInfo
 from .registry import arch_from_config, available_archs, get_arch, get_arch_class, register
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..errors import WeightFormatError
+from ..errors import DWFError, WeightFormatError
 from ..permutations import PermutationSpec
 
 # Buffers that carry no learned information and are not part of the weight vector.
@@ -64,6 +64,26 @@ class ArchSpec(ABC):
         """Whether generated networks need BatchNorm recalibration."""
         return False
 
+    @property
+    def task(self) -> str:
+        """``classification`` (outputs are logits) or ``regression`` (one output per sample)."""
+        return "classification"
+
+    def call(self, model: nn.Module, x: Tensor) -> Tensor:
+        """``model`` applied to an input batch ``x [B, ...]`` -> outputs ``[B, C]`` (plain tensors, vmap-safe)."""
+        return model(x)
+
+    def pretrained_state(self, path: str, strict: bool = False) -> dict[str, Tensor]:
+        """The state dict of a pretrained checkpoint ``path`` (folder or Hub repo id) in this layout."""
+        raise DWFError(
+            f"{self.name}: starting from a pretrained checkpoint needs a transformers architecture"
+        )
+
+    def functional_model(self, train: bool = False) -> nn.Module:
+        """A model without weights (meta tensors) for ``torch.func.functional_call``; buffers that are not
+        part of the state dict (e.g. position ids) stay real."""
+        return self.empty_model().train(train)
+
     # -- shared machinery ------------------------------------------------------------------------
     @property
     def config(self) -> dict[str, Any]:
@@ -92,6 +112,18 @@ class ArchSpec(ABC):
             infos.append(info)
             offset += info.numel
         return tuple(infos)
+
+    def empty_model(self) -> nn.Module:
+        """``build()`` with parameters and state-dict buffers on the meta device (no memory, no init)."""
+        from accelerate import init_empty_weights
+
+        with init_empty_weights(include_buffers=False):
+            model = self.build()
+        for m in model.modules():  # persistent buffers (BatchNorm statistics) carry no information yet
+            for name, b in m.named_buffers(recurse=False):
+                if name not in m._non_persistent_buffers_set and not b.is_meta:
+                    m._buffers[name] = b.to("meta")
+        return model
 
     @property
     def num_params(self) -> int:
@@ -144,8 +176,7 @@ class ArchSpec(ABC):
     def instantiate(self, state_dict: dict[str, Tensor]) -> nn.Module:
         """A ready-to-use model in eval mode holding ``state_dict`` (validated, shared memory)."""
         self.validate(state_dict, check_finite=False)
-        with torch.device("meta"):
-            model = self.build()
+        model = self.empty_model()
         full = dict(state_dict)
         for key, t in model.state_dict().items():
             if key.endswith(SKIPPED_SUFFIXES):

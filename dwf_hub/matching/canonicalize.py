@@ -9,10 +9,23 @@ from tqdm.auto import tqdm
 
 from ..archs import ArchSpec
 from ..errors import DWFError
+from ..permutations import PermutationSpec
 from ..zoo import WeightZoo
 from .weight_matching import MatchResult, weight_matching, weight_matching_many
 
-METHOD = "git_re_basin"
+RESIDUAL = "P_res"  # the transformers' residual-stream permutation (archs/transformer.py)
+DEFAULT_ITERATIONS = {"git_re_basin": 100, "transfusion": 10}  # the paper's settings
+
+
+def matching_spec(arch: ArchSpec, permute_residual: bool = True) -> PermutationSpec:
+    """The spec canonicalization uses: the architecture's, optionally with the residual stream fixed."""
+    spec = arch.permutation_spec()
+    return spec if permute_residual else spec.without({RESIDUAL})
+
+
+def method_of(spec: PermutationSpec) -> str:
+    """``transfusion`` when the spec has attention heads, else ``git_re_basin``."""
+    return "transfusion" if spec.head_groups else "git_re_basin"
 
 
 @dataclass
@@ -29,12 +42,14 @@ def align_state_dict(
     arch: ArchSpec,
     reference: dict[str, Tensor],
     state_dict: dict[str, Tensor],
-    max_iter: int = 100,
+    max_iter: int | None = None,
     seed: int = 0,
+    permute_residual: bool = True,
 ) -> tuple[dict[str, Tensor], MatchResult]:
     """Permute ``state_dict`` to match ``reference``; the result computes the same function."""
     arch.validate(state_dict)
-    spec = arch.permutation_spec()
+    spec = matching_spec(arch, permute_residual)
+    max_iter = max_iter or DEFAULT_ITERATIONS[method_of(spec)]
     result = weight_matching(spec, reference, state_dict, max_iter=max_iter, seed=seed)
     return {**state_dict, **result.aligned}, result
 
@@ -42,20 +57,26 @@ def align_state_dict(
 def canonicalize(
     zoo: WeightZoo,
     reference: int = 0,
-    max_iter: int = 100,
+    max_iter: int | None = None,
     seed: int = 0,
     progress: bool = True,
     chunk_params: int = 1 << 27,
     workers: int | None = None,
+    permute_residual: bool = True,
 ) -> CanonicalizationResult:
-    """Git Re-Basin weight matching of every member to member ``reference`` (which stays as is).
+    """Align every member to member ``reference`` (which stays as is): Git Re-Basin weight matching,
+    TransFusion for architectures with attention heads.
 
-    Members are matched together in chunks of about ``chunk_params`` weights (512 MB of float32), by
-    ``workers`` threads (see ``weight_matching_many``).
+    ``max_iter``: sweeps over the permutations (default: 100 for Git Re-Basin, 10 for TransFusion, as
+    in the paper). ``permute_residual=False`` keeps a transformer's residual stream fixed (as the
+    authors' code does). Members are matched together in chunks of about ``chunk_params`` weights
+    (512 MB of float32), by ``workers`` threads (see ``weight_matching_many``).
     """
     if not 0 <= reference < len(zoo):
         raise DWFError(f"reference index {reference} is out of range for a zoo of {len(zoo)} networks")
-    spec = zoo.arch.permutation_spec()
+    spec = matching_spec(zoo.arch, permute_residual)
+    method = method_of(spec)
+    max_iter = max_iter or DEFAULT_ITERATIONS[method]
     ref = zoo.state_dict(reference)
     chunk = max(1, chunk_params // zoo.arch.num_params)
     members, perms, objectives = [], [], []
@@ -71,7 +92,13 @@ def canonicalize(
             bar.update(len(batch))
     info = {
         **zoo.info,
-        "canonical": {"method": METHOD, "reference": reference, "max_iter": max_iter, "seed": seed},
+        "canonical": {
+            "method": method,
+            "reference": reference,
+            "max_iter": max_iter,
+            "seed": seed,
+            "permute_residual": permute_residual,
+        },
     }
     records = [{**r, "matching_objective": o} for r, o in zip(zoo.records, objectives)]
     canonical = WeightZoo(zoo.arch, members, records, recipe=zoo.recipe, info=info)

@@ -5,6 +5,11 @@ with one batched matrix product, and a linear assignment is solved only where it
 something — when a permutation it depends on moved since its last solve. Skipped solves would
 have returned the current permutation, so results equal plain coordinate descent with the same
 visiting order.
+
+Attention heads (``HeadGroup``s) follow TransFusion (Rinaldi et al., 2025): heads are first paired
+by the distance between the singular-value spectra of their Q, K, V blocks (invariant to every
+permutation, so the pairing is found once), then each of the group's permutations is solved as one
+linear assignment per head pair, restricted to that pair's dimensions.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from ..errors import WeightFormatError
-from ..permutations import PermutationSpec
+from ..permutations import HeadGroup, PermutationSpec
 
 
 @dataclass
@@ -60,6 +65,31 @@ def _assignment(cost: np.ndarray) -> np.ndarray:
     reduced = cost.max(1, keepdims=True) - cost
     reduced -= reduced.min(0, keepdims=True)
     return linear_sum_assignment(reduced)[1]
+
+
+def _block_assignment(cost: np.ndarray, heads: np.ndarray) -> np.ndarray:
+    """Like ``_assignment`` but reference head ``h`` may only take dimensions of head ``heads[h]``."""
+    d = len(cost) // len(heads)
+    cols = np.empty(len(cost), dtype=np.int64)
+    for h, g in enumerate(heads):
+        cols[h * d : (h + 1) * d] = g * d + _assignment(cost[h * d : (h + 1) * d, g * d : (g + 1) * d])
+    return cols
+
+
+def pair_heads(group: HeadGroup, reference: dict[str, Tensor], stacked: dict[str, Tensor]) -> np.ndarray:
+    """TransFusion's inter-head matching: ``[M, H]``, the member head paired with each reference head.
+
+    Cost of pairing reference head ``h`` with member head ``g``: the summed Euclidean distances between
+    the singular values of their Q, K and V blocks (``stacked``: ``key -> [M, H * dh, ...]``).
+    """
+    h = group.num_heads
+    cost = 0.0
+    for key in group.spectral_keys:
+        ref = reference[key].reshape(h, -1, reference[key][0].numel())  # [H, dh, in]
+        other = stacked[key].reshape(len(stacked[key]), h, -1, ref.shape[2])  # [M, H, dh, in]
+        s_ref, s_other = torch.linalg.svdvals(ref.double()), torch.linalg.svdvals(other.double())
+        cost = cost + torch.cdist(s_ref.expand(len(other), -1, -1), s_other)  # [M, H, H]
+    return np.stack([linear_sum_assignment(c)[1] for c in np.asarray(cost)])
 
 
 def _total(cost: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -134,6 +164,22 @@ def _match_group(
     sizes = spec.perm_sizes(ref)
     perm = {p: torch.arange(n).repeat(m, 1) for p, n in sizes.items()}  # [M, n]
     perm_np = {p: v.numpy() for p, v in perm.items()}  # the same memory
+    head_of = {}  # grouped permutation -> [M, H] member head paired with each reference head
+    for g in spec.head_groups:
+        for p in (g.qk, g.vo):
+            if sizes[p] % g.num_heads:
+                raise WeightFormatError(
+                    f"attention layer {g.spectral_keys[0]!r}: {sizes[p]} units do not split into "
+                    f"{g.num_heads} heads"
+                )
+        heads = pair_heads(g, ref, cur)
+        for p in (g.qk, g.vo):
+            d = sizes[p] // g.num_heads
+            new = torch.from_numpy(heads[:, :, None] * d + np.arange(d)).reshape(m, -1)
+            for key, axis in spec.perm_to_axes[p]:
+                _permute_rows(cur[key], axis, torch.arange(m), new)
+            perm[p][:] = new
+            head_of[p] = heads
     # The reference side of every cost term never changes: reshape it once.
     ref_rows = {
         p: [(key, axis, _rows(ref[key][None], axis)[0]) for key, axis in axes]
@@ -166,7 +212,10 @@ def _match_group(
             p_now = perm[p] if idx is None else perm[p][idx]
             cost = torch.empty_like(cost_cur).scatter_(2, p_now.unsqueeze(1).expand(-1, n, -1), cost_cur)
             cost = cost.double().numpy()  # [len(todo), n, n]
-            cols = np.stack([_assignment(c) for c in cost])
+            if p in head_of:
+                cols = np.stack([_block_assignment(c, head_of[p][i]) for c, i in zip(cost, todo)])
+            else:
+                cols = np.stack([_assignment(c) for c in cost])
             old_val = _total(cost, perm_np[p][todo])
             better = _total(cost, cols) > old_val + 1e-7 * np.maximum(1.0, np.abs(old_val))
             changed = todo[better].tolist()
