@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU/CUDA wheels this project is tested with; pip takes them from the local wheel store when present.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test bench lint format clean
+.PHONY: install browser demo test bench lint format clean
 
 install: $(VENV)/.installed
 
@@ -18,8 +18,17 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(VENV)/bin/dwf-hub demo --out demo_out
 
-test: install
+test: install browser
 	$(PY) -m pytest -q
+
+# Debian's headless Chromium and its driver, for the Space's real-browser test (needs root and apt-get;
+# without them that test is skipped and says why).
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "chromium not installed: the Space's browser test will be skipped"; fi; \
+	fi
 
 bench: install
 	$(PY) benchmarks/bench_mlp.py
@@ -29,12 +38,12 @@ bench: install
 	$(PY) benchmarks/bench_evaluate.py
 
 lint: install
-	$(VENV)/bin/ruff check dwf_hub tests benchmarks
-	$(VENV)/bin/ruff format --check dwf_hub tests benchmarks
+	$(VENV)/bin/ruff check dwf_hub tests benchmarks spaces_demo
+	$(VENV)/bin/ruff format --check dwf_hub tests benchmarks spaces_demo
 
 format: install
-	$(VENV)/bin/ruff format dwf_hub tests benchmarks
-	$(VENV)/bin/ruff check --fix dwf_hub tests benchmarks
+	$(VENV)/bin/ruff format dwf_hub tests benchmarks spaces_demo
+	$(VENV)/bin/ruff check --fix dwf_hub tests benchmarks spaces_demo
 
 clean:
 	rm -rf $(VENV) demo_out bench_out .pytest_cache .ruff_cache *.egg-info

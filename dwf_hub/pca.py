@@ -156,19 +156,19 @@ def fit_pca_dual(
     n_networks: int,
     num_params: int,
     n_components: int | float | None = None,
-    block_size: int = 1 << 20,
+    block_size: int | None = None,
     components_path: str | os.PathLike | None = None,
     seed: int = 0,
     progress: bool = False,
 ) -> PCAResult:
     """Dual PCA of the ``[N, D]`` matrix whose column blocks ``read_columns(start, stop)`` returns.
 
-    Pass 1, per block: the column sums (float64) and ``S S^T`` with ``S`` the block minus member 0's
+    Pass 1, per block: the column means and ``S S^T`` with ``S`` the block minus member 0's
     values — centring is shift-invariant, and the shift keeps the float32 block products free of the
     large common mean (no cancellation, no overflow); the ``[N, N]`` products add up in float64. The
     centred Gram matrix is then ``H G H`` (``H = I - 11^T / N``), eigendecomposed by randomized SVD
     (Halko et al.; exact for PSD matrices up to the spectrum's tail). Pass 2 recovers the components
-    ``Λ^-1/2 U^T (X - 1 m^T)`` one column block at a time. With ``components_path`` they are written
+    ``Λ^-1/2 U^T (X - 1 m^T)`` one column block at a time (``block_size`` columns; default ~128 MB). With ``components_path`` they are written
     there (a safetensors file, key ``components``) and returned memory-mapped, so a basis larger than
     memory is fine. Explained variance is a fraction of the total variance, ``trace(H G H) / (N - 1)``.
     """
@@ -177,6 +177,7 @@ def fit_pca_dual(
 
     n, d = n_networks, num_params
     _check_matrix(n, (n, d))
+    block_size = block_size or max(1, (1 << 25) // n)  # blocks of ~128 MB (float32)
     starts = range(0, d, block_size)
     blocks = lambda desc: tqdm(starts, desc=desc, disable=not progress, leave=False)  # noqa: E731
     gram = torch.zeros(n, n, dtype=torch.float64)
@@ -188,7 +189,7 @@ def fit_pca_dual(
         if not torch.isfinite(x).all():
             row = int((~torch.isfinite(x)).any(1).nonzero()[0])
             raise DWFError(f"dual PCA: network {row} has NaN or Inf weights in columns {s}..{s + x.shape[1]}")
-        mean[s : s + x.shape[1]] = (x.double().sum(0) / n).float()
+        mean[s : s + x.shape[1]] = x.mean(0)
         shifted = x - x[0]
         gram += (shifted @ shifted.T).double()
     centre = torch.eye(n, dtype=torch.float64) - 1.0 / n

@@ -1,0 +1,286 @@
+"""DeepWeightFlow Space: pick a flow, press Generate, get a population of working networks.
+
+    python spaces_demo/app.py            # http://127.0.0.1:7860
+
+Flows: the embedded Iris and digits flows (built offline on first start, then loaded from
+``DWF_SPACE_CACHE``), or any DeepWeightFlow pipeline by Hub repo id or local folder. Limits:
+``DWF_MAX_NETWORKS`` networks per request (default 200), ``DWF_MAX_UPLOAD_MB`` per upload (default 50).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import torch
+
+from dwf_hub.errors import DWFError
+from dwf_hub.evaluation import aligned_matrices, metric_name, score_many
+from dwf_hub.metrics import nearest_distances
+from dwf_hub.pipeline import DeepWeightFlowPipeline
+from dwf_hub.zoo import WeightZoo
+
+MAX_NETWORKS = int(os.environ.get("DWF_MAX_NETWORKS", "200"))
+MAX_UPLOAD_MB = float(os.environ.get("DWF_MAX_UPLOAD_MB", "50"))
+MAX_STEPS = 1000
+CACHE = Path(os.environ.get("DWF_SPACE_CACHE", Path.home() / ".cache" / "dwf_hub" / "space"))
+EMBEDDED = {"Iris MLP (embedded)": "iris_mlp", "8x8 digits MLP (embedded)": "digits_mlp"}
+SOLVERS = ["rk4", "heun", "euler"]
+COLUMNS = ["network", "test score", "distance to nearest zoo network", "novelty"]
+
+
+@dataclass
+class Flow:
+    """A pipeline, the canonical zoo it was trained on (when known) and its test data (when loadable)."""
+
+    pipeline: DeepWeightFlowPipeline
+    zoo: WeightZoo | None
+    test: tuple[torch.Tensor, torch.Tensor] | None
+
+    @classmethod
+    def from_pipeline(cls, pipe: DeepWeightFlowPipeline, zoo: WeightZoo | None) -> Flow:
+        from dwf_hub.data import load_task
+
+        recipe = pipe.codec.config.recipe
+        try:
+            test = load_task(recipe["data"]).split("test") if recipe else None
+        except DWFError:  # e.g. a Hub dataset that is not available here
+            test = None
+        if zoo is not None and not zoo.is_canonical:
+            from dwf_hub.matching import canonicalize
+
+            zoo = canonicalize(zoo, progress=False).zoo
+        pipe.set_progress_bar_config(disable=True)
+        return cls(pipe, zoo, test)
+
+    @property
+    def zoo_nn_median(self) -> float:
+        """Median distance from a zoo network to its nearest other zoo network (canonical space)."""
+        if "_nn" not in self.__dict__:
+            m = self.zoo.to_matrix()
+            self.__dict__["_nn"] = float(nearest_distances(m, m, exclude_self=True).median())
+        return self.__dict__["_nn"]
+
+
+def build_embedded(recipe: str, root: Path = CACHE, num_models: int = 100) -> Flow:
+    """Train the recipe's zoo and fit its flow once (offline); later starts load them from ``root``."""
+    from dwf_hub.fitting import fit_pipeline
+    from dwf_hub.training import train_zoo
+
+    folder = root / recipe
+    if not (folder / "pipeline" / "model_index.json").is_file() or not (folder / "canonical_zoo").is_dir():
+        zoo = train_zoo(recipe, num_models, folder / "zoo", progress=False)
+        fit = fit_pipeline(zoo, progress=False)
+        fit.training_zoo.save(folder / "canonical_zoo")
+        fit.pipeline.save_pretrained(folder / "pipeline")
+    pipe = DeepWeightFlowPipeline.from_pretrained(folder / "pipeline")
+    return Flow.from_pipeline(pipe, WeightZoo.load(folder / "canonical_zoo"))
+
+
+class FlowLibrary:
+    """The embedded flows plus any repo id or folder asked for (loaded once, then kept)."""
+
+    def __init__(self, flows: dict[str, Flow]) -> None:
+        self.flows = dict(flows)
+
+    def get(self, choice: str | None, repo: str | None) -> Flow:
+        key = (repo or "").strip() or choice
+        if not key:
+            raise DWFError("choose a flow or enter a Hub repo id")
+        if key not in self.flows:
+            if key in EMBEDDED:
+                raise DWFError(f"{key} is not loaded in this Space")
+            pipe = DeepWeightFlowPipeline.from_pretrained(key)
+            base = getattr(pipe, "card_info", {}).get("base_zoo")
+            zoo = None
+            if base:
+                try:
+                    zoo = WeightZoo.from_pretrained(base)
+                except DWFError:
+                    zoo = None
+            self.flows[key] = Flow.from_pipeline(pipe, zoo)
+        return self.flows[key]
+
+
+def _whole_number(value: Any, name: str, low: int, high: int | None = None) -> int:
+    if value is None or isinstance(value, bool) or str(value).strip() == "":
+        raise DWFError(f"{name} must be a whole number")
+    try:
+        number = float(str(value).strip())
+    except (TypeError, ValueError):
+        raise DWFError(f"{name} must be a whole number, got {value!r}") from None
+    if not math.isfinite(number) or number != int(number):
+        raise DWFError(f"{name} must be a whole number, got {value!r}")
+    if number < low or (high is not None and number > high):
+        raise DWFError(f"{name} must be between {low} and {high}, got {int(number)}")
+    return int(number)
+
+
+def _histogram(generated: list[float], zoo: list[float], metric: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    values = generated + zoo
+    bins = torch.linspace(min(values), max(values) + 1e-6, 21).tolist() if values else 20
+    if zoo:
+        ax.hist(zoo, bins=bins, alpha=0.6, label=f"training zoo ({len(zoo)})")
+    ax.hist(generated, bins=bins, alpha=0.6, label=f"generated ({len(generated)})")
+    ax.set_xlabel(f"test {metric}")
+    ax.set_ylabel("networks")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _zip(zoo: WeightZoo) -> str:
+    folder = Path(tempfile.mkdtemp(prefix="dwf_generated_"))
+    zoo.save(folder / "generated")
+    return shutil.make_archive(str(folder / "generated"), "zip", folder / "generated")
+
+
+def generate(library: FlowLibrary, choice, repo, num_networks, solver, steps, seed):
+    """-> (status markdown, table rows, histogram, zip path)."""
+    try:
+        flow = library.get(choice, repo)
+        asked = _whole_number(num_networks, "Number of networks", 1)
+        steps = _whole_number(steps, "Steps", 1, MAX_STEPS)
+        seed = _whole_number(seed, "Seed", 0)
+        if solver not in SOLVERS:
+            raise DWFError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    except DWFError as e:
+        return f"**Error:** {e}", [], None, None
+    n = min(asked, MAX_NETWORKS)
+    pipe = flow.pipeline
+    t0 = time.perf_counter()
+    out = pipe(num_networks=n, generator=torch.Generator().manual_seed(seed), num_inference_steps=steps,
+               solver=solver, output_type="state_dict")  # fmt: skip
+    seconds = time.perf_counter() - t0
+    generated = pipe.to_zoo(out, seed=seed)
+    metric = metric_name(pipe.arch)
+    scores = score_many(pipe.arch, out.weights, *flow.test).tolist() if flow.test else [math.nan] * n
+    if flow.zoo is not None:
+        aligned, zoo_matrix = aligned_matrices(generated, flow.zoo)
+        nearest = nearest_distances(aligned, zoo_matrix).tolist()
+        novelty = [d / flow.zoo_nn_median for d in nearest]
+    else:
+        nearest = novelty = [math.nan] * n
+    rows = [
+        [i, round(s, 4), round(d, 4), round(v, 3)]
+        for i, (s, d, v) in enumerate(zip(scores, nearest, novelty))
+    ]
+    zoo_scores = [r.get(f"test_{metric}") for r in flow.zoo.records] if flow.zoo is not None else []
+    zoo_scores = [s for s in zoo_scores if s is not None]
+    lines = [f"Generated **{n}** networks of `{pipe.arch.name}` ({pipe.arch.num_params:,} weights) in "
+             f"**{seconds:.2f} s** ({solver}, {steps} steps, seed {seed})."]  # fmt: skip
+    if asked > n:
+        lines.append(f"Capped at {MAX_NETWORKS} networks per request ({asked} asked).")
+    if flow.test:
+        mean = sum(scores) / n
+        lines.append(f"Test {metric}: mean **{mean:.4f}**" + (
+            f" (training zoo: {sum(zoo_scores) / len(zoo_scores):.4f})" if zoo_scores else ""))  # fmt: skip
+    else:
+        lines.append("The flow's test data is not available here, so no test scores.")
+    if flow.zoo is not None:
+        median = sorted(novelty)[n // 2]
+        lines.append(f"Median novelty **{median:.3f}** (distance to the nearest zoo network over the zoo's own "
+                     "nearest-neighbour distance: near 0 = copies of the zoo, about 1 = new networks).")  # fmt: skip
+    plot = _histogram([s for s in scores if not math.isnan(s)], zoo_scores, metric) if flow.test else None
+    return "\n\n".join(lines), rows, plot, _zip(generated)
+
+
+def inspect(library: FlowLibrary, choice, repo, upload) -> str:
+    """Canonicalize an uploaded safetensors checkpoint against the flow's reference; its distance to the zoo."""
+    from dwf_hub.io import load_tensors
+
+    try:
+        flow = library.get(choice, repo)
+        if upload is None:
+            raise DWFError("upload a .safetensors checkpoint first")
+        path = Path(upload if isinstance(upload, str) else upload.name)
+        if path.suffix != ".safetensors":
+            raise DWFError(f"{path.name}: only .safetensors checkpoints are accepted")
+        size_mb = path.stat().st_size / 2**20
+        if size_mb > MAX_UPLOAD_MB:
+            raise DWFError(f"{path.name}: {size_mb:.1f} MB is over the {MAX_UPLOAD_MB:g} MB upload limit")
+        arch = flow.pipeline.arch
+        state = load_tensors(path)
+        arch.validate(state, source=path.name)
+        aligned = flow.pipeline.canonicalize(state)
+    except DWFError as e:
+        return f"**Error:** {e}"
+    ref = flow.pipeline.codec.reference
+    before, after = (float((arch.flatten(sd) - ref).norm()) for sd in (state, aligned))
+    lines = [f"`{path.name}`: a `{arch.name}` with {arch.num_params:,} weights.",
+             f"Distance to the flow's reference network: {before:.4f} as uploaded, **{after:.4f}** after "
+             "canonicalization (same function, permuted units)."]  # fmt: skip
+    if flow.zoo is not None:
+        d = float(nearest_distances(arch.flatten(aligned)[None], flow.zoo.to_matrix())[0])
+        lines.append(f"Distance to the nearest training-zoo network: **{d:.4f}** = {d / flow.zoo_nn_median:.3f} "
+                     "times the zoo's median nearest-neighbour distance.")  # fmt: skip
+    if flow.test:
+        score = float(score_many(arch, arch.flatten(state)[None], *flow.test)[0])
+        lines.append(f"Test {metric_name(arch)}: **{score:.4f}**.")
+    return "\n\n".join(lines)
+
+
+def build_demo(flows: dict[str, Flow]) -> gr.Blocks:
+    library = FlowLibrary(flows)
+    with gr.Blocks(title="DeepWeightFlow") as demo:
+        gr.Markdown("# DeepWeightFlow\nGenerate populations of ready-to-use neural networks from a flow "
+                    "fitted on a weight zoo — no training, no fine-tuning.")  # fmt: skip
+        with gr.Row():
+            choice = gr.Dropdown(list(flows), value=next(iter(flows), None), label="Flow")
+            repo = gr.Textbox(
+                label="…or a Hub repo id / local folder", placeholder="org/dwf-resnet18-cifar10"
+            )
+        with gr.Tab("Generate"):
+            with gr.Row():
+                # Text fields, so that whatever is typed reaches the checks below (a number field would
+                # silently keep its last valid value).
+                num = gr.Textbox("20", label=f"Number of networks (at most {MAX_NETWORKS})", elem_id="num")
+                solver = gr.Dropdown(SOLVERS, value="rk4", label="ODE solver")
+                steps = gr.Textbox("10", label="Steps", elem_id="steps")
+                seed = gr.Textbox("0", label="Seed", elem_id="seed")
+            button = gr.Button("Generate", variant="primary", elem_id="generate")
+            status = gr.Markdown(elem_id="status")
+            table = gr.Dataframe(headers=COLUMNS, label="Generated networks", elem_id="results")
+            plot = gr.Plot(label="Test score: generated vs. training zoo")
+            download = gr.File(label="Generated weights (zoo folder of safetensors, zipped)")
+            button.click(
+                lambda *a: generate(library, *a),
+                [choice, repo, num, solver, steps, seed],
+                [status, table, plot, download],
+                api_name="generate",
+            )
+        with gr.Tab("Inspect a checkpoint"):
+            upload = gr.File(
+                label=f"A .safetensors checkpoint of the flow's architecture (≤ {MAX_UPLOAD_MB:g} MB)",
+                elem_id="upload",
+            )
+            inspect_button = gr.Button("Canonicalize and compare", elem_id="inspect")
+            report = gr.Markdown(elem_id="report")
+            inspect_button.click(
+                lambda *a: inspect(library, *a), [choice, repo, upload], report, api_name="inspect"
+            )
+    return demo
+
+
+def main() -> None:
+    flows = {label: build_embedded(recipe) for label, recipe in EMBEDDED.items()}
+    build_demo(flows).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), max_file_size=f"{MAX_UPLOAD_MB:g}mb"
+    )
+
+
+if __name__ == "__main__":
+    main()
