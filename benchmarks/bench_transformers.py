@@ -3,7 +3,8 @@
     python benchmarks/bench_transformers.py [--num-models 50] [--widths 32,128,512] [--speed-models 100]
 
 Part 1 trains the ``digits_vit`` zoo (resumable, in ``--out``), fits one flow per canonicalization x flow
-width (the recipe's PCA-whitened coordinates and iterations), generates ``--generate`` networks from each
+width (``--preset dwf``: the recipe's PCA-whitened coordinates; ``paper``: raw weights, source std 0.001,
+batch 4, 99 RK4 steps; ``--iterations`` overrides), generates ``--generate`` networks from each
 and reports their test accuracy (mean ± std) against the zoo's and the novelty ratio (median distance
 from a generated network to its nearest zoo network / median nearest-other distance within the zoo, in
 canonical space; near 0 = copies). Part 2 times TransFusion on ``--speed-models`` random ViT-Small-192
@@ -26,9 +27,9 @@ from dwf_hub.training import init_member, train_zoo
 from dwf_hub.zoo import WeightZoo
 
 MODES = {
-    "TransFusion + residual stream": {"canonicalize": True, "permute_residual": True},
-    "TransFusion, heads + FFN (authors')": {"canonicalize": True, "permute_residual": False},
-    "none": {"canonicalize": False},
+    "full": ("TransFusion + residual stream", {"canonicalize": True, "permute_residual": True}),
+    "heads": ("TransFusion, heads + FFN (authors')", {"canonicalize": True, "permute_residual": False}),
+    "none": ("none", {"canonicalize": False}),
 }
 
 
@@ -44,11 +45,14 @@ def zoo_part(args) -> None:
     base = evaluate_zoo(zoo)
     print(f"\ndigits_vit zoo: {len(zoo)} networks of {zoo.arch.num_params:,} weights, trained in {train_s:.0f} s; "
           f"test accuracy {pm(base, 'accuracy')}")  # fmt: skip
-    print("\n| canonicalization | flow width | generated accuracy (%) | novelty ratio | fit (s) |")
+    overrides = {"iterations": args.iterations} if args.iterations else {}
+    print(
+        f"\n| canonicalization | flow width ({args.preset} preset) | generated accuracy (%) | novelty ratio | fit (s) |"
+    )
     print("|---|---|---|---|---|")
     for width in args.widths:
-        for mode, settings in MODES.items():
-            cfg = default_flow_config(zoo, hidden_dim=width, seed=0, **settings)
+        for mode, settings in (MODES[m] for m in args.modes):
+            cfg = default_flow_config(zoo, args.preset, hidden_dim=width, seed=0, **settings, **overrides)
             t0 = time.perf_counter()
             fit = fit_pipeline(zoo, cfg, progress=False)
             fit_s = time.perf_counter() - t0
@@ -81,6 +85,13 @@ def main() -> None:
     parser.add_argument("--num-models", type=int, default=50)
     parser.add_argument("--widths", type=lambda s: [int(w) for w in s.split(",")], default=[32, 128, 512])
     parser.add_argument("--generate", type=int, default=50)
+    parser.add_argument(
+        "--preset", default="dwf", help="flow preset: dwf (PCA-whitened) or paper (raw weights)"
+    )
+    parser.add_argument(
+        "--iterations", type=int, default=None, help="flow iterations (default: the preset's)"
+    )
+    parser.add_argument("--modes", type=lambda s: s.split(","), default=list(MODES), help="full,heads,none")
     parser.add_argument("--speed-models", type=int, default=100)
     parser.add_argument("--skip-zoo", action="store_true")
     parser.add_argument("--out", default="bench_out/transformers")

@@ -19,6 +19,20 @@ def _zoo_train(a: argparse.Namespace) -> None:
     print(f"{len(zoo)} networks in {a.out}; test {m} mean {sum(scores) / len(scores):.4f}")
 
 
+def _zoo_import(a: argparse.Namespace) -> None:
+    from .recipes import load_recipe
+    from .zoo import WeightZoo
+
+    from .errors import DWFError
+
+    recipe = load_recipe(a.recipe) if a.recipe else None
+    zoo = WeightZoo.from_transformers(a.models, recipe=recipe and recipe.to_dict(), info={"source": "imported"})
+    if recipe and recipe.arch_spec != zoo.arch:
+        raise DWFError(f"recipe {recipe.name!r} is for {recipe.arch_spec!r}, the models are {zoo.arch!r}")
+    zoo.save(a.out)
+    print(f"{len(zoo)} {zoo.arch.name} networks ({zoo.arch.num_params:,} weights each) in {a.out}")
+
+
 def _recipes(a: argparse.Namespace) -> None:
     from .recipes import available_recipes, load_recipe
 
@@ -189,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="member i gets seed SEED+i")
     t.add_argument("--device", default=None, help="torch device to train on, e.g. cuda (default: cpu)")
     t.set_defaults(func=_zoo_train)
+    zi = zoo.add_parser("import", help="a zoo from saved transformers models (folders or Hub repo ids)")
+    zi.add_argument("models", nargs="+", help="transformers model folders or Hub model repo ids")
+    zi.add_argument("--out", required=True)
+    zi.add_argument("--recipe", default=None, help="recipe whose task evaluates the zoo (optional)")
+    zi.set_defaults(func=_zoo_import)
     zp = zoo.add_parser("push", help="upload a zoo folder as a Hub dataset repo")
     _push_arguments(zp, "zoo", "zoo folder", "org/dwf-zoo-resnet18-cifar10", _zoo_push)
 

@@ -241,7 +241,7 @@ def build_demo(flows: dict[str, Flow]) -> gr.Blocks:
         with gr.Row():
             choice = gr.Dropdown(list(flows), value=next(iter(flows), None), label="Flow")
             repo = gr.Textbox(
-                label="…or a Hub repo id / local folder", placeholder="org/dwf-resnet18-cifar10"
+                label="…or a Hub repo id / local folder", placeholder="org/dwf-resnet18-cifar10", elem_id="repo"
             )
         with gr.Tab("Generate"):
             with gr.Row():

@@ -191,3 +191,13 @@ def test_dual_pca_reads_checkpoint_columns_from_disk(tiny_zoo, tmp_path):
     overlap = (a.components.double() @ b.components.double().T).abs().diagonal()
     assert overlap.min() > 0.999
     assert a.config.explained_variance == pytest.approx(b.config.explained_variance, rel=1e-4)
+
+
+def test_auto_picks_dual_pca_when_the_zoo_does_not_fit(monkeypatch):
+    from dwf_hub import fitting
+    from dwf_hub.configs import FlowConfig
+
+    assert fitting._pca_solver(FlowConfig(), 100, 1000) == "exact"
+    monkeypatch.setattr(fitting, "exact_fits_in_memory", lambda n, d: False)
+    assert fitting._pca_solver(FlowConfig(), 100, 110_000_000) == "dual"
+    assert fitting._pca_solver(FlowConfig(pca_solver="incremental"), 100, 1000) == "incremental"

@@ -190,28 +190,21 @@ def test_real_browser_generates_and_shows_errors(space, tmp_path):
         out.mkdir(exist_ok=True)
         shutil.copy(screenshot, out / "space_generate.png")
 
-        # non-numeric input -> a message in the page
         field = driver.find_element(By.CSS_SELECTOR, "#num textarea, #num input")
-        field.clear()
-        field.send_keys("abc")
-        driver.find_element(By.ID, "generate").click()
-        wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "must be a whole number"))
-        # an unknown repo -> a message in the page; then the app still works
+        repo = driver.find_element(By.CSS_SELECTOR, "#repo textarea, #repo input")
+
+        def submit(box, text: str, expected: str) -> None:
+            box.clear()
+            box.send_keys(text)
+            driver.find_element(By.ID, "generate").click()
+            wait.until(ec.text_to_be_present_in_element((By.ID, "status"), expected))
+
+        submit(field, "abc", "must be a whole number")  # non-numeric -> a message in the page
         field.clear()
         field.send_keys("5")
-        repo = driver.find_element(By.CSS_SELECTOR, "textarea, input[placeholder='org/dwf-resnet18-cifar10']")
-        repo.send_keys("nobody/no-such-flow")
-        driver.find_element(By.ID, "generate").click()
-        wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "nobody/no-such-flow"))
-        repo.clear()
-        repo.send_keys(" ")
-        driver.find_element(By.ID, "generate").click()
-        wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "Generated 5 networks"))
-        # too many networks -> capped, and said so
-        field.clear()
-        field.send_keys("5000")
-        driver.find_element(By.ID, "generate").click()
-        wait.until(ec.text_to_be_present_in_element((By.ID, "status"), f"Capped at {app.MAX_NETWORKS}"))
+        submit(repo, "nobody/no-such-flow", "nobody/no-such-flow")  # unknown repo -> a message
+        submit(repo, " ", "Generated 5 networks")  # and the app still works
+        submit(field, "5000", f"Capped at {app.MAX_NETWORKS}")  # too many -> capped, and said so
         driver.save_screenshot(str(out / "space_after_errors.png"))
         # a non-safetensors upload on the second tab -> a message in the page
         tabs = driver.find_elements(By.XPATH, "//button[@role='tab'][contains(., 'Inspect a checkpoint')]")

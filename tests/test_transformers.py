@@ -146,6 +146,20 @@ def test_zoo_from_transformers_folders(tmp_path):
         assert torch.equal(zoo.flat(i), arch.flatten(m.state_dict()))
 
 
+def test_cli_zoo_import(tmp_path, capsys):
+    from dwf_hub.cli import main
+
+    arch = _tiny("vit")
+    for i in range(2):
+        _save_hf(arch, tmp_path / f"m{i}", i)
+    models = [str(tmp_path / "m0"), str(tmp_path / "m1")]
+    assert main(["-q", "zoo", "import", *models, "--out", str(tmp_path / "zoo")]) == 0
+    assert "2 vit networks" in capsys.readouterr().out
+    assert len(WeightZoo.load(tmp_path / "zoo")) == 2
+    assert main(["-q", "zoo", "import", *models, "--out", str(tmp_path / "z2"), "--recipe", "digits_vit"]) == 2
+    assert "recipe 'digits_vit' is for ViTSpec(hidden_size=32" in capsys.readouterr().err
+
+
 def test_zoo_from_transformers_rejects_mismatched_heads(tmp_path):
     arch = _tiny("bert")
     _save_hf(arch, tmp_path / "a", 0)

@@ -11,6 +11,7 @@ Permutation symmetries (all exact, checked by functional-equivalence tests):
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -56,6 +57,19 @@ class _TransformerSpec(ArchSpec):
     hidden_size: int
     num_hidden_layers: int
     num_attention_heads: int
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def _store(self, values: dict[str, Any]) -> None:
+        """Keep the constructor arguments (``values``: its ``locals()``) as attributes."""
+        for k in self._param_names():
+            setattr(self, k, values[k])
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._param_names()}
 
     def _layers(self, build_layer) -> tuple[dict[str, Axes], list[HeadGroup]]:
         axes, groups = {}, []
@@ -125,19 +139,7 @@ class ViTSpec(_TransformerSpec):
             raise DWFError(f"{self.name}: patch_size={patch_size} does not divide image_size={image_size}")
         if min(num_hidden_layers, intermediate_size, num_channels, num_labels) < 1:
             raise DWFError(f"{self.name}: layer count, sizes and num_labels must be >= 1")
-        self.hidden_size, self.num_hidden_layers, self.num_attention_heads = (
-            hidden_size,
-            num_hidden_layers,
-            num_attention_heads,
-        )
-        self.intermediate_size, self.patch_size, self.image_size = intermediate_size, patch_size, image_size
-        self.num_channels, self.num_labels, self.dropout = num_channels, num_labels, dropout
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "patch_size",
-                "image_size", "num_channels", "num_labels", "dropout")  # fmt: skip
-        return {k: getattr(self, k) for k in keys}
+        self._store(locals())
 
     def model_class(self) -> type[nn.Module]:
         from transformers import ViTForImageClassification
@@ -230,21 +232,7 @@ class BertSpec(_TransformerSpec):
             )
         if min(vocab_size, num_hidden_layers, intermediate_size, type_vocab_size, num_labels, seq_len) < 1:
             raise DWFError(f"{self.name}: sizes, layer count and num_labels must be >= 1")
-        self.vocab_size, self.hidden_size = vocab_size, hidden_size
-        self.num_hidden_layers, self.num_attention_heads = num_hidden_layers, num_attention_heads
-        self.intermediate_size, self.max_position_embeddings = intermediate_size, max_position_embeddings
-        self.type_vocab_size, self.num_labels, self.seq_len, self.dropout = (
-            type_vocab_size,
-            num_labels,
-            seq_len,
-            dropout,
-        )
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                "max_position_embeddings", "type_vocab_size", "num_labels", "seq_len", "dropout")  # fmt: skip
-        return {k: getattr(self, k) for k in keys}
+        self._store(locals())
 
     @property
     def task(self) -> str:
