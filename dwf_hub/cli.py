@@ -20,13 +20,14 @@ def _zoo_train(a: argparse.Namespace) -> None:
 
 
 def _zoo_import(a: argparse.Namespace) -> None:
+    from .errors import DWFError
     from .recipes import load_recipe
     from .zoo import WeightZoo
 
-    from .errors import DWFError
-
     recipe = load_recipe(a.recipe) if a.recipe else None
-    zoo = WeightZoo.from_transformers(a.models, recipe=recipe and recipe.to_dict(), info={"source": "imported"})
+    zoo = WeightZoo.from_transformers(
+        a.models, recipe=recipe and recipe.to_dict(), info={"source": "imported"}
+    )
     if recipe and recipe.arch_spec != zoo.arch:
         raise DWFError(f"recipe {recipe.name!r} is for {recipe.arch_spec!r}, the models are {zoo.arch!r}")
     zoo.save(a.out)

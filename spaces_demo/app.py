@@ -118,7 +118,9 @@ def _whole_number(value: Any, name: str, low: int, high: int | None = None) -> i
         raise DWFError(f"{name} must be a whole number, got {value!r}") from None
     if not math.isfinite(number) or number != int(number):
         raise DWFError(f"{name} must be a whole number, got {value!r}")
-    if number < low or (high is not None and number > high):
+    if high is None and number < low:
+        raise DWFError(f"{name} must be at least {low}, got {int(number)}")
+    if high is not None and not low <= number <= high:
         raise DWFError(f"{name} must be between {low} and {high}, got {int(number)}")
     return int(number)
 
@@ -154,17 +156,17 @@ def generate(library: FlowLibrary, choice, repo, num_networks, solver, steps, se
         flow = library.get(choice, repo)
         asked = _whole_number(num_networks, "Number of networks", 1)
         steps = _whole_number(steps, "Steps", 1, MAX_STEPS)
-        seed = _whole_number(seed, "Seed", 0)
+        seed = _whole_number(seed, "Seed", 0, 2**32 - 1)
         if solver not in SOLVERS:
             raise DWFError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
-    except DWFError as e:
+        n = min(asked, MAX_NETWORKS)
+        pipe = flow.pipeline
+        t0 = time.perf_counter()
+        out = pipe(num_networks=n, generator=torch.Generator().manual_seed(seed), num_inference_steps=steps,
+                   solver=solver, output_type="state_dict")  # fmt: skip
+        seconds = time.perf_counter() - t0
+    except DWFError as e:  # also a flow that cannot calibrate its BatchNorm networks here
         return f"**Error:** {e}", [], None, None
-    n = min(asked, MAX_NETWORKS)
-    pipe = flow.pipeline
-    t0 = time.perf_counter()
-    out = pipe(num_networks=n, generator=torch.Generator().manual_seed(seed), num_inference_steps=steps,
-               solver=solver, output_type="state_dict")  # fmt: skip
-    seconds = time.perf_counter() - t0
     generated = pipe.to_zoo(out, seed=seed)
     metric = metric_name(pipe.arch)
     scores = score_many(pipe.arch, out.weights, *flow.test).tolist() if flow.test else [math.nan] * n
@@ -241,7 +243,9 @@ def build_demo(flows: dict[str, Flow]) -> gr.Blocks:
         with gr.Row():
             choice = gr.Dropdown(list(flows), value=next(iter(flows), None), label="Flow")
             repo = gr.Textbox(
-                label="…or a Hub repo id / local folder", placeholder="org/dwf-resnet18-cifar10", elem_id="repo"
+                label="…or a Hub repo id / local folder",
+                placeholder="org/dwf-resnet18-cifar10",
+                elem_id="repo",
             )
         with gr.Tab("Generate"):
             with gr.Row():

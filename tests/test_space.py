@@ -86,6 +86,8 @@ def test_bad_inputs_give_messages_and_the_app_keeps_working(client):
     assert "whole number" in status
     status, _, _, _ = client.predict("tiny iris", "", "", "rk4", "5", "0", api_name="/generate")
     assert "whole number" in status
+    status, _, _, _ = client.predict("tiny iris", "", "-3", "rk4", "5", "0", api_name="/generate")
+    assert status == "**Error:** Number of networks must be at least 1, got -3"
     status, table, _, _ = client.predict("tiny iris", "", "10000", "rk4", "2", "0", api_name="/generate")
     assert f"Capped at {app.MAX_NETWORKS} networks per request (10000 asked)" in status
     assert len(table["data"]) == app.MAX_NETWORKS

@@ -156,7 +156,9 @@ def test_cli_zoo_import(tmp_path, capsys):
     assert main(["-q", "zoo", "import", *models, "--out", str(tmp_path / "zoo")]) == 0
     assert "2 vit networks" in capsys.readouterr().out
     assert len(WeightZoo.load(tmp_path / "zoo")) == 2
-    assert main(["-q", "zoo", "import", *models, "--out", str(tmp_path / "z2"), "--recipe", "digits_vit"]) == 2
+    assert (
+        main(["-q", "zoo", "import", *models, "--out", str(tmp_path / "z2"), "--recipe", "digits_vit"]) == 2
+    )
     assert "recipe 'digits_vit' is for ViTSpec(hidden_size=32" in capsys.readouterr().err
 
 
