@@ -240,7 +240,8 @@ def test_vit_pipeline_end_to_end(tmp_path):
 
     recipe = _small_recipe("digits_vit", epochs=2)
     zoo = train_zoo(recipe, 4, tmp_path / "zoo", progress=False)
-    result = fit_pipeline(zoo, default_flow_config(zoo, n_components=3), progress=False)
+    cfg = default_flow_config(zoo, normalization="whiten", n_components=3, num_inference_steps=4)
+    result = fit_pipeline(zoo, cfg, progress=False)
     assert result.training_zoo.info["canonical"]["method"] == "transfusion"
     result.pipeline.save_pretrained(tmp_path / "pipe")
     pipe = DeepWeightFlowPipeline.from_pretrained(tmp_path / "pipe")
