@@ -113,7 +113,15 @@ def train_members(
         return _train_members(arch, task, cfg, seeds, inits, progress, device)
 
 
-def _train_members(arch, task, cfg, seeds, inits, progress, device):
+def _train_members(
+    arch: ArchSpec,
+    task: TaskData,
+    cfg: TrainingConfig,
+    seeds: list[int],
+    inits: list[str],
+    progress: bool,
+    device: str | torch.device | None,
+) -> list[tuple[dict[str, Tensor], dict[str, Any]]]:
     n = len(seeds)
     device = torch.device(device or "cpu")
     states = [init_member(arch, scheme, seed, cfg.init_from) for seed, scheme in zip(seeds, inits)]

@@ -8,19 +8,19 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..archs import ArchSpec
+from ..archs.transformer import RESIDUAL
 from ..errors import DWFError
 from ..permutations import PermutationSpec
 from ..zoo import WeightZoo
 from .weight_matching import MatchResult, weight_matching, weight_matching_many
 
-RESIDUAL = "P_res"  # the transformers' residual-stream permutation (archs/transformer.py)
 DEFAULT_ITERATIONS = {"git_re_basin": 100, "transfusion": 10}  # the paper's settings
 
 
 def matching_spec(arch: ArchSpec, permute_residual: bool = True) -> PermutationSpec:
     """The spec canonicalization uses: the architecture's, optionally with the residual stream fixed."""
     spec = arch.permutation_spec()
-    return spec if permute_residual else spec.without({RESIDUAL})
+    return spec if permute_residual else spec.without({RESIDUAL})  # only transformers have it
 
 
 def method_of(spec: PermutationSpec) -> str:
