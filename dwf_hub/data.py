@@ -157,15 +157,19 @@ def _regression_task(x_tr, y_tr, x_val, y_val, x_te, y_te) -> TaskData:
     return TaskData(x_tr, (y_tr - mean) / std, x_val, (y_val - mean) / std, x_te, (y_te - mean) / std, 1)
 
 
-def tokenize(texts: list[str], tokenizer: str, max_length: int) -> Tensor:
-    """``[N, 2, max_length]`` int64 token ids and attention masks (padded and truncated)."""
+def load_tokenizer(name: str):
+    """``AutoTokenizer`` for a Hub id or a local folder, with a clear error."""
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(tokenizer)
+        return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as e:
-        raise DWFError(f"cannot load tokenizer {tokenizer!r} ({type(e).__name__}: {e})") from None
-    enc = tok(texts, max_length=max_length, padding="max_length", truncation=True, return_tensors="pt")
+        raise DWFError(f"cannot load tokenizer {name!r} ({type(e).__name__}: {e})") from None
+
+
+def tokenize(texts: list[str], tokenizer, max_length: int) -> Tensor:
+    """``[N, 2, max_length]`` int64 token ids and attention masks (padded and truncated)."""
+    enc = tokenizer(texts, max_length=max_length, padding="max_length", truncation=True, return_tensors="pt")
     return torch.stack([enc["input_ids"], enc["attention_mask"]], 1).long()
 
 
@@ -184,6 +188,7 @@ def _hf_text_regression(default_path: str, text_column: str = "text", label_colu
     ) -> TaskData:
         import datasets
 
+        tok = load_tokenizer(tokenizer)
         try:
             ds = datasets.load_dataset(path)
         except Exception as e:
@@ -203,7 +208,7 @@ def _hf_text_regression(default_path: str, text_column: str = "text", label_colu
 
         def part(rows, idx):
             rows = rows.select(idx)
-            return tokenize(list(rows[text_column]), tokenizer, max_length), rows[label_column]
+            return tokenize(list(rows[text_column]), tok, max_length), rows[label_column]
 
         return _regression_task(*part(train, tr_idx), *part(train, val_idx), *part(test, te_idx))
 

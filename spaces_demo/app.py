@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -57,16 +58,20 @@ class Flow:
             from dwf_hub.matching import canonicalize
 
             zoo = canonicalize(zoo, progress=False).zoo
+        if zoo is not None:  # held in memory: every request compares against it
+            zoo = WeightZoo(zoo.arch, list(zoo), zoo.records, recipe=zoo.recipe, info=zoo.info)
         pipe.set_progress_bar_config(disable=True)
         return cls(pipe, zoo, test)
 
-    @property
+    @cached_property
+    def zoo_matrix(self) -> torch.Tensor:
+        """The canonical zoo as flat weights ``[N, D]``."""
+        return self.zoo.to_matrix()
+
+    @cached_property
     def zoo_nn_median(self) -> float:
         """Median distance from a zoo network to its nearest other zoo network (canonical space)."""
-        if "_nn" not in self.__dict__:
-            m = self.zoo.to_matrix()
-            self.__dict__["_nn"] = float(nearest_distances(m, m, exclude_self=True).median())
-        return self.__dict__["_nn"]
+        return float(nearest_distances(self.zoo_matrix, self.zoo_matrix, exclude_self=True).median())
 
 
 def build_embedded(recipe: str, root: Path = CACHE, num_models: int = 100) -> Flow:
@@ -171,8 +176,8 @@ def generate(library: FlowLibrary, choice, repo, num_networks, solver, steps, se
     metric = metric_name(pipe.arch)
     scores = score_many(pipe.arch, out.weights, *flow.test).tolist() if flow.test else [math.nan] * n
     if flow.zoo is not None:
-        aligned, zoo_matrix = aligned_matrices(generated, flow.zoo)
-        nearest = nearest_distances(aligned, zoo_matrix).tolist()
+        aligned, _ = aligned_matrices(generated, flow.zoo)
+        nearest = nearest_distances(aligned, flow.zoo_matrix).tolist()
         novelty = [d / flow.zoo_nn_median for d in nearest]
     else:
         nearest = novelty = [math.nan] * n
@@ -226,7 +231,7 @@ def inspect(library: FlowLibrary, choice, repo, upload) -> str:
              f"Distance to the flow's reference network: {before:.4f} as uploaded, **{after:.4f}** after "
              "canonicalization (same function, permuted units)."]  # fmt: skip
     if flow.zoo is not None:
-        d = float(nearest_distances(arch.flatten(aligned)[None], flow.zoo.to_matrix())[0])
+        d = float(nearest_distances(arch.flatten(aligned)[None], flow.zoo_matrix)[0])
         lines.append(f"Distance to the nearest training-zoo network: **{d:.4f}** = {d / flow.zoo_nn_median:.3f} "
                      "times the zoo's median nearest-neighbour distance.")  # fmt: skip
     if flow.test:

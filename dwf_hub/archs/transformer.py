@@ -12,6 +12,7 @@ Permutation symmetries (all exact, checked by functional-equivalence tests):
 from __future__ import annotations
 
 import inspect
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -91,21 +92,15 @@ class _TransformerSpec(ArchSpec):
     def pretrained_state(self, path: str, strict: bool = False) -> dict[str, Tensor]:
         """Weights of a saved checkpoint (safetensors only) loaded by ``transformers`` into this
         architecture (key renames, encoder prefixes and extra heads handled by ``from_pretrained``);
-        weights it lacks are initialised, or with ``strict`` an error names them."""
-        from ..hub import download
-
-        folder = download(path, repo_type="model", allow_patterns=["*.json", "*.safetensors"])
-        try:
-            model, info = self.model_class().from_pretrained(
-                folder, config=self.hf_config(), use_safetensors=True, output_loading_info=True
-            )
-        except (OSError, ValueError, RuntimeError) as e:
-            raise DWFError(f"cannot load {self!r} from checkpoint {path!r}: {e}") from None
-        if strict and info["missing_keys"]:
-            raise WeightFormatError(f"{path}: checkpoint lacks {sorted(info['missing_keys'])[:5]}")
-        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self.validate(state, source=f"checkpoint {path!r}")
-        return state
+        weights it lacks are drawn from the current random state, or with ``strict`` an error names them.
+        The checkpoint is read once for all the members that start from it."""
+        state, missing = _load_pretrained(self, path)
+        if strict and missing:
+            raise WeightFormatError(f"{path}: checkpoint lacks {sorted(missing)[:5]}")
+        if missing:
+            fresh = self.build().state_dict()
+            state = {**state, **{k: fresh[k] for k in missing}}
+        return {k: v.clone() for k, v in state.items()}
 
     def functional_model(self, train: bool = False) -> nn.Module:
         # Eager attention: plain matmuls batch under vmap (SDPA falls back to a slow per-network loop).
@@ -114,6 +109,24 @@ class _TransformerSpec(ArchSpec):
         with init_empty_weights(include_buffers=False):
             model = self.model_class()(self.hf_config(attn_implementation="eager"))
         return model.train(train)
+
+
+@lru_cache(maxsize=1)
+def _load_pretrained(arch: _TransformerSpec, path: str) -> tuple[dict[str, Tensor], frozenset[str]]:
+    """``(state dict, keys the checkpoint lacks)`` of checkpoint ``path`` loaded into ``arch``."""
+    from ..hub import download
+
+    folder = download(path, repo_type="model", allow_patterns=["*.json", "*.safetensors"])
+    try:
+        with torch.random.fork_rng(devices=[]):  # cached or not, loading leaves the caller's random state
+            model, info = arch.model_class().from_pretrained(
+                folder, config=arch.hf_config(), use_safetensors=True, output_loading_info=True
+            )
+    except (OSError, ValueError, RuntimeError) as e:
+        raise DWFError(f"cannot load {arch!r} from checkpoint {path!r}: {e}") from None
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    arch.validate(state, source=f"checkpoint {path!r}")
+    return state, frozenset(info["missing_keys"])
 
 
 @register
