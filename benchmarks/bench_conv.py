@@ -24,7 +24,7 @@ from dwf_hub.data import load_task
 from dwf_hub.evaluation import accuracy_many, aligned_matrices, stack_state_dicts
 from dwf_hub.fitting import default_flow_config, fit_pipeline
 from dwf_hub.matching import canonicalize
-from dwf_hub.metrics import novelty_ratio
+from dwf_hub.novelty import NoveltyScorer
 from dwf_hub.recipes import load_recipe
 from dwf_hub.training import train_zoo
 from dwf_hub.zoo import WeightZoo
@@ -87,7 +87,7 @@ def run_recipe(name: str, args, device: torch.device) -> dict:
             pipe.to("cpu")
             raw_sds = raw.state_dicts
             aligned, canon_matrix = aligned_matrices(WeightZoo(arch, raw_sds), canonical)
-            novelty = novelty_ratio(aligned, canon_matrix)  # in canonical space
+            novelty = NoveltyScorer(arch, canon_matrix).score(aligned, diversity=False)["novelty_ratio"]
             codec = pipe.codec.config
             comps = (
                 f"{codec.latent_dim} ({100 * codec.explained_variance:.1f} %)" if codec.latent_dim else "–"

@@ -29,6 +29,8 @@ _EXPORTS = {
     "WeightCodec": "dwf_hub.codec",
     "DeepWeightFlowPipeline": "dwf_hub.pipeline",
     "DeepWeightFlowOutput": "dwf_hub.pipeline",
+    "ZooBaseline": "dwf_hub.baselines",
+    "NoveltyScorer": "dwf_hub.novelty",
     "fit_pipeline": "dwf_hub.fitting",
     "novelty_ratio": "dwf_hub.metrics",
     "recalibrate_batchnorm": "dwf_hub.calibration",

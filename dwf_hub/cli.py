@@ -81,6 +81,7 @@ FLOW_OPTIONS = {
     "solver": str,
     "num_inference_steps": int,
     "reference": int,
+    "holdout": int,
     "mixed_precision": str,
     "checkpoint_every": int,
 }
@@ -124,6 +125,19 @@ def _generate(a: argparse.Namespace) -> None:
     print(f"{len(zoo)} generated networks in {a.out}")
 
 
+def _baseline(a: argparse.Namespace) -> None:
+    from .baselines import ZooBaseline
+    from .zoo import open_zoo
+
+    knob = {"sigma": a.sigma} if a.kind == "noise" else {"alpha": a.alpha, "k": a.k}
+    baseline = ZooBaseline(open_zoo(a.zoo), a.kind, **knob)
+    zoo = baseline.generate_zoo(a.num_networks, seed=a.seed)
+    zoo.save(a.out)
+    print(
+        f"{len(zoo)} {a.kind} baseline networks ({', '.join(f'{k}={v}' for k, v in knob.items())}) in {a.out}"
+    )
+
+
 def _evaluate(a: argparse.Namespace) -> None:
     from .evaluation import evaluate_zoo
     from .zoo import open_zoo
@@ -136,11 +150,14 @@ def _evaluate(a: argparse.Namespace) -> None:
 
         if ref is None:
             raise DWFError("--out writes a comparison report: give the training zoo with --reference")
-        noise = tuple(float(v) for v in a.noise.split(",")) if a.noise else ()
-        report = build_report(zoo, ref, a.out, noise=noise, split=a.split, progress=not a.quiet)
+        noise = tuple(_number("--noise", v) for v in a.noise.split(",")) if a.noise else ()
+        report = build_report(
+            zoo, ref, a.out, noise=noise, split=a.split, holdout=a.holdout,
+            baselines=not a.no_baselines, progress=not a.quiet,
+        )  # fmt: skip
         print(report["verdict"].replace("**", ""))
         print(f"wrote {Path(a.out) / 'report.md'}, summary.json and figures")
-    summary = evaluate_zoo(zoo, reference=ref, split=a.split, progress=not a.quiet)
+    summary = evaluate_zoo(zoo, reference=ref, split=a.split, holdout=a.holdout, progress=not a.quiet)
     m = summary["metric"]
     v = (lambda x: f"{100 * x:.2f}%") if m == "accuracy" else (lambda x: f"{x:.4f}")
     line = f"{summary['num_networks']} networks, {a.split} {m} {v(summary[m + '_mean'])} ± {v(summary[m + '_std'])}"
@@ -150,11 +167,25 @@ def _evaluate(a: argparse.Namespace) -> None:
             f"; reference {v(summary['reference_' + m + '_mean'])} ± {v(summary['reference_' + m + '_std'])}"
         )
         line += f"; novelty ratio {summary['novelty_ratio']:.3f}"
+        line += "".join(
+            f", {k.replace('_', ' ')} {summary[k]:.3f}"
+            for k in ("diversity_ratio", "heldout_ratio")
+            if k in summary
+        )
     print(line)
     if a.json:
         from .io import write_json
 
         write_json(a.json, summary)
+
+
+def _number(option: str, text: str) -> float:
+    from .errors import DWFError
+
+    try:
+        return float(text)
+    except ValueError:
+        raise DWFError(f"{option}: {text!r} is not a number") from None
 
 
 def _zoo_push(a: argparse.Namespace) -> None:
@@ -263,9 +294,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", help="write report.md, summary.json and figures (needs --reference) to this folder"
     )
     e.add_argument(
-        "--noise", help="noise baselines: comma-separated std of Gaussian noise added to the reference zoo"
+        "--noise",
+        help="extra noise-baseline rows: comma-separated sigmas, relative to each tensor's spread in the zoo",
+    )
+    e.add_argument(
+        "--holdout", type=int, default=None,
+        help="the last N reference members were not fitted on (default: what the generated zoo records)",
+    )  # fmt: skip
+    e.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="skip the noise / interpolation baselines at matched novelty",
     )
     e.set_defaults(func=_evaluate)
+
+    b = sub.add_parser("baseline", help="networks from a trivial generator: zoo + noise, or interpolation")
+    b.add_argument("kind", choices=["noise", "interpolation"])
+    b.add_argument("zoo", help="zoo folder or Hub dataset repo id (canonicalized first unless it is)")
+    b.add_argument("--out", required=True)
+    b.add_argument("--num-networks", type=int, default=100)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--sigma", type=float, default=0.1, help="noise: std relative to each tensor's spread")
+    b.add_argument("--alpha", type=float, default=0.5, help="interpolation: weight off the first member")
+    b.add_argument("--k", type=int, default=2, help="interpolation: members combined")
+    b.set_defaults(func=_baseline)
 
     d = sub.add_parser("demo", help="the main job: Iris zoo -> canonicalize -> fit -> generate -> evaluate")
     d.add_argument("--out", default="demo_out")

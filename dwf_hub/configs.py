@@ -138,6 +138,9 @@ class FlowConfig:
 
     canonicalize: bool = True
     reference: int = 0
+    holdout: int = 0
+    """The last ``holdout`` zoo members are kept out of flow training: unseen networks for the held-out
+    ratio (``dwf_hub.novelty``) and for choosing settings without the test split."""
     matching_iterations: int | None = None
     """Sweeps of the matching (default: 100 for Git Re-Basin, 10 for TransFusion)."""
     permute_residual: bool = True
@@ -192,6 +195,7 @@ class FlowConfig:
                      "pca_batch_size"):  # fmt: skip
             _check(int(getattr(self, name)) >= 1, src, f"{name} must be >= 1, got {getattr(self, name)}")
         _check(self.hidden_dim >= 2, src, "hidden_dim must be >= 2")
+        _check(self.holdout >= 0, src, f"holdout must be >= 0, got {self.holdout}")
         _check(0 <= self.dropout < 1, src, f"dropout must be in [0, 1), got {self.dropout}")
         _check(self.sigma >= 0, src, f"sigma must be >= 0, got {self.sigma}")
         _check(self.lr > 0, src, f"lr must be > 0, got {self.lr}")

@@ -92,27 +92,29 @@ def accuracy_many(
     return (predict_many(arch, weights, x, chunk) == y.cpu()).float().mean(1)
 
 
-def _stats(values: Tensor, prefix: str) -> dict[str, float]:
-    """Mean, population std, min, max (the paper's convention)."""
+def summarize(values: Tensor, prefix: str = "") -> dict[str, float]:
+    """Mean, population std, min, max (the paper's convention), keys prefixed with ``prefix``."""
     return {
-        f"{prefix}_mean": float(values.mean()),
-        f"{prefix}_std": float(values.std(unbiased=False)) if len(values) > 1 else 0.0,
-        f"{prefix}_min": float(values.min()),
-        f"{prefix}_max": float(values.max()),
+        f"{prefix}mean": float(values.mean()),
+        f"{prefix}std": float(values.std(unbiased=False)) if len(values) > 1 else 0.0,
+        f"{prefix}min": float(values.min()),
+        f"{prefix}max": float(values.max()),
     }
 
 
-def evaluate_zoo(zoo, reference=None, split: str = "test", progress: bool = False) -> dict:
+def evaluate_zoo(
+    zoo, reference=None, split: str = "test", holdout: int | None = None, progress: bool = False
+) -> dict:
     """Task metric (``metric``: accuracy, or Spearman for regression) of every network of ``zoo`` on the
-    recipe's ``split``; with a ``reference`` zoo (e.g. the training zoo of a generator), also its metric
-    and the novelty ratio of ``zoo``.
+    recipe's ``split``; with a ``reference`` zoo (the training zoo of a generator), also its metric and
+    the permutation-invariant ``novelty_ratio``, ``diversity_ratio`` and, when the last ``holdout``
+    members of ``reference`` were kept out of fitting, ``heldout_ratio`` (see ``dwf_hub.novelty``).
 
-    For the novelty ratio both sets are aligned to the same reference network (the reference zoo's
-    canonical reference, or its member 0), so permuted copies count as copies.
+    ``holdout`` defaults to what a generated zoo records (``info["holdout"]``), else 0.
     """
     from .data import load_task
     from .errors import DWFError
-    from .metrics import novelty_ratio
+    from .novelty import NoveltyScorer
 
     if not zoo.recipe:
         raise DWFError("zoo has no recipe, so there is no task to evaluate it on")
@@ -123,29 +125,36 @@ def evaluate_zoo(zoo, reference=None, split: str = "test", progress: bool = Fals
         "num_networks": len(zoo),
         "split": split,
         "metric": metric,
-        **_stats(acc, metric),
+        **summarize(acc, f"{metric}_"),
         "scores": acc.tolist(),
     }
     if reference is None:
         return summary
     if reference.arch != zoo.arch:
         raise DWFError(f"reference zoo architecture {reference.arch!r} differs from {zoo.arch!r}")
-    ref_acc = score_many(reference.arch, reference.to_matrix(), x, y)
-    aligned, ref_matrix = aligned_matrices(zoo, reference, progress)
-    summary.update(_stats(ref_acc, f"reference_{metric}"))
-    summary["reference_num_networks"] = len(reference)
-    summary["novelty_ratio"] = novelty_ratio(aligned, ref_matrix)
+    weights, ref_matrix = aligned_matrices(zoo, reference, progress)
+    holdout = zoo.info.get("holdout", 0) if holdout is None else holdout
+    seen = ref_matrix[: len(ref_matrix) - holdout]
+    ref_acc = score_many(reference.arch, seen, x, y)
+    summary.update(summarize(ref_acc, f"reference_{metric}_"))
+    summary["reference_num_networks"] = len(seen)
+    summary["holdout"] = holdout
+    scorer = NoveltyScorer(zoo.arch, seen, ref_matrix[len(seen) :] if holdout else None)
+    summary.update({k: v for k, v in scorer.score(weights).items() if k.endswith("_ratio")})
     return summary
 
 
 def aligned_matrices(zoo, reference, progress: bool = False) -> tuple[Tensor, Tensor]:
     """``(zoo [N, D], reference [M, D])`` in the reference's canonical space: the reference zoo
-    canonicalized (unless it already is), every network of ``zoo`` aligned to its reference member."""
+    canonicalized (unless it already is); ``zoo`` as it is when it is canonical to the same reference
+    network (generated networks are), else every network aligned to that reference."""
     from .matching import canonicalize, matching_spec, weight_matching_many
 
     if not reference.is_canonical:
         reference = canonicalize(reference, progress=progress).zoo
     canonical = reference.info["canonical"]
+    if zoo.info.get("canonical") == canonical:
+        return zoo.to_matrix(), reference.to_matrix()
     anchor = reference.state_dict(canonical["reference"])
     spec = matching_spec(zoo.arch, canonical.get("permute_residual", True))
     members = [zoo.state_dict(i) for i in range(len(zoo))]

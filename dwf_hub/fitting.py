@@ -27,6 +27,7 @@ class FitResult:
     pipeline: DeepWeightFlowPipeline
     training_zoo: WeightZoo
     """The zoo the flow was trained on (canonical unless canonicalization was off)."""
+    heldout_zoo: WeightZoo | None
     losses: list[float]
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -57,8 +58,15 @@ def fit_pipeline(
     """Train a flow on ``zoo`` (defaults: the zoo recipe's ``[flow]`` table)."""
     zoo = open_zoo(zoo)
     cfg = config or default_flow_config(zoo)
-    if not 0 <= cfg.reference < len(zoo):
-        raise DWFError(f"reference index {cfg.reference} is out of range for a zoo of {len(zoo)} networks")
+    if cfg.holdout > len(zoo) - 2:
+        raise DWFError(
+            f"holdout={cfg.holdout} must leave at least 2 of the zoo's {len(zoo)} networks for fitting"
+        )
+    if not 0 <= cfg.reference < len(zoo) - cfg.holdout:
+        raise DWFError(
+            f"reference index {cfg.reference} is out of range for the {len(zoo) - cfg.holdout} networks "
+            f"fitted on (zoo of {len(zoo)}, holdout {cfg.holdout})"
+        )
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     canonical_info = zoo.info.get("canonical")
@@ -77,6 +85,7 @@ def fit_pipeline(
         ).zoo
     else:
         training = zoo
+    training, heldout = training.split_holdout(cfg.holdout)
     timings["canonicalize"] = time.perf_counter() - t0
     codec_config = {
         "recipe": zoo.recipe,
@@ -115,4 +124,4 @@ def fit_pipeline(
     )
     pipe = DeepWeightFlowPipeline(velocity=velocity, codec=codec, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
-    return FitResult(pipe, training, losses, timings)
+    return FitResult(pipe, training, heldout, losses, timings)

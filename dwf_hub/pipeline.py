@@ -4,34 +4,30 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import DiffusionPipeline
-from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
 from .codec import WeightCodec
-from .configs import CalibrationConfig, build_dataclass
+from .configs import CalibrationConfig
 from .errors import DWFError, PipelineFormatError
 from .flow.scheduler import FlowODEScheduler
 from .flow.velocity import VelocityModel
+from .postprocess import (
+    DeepWeightFlowOutput,
+    calibration_config,
+    check_output_type,
+    postprocess,
+    recipe_calibration_data,
+)
+
+__all__ = ["DeepWeightFlowOutput", "DeepWeightFlowPipeline"]
 
 COMPONENTS = {"velocity": VelocityModel, "codec": WeightCodec, "scheduler": FlowODEScheduler}
-OUTPUT_TYPES = ("model", "state_dict", "pt")
 CARD_INFO_NAME = "card.json"
-
-
-@dataclass
-class DeepWeightFlowOutput(BaseOutput):
-    """``networks``: models in eval mode (``output_type="model"``); ``state_dicts``: one per network
-    (``"model"`` and ``"state_dict"``); ``weights``: flat weights ``[N, D]`` (always)."""
-
-    weights: Tensor
-    state_dicts: list[dict[str, Tensor]] | None = None
-    networks: list[nn.Module] | None = None
 
 
 class DeepWeightFlowPipeline(DiffusionPipeline):
@@ -131,8 +127,7 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
         """
         if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
             raise DWFError(f"num_networks must be a positive integer, got {num_networks!r}")
-        if output_type not in OUTPUT_TYPES:
-            raise DWFError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        check_output_type(output_type)
         device = self.velocity.device
         self.velocity.eval()
         self.scheduler.set_timesteps(num_inference_steps, device=device, solver=solver)
@@ -144,44 +139,19 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
         for t in self.progress_bar(self.scheduler.timesteps):
             x = self.scheduler.step(self.velocity(x, t), t, x).prev_sample
         weights = self.codec.decode(x).float().cpu()
-        state_dicts = [self.arch.unflatten(w) for w in weights] if output_type != "pt" else None
-        calibrating = state_dicts is not None and self.arch.needs_calibration and calibrate
-        networks = None
-        if output_type == "model" or calibrating:
-            networks = [self.arch.instantiate(sd) for sd in state_dicts]
-        if calibrating:
-            from .calibration import check_calibration_data, recalibrate_batchnorm
-
-            data = calibration_data if calibration_data is not None else self.bundled_calibration_data()
-            check_calibration_data(self.arch, data)
-            batch_size = self.calibration_config.batch_size
-            for net in networks:  # updates the running statistics in place, so weights/state_dicts agree
-                recalibrate_batchnorm(net, data, batch_size=batch_size)
-        if output_type != "model":
-            networks = None
-        out = DeepWeightFlowOutput(weights=weights, state_dicts=state_dicts, networks=networks)
+        recipe = self.codec.config.recipe
+        out = postprocess(self.arch, weights, output_type, recipe, calibration_data, calibrate)
         return out if return_dict else out.to_tuple()
 
     @property
     def calibration_config(self) -> CalibrationConfig:
         """The fitted recipe's ``[calibration]`` table (defaults where it has none)."""
-        recipe = self.codec.config.recipe or {}
-        return build_dataclass(CalibrationConfig, recipe.get("calibration"), "pipeline calibration config")
+        return calibration_config(self.codec.config.recipe)
 
     def bundled_calibration_data(self) -> Tensor:
         """Calibration inputs ``[num_batches * batch_size, ...]`` as the fitted recipe's ``[calibration]``
         says: its dataset (default: the recipe's), training split."""
-        recipe = self.codec.config.recipe
-        if not recipe or "data" not in recipe:
-            raise DWFError(
-                f"{self.arch.name} networks have BatchNorm and need recalibration, but this pipeline records no "
-                "training data: pass calibration_data=<training-split inputs> or calibrate=False"
-            )
-        from .data import load_task
-
-        cal = self.calibration_config
-        x, _ = load_task(cal.data or recipe["data"]).split(cal.split)
-        return x[: cal.num_batches * cal.batch_size]
+        return recipe_calibration_data(self.arch, self.codec.config.recipe)
 
     def canonicalize(
         self, model: nn.Module | dict[str, Tensor], max_iter: int | None = None
@@ -215,6 +185,7 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
         state_dicts = output.state_dicts or [self.arch.unflatten(w) for w in output.weights]
         records = [{"source": "generated", "seed": seed, "index": i} for i in range(len(state_dicts))]
         info = {"source": "generated", "generator": dict(self.scheduler.config), "seed": seed}
+        info["holdout"] = (self.codec.config.flow_config or {}).get("holdout", 0)
         if self.codec.config.canonicalization:
             info["canonical"] = dict(self.codec.config.canonicalization)
         return WeightZoo(self.arch, state_dicts, records, recipe=self.codec.config.recipe, info=info)

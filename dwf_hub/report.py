@@ -1,9 +1,11 @@
-"""Evaluation report: are generated networks both good and new? (paper Table 17 and Figure 2)
+"""Evaluation report: are generated networks both good and new, and better than the trivial generators?
 
-``build_report(generated, training_zoo, out)`` writes ``report.md``, ``summary.json`` and PNG figures:
-accuracy histograms, accuracy vs. mIoU (Figure 2), nearest-neighbour distance histograms. Every set is
-compared in canonical weight space (generated networks re-aligned to the zoo's reference), and the zoo's
-networks with Gaussian noise added are the baselines of "near-copies".
+``build_report(generated, training_zoo, out)`` writes ``report.md``, ``summary.json`` and PNG figures. Every
+set — generated networks, held-out zoo members, the baselines — is scored the same way (``frontier``): task
+metric, permutation-invariant novelty, diversity and held-out ratio (``novelty``). The baselines (zoo +
+noise, interpolation of zoo members) are set to the generated networks' novelty, and the verdict says whether
+the generator beats each there. Table 17 of the paper (mIoU, nearest-neighbour L2, cosine, Wasserstein,
+Jensen–Shannon) is computed in canonical weight space.
 """
 
 from __future__ import annotations
@@ -12,27 +14,36 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from . import metrics
+from .baselines import BASELINES
 from .errors import DWFError
 from .zoo import WeightZoo
 
 MEMORIZED, PARTLY_NEW = 0.5, 0.8  # novelty-ratio thresholds of the verdict
 
 
-def verdict(novelty: float, miou: float) -> str:
-    """One plain sentence on whether the generated networks are new."""
+def verdict(novelty: float, miou: float, baselines: dict[str, dict[str, Any]] | None = None) -> str:
+    """Plain sentences: are the generated networks new, and do they beat each baseline at their novelty?"""
     if novelty < MEMORIZED:
-        return (f"**Generated networks look memorized**: a generated network sits {novelty:.2f}× as far from its "
+        text = (f"**Generated networks look memorized**: a generated network sits {novelty:.2f}× as far from its "
                 f"nearest zoo network as zoo networks sit from each other, and its errors overlap those of a "
                 f"zoo network with IoU {miou:.2f} on average.")  # fmt: skip
-    if novelty < PARTLY_NEW:
-        return (f"Generated networks are partly new: closer to zoo networks than those are to each other "
+    elif novelty < PARTLY_NEW:
+        text = (f"Generated networks are partly new: closer to zoo networks than those are to each other "
                 f"(novelty ratio {novelty:.2f}), error overlap with the zoo mIoU {miou:.2f}.")  # fmt: skip
-    return (f"Generated networks are new: as far from the zoo as its own networks are from each other "
-            f"(novelty ratio {novelty:.2f}), error overlap with the zoo mIoU {miou:.2f}.")  # fmt: skip
+    else:
+        text = (f"Generated networks are new: as far from the zoo as its own networks are from each other "
+                f"(novelty ratio {novelty:.2f}), error overlap with the zoo mIoU {miou:.2f}.")  # fmt: skip
+    for kind, b in (baselines or {}).items():
+        knob = ", ".join(f"{k} {v:.3g}" for k, v in b["knob"].items())
+        where = (f"at the same novelty ({kind} {knob}: novelty {b['novelty_ratio']:.2f})" if b["reached"] else
+                 f"(it reaches at most novelty {b['novelty_ratio']:.2f}, at {knob})")  # fmt: skip
+        outcome = "**beats**" if b["beats"] else "**does not beat**"
+        text += (f" The generator {outcome} the {kind} baseline {where}: {100 * b['mean']:.2f} vs "
+                 f"{100 * b['baseline_mean']:.2f}.")  # fmt: skip
+    return text
 
 
 def build_report(
@@ -41,26 +52,58 @@ def build_report(
     out: str | os.PathLike,
     noise: tuple[float, ...] = (),
     split: str = "test",
+    holdout: int | None = None,
+    baselines: bool = True,
     seed: int = 0,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Compare ``generated`` with the training zoo ``reference`` (and noise baselines) into folder ``out``."""
+    """Compare ``generated`` with the training zoo ``reference`` into folder ``out``.
+
+    ``holdout``: the last members of ``reference`` were not fitted on (default: what ``generated``
+    records); ``noise``: extra zoo + noise rows at these relative sigmas; ``baselines``: also find the
+    noise and interpolation settings at the generated set's novelty and compare.
+    """
     from .data import load_task
     from .evaluation import aligned_matrices, predict_many
+    from .frontier import Frontier, compare
     from .io import write_json, write_text
+    from .matching import canonicalize
 
     if not reference.recipe:
         raise DWFError("the reference zoo has no recipe, so there is no task to evaluate on")
     if generated.arch != reference.arch:
         raise DWFError(f"architectures differ: {generated.arch!r} vs {reference.arch!r}")
     x, y = load_task(reference.recipe["data"]).split(split)
-    gen_w, zoo_w = aligned_matrices(generated, reference, progress)
-    gen = torch.Generator().manual_seed(seed)
+    if not reference.is_canonical:
+        reference = canonicalize(reference, progress=progress).zoo
+    holdout = generated.info.get("holdout", 0) if holdout is None else holdout
+    seen, heldout = reference.split_holdout(holdout)
+    gen_w, _ = aligned_matrices(generated, reference, progress)
+    frontier = Frontier(seen, x, y, heldout, num_networks=len(generated), seed=seed)
+    zoo_w = frontier.scorer.train
     sets: dict[str, Tensor] = {"zoo": zoo_w, "generated": gen_w}
+    scores: dict[str, dict[str, Any]] = {"zoo": frontier.score(zoo_w, quick=True)}
+    scores["generated"] = frontier.score(gen_w)
+    if heldout is not None:
+        sets["held-out zoo members"] = frontier.scorer.heldout
     for s in noise:
-        sets[f"zoo + N(0, {s:g}²)"] = zoo_w + s * torch.randn(zoo_w.shape, generator=gen)
+        sets[f"noise σ={s:g}"] = frontier.baseline_weights("noise", {"sigma": s})
+    for name, w in sets.items():
+        scores.setdefault(name, frontier.score(w, heldout=name != "held-out zoo members"))
+    target = scores["generated"]["novelty_ratio"]
+    matched: dict[str, dict[str, Any]] = {}
+    sweeps: dict[str, list[dict[str, Any]]] = {}
+    for kind in BASELINES if baselines else ():
+        sweeps[kind] = frontier.sweep(kind)
+        row = frontier.matched(kind, target, sweeps[kind])
+        name = f"{kind} (matched)"
+        sets[name], scores[name] = frontier.baseline_weights(kind, row["knob"]), row
+        matched[kind] = {
+            "accuracy_mean": row["mean"], "accuracy_std": row["std"], "novelty_ratio": row["novelty_ratio"],
+            "diversity_ratio": row.get("diversity_ratio"), "knob": row["knob"], "reached": row["reached"],
+            **compare(scores["generated"], row), "mean": scores["generated"]["mean"], "baseline_mean": row["mean"],
+        }  # fmt: skip
     preds = {k: predict_many(reference.arch, w, x) for k, w in sets.items()}
-    acc = {k: (p == y).float().mean(1) for k, p in preds.items()}
 
     def pair(a: str, b: str) -> dict[str, float]:
         return metrics.set_metrics(sets[a], preds[a], sets[b], preds[b], y, same=a == b)
@@ -68,39 +111,48 @@ def build_report(
     table = {"orig→orig": pair("zoo", "zoo"), "orig→gen": pair("zoo", "generated"),
              "gen→orig": pair("generated", "zoo"), "gen→gen": pair("generated", "generated")}  # fmt: skip
     for name in sets:
-        if name.startswith("zoo + "):
+        if name not in ("zoo", "generated"):
             table[f"{name}→orig"] = pair(name, "zoo")
-    novelty = {k: metrics.novelty_ratio(w, zoo_w) for k, w in sets.items() if k != "zoo"}
+    novelty = scores["generated"]["novelty_ratio"]
     summary = {
         "split": split,
-        "num_zoo": len(reference),
+        "metric": frontier.metric,
+        "num_zoo": len(seen),
         "num_generated": len(generated),
-        "accuracy": {k: _stats(v) for k, v in acc.items()},
-        "novelty_ratio": novelty,
+        "holdout": holdout,
+        "accuracy": {k: {s: v[s] for s in ("mean", "std", "min", "max")} for k, v in scores.items()},
+        "novelty_ratio": {k: v["novelty_ratio"] for k, v in scores.items() if k != "zoo"},
+        "diversity_ratio": {k: v.get("diversity_ratio") for k, v in scores.items() if k != "zoo"},
+        "heldout_ratio": {k: v.get("heldout_ratio") for k, v in scores.items() if k != "zoo"},
+        "baselines": matched,
+        "sweeps": sweeps,
         "table17": table,
-        "verdict": verdict(novelty["generated"], table["gen→orig"]["miou_mean"]),
-        "memorized": novelty["generated"] < MEMORIZED,
+        "verdict": verdict(novelty, table["gen→orig"]["miou_mean"], matched),
+        "memorized": novelty < MEMORIZED,
     }
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    figures = _figures(root, sets, acc, preds, y)
+    accuracy = {k: score_of(reference.arch, w, x, y) for k, w in sets.items()}
+    figures = _figures(root, sets, accuracy, preds, y, summary)
     write_json(root / "summary.json", summary)
     write_text(root / "report.md", _markdown(summary, figures))
     return summary
 
 
-def _stats(v: Tensor) -> dict[str, float]:
-    return {
-        "mean": float(v.mean()),
-        "std": float(v.std(unbiased=False)),
-        "min": float(v.min()),
-        "max": float(v.max()),
-    }
+def score_of(arch, weights: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    from .evaluation import score_many
+
+    return score_many(arch, weights, x, y)
 
 
 def _figures(
-    root: Path, sets: dict[str, Tensor], acc: dict[str, Tensor], preds: dict[str, Tensor], y: Tensor
-):
+    root: Path,
+    sets: dict[str, Tensor],
+    acc: dict[str, Tensor],
+    preds: dict[str, Tensor],
+    y: Tensor,
+    summary: dict[str, Any],
+) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,8 +163,8 @@ def _figures(
     fig, ax = plt.subplots(figsize=(6, 4))
     for k in names:
         ax.hist(100 * acc[k].numpy(), bins=20, alpha=0.5, label=k)
-    ax.set(xlabel="test accuracy (%)", ylabel="networks", title="Accuracy")
-    ax.legend()
+    ax.set(xlabel=f"test {summary['metric']} (%)", ylabel="networks", title="Accuracy")
+    ax.legend(fontsize=7)
     files["accuracy histogram"] = _save(fig, root / "accuracy_hist.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -121,7 +173,7 @@ def _figures(
         ax.scatter(iou.numpy(), 100 * acc[k].numpy(), s=12, alpha=0.6, label=k)
     ax.set(xlabel="max IoU of wrong predictions with a zoo network", ylabel="test accuracy (%)",
            title="Accuracy vs. mIoU (paper Figure 2)")  # fmt: skip
-    ax.legend()
+    ax.legend(fontsize=7)
     files["accuracy vs mIoU"] = _save(fig, root / "accuracy_vs_miou.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -130,9 +182,27 @@ def _figures(
         ax.hist(d.numpy(), bins=20, alpha=0.5, label=f"{k} → zoo")
     ax.set(xlabel="L2 distance to the nearest zoo network (canonical space)", ylabel="networks",
            title="Nearest-neighbour distances")  # fmt: skip
-    ax.legend()
+    ax.legend(fontsize=7)
     files["nearest-neighbour distances"] = _save(fig, root / "nn_distance_hist.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    plot_frontier(ax, summary)
+    files["accuracy vs novelty"] = _save(fig, root / "accuracy_vs_novelty.png")
     return files
+
+
+def plot_frontier(ax, summary: dict[str, Any]) -> None:
+    """The accuracy–novelty plane: each baseline's sweep as a line, every scored set as a point."""
+    for kind, rows in summary["sweeps"].items():
+        ax.plot([r["novelty_ratio"] for r in rows], [100 * r["mean"] for r in rows], "o--", ms=3,
+                alpha=0.6, label=f"{kind} (sweep)")  # fmt: skip
+    for name, stats in summary["accuracy"].items():
+        nov = 0.0 if name == "zoo" else summary["novelty_ratio"][name]
+        ax.scatter([nov], [100 * stats["mean"]], s=60 if name == "generated" else 30,
+                   marker="*" if name == "generated" else "o", zorder=3, label=name)  # fmt: skip
+    ax.set(xlabel="novelty ratio (permutation-invariant)", ylabel=f"mean test {summary['metric']} (%)",
+           title="Accuracy vs. novelty")  # fmt: skip
+    ax.legend(fontsize=7)
 
 
 def _save(fig, path: Path) -> str:
@@ -152,23 +222,41 @@ def _pct(s: dict[str, float]) -> str:
     )
 
 
+def fmt_ratio(v: float | None) -> str:
+    """A ratio with 3 decimals, or a dash when there is none."""
+    return "–" if v is None else f"{v:.3f}"
+
+
 def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
     lines = [
         "# Evaluation report",
         "",
         summary["verdict"],
         "",
-        f"{summary['num_generated']} generated networks vs. a zoo of {summary['num_zoo']}, on the {summary['split']} split.",
+        f"{summary['num_generated']} generated networks vs. the {summary['num_zoo']} zoo networks the generator "
+        f"was fitted on ({summary['holdout']} more held out), on the {summary['split']} split. Novelty, "
+        "diversity and held-out ratios are permutation-invariant (each network aligned to each zoo network); "
+        "see the README's Novelty section.",
         "",
-        "| set | accuracy (%) | novelty ratio |",
-        "|---|---|---|",
+        f"| set | {summary['metric']} (%) | novelty | diversity | held-out ratio |",
+        "|---|---|---|---|---|",
     ]
     for k, s in summary["accuracy"].items():
-        nov = summary["novelty_ratio"].get(k)
-        lines.append(f"| {k} | {_pct(s)} | {'–' if nov is None else f'{nov:.3f}'} |")
+        nov, div, held = (summary[m].get(k) for m in ("novelty_ratio", "diversity_ratio", "heldout_ratio"))
+        lines.append(f"| {k} | {_pct(s)} | {fmt_ratio(nov)} | {fmt_ratio(div)} | {fmt_ratio(held)} |")
+    if summary["baselines"]:
+        lines += ["", "Baselines at the generated networks' novelty:", "",
+                  "| baseline | setting | novelty | mean (%) | generated − baseline (pp) | generator beats it |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for kind, b in summary["baselines"].items():
+            knob = ", ".join(f"{k}={v:.3g}" for k, v in b["knob"].items())
+            reach = "" if b["reached"] else " (most novel setting; cannot reach)"
+            lines.append(f"| {kind} | {knob}{reach} | {b['novelty_ratio']:.3f} | {100 * b['accuracy_mean']:.2f} "
+                         f"| {100 * b['difference']:+.2f} | {'yes' if b['beats'] else 'no'} |")  # fmt: skip
     lines += [
         "",
-        "Set-to-set metrics (paper Table 17; per-network values averaged over the first set, self-pairs left out):",
+        "Set-to-set metrics (paper Table 17, canonical weight space; per-network values averaged over the first "
+        "set, self-pairs left out):",
         "",
         "| from → to | mIoU | NN L2 (mean) | NN L2 (median) | max cosine | Wasserstein | Jensen–Shannon |",
         "|---|---|---|---|---|---|---|",

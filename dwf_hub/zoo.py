@@ -155,6 +155,27 @@ class WeightZoo:
                 out[i] = self.flat(i)[start:stop]
         return out
 
+    def subset(self, indices: Sequence[int]) -> WeightZoo:
+        """The members ``indices`` (with their records) as a zoo of the same recipe and provenance."""
+        indices = list(indices)
+        for i in indices:
+            if not 0 <= i < len(self):
+                raise ZooFormatError(f"member index {i} is out of range for a zoo of {len(self)} networks")
+        return WeightZoo(
+            self.arch, [self._members[i] for i in indices], [self.records[i] for i in indices],
+            recipe=self.recipe, info=self.info,
+        )  # fmt: skip
+
+    def split_holdout(self, holdout: int) -> tuple[WeightZoo, WeightZoo | None]:
+        """``(first N - holdout members, last holdout members)``: the networks a generator is fitted on and
+        those kept unseen for held-out metrics (``None`` when ``holdout`` is 0)."""
+        if not 0 <= holdout <= len(self) - 2:
+            raise ZooFormatError(
+                f"holdout={holdout} must leave at least 2 of the zoo's {len(self)} networks for fitting"
+            )
+        n = len(self) - holdout
+        return self.subset(range(n)), (self.subset(range(n, len(self))) if holdout else None)
+
     def model(self, index: int) -> torch.nn.Module:
         """Member ``index`` as a ready-to-use model in eval mode."""
         return self.arch.instantiate(self.state_dict(index))

@@ -24,7 +24,7 @@ import torch
 
 from dwf_hub.errors import DWFError
 from dwf_hub.evaluation import aligned_matrices, metric_name, score_many
-from dwf_hub.metrics import nearest_distances
+from dwf_hub.novelty import NoveltyScorer, nearest
 from dwf_hub.pipeline import DeepWeightFlowPipeline
 from dwf_hub.zoo import WeightZoo
 
@@ -64,14 +64,13 @@ class Flow:
         return cls(pipe, zoo, test)
 
     @cached_property
-    def zoo_matrix(self) -> torch.Tensor:
-        """The canonical zoo as flat weights ``[N, D]``."""
-        return self.zoo.to_matrix()
+    def novelty(self) -> NoveltyScorer:
+        """Permutation-invariant distances to the canonical zoo, and its median nearest-neighbour distance."""
+        return NoveltyScorer(self.zoo.arch, self.zoo.to_matrix())
 
-    @cached_property
-    def zoo_nn_median(self) -> float:
-        """Median distance from a zoo network to its nearest other zoo network (canonical space)."""
-        return float(nearest_distances(self.zoo_matrix, self.zoo_matrix, exclude_self=True).median())
+    def nearest_zoo_distance(self, weights: torch.Tensor) -> torch.Tensor:
+        """``[N]`` permutation-invariant distance of each network ``weights [N, D]`` to its nearest zoo network."""
+        return nearest(self.novelty.distances(weights, self.novelty.train))
 
 
 def build_embedded(recipe: str, root: Path = CACHE, num_models: int = 100) -> Flow:
@@ -177,13 +176,13 @@ def generate(library: FlowLibrary, choice, repo, num_networks, solver, steps, se
     scores = score_many(pipe.arch, out.weights, *flow.test).tolist() if flow.test else [math.nan] * n
     if flow.zoo is not None:
         aligned, _ = aligned_matrices(generated, flow.zoo)
-        nearest = nearest_distances(aligned, flow.zoo_matrix).tolist()
-        novelty = [d / flow.zoo_nn_median for d in nearest]
+        distances = flow.nearest_zoo_distance(aligned).tolist()
+        novelty = [d / flow.novelty.scale for d in distances]
     else:
-        nearest = novelty = [math.nan] * n
+        distances = novelty = [math.nan] * n
     rows = [
         [i, round(s, 4), round(d, 4), round(v, 3)]
-        for i, (s, d, v) in enumerate(zip(scores, nearest, novelty))
+        for i, (s, d, v) in enumerate(zip(scores, distances, novelty))
     ]
     zoo_scores = [r.get(f"test_{metric}") for r in flow.zoo.records] if flow.zoo is not None else []
     zoo_scores = [s for s in zoo_scores if s is not None]
@@ -231,9 +230,9 @@ def inspect(library: FlowLibrary, choice, repo, upload) -> str:
              f"Distance to the flow's reference network: {before:.4f} as uploaded, **{after:.4f}** after "
              "canonicalization (same function, permuted units)."]  # fmt: skip
     if flow.zoo is not None:
-        d = float(nearest_distances(arch.flatten(aligned)[None], flow.zoo_matrix)[0])
-        lines.append(f"Distance to the nearest training-zoo network: **{d:.4f}** = {d / flow.zoo_nn_median:.3f} "
-                     "times the zoo's median nearest-neighbour distance.")  # fmt: skip
+        d = float(flow.nearest_zoo_distance(arch.flatten(aligned)[None])[0])
+        lines.append(f"Distance to the nearest training-zoo network (best permutation): **{d:.4f}** = "
+                     f"{d / flow.novelty.scale:.3f} times the zoo's median nearest-neighbour distance.")  # fmt: skip
     if flow.test:
         score = float(score_many(arch, arch.flatten(state)[None], *flow.test)[0])
         lines.append(f"Test {metric_name(arch)}: **{score:.4f}**.")

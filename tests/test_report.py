@@ -77,13 +77,22 @@ def test_report_flags_memorized_copies(tiny_zoo, tmp_path):
     assert s["memorized"] and s["verdict"].startswith("**Generated networks look memorized**")
     assert s["novelty_ratio"]["generated"] < 0.01
     assert s["table17"]["gen→orig"]["miou_mean"] > 0.99
-    assert set(s["table17"]) == {"orig→orig", "orig→gen", "gen→orig", "gen→gen", "zoo + N(0, 0.01²)→orig"}
+    assert set(s["table17"]) == {
+        "orig→orig", "orig→gen", "gen→orig", "gen→gen", "noise σ=0.01→orig",
+        "noise (matched)→orig", "interpolation (matched)→orig",
+    }  # fmt: skip
+    # Near-copies: both baselines are matched down to the same tiny novelty.
+    for kind in ("noise", "interpolation"):
+        b = s["baselines"][kind]
+        assert b["reached"] and abs(b["novelty_ratio"] - s["novelty_ratio"]["generated"]) < 0.05
+        assert set(b) >= {"accuracy_mean", "novelty_ratio", "knob", "beats"}
     for name in (
         "report.md",
         "summary.json",
         "accuracy_hist.png",
         "accuracy_vs_miou.png",
         "nn_distance_hist.png",
+        "accuracy_vs_novelty.png",
     ):
         assert (tmp_path / "copies" / name).stat().st_size > 0
     assert (tmp_path / "copies" / "accuracy_hist.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -101,12 +110,15 @@ def test_cli_evaluate_writes_the_report(tiny_zoo, tiny_fit, tmp_path, capsys):
     tiny_zoo.save(tmp_path / "zoo")
     tiny_fit.pipeline.generate_zoo(8, seed=0).save(tmp_path / "gen")
     argv = ["-q", "evaluate", str(tmp_path / "gen"), "--reference", str(tmp_path / "zoo")]
-    assert main([*argv, "--noise", "0.001,0.01", "--out", str(tmp_path / "rep")]) == 0
+    assert main([*argv, "--noise", "0.001,0.01", "--out", str(tmp_path / "rep"), "--no-baselines"]) == 0
     summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
-    assert set(summary["accuracy"]) == {"zoo", "generated", "zoo + N(0, 0.001²)", "zoo + N(0, 0.01²)"}
+    assert set(summary["accuracy"]) == {"zoo", "generated", "noise σ=0.001", "noise σ=0.01"}
+    assert summary["baselines"] == {} and summary["holdout"] == 0
     assert "Evaluation report" in (tmp_path / "rep" / "report.md").read_text()
     assert main(["-q", "evaluate", str(tmp_path / "gen"), "--out", str(tmp_path / "x")]) == 2
     assert "--reference" in capsys.readouterr().err
+    assert main([*argv, "--noise", "0.1,abc", "--out", str(tmp_path / "y")]) == 2
+    assert "--noise: 'abc' is not a number" in capsys.readouterr().err
 
 
 def test_vectorized_predictions_match_a_loop(tiny_zoo):

@@ -80,13 +80,16 @@ def pair_heads(group: HeadGroup, reference: dict[str, Tensor], stacked: dict[str
     """TransFusion's inter-head matching: ``[M, H]``, the member head paired with each reference head.
 
     Cost of pairing reference head ``h`` with member head ``g``: the summed Euclidean distances between
-    the singular values of their Q, K and V blocks (``stacked``: ``key -> [M, H * dh, ...]``).
+    the singular values of their Q, K and V blocks (``stacked``: ``key -> [M, H * dh, ...]``;
+    ``reference``: ``key -> [R, H * dh, ...]`` with R = 1 or M).
     """
     h = group.num_heads
     cost = 0.0
     for key in group.spectral_keys:
-        ref = reference[key].reshape(h, -1, reference[key][0].numel())  # [H, dh, in]
-        other = stacked[key].reshape(len(stacked[key]), h, -1, ref.shape[2])  # [M, H, dh, in]
+        ref = reference[key].reshape(
+            len(reference[key]), h, -1, reference[key][0, 0].numel()
+        )  # [R, H, dh, in]
+        other = stacked[key].reshape(len(stacked[key]), h, -1, ref.shape[3])  # [M, H, dh, in]
         s_ref, s_other = torch.linalg.svdvals(ref.double()), torch.linalg.svdvals(other.double())
         cost = cost + torch.cdist(s_ref.expand(len(other), -1, -1), s_other)  # [M, H, H]
     return np.stack([linear_sum_assignment(c)[1] for c in np.asarray(cost)])
@@ -125,18 +128,48 @@ def weight_matching_many(
     thread count), measured best: more threads contend (100 ResNet-20s on 16 cores: 1.2 s with 1–4,
     3.6 s with 8, 5.9 s with 16).
     """
+    return _threaded(spec, [reference], others, max_iter, seed, workers)
+
+
+def weight_matching_pairs(
+    spec: PermutationSpec,
+    references: Sequence[dict[str, Tensor]],
+    others: Sequence[dict[str, Tensor]],
+    max_iter: int = 100,
+    seed: int = 0,
+    workers: int | None = None,
+) -> list[MatchResult]:
+    """Match ``others[i]`` to ``references[i]`` for every ``i``, all pairs in one batched coordinate
+    descent (as ``weight_matching_many``, whose results it equals pair by pair)."""
+    if len(references) != len(others):
+        raise ValueError(f"{len(references)} references for {len(others)} networks")
+    return _threaded(spec, references, others, max_iter, seed, workers)
+
+
+def _threaded(
+    spec: PermutationSpec,
+    references: Sequence[dict[str, Tensor]],
+    others: Sequence[dict[str, Tensor]],
+    max_iter: int,
+    seed: int,
+    workers: int | None,
+) -> list[MatchResult]:
+    """``others`` split over ``workers`` threads; ``references``: one shared, or one per network."""
+
+    def group(idx: np.ndarray) -> list[MatchResult]:
+        refs = references if len(references) == 1 else [references[i] for i in idx]
+        keys = spec.axes_to_perm
+        stacked = {k: torch.stack([r[k].detach().float() for r in refs]) for k in keys}
+        return _match_group(spec, stacked, [others[i] for i in idx], max_iter, seed, int(idx[0]))
+
     workers = min(workers or min(2, torch.get_num_threads()), len(others))
     if workers <= 1:
-        return _match_group(spec, reference, others, max_iter, seed)
-    groups = np.array_split(np.arange(len(others)), workers)
+        return group(np.arange(len(others)))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(workers) as pool:
-            parts = pool.map(
-                lambda g: _match_group(spec, reference, [others[i] for i in g], max_iter, seed, int(g[0])),
-                groups,
-            )
+            parts = pool.map(group, np.array_split(np.arange(len(others)), workers))
             return [r for part in parts for r in part]
     finally:
         torch.set_num_threads(threads)
@@ -150,9 +183,11 @@ def _match_group(
     seed: int,
     first_index: int = 0,
 ) -> list[MatchResult]:
+    """Coordinate descent for ``others`` against ``reference`` (``key -> [R, ...]``, R = 1: one shared
+    reference, R = M: one per network)."""
     keys = list(spec.axes_to_perm)
     m = len(others)
-    ref = {k: reference[k].detach().float() for k in keys}
+    ref = reference
     # ``cur[k] [M, ...]``: the members with their current permutations applied, kept up to date.
     cur = {k: torch.stack([o[k].detach().float() for o in others]) for k in keys}
     for k, w in cur.items():
@@ -161,7 +196,7 @@ def _match_group(
             raise WeightFormatError(
                 f"network {first_index + int(bad[0])}: key {k!r} contains NaN or Inf values"
             )
-    sizes = spec.perm_sizes(ref)
+    sizes = spec.perm_sizes({k: v[0] for k, v in ref.items()})
     perm = {p: torch.arange(n).repeat(m, 1) for p, n in sizes.items()}  # [M, n]
     perm_np = {p: v.numpy() for p, v in perm.items()}  # the same memory
     head_of = {}  # grouped permutation -> [M, H] member head paired with each reference head
@@ -182,9 +217,9 @@ def _match_group(
             head_of[p] = heads
     # The reference side of every cost term never changes: reshape it once.
     ref_rows = {
-        p: [(key, axis, _rows(ref[key][None], axis)[0]) for key, axis in axes]
-        for p, axes in spec.perm_to_axes.items()
+        p: [(key, axis, _rows(ref[key], axis)) for key, axis in axes] for p, axes in spec.perm_to_axes.items()
     }
+    shared = len(next(iter(ref.values()))) == 1
     deps = _dependencies(spec)
     version = {p: np.zeros(m, dtype=np.int64) for p in sizes}  # bumped whenever perm[p][i] changes
     solved_at = {p: np.full((m, len(deps[p])), -1) for p in sizes}  # dependency versions at last solve
@@ -206,7 +241,8 @@ def _match_group(
             # Cost against the current state, whose p axis is already permuted by perm[p]: column j
             # belongs to original unit perm[p][j]; scatter it back to the original order.
             cost_cur = sum(
-                w_a @ _rows(cur[key] if idx is None else cur[key].index_select(0, idx), axis).transpose(1, 2)
+                (w_a if idx is None or shared else w_a.index_select(0, idx))
+                @ _rows(cur[key] if idx is None else cur[key].index_select(0, idx), axis).transpose(1, 2)
                 for key, axis, w_a in ref_rows[p]
             )
             p_now = perm[p] if idx is None else perm[p][idx]
@@ -234,7 +270,7 @@ def _match_group(
         active &= improved
         if not active.any():
             break
-    objectives = sum((cur[k].flatten(1) @ ref[k].flatten()).double() for k in keys)
+    objectives = sum((cur[k].flatten(1).double() * ref[k].flatten(1).double()).sum(1) for k in keys)
     aligned = {k: [t.to(others[i][k].dtype) for i, t in enumerate(cur[k].unbind())] for k in keys}
     return [
         MatchResult(
@@ -255,7 +291,7 @@ def weight_matching(
     seed: int = 0,
 ) -> MatchResult:
     """Match one network to ``reference`` (see ``weight_matching_many``)."""
-    return _match_group(spec, reference, [other], max_iter, seed)[0]
+    return weight_matching_many(spec, reference, [other], max_iter, seed, workers=1)[0]
 
 
 def objective(spec: PermutationSpec, reference: dict[str, Tensor], aligned: dict[str, Tensor]) -> float:

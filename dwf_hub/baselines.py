@@ -1,0 +1,111 @@
+"""The trivial generators a weight generator must beat (Zeng et al., "Generative modeling of weights:
+generalization or memorization?"): training networks plus Gaussian noise, and interpolations of training
+networks. Both work on a canonical zoo and hand back networks exactly as the flow pipeline does
+(``DeepWeightFlowOutput``, BatchNorm recalibrated, ``generate_zoo`` in the zoo format).
+
+- ``noise``: a random member plus ``N(0, (sigma * s_k)^2)`` on every entry of tensor ``k``, where ``s_k``
+  is the standard deviation of tensor ``k``'s values over the whole canonical zoo (so ``sigma`` is relative
+  to each tensor's spread, and BatchNorm scales, biases and weights are perturbed in proportion).
+- ``interpolation``: ``(1 - alpha) * a + alpha / (k - 1) * (b_1 + ... + b_{k-1})`` for ``k`` distinct random
+  members ``a, b_i``: ``k = 2`` is the classic pairwise interpolation (``alpha = 0.5`` the midpoint),
+  ``alpha = (k - 1) / k`` the plain average of ``k`` members.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .errors import DWFError
+from .postprocess import DeepWeightFlowOutput, postprocess
+from .zoo import WeightZoo
+
+BASELINES = ("noise", "interpolation")
+
+
+@dataclass
+class ZooBaseline:
+    """``baseline(num_networks=N)`` -> ``N`` networks made from the members of ``zoo`` (canonical, or
+    canonicalized on creation). ``kind``: ``noise`` (knob ``sigma``) or ``interpolation`` (``alpha``, ``k``)."""
+
+    zoo: WeightZoo
+    kind: str = "noise"
+    sigma: float = 0.1
+    alpha: float = 0.5
+    k: int = 2
+
+    def __post_init__(self) -> None:
+        if self.kind not in BASELINES:
+            raise DWFError(f"unknown baseline {self.kind!r}; known: {', '.join(BASELINES)}")
+        if not (math.isfinite(self.sigma) and self.sigma >= 0):
+            raise DWFError(f"noise baseline: sigma must be a finite number >= 0, got {self.sigma}")
+        if not (math.isfinite(self.alpha) and 0 <= self.alpha <= 1):
+            raise DWFError(f"interpolation baseline: alpha must be in [0, 1], got {self.alpha}")
+        if self.kind == "interpolation" and not 2 <= self.k <= len(self.zoo):
+            raise DWFError(
+                f"interpolation baseline: k must be between 2 and the zoo size {len(self.zoo)}, got {self.k}"
+            )
+        if not self.zoo.is_canonical:
+            from .matching import canonicalize
+
+            self.zoo = canonicalize(self.zoo, progress=False).zoo
+        self._matrix = self.zoo.to_matrix()  # [M, D]
+
+    @property
+    def arch(self):
+        return self.zoo.arch
+
+    @property
+    def knob(self) -> dict[str, float]:
+        """The setting that defines this baseline (for tables and reports)."""
+        return {"sigma": self.sigma} if self.kind == "noise" else {"alpha": self.alpha, "k": self.k}
+
+    def tensor_spread(self) -> Tensor:
+        """``[D]``: per weight, the std of its tensor's values over the whole zoo (``s_k`` above)."""
+        w, out = self._matrix, torch.empty(self._matrix.shape[1])
+        for p in self.arch.layout:
+            block = w[:, p.offset : p.offset + p.numel]
+            out[p.offset : p.offset + p.numel] = block.std() if block.numel() > 1 else 0.0
+        return out
+
+    def sample(self, num_networks: int, generator: torch.Generator | None = None) -> Tensor:
+        """Raw weights ``[N, D]`` (before BatchNorm recalibration)."""
+        w, m = self._matrix, len(self._matrix)
+        if self.kind == "noise":
+            first = torch.randint(0, m, (num_networks,), generator=generator)
+            noise = torch.randn(num_networks, w.shape[1], generator=generator)
+            return w[first] + self.sigma * self.tensor_spread() * noise
+        picks = torch.stack([torch.randperm(m, generator=generator)[: self.k] for _ in range(num_networks)])
+        coef = torch.full((self.k,), self.alpha / (self.k - 1))
+        coef[0] = 1 - self.alpha
+        return torch.einsum("k,nkd->nd", coef, w[picks])
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        num_networks: int = 1,
+        generator: torch.Generator | None = None,
+        output_type: str = "model",
+        return_dict: bool = True,
+        calibration_data: Tensor | None = None,
+        calibrate: bool = True,
+    ) -> DeepWeightFlowOutput | tuple:
+        """The pipeline's call: ``N`` networks as models, state dicts or flat weights (``output_type``)."""
+        if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
+            raise DWFError(f"num_networks must be a positive integer, got {num_networks!r}")
+        weights = self.sample(num_networks, generator)
+        out = postprocess(self.arch, weights, output_type, self.zoo.recipe, calibration_data, calibrate)
+        return out if return_dict else out.to_tuple()
+
+    def generate_zoo(self, num_networks: int, seed: int = 0, **kwargs: Any) -> WeightZoo:
+        """Generated networks as a ``WeightZoo`` (canonical, like the zoo they come from)."""
+        gen = torch.Generator().manual_seed(seed)
+        out = self(num_networks, generator=gen, output_type="state_dict", **kwargs)
+        info = {"source": f"baseline:{self.kind}", "baseline": {"kind": self.kind, **self.knob}, "seed": seed}
+        info["canonical"] = dict(self.zoo.info["canonical"])
+        records = [{"source": f"baseline:{self.kind}", "seed": seed, "index": i} for i in range(num_networks)]
+        return WeightZoo(self.arch, out.state_dicts, records, recipe=self.zoo.recipe, info=info)

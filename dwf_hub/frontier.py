@@ -1,0 +1,113 @@
+"""Generators on the accuracy–novelty plane: score a set of networks, sweep the baselines' knobs, and
+find the baseline setting whose novelty matches a generated set's, so accuracy is compared at equal novelty.
+
+Every set is scored the same way: task metric on one split, permutation-invariant novelty, diversity and
+held-out ratio (``novelty.NoveltyScorer``) against the networks the generator was fitted on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .baselines import ZooBaseline
+from .evaluation import metric_name, score_many, summarize
+from .novelty import NoveltyScorer
+from .zoo import WeightZoo
+
+NOISE_GRID: tuple[dict[str, float], ...] = tuple(
+    {"sigma": s} for s in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0)
+)
+INTERPOLATION_GRID: tuple[dict[str, float], ...] = (
+    *({"alpha": a, "k": 2} for a in (0.1, 0.2, 0.3, 0.4, 0.5)),
+    {"alpha": 2 / 3, "k": 3},
+    {"alpha": 3 / 4, "k": 4},
+)
+GRIDS = {"noise": NOISE_GRID, "interpolation": INTERPOLATION_GRID}
+COPIES = {"noise": {"sigma": 0.0}, "interpolation": {"alpha": 0.0, "k": 2}}  # novelty 0: the zoo itself
+QUICK_CANDIDATES = 8  # sweeps align each network to its 8 nearest training networks only
+MATCH_TOLERANCE = 0.05  # novelty ratios this close count as matched
+
+
+@dataclass
+class Frontier:
+    """Scores sets against ``seen`` (the canonical networks a generator was fitted on) on ``(x, y)``.
+
+    ``heldout``: zoo members the generator never saw (for ``heldout_ratio``); ``num_networks`` and ``seed``:
+    how many baseline networks are drawn for each setting.
+    """
+
+    seen: WeightZoo
+    x: Tensor
+    y: Tensor
+    heldout: WeightZoo | None = None
+    num_networks: int = 100
+    seed: int = 0
+    scorer: NoveltyScorer = field(init=False)
+
+    def __post_init__(self) -> None:
+        held = self.heldout.to_matrix() if self.heldout is not None else None
+        self.scorer = NoveltyScorer(self.seen.arch, self.seen.to_matrix(), held)
+        self.metric = metric_name(self.seen.arch)
+
+    def score(self, weights: Tensor, quick: bool = False, heldout: bool = True) -> dict[str, Any]:
+        """Task metric summary (``mean``, ``std``, ``min``, ``max``) and novelty figures of ``weights [N, D]``;
+        ``quick``: novelty only, from each network's nearest candidates (for sweeps); ``heldout=False``: no
+        held-out ratio (for the held-out members themselves)."""
+        scores = score_many(self.seen.arch, weights, self.x, self.y)
+        out: dict[str, Any] = {"metric": self.metric, **summarize(scores)}
+        if quick:
+            nn = self.scorer.distances(weights, self.scorer.train, candidates=QUICK_CANDIDATES)
+            out["novelty_ratio"] = float(nn.min(1).values.median()) / self.scorer.scale
+        else:
+            out.update(self.scorer.score(weights, heldout=heldout))
+        return out
+
+    def baseline_weights(self, kind: str, knob: dict[str, float]) -> Tensor:
+        """``num_networks`` networks of baseline ``kind`` at ``knob``, recalibrated like generated ones."""
+        baseline = ZooBaseline(self.seen, kind, **knob)
+        gen = torch.Generator().manual_seed(self.seed)
+        return baseline(self.num_networks, generator=gen, output_type="state_dict").weights
+
+    def sweep(self, kind: str, grid: tuple[dict[str, float], ...] | None = None) -> list[dict[str, Any]]:
+        """Quick scores of baseline ``kind`` over its grid (default ``GRIDS[kind]``), one row per setting."""
+        return [
+            {"knob": dict(knob), **self.score(self.baseline_weights(kind, knob), quick=True)}
+            for knob in grid or GRIDS[kind]
+        ]
+
+    def matched(self, kind: str, novelty: float, sweep: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Baseline ``kind`` at the setting whose novelty is closest to ``novelty`` (the knob interpolated
+        between the two grid settings that bracket it), fully scored. ``reached`` is False when no setting
+        of the grid is as novel: the row is then the most novel setting."""
+        sweep = sweep or self.sweep(kind)
+        knob = _interpolate_knob([{"knob": COPIES[kind], "novelty_ratio": 0.0}, *sweep], novelty)
+        row = {"kind": kind, "knob": knob, **self.score(self.baseline_weights(kind, knob))}
+        row["reached"] = row["novelty_ratio"] >= novelty - MATCH_TOLERANCE
+        return row
+
+
+def _interpolate_knob(sweep: list[dict[str, Any]], target: float) -> dict[str, float]:
+    """The knob between two consecutive grid rows whose quick novelties bracket ``target`` (linear in the
+    knob; rows of different ``k`` are not mixed: the nearer one is taken), else the most novel row's."""
+    for a, b in pairwise(sweep):
+        lo, hi = a["novelty_ratio"], b["novelty_ratio"]
+        if min(lo, hi) <= target <= max(lo, hi) and hi != lo:
+            if a["knob"].get("k") != b["knob"].get("k"):
+                return dict(a["knob"] if abs(lo - target) <= abs(hi - target) else b["knob"])
+            f = (target - lo) / (hi - lo)
+            return {n: (v + f * (b["knob"][n] - v) if n != "k" else v) for n, v in a["knob"].items()}
+    return dict(max(sweep, key=lambda r: r["novelty_ratio"])["knob"])
+
+
+def compare(generated: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """Does the generated set beat ``baseline`` (a ``Frontier.matched`` row)? ``beats``: at matched novelty,
+    higher mean metric; when the baseline cannot reach the generated set's novelty, at least its metric at
+    its most novel setting (the generated set then dominates it)."""
+    d = generated["mean"] - baseline["mean"]
+    beats = d > 0 if baseline["reached"] else d >= 0
+    return {"beats": bool(beats), "difference": d}

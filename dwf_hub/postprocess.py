@@ -1,0 +1,80 @@
+"""Flat weights -> ready networks: unflatten, build, recalibrate BatchNorm. Shared by every generator
+(the flow pipeline and the zoo baselines), so all of them hand back networks the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from diffusers.utils import BaseOutput
+from torch import Tensor, nn
+
+from .archs import ArchSpec
+from .configs import CalibrationConfig, build_dataclass
+from .errors import DWFError
+
+OUTPUT_TYPES = ("model", "state_dict", "pt")
+
+
+@dataclass
+class DeepWeightFlowOutput(BaseOutput):
+    """``networks``: models in eval mode (``output_type="model"``); ``state_dicts``: one per network
+    (``"model"`` and ``"state_dict"``); ``weights``: flat weights ``[N, D]`` (always)."""
+
+    weights: Tensor
+    state_dicts: list[dict[str, Tensor]] | None = None
+    networks: list[nn.Module] | None = None
+
+
+def check_output_type(output_type: str) -> None:
+    if output_type not in OUTPUT_TYPES:
+        raise DWFError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+
+
+def calibration_config(recipe: dict[str, Any] | None) -> CalibrationConfig:
+    """The recipe's ``[calibration]`` table (defaults where it has none)."""
+    return build_dataclass(CalibrationConfig, (recipe or {}).get("calibration"), "calibration config")
+
+
+def recipe_calibration_data(arch: ArchSpec, recipe: dict[str, Any] | None) -> Tensor:
+    """Calibration inputs ``[num_batches * batch_size, ...]`` as the recipe's ``[calibration]`` says: its
+    dataset (default: the recipe's), training split."""
+    if not recipe or "data" not in recipe:
+        raise DWFError(
+            f"{arch.name} networks have BatchNorm and need recalibration, but no training data is recorded "
+            "for them: pass calibration_data=<training-split inputs> or calibrate=False"
+        )
+    from .data import load_task
+
+    cal = calibration_config(recipe)
+    x, _ = load_task(cal.data or recipe["data"]).split(cal.split)
+    return x[: cal.num_batches * cal.batch_size]
+
+
+def postprocess(
+    arch: ArchSpec,
+    weights: Tensor,
+    output_type: str = "model",
+    recipe: dict[str, Any] | None = None,
+    calibration_data: Tensor | None = None,
+    calibrate: bool = True,
+) -> DeepWeightFlowOutput:
+    """``weights [N, D]`` -> output of ``output_type``; BatchNorm networks are recalibrated (in place, so
+    ``weights``, state dicts and modules agree) on ``calibration_data`` or the recipe's training split."""
+    check_output_type(output_type)
+    state_dicts = [arch.unflatten(w) for w in weights] if output_type != "pt" else None
+    calibrating = state_dicts is not None and arch.needs_calibration and calibrate
+    networks = None
+    if output_type == "model" or calibrating:
+        networks = [arch.instantiate(sd) for sd in state_dicts]
+    if calibrating:
+        from .calibration import check_calibration_data, recalibrate_batchnorm
+
+        data = calibration_data if calibration_data is not None else recipe_calibration_data(arch, recipe)
+        check_calibration_data(arch, data)
+        batch_size = calibration_config(recipe).batch_size
+        for net in networks:
+            recalibrate_batchnorm(net, data, batch_size=batch_size)
+    if output_type != "model":
+        networks = None
+    return DeepWeightFlowOutput(weights=weights, state_dicts=state_dicts, networks=networks)

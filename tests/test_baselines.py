@@ -1,0 +1,162 @@
+"""The trivial generators (zoo + noise, interpolation) and matching them to a generated set's novelty."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from dwf_hub.baselines import ZooBaseline
+from dwf_hub.errors import DWFError
+from dwf_hub.frontier import Frontier, _interpolate_knob, compare
+from dwf_hub.matching import canonicalize
+
+
+@pytest.fixture(scope="module")
+def canonical(tiny_zoo):
+    return canonicalize(tiny_zoo, progress=False).zoo
+
+
+def test_noise_is_relative_to_each_tensors_spread(canonical):
+    w = canonical.to_matrix()
+    base = ZooBaseline(canonical, "noise", sigma=0.0)
+    copies = base.sample(20, torch.Generator().manual_seed(0))
+    assert all((row == w).all(1).any() for row in copies)  # sigma 0: members themselves
+    spread = base.tensor_spread()
+    for p in canonical.arch.layout:
+        assert spread[p.offset] == pytest.approx(float(w[:, p.offset : p.offset + p.numel].std()), rel=1e-5)
+    big = ZooBaseline(canonical, "noise", sigma=0.5).sample(4000, torch.Generator().manual_seed(1))
+    nearest_member = torch.cdist(big, w).argmin(1)
+    rel = (big - w[nearest_member]) / spread
+    assert rel.std().item() == pytest.approx(0.5, rel=0.05)
+
+
+def test_interpolation_mixes_distinct_members(canonical):
+    w = canonical.to_matrix()
+    mids = ZooBaseline(canonical, "interpolation", alpha=0.5, k=2).sample(
+        10, torch.Generator().manual_seed(0)
+    )
+    pairs = torch.stack([(w[i] + w[j]) / 2 for i, j in itertools.combinations(range(len(w)), 2)])
+    assert (
+        torch.cdist(mids, pairs, compute_mode="donot_use_mm_for_euclid_dist").min(1).values.max() < 1e-5
+    )  # every row is the midpoint of two members
+    avg3 = ZooBaseline(canonical, "interpolation", alpha=2 / 3, k=3).sample(
+        5, torch.Generator().manual_seed(1)
+    )
+    triples = torch.stack([w[list(t)].mean(0) for t in itertools.combinations(range(len(w)), 3)])
+    assert torch.cdist(avg3, triples, compute_mode="donot_use_mm_for_euclid_dist").min(1).values.max() < 1e-5
+    same = ZooBaseline(canonical, "interpolation", alpha=0.0).sample(5, torch.Generator().manual_seed(2))
+    assert all((row == w).all(1).any() for row in same)
+
+
+def test_baselines_hand_back_networks_like_the_pipeline(tiny_zoo, tmp_path):
+    from dwf_hub.zoo import WeightZoo
+
+    base = ZooBaseline(tiny_zoo, "interpolation", alpha=0.3)  # canonicalizes a raw zoo first
+    assert base.zoo.is_canonical
+    out = base(3, generator=torch.Generator().manual_seed(0))
+    assert len(out.networks) == 3 and not out.networks[0].training
+    x = torch.randn(5, 4)
+    torch.testing.assert_close(out.networks[1](x), base.arch.instantiate(out.state_dicts[1])(x))
+    again = base(3, generator=torch.Generator().manual_seed(0), output_type="pt")
+    assert torch.equal(again.weights, out.weights) and again.networks is None  # deterministic
+    saved = base.generate_zoo(4, seed=1).save(tmp_path / "interp")
+    loaded = WeightZoo.load(saved)
+    assert loaded.info["baseline"] == {"kind": "interpolation", "alpha": 0.3, "k": 2} and loaded.is_canonical
+    assert torch.equal(loaded.to_matrix(), base.generate_zoo(4, seed=1).to_matrix())
+
+
+def test_bn_baselines_are_recalibrated():
+    from dwf_hub.archs import get_arch_class
+    from dwf_hub.calibration import recalibrate_batchnorm
+    from dwf_hub.training import init_member
+    from dwf_hub.zoo import WeightZoo
+
+    arch = get_arch_class("resnet20").tiny()
+    members = [init_member(arch, "kaiming", s) for s in range(4)]
+    zoo = canonicalize(WeightZoo(arch, members), progress=False).zoo
+    x = torch.randn(16, *arch.example_input(1).shape[1:], generator=torch.Generator().manual_seed(0))
+    base = ZooBaseline(zoo, "noise", sigma=0.2)
+    raw = base(2, generator=torch.Generator().manual_seed(0), calibrate=False)
+    out = base(2, generator=torch.Generator().manual_seed(0), calibration_data=x)
+    manual = recalibrate_batchnorm(arch.instantiate({k: v.clone() for k, v in raw.state_dicts[0].items()}), x)
+    torch.testing.assert_close(out.networks[0].bn1.running_var, manual.bn1.running_var)
+    with pytest.raises(DWFError, match="need recalibration"):
+        base(1)  # no recipe, no calibration data: refused, not returned uncalibrated
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kind": "blur"}, "unknown baseline 'blur'"),
+        ({"kind": "noise", "sigma": -1.0}, "sigma must be a finite number >= 0"),
+        ({"kind": "interpolation", "alpha": 1.5}, r"alpha must be in \[0, 1\]"),
+        ({"kind": "interpolation", "k": 9}, "k must be between 2 and the zoo size 8"),
+    ],
+)
+def test_bad_baseline_settings(canonical, kwargs, message):
+    with pytest.raises(DWFError, match=message):
+        ZooBaseline(canonical, **kwargs)
+    with pytest.raises(DWFError, match="num_networks must be a positive integer"):
+        ZooBaseline(canonical)(0)
+
+
+def test_knob_is_interpolated_between_bracketing_settings():
+    sweep = [
+        {"knob": {"sigma": 0.0}, "novelty_ratio": 0.0},
+        {"knob": {"sigma": 0.1}, "novelty_ratio": 0.2},
+        {"knob": {"sigma": 0.3}, "novelty_ratio": 0.6},
+    ]
+    assert _interpolate_knob(sweep, 0.4)["sigma"] == pytest.approx(0.2)
+    assert _interpolate_knob(sweep, 0.9) == {"sigma": 0.3}  # out of reach: the most novel setting
+    mixed = [
+        {"knob": {"alpha": 0.5, "k": 2}, "novelty_ratio": 0.7},
+        {"knob": {"alpha": 2 / 3, "k": 3}, "novelty_ratio": 0.75},
+    ]
+    assert _interpolate_knob(mixed, 0.74) == {"alpha": 2 / 3, "k": 3}  # never a blend of two k
+    gen = {"mean": 0.9}
+    assert compare(gen, {"mean": 0.8, "reached": True})["beats"]
+    assert not compare(gen, {"mean": 0.95, "reached": True})["beats"]
+    assert not compare(gen, {"mean": 0.95, "reached": False})["beats"]
+
+
+def test_matched_baselines_land_on_the_target_novelty(canonical):
+    from dwf_hub.data import load_task
+
+    x, y = load_task(canonical.recipe["data"]).split("val")
+    seen, heldout = canonical.split_holdout(2)
+    frontier = Frontier(seen, x, y, heldout, num_networks=40)
+    for kind in ("noise", "interpolation"):
+        row = frontier.matched(kind, 0.3)
+        assert row["reached"] and abs(row["novelty_ratio"] - 0.3) < 0.1, row
+        assert {"mean", "std", "diversity_ratio", "heldout_ratio"} <= set(row)
+
+
+def test_cli_baseline(tiny_zoo, tmp_path, capsys):
+    from dwf_hub.cli import main
+    from dwf_hub.zoo import WeightZoo
+
+    tiny_zoo.save(tmp_path / "zoo")
+    args = ["-q", "baseline", "noise", str(tmp_path / "zoo"), "--num-networks", "5", "--sigma", "0.2"]
+    assert main([*args, "--out", str(tmp_path / "noise")]) == 0
+    assert (
+        len(WeightZoo.load(tmp_path / "noise")) == 5
+        and "5 noise baseline networks" in capsys.readouterr().out
+    )
+    assert (
+        main(
+            [
+                "-q",
+                "baseline",
+                "interpolation",
+                str(tmp_path / "zoo"),
+                "--k",
+                "20",
+                "--out",
+                str(tmp_path / "i"),
+            ]
+        )
+        == 2
+    )
+    assert "k must be between 2 and the zoo size 8" in capsys.readouterr().err

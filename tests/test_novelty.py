@@ -1,0 +1,118 @@
+"""Permutation-invariant novelty, diversity and held-out ratios (``dwf_hub.novelty``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dwf_hub.archs import get_arch_class
+from dwf_hub.errors import DWFError
+from dwf_hub.matching import canonicalize, weight_matching_many
+from dwf_hub.matching.weight_matching import weight_matching_pairs
+from dwf_hub.novelty import NoveltyScorer, invariant_distances, nearest
+from dwf_hub.permutations import apply_permutation, random_permutation
+
+
+def _permuted(arch, weights: torch.Tensor, seed: int) -> torch.Tensor:
+    """Every row of ``weights [N, D]`` under its own random permutation (the same functions)."""
+    spec, g = arch.permutation_spec(), torch.Generator().manual_seed(seed)
+    rows = []
+    for w in weights:
+        sd = arch.unflatten(w)
+        rows.append(arch.flatten(apply_permutation(spec, random_permutation(spec, sd, g), sd)))
+    return torch.stack(rows)
+
+
+@pytest.fixture(scope="module")
+def one_hidden():
+    """An Iris-sized MLP [4, 16, 3] (one hidden layer: the alignment is exact) and 10 random networks."""
+    arch = get_arch_class("mlp")(layer_sizes=[4, 16, 3])
+    return arch, torch.randn(10, arch.num_params, generator=torch.Generator().manual_seed(0))
+
+
+def test_a_permuted_copy_of_a_training_network_has_novelty_zero(one_hidden, tiny_zoo):
+    arch, w = one_hidden
+    copies = _permuted(arch, w[:4], seed=1)
+    assert torch.cdist(copies, w[:4]).diagonal().min() > 1  # far apart in plain weight space
+    d = invariant_distances(arch, copies, w)
+    assert d.diagonal().max() < 1e-3 and nearest(d).max() < 1e-3
+    scorer = NoveltyScorer(arch, w)
+    assert scorer.score(copies)["novelty_ratio"] < 1e-4
+    # Deeper (coordinate descent): permuted copies of a trained zoo are still recognised.
+    deep = tiny_zoo.to_matrix()
+    assert NoveltyScorer(tiny_zoo.arch, deep).score(_permuted(tiny_zoo.arch, deep, 2))["novelty_ratio"] < 1e-3
+
+
+def test_distances_ignore_how_a_set_was_aligned(one_hidden):
+    arch, w = one_hidden
+    queries = torch.randn(6, arch.num_params, generator=torch.Generator().manual_seed(3))
+    before = invariant_distances(arch, queries, w)
+    after = invariant_distances(arch, _permuted(arch, queries, seed=4), w)
+    torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-5)
+    assert (before <= torch.cdist(queries, w) + 1e-4).all()  # never above the plain distance
+
+
+def test_pairs_equal_one_reference_at_a_time(tiny_zoo):
+    spec = tiny_zoo.arch.permutation_spec()
+    sds = [tiny_zoo.state_dict(i) for i in range(len(tiny_zoo))]
+    refs, others = [sds[i % 3] for i in range(8)], sds
+    pairs = weight_matching_pairs(spec, refs, others, seed=1)
+    for i, r in enumerate(pairs):
+        one = weight_matching_many(spec, refs[i], [others[i]], seed=1, workers=1)[0]
+        assert all(torch.equal(r.perm[p], one.perm[p]) for p in r.perm)
+        assert r.objective == pytest.approx(one.objective, rel=1e-6)
+    with pytest.raises(ValueError, match="3 references for 8 networks"):
+        weight_matching_pairs(spec, refs[:3], others)
+
+
+def test_nearest_candidates_agree_with_all_pairs(tiny_zoo):
+    canonical = canonicalize(tiny_zoo, progress=False).zoo.to_matrix()
+    queries = canonical[:4] + 0.05 * torch.randn(
+        4, canonical.shape[1], generator=torch.Generator().manual_seed(5)
+    )
+    full = nearest(invariant_distances(tiny_zoo.arch, queries, canonical, candidates=None))
+    quick = nearest(invariant_distances(tiny_zoo.arch, queries, canonical, candidates=2))
+    torch.testing.assert_close(quick, full, rtol=1e-4, atol=1e-5)
+
+
+def test_heldout_ratio_separates_copies_from_fresh_networks(one_hidden):
+    arch, _ = one_hidden
+    g = torch.Generator().manual_seed(7)
+    seen, heldout, fresh = (torch.randn(n, arch.num_params, generator=g) for n in (30, 15, 90))
+    scorer = NoveltyScorer(arch, seen, heldout)
+    copies = scorer.score(seen[:20] + 0.01 * torch.randn(20, arch.num_params, generator=g))
+    new = scorer.score(fresh)
+    assert copies["novelty_ratio"] < 0.05 and copies["heldout_ratio"] < 0.05
+    assert 0.85 < new["heldout_ratio"] < 1.15 and new["novelty_ratio"] > 0.8
+    mids = scorer.score((seen[:20] + seen[10:30]) / 2)  # interpolations of seen members: in between
+    assert 0.3 < mids["heldout_ratio"] < 0.85
+    assert new["diversity_ratio"] > 0.8 and copies["diversity_ratio"] > 0.8  # copies of distinct members
+
+
+def test_scorer_refuses_degenerate_input(one_hidden):
+    arch, w = one_hidden
+    with pytest.raises(DWFError, match="at least two networks"):
+        NoveltyScorer(arch, w[:1])
+    with pytest.raises(DWFError, match="only copies"):
+        NoveltyScorer(arch, w[:1].repeat(3, 1))
+    with pytest.raises(DWFError, match="at least two held-out networks"):
+        NoveltyScorer(arch, w, w[:1])
+    with pytest.raises(DWFError, match=r"weights must be \[N, 131\]"):
+        invariant_distances(arch, w[:, :10], w)
+
+
+def test_fit_holdout_flows_into_evaluation(tiny_zoo):
+    from dwf_hub.evaluation import evaluate_zoo
+    from dwf_hub.fitting import default_flow_config, fit_pipeline
+
+    fit = fit_pipeline(tiny_zoo, default_flow_config(tiny_zoo, holdout=2), progress=False)
+    assert len(fit.training_zoo) == 6 and len(fit.heldout_zoo) == 2
+    plain = fit_pipeline(tiny_zoo.subset(range(6)), default_flow_config(tiny_zoo), progress=False)
+    gen = fit.pipeline.generate_zoo(10, seed=0)
+    assert torch.equal(gen.to_matrix(), plain.pipeline.generate_zoo(10, seed=0).to_matrix())  # never saw 6, 7
+    assert gen.info["holdout"] == 2
+    ev = evaluate_zoo(gen, reference=tiny_zoo)
+    assert ev["holdout"] == 2 and ev["reference_num_networks"] == 6
+    assert {"novelty_ratio", "diversity_ratio", "heldout_ratio"} <= set(ev)
+    with pytest.raises(DWFError, match="holdout=7 must leave at least 2"):
+        fit_pipeline(tiny_zoo, default_flow_config(tiny_zoo, holdout=7), progress=False)
