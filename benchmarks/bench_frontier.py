@@ -42,6 +42,8 @@ SWEEPS = {
     "digits_mlp": [
         {"n_components": None, "iterations": it} for it in (2000, 8000)
     ] + [{"n_components": f, "iterations": it} for f in (0.95, 0.99) for it in (2000, 8000)],
+    # Conv / ViT zoos: a GPU run (`--device cuda`); on 2 CPU cores only the first two settings are affordable.
+    **{name: [{"n_components": f} for f in (None, 0.99, 0.95)] for name in ("digits_smallcnn", "digits_resnet20", "digits_vit")},
 }  # fmt: skip
 TEMPERATURES = (0.8, 1.0, 1.2)
 

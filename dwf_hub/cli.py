@@ -82,6 +82,8 @@ FLOW_OPTIONS = {
     "num_inference_steps": int,
     "reference": int,
     "holdout": int,
+    "coupling": str,
+    "ema_decay": float,
     "mixed_precision": str,
     "checkpoint_every": int,
 }

@@ -168,6 +168,11 @@ class FlowConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     source_std: float | str = "matched"
     """Std of the Gaussian source; ``matched`` = std of the (normalised) training weights."""
+    coupling: str = "independent"
+    """How source and training samples are paired in a batch: ``independent`` (the paper) or ``ot``
+    (minibatch optimal transport: an exact assignment minimising squared distances, Tong et al., 2023)."""
+    ema_decay: float = 0.0
+    """Exponential moving average of the velocity weights (e.g. 0.999; 0 = off): the EMA is what is saved."""
     time_distribution: str = "uniform"
     beta: tuple[float, float] = (2.0, 5.0)
     sigma: float = 0.001
@@ -182,6 +187,8 @@ class FlowConfig:
         src = "flow config"
         _choice(self.normalization, NORMALIZATIONS, "normalization", src)
         _choice(self.time_distribution, ("uniform", "beta"), "time_distribution", src)
+        _choice(self.coupling, ("independent", "ot"), "coupling", src)
+        _check(0 <= self.ema_decay < 1, src, f"ema_decay must be in [0, 1), got {self.ema_decay}")
         _choice(self.solver, SOLVERS, "solver", src)
         _choice(self.pca_solver, ("auto", "exact", "dual", "incremental"), "pca_solver", src)
         _choice(self.mixed_precision, ("no", "fp16", "bf16"), "mixed_precision", src)

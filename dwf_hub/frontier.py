@@ -54,17 +54,19 @@ class Frontier:
         self.scorer = NoveltyScorer(self.seen.arch, self.seen.to_matrix(), held)
         self.metric = metric_name(self.seen.arch)
 
-    def score(self, weights: Tensor, quick: bool = False, heldout: bool = True) -> dict[str, Any]:
+    def score(
+        self, weights: Tensor, quick: bool = False, heldout: bool = True, diversity: bool = True
+    ) -> dict[str, Any]:
         """Task metric summary (``mean``, ``std``, ``min``, ``max``) and novelty figures of ``weights [N, D]``;
         ``quick``: novelty only, from each network's nearest candidates (for sweeps); ``heldout=False``: no
-        held-out ratio (for the held-out members themselves)."""
+        held-out ratio (for the held-out members themselves); ``diversity=False``: no diversity ratio."""
         scores = score_many(self.seen.arch, weights, self.x, self.y)
         out: dict[str, Any] = {"metric": self.metric, **summarize(scores)}
         if quick:
             nn = self.scorer.distances(weights, self.scorer.train, candidates=QUICK_CANDIDATES)
             out["novelty_ratio"] = float(nn.min(1).values.median()) / self.scorer.scale
         else:
-            out.update(self.scorer.score(weights, heldout=heldout))
+            out.update(self.scorer.score(weights, diversity, heldout))
         return out
 
     def baseline_weights(self, kind: str, knob: dict[str, float]) -> Tensor:
@@ -80,13 +82,19 @@ class Frontier:
             for knob in grid or GRIDS[kind]
         ]
 
-    def matched(self, kind: str, novelty: float, sweep: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def matched(
+        self, kind: str, novelty: float, sweep: list[dict[str, Any]] | None = None, diversity: bool = True
+    ) -> dict[str, Any]:
         """Baseline ``kind`` at the setting whose novelty is closest to ``novelty`` (the knob interpolated
         between the two grid settings that bracket it), fully scored. ``reached`` is False when no setting
         of the grid is as novel: the row is then the most novel setting."""
         sweep = sweep or self.sweep(kind)
         knob = _interpolate_knob([{"knob": COPIES[kind], "novelty_ratio": 0.0}, *sweep], novelty)
-        row = {"kind": kind, "knob": knob, **self.score(self.baseline_weights(kind, knob))}
+        row = {
+            "kind": kind,
+            "knob": knob,
+            **self.score(self.baseline_weights(kind, knob), diversity=diversity),
+        }
         row["reached"] = row["novelty_ratio"] >= novelty - MATCH_TOLERANCE
         return row
 

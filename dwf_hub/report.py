@@ -95,7 +95,9 @@ def build_report(
     sweeps: dict[str, list[dict[str, Any]]] = {}
     for kind in BASELINES if baselines else ():
         sweeps[kind] = frontier.sweep(kind)
-        row = frontier.matched(kind, target, sweeps[kind])
+        row = frontier.matched(
+            kind, target, sweeps[kind], diversity=False
+        )  # the accuracy at a novelty is asked
         name = f"{kind} (matched)"
         sets[name], scores[name] = frontier.baseline_weights(kind, row["knob"]), row
         matched[kind] = {

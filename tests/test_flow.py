@@ -88,25 +88,46 @@ def test_flow_training_is_deterministic():
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-def test_flow_training_resumes_after_interruption(tmp_path):
+def test_ot_pairing_is_the_cheapest_assignment():
+    import itertools
+
+    from dwf_hub.flow.training import ot_pairing
+
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    cost = lambda idx: float(((x0[list(idx)] - x1) ** 2).sum())  # noqa: E731
+    best = min(itertools.permutations(range(5)), key=cost)
+    assert cost(ot_pairing(x0, x1).tolist()) == pytest.approx(cost(best))
+    assert cost(ot_pairing(x0, x1).tolist()) < cost(range(5))
+
+
+@pytest.mark.parametrize("extra", [{}, {"coupling": "ot", "ema_decay": 0.9}])
+def test_flow_training_resumes_after_interruption(tmp_path, extra):
     data = torch.randn(10, 5)
-    ref, ref_losses = train_flow(data, _cfg(), 1.0, progress=False)
+
+    def cfg(**kw) -> FlowConfig:
+        return _cfg(**{**extra, **kw})
+
+    ref, ref_losses = train_flow(data, cfg(), 1.0, progress=False)
+    if extra:  # the EMA is what comes back: not the last iterate
+        raw, _ = train_flow(data, cfg(ema_decay=0.0), 1.0, progress=False)
+        assert not torch.equal(raw.net[0].weight, ref.net[0].weight)
 
     def crash(it, loss):
         if it == 47:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_flow(data, _cfg(), 1.0, checkpoint_dir=tmp_path, progress=False, callback=crash)
+        train_flow(data, cfg(), 1.0, checkpoint_dir=tmp_path, progress=False, callback=crash)
     seen = []
     resumed, losses = train_flow(
-        data, _cfg(), 1.0, checkpoint_dir=tmp_path, progress=False, callback=lambda it, loss: seen.append(it)
+        data, cfg(), 1.0, checkpoint_dir=tmp_path, progress=False, callback=lambda it, loss: seen.append(it)
     )
     assert seen[0] == 41  # restarted after the checkpoint at iteration 40, not from scratch
     assert all(torch.equal(p, q) for p, q in zip(ref.state_dict().values(), resumed.state_dict().values()))
     assert losses == pytest.approx(ref_losses)
     with pytest.raises(DWFError, match="another configuration"):
-        train_flow(data, _cfg(lr=5e-3), 1.0, checkpoint_dir=tmp_path, progress=False)
+        train_flow(data, cfg(lr=5e-3), 1.0, checkpoint_dir=tmp_path, progress=False)
 
 
 def test_flow_config_validation():

@@ -115,7 +115,9 @@ def test_inspect_an_uploaded_checkpoint(client, space, tmp_path):
     report = client.predict(
         "tiny iris", "", handle_file(str(tmp_path / "member.safetensors")), api_name="/inspect"
     )
-    assert "Distance to the nearest training-zoo network (best permutation): **0.0000**" in report  # a (canonical) zoo member
+    assert (
+        "Distance to the nearest training-zoo network (best permutation): **0.0000**" in report
+    )  # a (canonical) zoo member
     save_tensors(tmp_path / "permuted.safetensors", permuted)
     report = client.predict(
         "tiny iris", "", handle_file(str(tmp_path / "permuted.safetensors")), api_name="/inspect"

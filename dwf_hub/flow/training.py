@@ -1,6 +1,7 @@
 """Flow-matching training on accelerate, resumable from safetensors checkpoints (no pickle).
 
-Independent coupling: ``x0 ~ N(0, source_std^2)``, ``x1`` a training vector, ``t ~ U(0,1)`` or Beta,
+Independent coupling (or minibatch optimal transport): ``x0 ~ N(0, source_std^2)``, ``x1`` a training
+vector, ``t ~ U(0,1)`` or Beta,
 ``x_t = (1-t) x0 + t x1 + sigma * eps``, regression of ``v(x_t, t)`` onto ``x1 - x0`` (MSE).
 """
 
@@ -32,10 +33,29 @@ def _fingerprint(data: Tensor, cfg: FlowConfig, source_std: float) -> str:
     return h.hexdigest()
 
 
+def ot_pairing(x0: Tensor, x1: Tensor) -> Tensor:
+    """Indices ``[B]`` reordering ``x0 [B, K]`` so that ``sum ||x0[i] - x1[i]||^2`` is minimal (an exact
+    assignment: minibatch optimal transport with uniform weights)."""
+    from scipy.optimize import linear_sum_assignment
+
+    cost = torch.cdist(x1.detach().double(), x0.detach().double()).square().cpu().numpy()
+    return torch.from_numpy(linear_sum_assignment(cost)[1]).to(x0.device)
+
+
 def _save_state(
-    folder: Path, it: int, model, opt, sched, losses: list[float], window: tuple[float, int], fingerprint: str
+    folder: Path,
+    it: int,
+    model,
+    opt,
+    sched,
+    losses: list[float],
+    window: tuple[float, int],
+    fingerprint: str,
+    ema=None,
 ) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
     opt_state = opt.state_dict()
     for idx, st in opt_state["state"].items():
         for name, v in st.items():
@@ -57,7 +77,7 @@ def _save_state(
 
 
 def _load_state(
-    folder: Path, model, opt, sched, fingerprint: str
+    folder: Path, model, opt, sched, fingerprint: str, ema=None
 ) -> tuple[int, list[float], tuple[float, int]] | None:
     meta_path = folder / STATE_JSON
     if not meta_path.is_file():
@@ -70,6 +90,8 @@ def _load_state(
         )
     tensors = load_tensors(folder / STATE_TENSORS)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    if ema is not None:
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
     state: dict[int, dict[str, Any]] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
@@ -117,16 +139,23 @@ def train_flow(
         model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, fused=True
     )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iterations, eta_min=cfg.min_lr)
+    ema = None
+    if cfg.ema_decay > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     fingerprint = _fingerprint(data, cfg, source_std)
     start, losses, (running, count) = 0, [], (0.0, 0)  # losses: mean over each window of 100 iterations
     if folder is not None:
-        resumed = _load_state(folder, model, opt, sched, fingerprint)
+        resumed = _load_state(folder, model, opt, sched, fingerprint, ema)
         if resumed is not None:
             start, losses, (running, count) = resumed
     model.train()
     model, opt, sched = accelerator.prepare(model, opt, sched)
     device = accelerator.device
+    if ema is not None:
+        ema.to(device)
     x_all = data.to(device, torch.float32)
     n, b = x_all.shape[0], cfg.batch_size
     beta = torch.distributions.Beta(*(torch.tensor(float(v), device=device) for v in cfg.beta))
@@ -140,6 +169,8 @@ def train_flow(
     for it in bar:
         x1 = x_all[torch.randint(0, n, (b,), device=device)]
         x0 = torch.randn_like(x1) * source_std
+        if cfg.coupling == "ot":
+            x0 = x0[ot_pairing(x0, x1)]
         t = torch.rand(b, device=device) if cfg.time_distribution == "uniform" else beta.sample((b,))
         xt = (1 - t[:, None]) * x0 + t[:, None] * x1 + cfg.sigma * torch.randn_like(x1)
         with accelerator.autocast():
@@ -150,6 +181,8 @@ def train_flow(
         # grad scaler or distributed setup it would only forward to the wrapped optimizer.
         plain = accelerator.scaler is None and accelerator.num_processes == 1
         (opt.optimizer if plain else opt).step()
+        if ema is not None:
+            ema.update_parameters(model)
         sched.step()
         opt.zero_grad(set_to_none=True)
         running, count = running + loss.item(), count + 1
@@ -173,7 +206,8 @@ def train_flow(
                 losses,
                 (running, count),
                 fingerprint,
+                ema,
             )
-    velocity = accelerator.unwrap_model(model).to("cpu").eval()
+    velocity = (ema.module if ema is not None else accelerator.unwrap_model(model)).to("cpu").eval()
     accelerator.free_memory()
     return velocity, losses
