@@ -64,8 +64,8 @@ def build_report(
     noise and interpolation settings at the generated set's novelty and compare.
     """
     from .data import load_task
-    from .evaluation import aligned_matrices, predict_many
-    from .frontier import Frontier, compare
+    from .evaluation import aligned_matrices, predict_many, score_many
+    from .frontier import Frontier
     from .io import write_json, write_text
     from .matching import canonicalize
 
@@ -90,21 +90,8 @@ def build_report(
         sets[f"noise σ={s:g}"] = frontier.baseline_weights("noise", {"sigma": s})
     for name, w in sets.items():
         scores.setdefault(name, frontier.score(w, heldout=name != "held-out zoo members"))
-    target = scores["generated"]["novelty_ratio"]
-    matched: dict[str, dict[str, Any]] = {}
-    sweeps: dict[str, list[dict[str, Any]]] = {}
-    for kind in BASELINES if baselines else ():
-        sweeps[kind] = frontier.sweep(kind)
-        row = frontier.matched(
-            kind, target, sweeps[kind], diversity=False
-        )  # the accuracy at a novelty is asked
-        name = f"{kind} (matched)"
-        sets[name], scores[name] = frontier.baseline_weights(kind, row["knob"]), row
-        matched[kind] = {
-            "accuracy_mean": row["mean"], "accuracy_std": row["std"], "novelty_ratio": row["novelty_ratio"],
-            "diversity_ratio": row.get("diversity_ratio"), "knob": row["knob"], "reached": row["reached"],
-            **compare(scores["generated"], row), "mean": scores["generated"]["mean"], "baseline_mean": row["mean"],
-        }  # fmt: skip
+    sweeps = {kind: frontier.sweep(kind) for kind in (BASELINES if baselines else ())}
+    matched = _match_baselines(frontier, sweeps, sets, scores)
     preds = {k: predict_many(reference.arch, w, x) for k, w in sets.items()}
 
     def pair(a: str, b: str) -> dict[str, float]:
@@ -134,17 +121,36 @@ def build_report(
     }
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    accuracy = {k: score_of(reference.arch, w, x, y) for k, w in sets.items()}
+    accuracy = {k: score_many(reference.arch, w, x, y) for k, w in sets.items()}
     figures = _figures(root, sets, accuracy, preds, y, summary)
     write_json(root / "summary.json", summary)
     write_text(root / "report.md", _markdown(summary, figures))
     return summary
 
 
-def score_of(arch, weights: Tensor, x: Tensor, y: Tensor) -> Tensor:
-    from .evaluation import score_many
+def _match_baselines(
+    frontier,
+    sweeps: dict[str, list[dict[str, Any]]],
+    sets: dict[str, Tensor],
+    scores: dict[str, dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """Each swept baseline at the generated set's novelty, added to ``sets`` / ``scores`` as ``KIND (matched)``;
+    returns the summary rows (the accuracy at a novelty is asked, so no diversity is computed)."""
+    from .frontier import compare
 
-    return score_many(arch, weights, x, y)
+    generated, matched = scores["generated"], {}
+    for kind, sweep in sweeps.items():
+        row = frontier.matched(kind, generated["novelty_ratio"], sweep, diversity=False)
+        sets[f"{kind} (matched)"], scores[f"{kind} (matched)"] = (
+            frontier.baseline_weights(kind, row["knob"]),
+            row,
+        )
+        matched[kind] = {
+            "accuracy_mean": row["mean"], "accuracy_std": row["std"], "novelty_ratio": row["novelty_ratio"],
+            "knob": row["knob"], "reached": row["reached"], **compare(generated, row),
+            "mean": generated["mean"], "baseline_mean": row["mean"],
+        }  # fmt: skip
+    return matched
 
 
 def _figures(
