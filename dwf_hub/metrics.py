@@ -42,7 +42,9 @@ def max_cosine(query: Tensor, pool: Tensor, same: bool = False) -> Tensor:
 
 
 def novelty_ratio(generated: Tensor, train: Tensor) -> float:
-    """median nearest-train distance of generated networks / median nearest-other distance within train.
+    """median nearest-train distance of generated networks / median nearest-other distance within train,
+    in plain (canonical) weight space — the paper's Table 17 quantity. It depends on how each set was aligned;
+    reports use the permutation-invariant ``dwf_hub.novelty.NoveltyScorer`` instead.
 
     Near 0: generated networks are near-copies of training networks; about 1: they are as far from the
     training set as training networks are from each other.
