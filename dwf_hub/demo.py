@@ -86,7 +86,9 @@ def run_demo(
         **{f"generated_accuracy_{k}": acc["generated"][k] for k in ("mean", "std", "min", "max")},
         **{m: report[m]["generated"] for m in ("novelty_ratio", "diversity_ratio", "heldout_ratio")},
         "baselines": {
-            kind: {k: b[k] for k in ("accuracy_mean", "novelty_ratio", "knob", "reached", "beats")}
+            kind: {
+                k: b[k] for k in ("accuracy_mean", "novelty_ratio", "knob", "reached", "beats", "significant")
+            }
             for kind, b in report["baselines"].items()
         },
         "miou_generated_to_zoo": report["table17"]["gen→orig"]["miou_mean"],

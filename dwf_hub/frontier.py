@@ -112,10 +112,13 @@ def _interpolate_knob(sweep: list[dict[str, Any]], target: float) -> dict[str, f
     return dict(max(sweep, key=lambda r: r["novelty_ratio"])["knob"])
 
 
-def compare(generated: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+def compare(generated: dict[str, Any], baseline: dict[str, Any], n: int = 100) -> dict[str, Any]:
     """Does the generated set beat ``baseline`` (a ``Frontier.matched`` row)? ``beats``: at matched novelty,
     higher mean metric; when the baseline cannot reach the generated set's novelty, at least its metric at
-    its most novel setting (the generated set then dominates it)."""
+    its most novel setting (the generated set then dominates it). ``significant``: the difference exceeds
+    twice its standard error over networks (``n`` per set; the test split is shared, so its own sampling
+    noise is not in it)."""
     d = generated["mean"] - baseline["mean"]
     beats = d > 0 if baseline["reached"] else d >= 0
-    return {"beats": bool(beats), "difference": d}
+    se = ((generated.get("std", 0.0) ** 2 + baseline.get("std", 0.0) ** 2) / n) ** 0.5
+    return {"beats": bool(beats), "difference": d, "significant": bool(abs(d) > 2 * se)}

@@ -41,8 +41,9 @@ def verdict(novelty: float, miou: float, baselines: dict[str, dict[str, Any]] | 
         where = (f"at the same novelty ({kind} {knob}: novelty {b['novelty_ratio']:.2f})" if b["reached"] else
                  f"(it reaches at most novelty {b['novelty_ratio']:.2f}, at {knob})")  # fmt: skip
         outcome = "**beats**" if b["beats"] else "**does not beat**"
+        noise = "" if b.get("significant", True) else " (a difference within twice its standard error)"
         text += (f" The generator {outcome} the {kind} baseline {where}: {100 * b['mean']:.2f} vs "
-                 f"{100 * b['baseline_mean']:.2f}.")  # fmt: skip
+                 f"{100 * b['baseline_mean']:.2f}{noise}.")  # fmt: skip
     return text
 
 
@@ -147,7 +148,7 @@ def _match_baselines(
         )
         matched[kind] = {
             "accuracy_mean": row["mean"], "accuracy_std": row["std"], "novelty_ratio": row["novelty_ratio"],
-            "knob": row["knob"], "reached": row["reached"], **compare(generated, row),
+            "knob": row["knob"], "reached": row["reached"], **compare(generated, row, frontier.num_networks),
             "mean": generated["mean"], "baseline_mean": row["mean"],
         }  # fmt: skip
     return matched
@@ -254,13 +255,14 @@ def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
         lines.append(f"| {k} | {_pct(s)} | {fmt_ratio(nov)} | {fmt_ratio(div)} | {fmt_ratio(held)} |")
     if summary["baselines"]:
         lines += ["", "Baselines at the generated networks' novelty:", "",
-                  "| baseline | setting | novelty | mean (%) | generated − baseline (pp) | generator beats it |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+                  "| baseline | setting | novelty | mean (%) | generated − baseline (pp) | generator beats it "
+                  "| beyond 2 standard errors |", "|---|---|---|---|---|---|---|"]  # fmt: skip
         for kind, b in summary["baselines"].items():
             knob = ", ".join(f"{k}={v:.3g}" for k, v in b["knob"].items())
             reach = "" if b["reached"] else " (most novel setting; cannot reach)"
             lines.append(f"| {kind} | {knob}{reach} | {b['novelty_ratio']:.3f} | {100 * b['accuracy_mean']:.2f} "
-                         f"| {100 * b['difference']:+.2f} | {'yes' if b['beats'] else 'no'} |")  # fmt: skip
+                         f"| {100 * b['difference']:+.2f} | {'yes' if b['beats'] else 'no'} "
+                         f"| {'yes' if b['significant'] else 'no'} |")  # fmt: skip
     lines += [
         "",
         "Set-to-set metrics (paper Table 17, canonical weight space; per-network values averaged over the first "

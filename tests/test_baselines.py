@@ -117,6 +117,9 @@ def test_knob_is_interpolated_between_bracketing_settings():
     assert _interpolate_knob(mixed, 0.74) == {"alpha": 2 / 3, "k": 3}  # never a blend of two k
     gen = {"mean": 0.9}
     assert compare(gen, {"mean": 0.8, "reached": True})["beats"]
+    spread = {"mean": 0.9, "std": 0.05}  # se of the difference over 100 + 100 networks: 0.0071
+    assert compare(spread, {"mean": 0.89, "std": 0.05, "reached": True})["significant"] is False
+    assert compare(spread, {"mean": 0.88, "std": 0.05, "reached": True})["significant"] is True
     assert not compare(gen, {"mean": 0.95, "reached": True})["beats"]
     assert not compare(gen, {"mean": 0.95, "reached": False})["beats"]
 
