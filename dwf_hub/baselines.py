@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -64,6 +65,7 @@ class ZooBaseline:
         """The setting that defines this baseline (for tables and reports)."""
         return {"sigma": self.sigma} if self.kind == "noise" else {"alpha": self.alpha, "k": self.k}
 
+    @cached_property
     def tensor_spread(self) -> Tensor:
         """``[D]``: per weight, the std of its tensor's values over the whole zoo (``s_k`` above)."""
         w, out = self._matrix, torch.empty(self._matrix.shape[1])
@@ -78,7 +80,7 @@ class ZooBaseline:
         if self.kind == "noise":
             first = torch.randint(0, m, (num_networks,), generator=generator)
             noise = torch.randn(num_networks, w.shape[1], generator=generator)
-            return w[first] + self.sigma * self.tensor_spread() * noise
+            return w[first] + self.sigma * self.tensor_spread * noise
         picks = torch.stack([torch.randperm(m, generator=generator)[: self.k] for _ in range(num_networks)])
         coef = torch.full((self.k,), self.alpha / (self.k - 1))
         coef[0] = 1 - self.alpha

@@ -51,8 +51,11 @@ class Frontier:
 
     def __post_init__(self) -> None:
         held = self.heldout.to_matrix() if self.heldout is not None else None
-        self.scorer = NoveltyScorer(self.seen.arch, self.seen.to_matrix(), held)
+        train = self.seen.to_matrix()  # read once: every baseline setting is built from it
+        self.seen = WeightZoo.from_matrix(self.seen.arch, train, recipe=self.seen.recipe, info=self.seen.info)
+        self.scorer = NoveltyScorer(self.seen.arch, train, held)
         self.metric = metric_name(self.seen.arch)
+        self._baselines: dict[tuple, Tensor] = {}  # (kind, knob) -> weights: a matched setting is drawn once
 
     def score(
         self, weights: Tensor, quick: bool = False, heldout: bool = True, diversity: bool = True
@@ -71,9 +74,14 @@ class Frontier:
 
     def baseline_weights(self, kind: str, knob: dict[str, float]) -> Tensor:
         """``num_networks`` networks of baseline ``kind`` at ``knob``, recalibrated like generated ones."""
-        baseline = ZooBaseline(self.seen, kind, **knob)
-        gen = torch.Generator().manual_seed(self.seed)
-        return baseline(self.num_networks, generator=gen, output_type="state_dict").weights
+        key = (kind, *sorted(knob.items()))
+        if key not in self._baselines:
+            baseline = ZooBaseline(self.seen, kind, **knob)
+            gen = torch.Generator().manual_seed(self.seed)
+            self._baselines[key] = baseline(
+                self.num_networks, generator=gen, output_type="state_dict"
+            ).weights
+        return self._baselines[key]
 
     def sweep(self, kind: str, grid: tuple[dict[str, float], ...] | None = None) -> list[dict[str, Any]]:
         """Quick scores of baseline ``kind`` over its grid (default ``GRIDS[kind]``), one row per setting."""

@@ -23,7 +23,7 @@ def test_noise_is_relative_to_each_tensors_spread(canonical):
     base = ZooBaseline(canonical, "noise", sigma=0.0)
     copies = base.sample(20, torch.Generator().manual_seed(0))
     assert all((row == w).all(1).any() for row in copies)  # sigma 0: members themselves
-    spread = base.tensor_spread()
+    spread = base.tensor_spread
     for p in canonical.arch.layout:
         assert spread[p.offset] == pytest.approx(float(w[:, p.offset : p.offset + p.numel].std()), rel=1e-5)
     big = ZooBaseline(canonical, "noise", sigma=0.5).sample(4000, torch.Generator().manual_seed(1))
