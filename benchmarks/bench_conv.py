@@ -21,7 +21,8 @@ import torch
 
 from dwf_hub.calibration import recalibrate_batchnorm
 from dwf_hub.data import load_task
-from dwf_hub.evaluation import accuracy_many, aligned_matrices, stack_state_dicts
+from dwf_hub.evaluation import aligned_matrices
+from dwf_hub.scoring import score_many, stack_state_dicts
 from dwf_hub.fitting import default_flow_config, fit_pipeline
 from dwf_hub.matching import canonicalize
 from dwf_hub.novelty import NoveltyScorer
@@ -57,7 +58,7 @@ def run_recipe(name: str, args, device: torch.device) -> dict:
     train_s = time.perf_counter() - t0
     task = load_task(recipe.data)
     arch = zoo.arch
-    zoo_acc = accuracy_many(arch, zoo.to_matrix(), task.x_test, task.y_test)
+    zoo_acc = score_many(arch, zoo.to_matrix(), task.x_test, task.y_test)
     t0 = time.perf_counter()
     canonical = canonicalize(zoo, progress=False).zoo
     canon_s = time.perf_counter() - t0
@@ -98,7 +99,7 @@ def run_recipe(name: str, args, device: torch.device) -> dict:
                 else {"–": raw_sds}
             )
             for strategy, sds in variants.items():
-                acc = accuracy_many(arch, stack_state_dicts(arch, sds), task.x_test, task.y_test)
+                acc = score_many(arch, stack_state_dicts(arch, sds), task.x_test, task.y_test)
                 row = {"canonicalize": canon, "coordinates": label, "bn": strategy, "accuracy": acc.tolist(),
                        "novelty": novelty, "fit_s": fit_s, "latent_dim": codec.latent_dim,
                        "explained_variance": codec.explained_variance}  # fmt: skip

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from dwf_hub.data import load_task
-from dwf_hub.evaluation import predict_many
+from dwf_hub.scoring import predict_many
 from dwf_hub.fitting import fit_pipeline
 from dwf_hub.matching import canonicalize
 from dwf_hub.report import build_report
@@ -42,7 +42,7 @@ def speed(out: Path) -> tuple[float, float]:
     weights = fit.pipeline(
         num_networks=100, generator=torch.Generator().manual_seed(0), output_type="pt"
     ).weights
-    x = load_task(zoo.recipe["data"]).x_test
+    x = zoo.recipe.task.x_test
     arch = zoo.arch
 
     def loop() -> torch.Tensor:

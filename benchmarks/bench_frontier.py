@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from dwf_hub.data import load_task
-from dwf_hub.evaluation import score_many
+from dwf_hub.scoring import score_many
 from dwf_hub.fitting import default_flow_config, fit_pipeline
 from dwf_hub.frontier import Frontier, compare
 from dwf_hub.matching import canonicalize
@@ -80,7 +80,7 @@ def run_zoo(recipe: str, a: argparse.Namespace, root: Path) -> dict:
     zoo = train_zoo(recipe, a.num_models, root / recipe / "zoo", seed=0, progress=False, device=a.device)
     canonical = canonicalize(zoo, progress=False).zoo
     seen, heldout = canonical.split_holdout(a.holdout)
-    task = load_task(zoo.recipe["data"])
+    task = zoo.recipe.task
     (x_val, y_val), (x_te, y_te) = task.split("val"), task.split("test")
     test = Frontier(seen, x_te, y_te, heldout, num_networks=100)
 

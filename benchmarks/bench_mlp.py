@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from dwf_hub.data import load_task
-from dwf_hub.evaluation import accuracy_many, evaluate_zoo
+from dwf_hub.evaluation import evaluate_zoo
+from dwf_hub.scoring import score_many
 from dwf_hub.fitting import default_flow_config, fit_pipeline
 from dwf_hub.matching import canonicalize
 from dwf_hub.recipes import load_recipe
@@ -66,7 +67,7 @@ def run(
     zoo = train_zoo(recipe, n, out / f"zoo_{dataset}", progress=False)
     canonical = canonicalize(zoo, progress=False).zoo
     task = load_task(recipe.data)
-    zoo_acc = accuracy_many(zoo.arch, zoo.to_matrix(), task.x_test, task.y_test)
+    zoo_acc = score_many(zoo.arch, zoo.to_matrix(), task.x_test, task.y_test)
     default_width = recipe.flow_config().hidden_dim
     print(
         f"\n## {dataset}: {recipe_name}, {n} zoo networks, {num_generated} generated, D = {zoo.arch.num_params}"
@@ -89,7 +90,7 @@ def run(
             print(row_line(canon, f"{width}{'*' if row['default'] else ''}", row), flush=True)
             if row["default"]:
                 fine = fit.pipeline.generate_zoo(num_generated, seed=0, num_inference_steps=99)
-                fine_acc = accuracy_many(zoo.arch, fine.to_matrix(), task.x_test, task.y_test)
+                fine_acc = score_many(zoo.arch, fine.to_matrix(), task.x_test, task.y_test)
                 row["acc_mean_99_steps"] = float(fine_acc.mean())
                 row["max_abs_weight_diff_99_vs_default_steps"] = float((fine.to_matrix() - w).abs().max())
     if paper:

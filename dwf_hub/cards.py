@@ -38,10 +38,9 @@ def _metric(records: list[dict[str, Any]], key: str) -> dict[str, str] | None:
 def render_zoo_card(zoo: WeightZoo, records: list[dict[str, Any]], repo_id: str = "ORG/dwf-zoo-NAME") -> str:
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from .evaluation import metric_name
-    from .zoo import METADATA_NAME, WEIGHTS_COLUMN_MAX_PARAMS
+    from .formats import METADATA_NAME, WEIGHTS_COLUMN_MAX_PARAMS
 
-    recipe, metric = zoo.recipe or {}, metric_name(zoo.arch)
+    recipe, metric = zoo.recipe.to_dict() if zoo.recipe else {}, zoo.arch.metric
     data = DatasetCardData(
         license="mit",
         pretty_name=f"dwf_hub weight zoo: {recipe.get('name', zoo.arch.name)}",
@@ -79,30 +78,13 @@ def render_flow_card(
     evaluation: dict[str, Any] | None = None,
 ) -> str:
     """``evaluation``: ``evaluate_zoo(generated, reference=training_zoo)`` output (adds ``model-index``)."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from .configs import FlowConfig
 
     codec, sched = pipe.codec.config, pipe.scheduler.config
-    recipe = codec.recipe or {}
-    title = recipe.get("name", pipe.arch.name)
-    results = None
-    ev = None
-    if evaluation:
-        common = {"task_type": "weight-generation", "task_name": "Neural network weight generation",
-                  "dataset_type": base_zoo or title, "dataset_name": f"{title} weight zoo"}  # fmt: skip
-        m = evaluation.get("metric", "accuracy")
-        scale, dec = (100, 2) if m == "accuracy" else (1, 4)
-        results = [
-            EvalResult(**common, metric_type=m, metric_name=f"generated {m} (mean)",
-                       metric_value=round(scale * evaluation[f"{m}_mean"], dec)),
-            EvalResult(**common, metric_type=m, metric_name=f"training zoo {m} (mean)",
-                       metric_value=round(scale * evaluation[f"reference_{m}_mean"], dec)),
-            EvalResult(**common, metric_type="novelty_ratio", metric_name="novelty ratio",
-                       metric_value=round(evaluation["novelty_ratio"], 4)),
-        ]  # fmt: skip
-        pm = lambda k: f"{scale * evaluation[k + '_mean']:.{dec}f} ± {scale * evaluation[k + '_std']:.{dec}f}"  # noqa: E731
-        ev = {"metric": m, "zoo": pm(f"reference_{m}"), "generated": pm(m),
-              "novelty": f"{evaluation['novelty_ratio']:.3f}", "num_networks": evaluation["num_networks"],
-              "reference_num_networks": evaluation["reference_num_networks"]}  # fmt: skip
+    title = pipe.recipe.name if pipe.recipe else pipe.arch.name
+    results, ev = _evaluation(evaluation, title, base_zoo) if evaluation else (None, None)
     data = ModelCardData(
         license="mit",
         library_name="dwf-hub",
@@ -111,7 +93,7 @@ def render_flow_card(
         model_name=f"dwf-{title}",
         eval_results=results,
     )
-    flow = codec.flow_config or {}
+    flow = FlowConfig.from_flat(pipe.config.flow_config).flat() if pipe.config.flow_config else {}
     card = ModelCard.from_template(
         data,
         template_path=str(TEMPLATES / "flow_card.md"),
@@ -120,7 +102,7 @@ def render_flow_card(
         num_params=f"{pipe.arch.num_params:,}",
         base_zoo=base_zoo,
         needs_calibration=pipe.arch.needs_calibration,
-        canonicalization=codec.canonicalization or "none (raw weights)",
+        canonicalization=pipe.config.canonicalization or "none (raw weights)",
         normalization=codec.normalization,
         latent_dim=codec.latent_dim,
         explained=f"{100 * codec.explained_variance:.1f} %" if codec.explained_variance is not None else None,
@@ -135,3 +117,26 @@ def render_flow_card(
         citation=CITATION,
     )
     return str(card)
+
+
+def _evaluation(evaluation: dict[str, Any], title: str, base_zoo: str | None) -> tuple[list, dict[str, Any]]:
+    """The card's ``model-index`` results and its evaluation table."""
+    from huggingface_hub import EvalResult
+
+    common = {"task_type": "weight-generation", "task_name": "Neural network weight generation",
+              "dataset_type": base_zoo or title, "dataset_name": f"{title} weight zoo"}  # fmt: skip
+    m = evaluation.get("metric", "accuracy")
+    scale, dec = (100, 2) if m == "accuracy" else (1, 4)
+    results = [
+        EvalResult(**common, metric_type=m, metric_name=f"generated {m} (mean)",
+                   metric_value=round(scale * evaluation[f"{m}_mean"], dec)),
+        EvalResult(**common, metric_type=m, metric_name=f"training zoo {m} (mean)",
+                   metric_value=round(scale * evaluation[f"reference_{m}_mean"], dec)),
+        EvalResult(**common, metric_type="novelty_ratio", metric_name="novelty ratio",
+                   metric_value=round(evaluation["novelty_ratio"], 4)),
+    ]  # fmt: skip
+    pm = lambda k: f"{scale * evaluation[k + '_mean']:.{dec}f} ± {scale * evaluation[k + '_std']:.{dec}f}"  # noqa: E731
+    ev = {"metric": m, "zoo": pm(f"reference_{m}"), "generated": pm(m),
+          "novelty": f"{evaluation['novelty_ratio']:.3f}", "num_networks": evaluation["num_networks"],
+          "reference_num_networks": evaluation["reference_num_networks"]}  # fmt: skip
+    return results, ev

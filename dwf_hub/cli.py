@@ -12,9 +12,7 @@ def _zoo_train(a: argparse.Namespace) -> None:
     from .training import train_zoo
 
     zoo = train_zoo(a.recipe, a.num_models, a.out, seed=a.seed, progress=not a.quiet, device=a.device)
-    from .evaluation import metric_name
-
-    m = metric_name(zoo.arch)
+    m = zoo.arch.metric
     scores = [r[f"test_{m}"] for r in zoo.records]
     print(f"{len(zoo)} networks in {a.out}; test {m} mean {sum(scores) / len(scores):.4f}")
 
@@ -25,9 +23,7 @@ def _zoo_import(a: argparse.Namespace) -> None:
     from .zoo import WeightZoo
 
     recipe = load_recipe(a.recipe) if a.recipe else None
-    zoo = WeightZoo.from_transformers(
-        a.models, recipe=recipe and recipe.to_dict(), info={"source": "imported"}
-    )
+    zoo = WeightZoo.from_transformers(a.models, recipe=recipe, info={"source": "imported"})
     if recipe and recipe.arch_spec != zoo.arch:
         raise DWFError(f"recipe {recipe.name!r} is for {recipe.arch_spec!r}, the models are {zoo.arch!r}")
     zoo.save(a.out)
@@ -64,29 +60,53 @@ def _count_or_fraction(text: str) -> int | float:
     return float(text) if "." in text or "e" in text.lower() else int(text)
 
 
-FLOW_OPTIONS = {
-    "hidden_dim": int,
-    "time_embed_dim": int,
-    "dropout": float,
-    "iterations": int,
-    "batch_size": int,
-    "lr": float,
-    "weight_decay": float,
-    "normalization": str,
-    "n_components": _count_or_fraction,
-    "pca_solver": str,
-    "pca_batch_size": int,
-    "time_distribution": str,
-    "sigma": float,
-    "solver": str,
-    "num_inference_steps": int,
-    "reference": int,
-    "holdout": int,
-    "coupling": str,
-    "ema_decay": float,
-    "mixed_precision": str,
-    "checkpoint_every": int,
-}
+def _number_or_name(text: str) -> float | str:
+    """``matched`` stays a name; anything else must be a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _flow_fields():
+    """``(phase, field, type hint)`` of every flow setting the CLI exposes (all but ``seed``)."""
+    import dataclasses
+    import typing
+
+    from .configs import PHASES
+
+    for phase, cls in PHASES.items():
+        hints = typing.get_type_hints(cls)
+        yield from ((phase, f, hints[f.name]) for f in dataclasses.fields(cls) if f.name != "seed")
+
+
+def _argument(hint, meta) -> dict:
+    """argparse keywords for a config field of type ``hint`` (``choices`` from its registry)."""
+    import argparse
+    import typing
+
+    args = set(typing.get_args(hint)) - {type(None)}
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if typing.get_origin(hint) is tuple:
+        return {"type": float, "nargs": len(typing.get_args(hint)), "metavar": "X"}
+    if args == {int, float}:
+        return {"type": _count_or_fraction}
+    if args == {float, str}:
+        return {"type": _number_or_name}
+    kind = next(iter(args)) if args else hint
+    return {"type": kind, "choices": list(meta["choices"]) if meta.get("choices") is not None else None}
+
+
+def _add_flow_options(parser: argparse.ArgumentParser) -> None:
+    """One option per flow setting, generated from the config dataclasses (help, type, choices)."""
+    groups = {}
+    for phase, f, hint in _flow_fields():
+        if phase not in groups:
+            groups[phase] = parser.add_argument_group(f"flow {phase} (default: the recipe's)")
+        default = "" if f.default is None else f" (default {f.default})"
+        groups[phase].add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+                                   help=f.metadata.get("help", "") + default, **_argument(hint, f.metadata))  # fmt: skip
 
 
 def _fit(a: argparse.Namespace) -> None:
@@ -94,11 +114,7 @@ def _fit(a: argparse.Namespace) -> None:
     from .zoo import open_zoo
 
     zoo = open_zoo(a.zoo)
-    overrides = {k: getattr(a, k) for k in FLOW_OPTIONS if getattr(a, k) is not None}
-    if a.no_canonicalize:
-        overrides["canonicalize"] = False
-    if a.source_std is not None:
-        overrides["source_std"] = a.source_std if a.source_std == "matched" else float(a.source_std)
+    overrides = {f.name: getattr(a, f.name) for _, f, _ in _flow_fields() if getattr(a, f.name) is not None}
     overrides["seed"] = a.seed
     config = default_flow_config(zoo, a.preset, **overrides)
     out = Path(a.out)
@@ -260,19 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="fit a DeepWeightFlow pipeline on a zoo (resumes if interrupted)")
     f.add_argument("zoo", help="zoo folder or Hub dataset repo id")
     f.add_argument("--out", required=True)
-    f.add_argument("--no-canonicalize", action="store_true", help="train on the raw (unaligned) weights")
     f.add_argument(
         "--preset",
         choices=["dwf", "paper"],
         default="dwf",
         help="dwf: our CPU-budget defaults; paper: the authors' Table 14 settings (30k iterations)",
     )
-    f.add_argument("--source-std", help="'matched' (default) or a number")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--evaluate", type=int, default=0, metavar="N",
                    help="generate N networks and put their accuracy and novelty in the model card")  # fmt: skip
-    for name, typ in FLOW_OPTIONS.items():
-        f.add_argument("--" + name.replace("_", "-"), type=typ, default=None)
+    _add_flow_options(f)
     f.set_defaults(func=_fit)
 
     ps = sub.add_parser("push", help="upload a pipeline folder as a Hub model repo (with its model card)")
@@ -284,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--steps", type=int, default=None, help="ODE steps (default: the pipeline's)")
-    g.add_argument("--solver", choices=["euler", "heun", "rk4"], default=None)
+    g.add_argument("--solver", default=None, help="ODE solver (default: the pipeline's)")
     g.set_defaults(func=_generate)
 
     e = sub.add_parser("evaluate", help="accuracy of a zoo; with --reference, novelty against it")

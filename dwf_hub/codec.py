@@ -1,8 +1,8 @@
 """WeightCodec: flat weights <-> the space the flow lives in, bundled as a diffusers component.
 
-It carries the architecture config (so models can be rebuilt from the pipeline alone), the recipe
-(so generated networks can be evaluated), the normalisation and the canonicalization reference,
-all as config values and buffers saved with ``save_pretrained``.
+It carries the architecture config (so models can be rebuilt from the pipeline alone), the normalisation
+and the canonicalization reference, as config values and buffers saved with ``save_pretrained``; how the
+flow was fitted (recipe, canonicalization, flow config) is the pipeline's own config.
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from diffusers.configuration_utils import register_to_config
 from torch import Tensor
 
 from .archs import ArchSpec, arch_from_config
-from .configs import NORMALIZATIONS
 from .errors import DWFError, WeightFormatError
+from .normalizations import NORMALIZATIONS, Normalization
 from .pca import PCAResult, fit_pca
-
-PCA_NORMALIZATIONS = ("pca", "whiten")
 
 
 class WeightCodec(ModelMixin, ConfigMixin):
@@ -38,22 +36,16 @@ class WeightCodec(ModelMixin, ConfigMixin):
         normalization: str = "none",
         latent_dim: int | None = None,
         explained_variance: float | None = None,
-        recipe: dict[str, Any] | None = None,
-        canonicalization: dict[str, Any] | None = None,
-        flow_config: dict[str, Any] | None = None,
     ) -> None:
-        """``latent_dim``: number of principal components (``whiten``); ``explained_variance``: the
-        fraction of the zoo's total variance they hold; ``flow_config`` records how the flow was fitted."""
+        """``latent_dim``: number of principal components (``pca``/``whiten``); ``explained_variance``: the
+        fraction of the zoo's total variance they hold."""
         super().__init__()
-        if normalization not in NORMALIZATIONS:
-            raise DWFError(
-                f"codec: unknown normalization {normalization!r}; known: {', '.join(NORMALIZATIONS)}"
-            )
+        norm = NORMALIZATIONS[normalization]
         d = arch_from_config(arch).num_params
         self.register_buffer("mean", torch.zeros(d))
         self.register_buffer("scale", torch.ones(d))
         self.register_buffer("reference", torch.zeros(d))
-        if normalization in PCA_NORMALIZATIONS:
+        if norm.pca:
             if not latent_dim:
                 raise DWFError(
                     f"codec: normalization {normalization!r} needs latent_dim (the number of components)"
@@ -64,6 +56,10 @@ class WeightCodec(ModelMixin, ConfigMixin):
     @cached_property
     def arch(self) -> ArchSpec:
         return arch_from_config(self.config.arch)
+
+    @property
+    def normalization(self) -> Normalization:
+        return NORMALIZATIONS[self.config.normalization]
 
     @property
     def latent_dim(self) -> int:
@@ -78,14 +74,14 @@ class WeightCodec(ModelMixin, ConfigMixin):
         n_components: int | float | None = None,
         reference: Tensor | None = None,
         pca: PCAResult | None = None,
-        **config: Any,
     ) -> WeightCodec:
         """Codec for training weights ``[N, D]``; ``reference [D]`` defaults to the first row.
 
         ``pca``: a PCA already fitted (e.g. streamed over checkpoints), for ``pca``/``whiten``; then
         ``weights`` may be ``None`` and ``reference`` is required.
         """
-        uses_pca = normalization in PCA_NORMALIZATIONS
+        norm = NORMALIZATIONS[normalization]
+        uses_pca = norm.pca
         if weights is None:
             if pca is None or not uses_pca or reference is None:
                 raise DWFError("codec: without the weights matrix, give a fitted pca and the reference")
@@ -97,15 +93,15 @@ class WeightCodec(ModelMixin, ConfigMixin):
             pca = fit_pca(weights, n_components)
         latent_dim = pca.components.shape[0] if uses_pca else None
         explained = pca.explained_variance if uses_pca else None
-        codec = cls(arch.config, normalization, latent_dim, explained, **config)
+        codec = cls(arch.config, normalization, latent_dim, explained)
         with torch.no_grad():
             if uses_pca:
                 codec.mean.copy_(pca.mean)
                 codec.components.copy_(pca.components)
                 codec.component_std.copy_(pca.std)
-            elif normalization != "none":
+            elif norm.center:
                 codec.mean.copy_(weights.mean(0))
-            if normalization == "standardize" and len(weights) > 1:
+            if norm.standardize and len(weights) > 1:
                 std = weights.std(0)
                 codec.scale.copy_(std.clamp_min(1e-3 * float(std.mean()) + 1e-12))
             codec.reference.copy_(weights[0] if reference is None else reference)
@@ -113,18 +109,18 @@ class WeightCodec(ModelMixin, ConfigMixin):
 
     def encode(self, weights: Tensor) -> Tensor:
         """``[N, D] -> [N, K]`` (with PCA, without an N x D temporary)."""
-        if self.config.normalization not in PCA_NORMALIZATIONS:
+        if not self.normalization.pca:
             return (weights - self.mean) / self.scale
         latents = weights @ self.components.T - self.mean @ self.components.T
-        if self.config.normalization == "whiten":
+        if self.normalization.whiten:
             latents /= self.component_std
         return latents
 
     def decode(self, latents: Tensor) -> Tensor:
         """``[N, K] -> [N, D]``: with PCA, one matrix multiply."""
-        if self.config.normalization == "whiten":
+        if self.normalization.whiten:
             latents = latents * self.component_std
-        if self.config.normalization in PCA_NORMALIZATIONS:
+        if self.normalization.pca:
             return torch.addmm(self.mean, latents, self.components)
         return latents * self.scale + self.mean
 

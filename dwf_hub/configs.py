@@ -1,82 +1,162 @@
-"""User-settable configurations: zoo training and flow fitting. Unknown keys are errors, never ignored."""
+"""User-settable configurations: zoo training, calibration and flow fitting (one dataclass per phase).
+
+Every field declares its help, its allowed range or choices (from the strategy registries) and its
+size limit in ``option(...)``; ``Config.__post_init__`` checks types, finiteness and those bounds, so a
+bad value is refused before any work starts, naming the key. Unknown keys are errors, never ignored.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, TypeVar
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 
 from .errors import DWFError
+from .flow.solvers import SOLVERS
+from .init_schemes import INIT_SCHEMES
+from .normalizations import NORMALIZATIONS
+from .optim import LR_SCHEDULES, OPTIMIZERS
+from .pca_solvers import PCA_SOLVERS
+from .registry import Registry
 
 T = TypeVar("T")
+C = TypeVar("C", bound="Config")
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-LR_SCHEDULES = ("none", "cosine", "warmup_cosine")
-INIT_SCHEMES = ("default", "kaiming", "kaiming_zero_bias", "xavier", "normal", "uniform")
-NORMALIZATIONS = ("none", "center", "standardize", "pca", "whiten")
-SOLVERS = ("euler", "heun", "rk4")
+
+def option(default: Any = dataclasses.MISSING, help: str = "", *, low: float | None = None,
+           high: float | None = None, choices: Registry | tuple[str, ...] | None = None,
+           open_low: bool = False, factory: Any = dataclasses.MISSING) -> Any:  # fmt: skip
+    """A dataclass field with its ``help`` and allowed values: ``[low, high]`` (``(low, high]`` when
+    ``open_low``) or ``choices``."""
+    meta = {"help": help, "low": low, "high": high, "choices": choices, "open_low": open_low}
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """``isinstance`` against a (resolved) annotation: unions, ``list[str]``, ``tuple[float, float]``;
+    ints pass as floats, bools never pass as numbers."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_type_ok(value, a) for a in args)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(_type_ok(v, a) for v, a in zip(value, args))
+        return all(_type_ok(v, args[0]) for v in value) if args else True
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if isinstance(value, bool):
+        return hint is bool
+    if hint is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+@dataclass
+class Config:
+    """Base of every config: type, finiteness and bound checks from the fields' declarations."""
+
+    section: ClassVar[str] = "config"
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list) and typing.get_origin(hints[f.name]) is tuple:
+                value = tuple(value)  # TOML and JSON give lists where tuples are declared
+                setattr(self, f.name, value)
+            self._check_value(f, value, hints[f.name])
+        self.validate()
+
+    def _check_value(self, f: dataclasses.Field, value: Any, hint: Any) -> None:
+        where = f"{self.section}: {f.name}"
+        if not _type_ok(value, hint):
+            raise DWFError(f"{where}={value!r} has type {type(value).__name__}, expected {_type_name(hint)}")
+        values = value if isinstance(value, (list, tuple)) else [value]
+        meta = f.metadata
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise DWFError(f"{where}={value!r} must be finite")
+            if meta.get("choices") is not None and isinstance(v, str) and v not in meta["choices"]:
+                raise DWFError(f"{where}={v!r} is not one of {', '.join(meta['choices'])}")
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                low, high = meta.get("low"), meta.get("high")
+                if low is not None and (v <= low if meta.get("open_low") else v < low):
+                    raise DWFError(f"{where} must be {'>' if meta.get('open_low') else '>='} {low}, got {v}")
+                if high is not None and v > high:
+                    raise DWFError(f"{where} must be <= {high}, got {v}")
+
+    def validate(self) -> None:
+        """Checks across fields (subclasses)."""
+
+    def check(self, cond: bool, msg: str) -> None:
+        if not cond:
+            raise DWFError(f"{self.section}: {msg}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def build_dataclass(cls: type[T], data: dict[str, Any] | None, source: str) -> T:
     """``cls(**data)`` that names ``source`` and the offending key on unknown keys or bad values."""
+    if data is not None and not isinstance(data, dict):
+        raise DWFError(f"{source}: expected a table of settings, got {type(data).__name__}")
     data = dict(data or {})
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     extra = sorted(data.keys() - known)
     if extra:
         raise DWFError(f"{source}: unknown key(s) {extra}; known: {sorted(known)}")
-    for k, v in data.items():  # TOML/JSON give lists where tuples are declared
-        if isinstance(v, list) and k in ("betas", "beta"):
-            data[k] = tuple(v)
-    return cls(**data)
-
-
-def _check(cond: bool, source: str, msg: str) -> None:
-    if not cond:
-        raise DWFError(f"{source}: {msg}")
-
-
-def _choice(value: Any, allowed: tuple[str, ...], name: str, source: str) -> None:
-    _check(value in allowed, source, f"{name}={value!r} is not one of {', '.join(allowed)}")
+    try:
+        return cls(**data)
+    except DWFError as e:
+        raise DWFError(f"{source}: {e}") from None
 
 
 @dataclass
-class TrainingConfig:
+class TrainingConfig(Config):
     """How each zoo member is trained (paper Table 12)."""
 
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    batch_size: int = 64
-    epochs: int = 5
-    schedule: str = "none"
-    warmup_epochs: int = 0
-    init: str | list[str] = "kaiming"
-    """One scheme for every member, or a list cycled over members (member i gets ``init[i % len]``)."""
-    checkpoint: str = "last"
-    """``last`` (paper) or ``best_val``: the epoch with the best validation accuracy (never the test split)."""
-    chunk_size: int = 100
-    """How many members train together in one vectorized pass."""
-    init_from: str | None = None
-    """A pretrained ``transformers`` checkpoint (folder or Hub repo id) every member starts from; what it
-    lacks (the task head) is initialised from the member's seed."""
-    augment: str = "none"
-    """``crop_flip``: random crop after ``crop_padding`` zero padding and random horizontal flip (images)."""
-    crop_padding: int = 4
+    section: ClassVar[str] = "training config"
+    optimizer: str = option("adam", "adam, adamw or sgd", choices=OPTIMIZERS)
+    lr: float = option(1e-3, "learning rate", low=0, open_low=True, high=10)
+    weight_decay: float = option(0.0, "weight decay", low=0, high=10)
+    momentum: float = option(0.9, "SGD momentum", low=0, high=1)
+    batch_size: int = option(64, "mini-batch size", low=1, high=1 << 20)
+    epochs: int = option(5, "epochs per member", low=1, high=100_000)
+    schedule: str = option("none", "learning-rate schedule", choices=LR_SCHEDULES)
+    warmup_epochs: int = option(0, "warmup epochs (warmup_cosine)", low=0, high=100_000)
+    init: str | list[str] = option(
+        "kaiming", "one scheme for every member, or a list cycled over members", choices=INIT_SCHEMES
+    )
+    checkpoint: str = option(
+        "last",
+        "last (paper) or best_val: the epoch with the best validation score",
+        choices=("last", "best_val"),
+    )
+    chunk_size: int = option(100, "members trained together in one vectorized pass", low=1, high=100_000)
+    init_from: str | None = option(
+        None, "a pretrained transformers checkpoint (folder or Hub repo id) every member starts from"
+    )
+    augment: str = option(
+        "none", "crop_flip: random crop and horizontal flip (images)", choices=("none", "crop_flip")
+    )
+    crop_padding: int = option(4, "zero padding before the random crop", low=0, high=1024)
 
-    def __post_init__(self) -> None:
-        src = "training config"
-        _choice(self.optimizer, OPTIMIZERS, "optimizer", src)
-        _choice(self.schedule, LR_SCHEDULES, "schedule", src)
-        _choice(self.checkpoint, ("last", "best_val"), "checkpoint", src)
-        _choice(self.augment, ("none", "crop_flip"), "augment", src)
-        _check(self.crop_padding >= 0, src, f"crop_padding must be >= 0, got {self.crop_padding}")
-        for scheme in self.init_schemes:
-            _choice(scheme, INIT_SCHEMES, "init", src)
-        _check(self.lr > 0, src, f"lr must be > 0, got {self.lr}")
-        _check(self.batch_size >= 1, src, f"batch_size must be >= 1, got {self.batch_size}")
-        _check(self.epochs >= 1, src, f"epochs must be >= 1, got {self.epochs}")
-        _check(self.chunk_size >= 1, src, f"chunk_size must be >= 1, got {self.chunk_size}")
+    def validate(self) -> None:
+        self.check(bool(self.init_schemes), "init must name at least one scheme")
 
     @property
     def init_schemes(self) -> list[str]:
@@ -85,6 +165,191 @@ class TrainingConfig:
     def init_for(self, member: int) -> str:
         schemes = self.init_schemes
         return schemes[member % len(schemes)]
+
+
+@dataclass
+class CalibrationConfig(Config):
+    """How generated BatchNorm networks are recalibrated (recipe table ``[calibration]``): ``num_batches``
+    of ``batch_size`` inputs from ``data`` (default: the recipe's dataset), training split only."""
+
+    section: ClassVar[str] = "calibration config"
+    data: dict[str, Any] | None = option(None, "a dataset config like the recipe's [data]")
+    split: str = option("train", "statistics of the training data: train only")
+    num_batches: int = option(8, "batches of inputs", low=1, high=100_000)
+    batch_size: int = option(128, "inputs per batch", low=2, high=1 << 20)
+
+    def validate(self) -> None:
+        self.check(
+            self.split == "train",
+            f"split must be 'train' (statistics of the training data), got {self.split!r}",
+        )
+
+
+# -- flow fitting: one config per phase ------------------------------------------------------------
+MAX_INFERENCE_STEPS = 100_000
+MAX_LATENT = 1 << 20  # widths and dimensions beyond this would allocate tens of GB in the velocity model
+
+
+@dataclass
+class CanonicalizationConfig(Config):
+    """Which zoo member every other is aligned to, and how (Git Re-Basin / TransFusion)."""
+
+    section: ClassVar[str] = "flow config [canonicalization]"
+    canonicalize: bool = option(True, "align the zoo to one reference before fitting")
+    reference: int = option(0, "index of the reference member", low=0)
+    matching_iterations: int | None = option(
+        None, "sweeps of the matching (default: 100 Git Re-Basin, 10 TransFusion)", low=1, high=100_000
+    )
+    permute_residual: bool = option(True, "transformers: also permute the residual stream (exact)")
+
+
+@dataclass
+class CodecConfig(Config):
+    """Flat weights <-> the flow's coordinates."""
+
+    section: ClassVar[str] = "flow config [codec]"
+    normalization: str = option(
+        "whiten",
+        "whiten: PCA-whitened coordinates; pca: principal components (the paper); standardize: per-weight "
+        "z-scores; center; none: raw weights",
+        choices=NORMALIZATIONS,
+    )
+    n_components: int | float | None = option(
+        None, "pca/whiten: components kept, a count or a fraction of the variance (default: all)", low=0,
+        open_low=True, high=MAX_LATENT,
+    )  # fmt: skip
+    pca_solver: str = option(
+        "auto",
+        "exact (in memory), dual (streamed Gram), incremental (scikit-learn) or auto",
+        choices=PCA_SOLVERS,
+    )
+    pca_batch_size: int = option(32, "networks per batch of the incremental PCA", low=1, high=1 << 20)
+
+    def validate(self) -> None:
+        if isinstance(self.n_components, float):
+            self.check(
+                self.n_components <= 1, f"n_components as a fraction must be <= 1, got {self.n_components}"
+            )
+
+
+@dataclass
+class VelocityConfig(Config):
+    """The velocity MLP (paper Table 14)."""
+
+    section: ClassVar[str] = "flow config [velocity]"
+    hidden_dim: int = option(256, "width of the velocity MLP", low=2, high=MAX_LATENT)
+    time_embed_dim: int = option(64, "size of the time embedding", low=1, high=MAX_LATENT)
+    dropout: float = option(0.0, "dropout of the velocity MLP", low=0, high=0.99)
+
+
+@dataclass
+class FlowTrainingConfig(Config):
+    """Flow-matching training; everything here but ``checkpoint_every`` changes the trained weights."""
+
+    section: ClassVar[str] = "flow config [training]"
+    holdout: int = option(0, "the last N zoo members are kept out of fitting (unseen networks)", low=0)
+    iterations: int = option(2000, "optimizer steps", low=1, high=100_000_000)
+    batch_size: int = option(64, "networks per step", low=1, high=1 << 20)
+    lr: float = option(3e-3, "AdamW learning rate", low=0, open_low=True, high=10)
+    min_lr: float = option(1e-6, "cosine schedule floor", low=0, high=10)
+    weight_decay: float = option(1e-5, "AdamW weight decay", low=0, high=10)
+    betas: tuple[float, float] = option((0.9, 0.95), "AdamW betas", low=0, high=1)
+    source_std: float | str = option(
+        "matched", "std of the Gaussian source; 'matched' = of the training data"
+    )
+    coupling: str = option(
+        "independent",
+        "independent (the paper) or ot (minibatch optimal transport)",
+        choices=("independent", "ot"),
+    )
+    ema_decay: float = option(
+        0.0, "EMA of the velocity weights (0 = off); the EMA is saved", low=0, high=0.999999
+    )
+    time_distribution: str = option("uniform", "uniform or beta", choices=("uniform", "beta"))
+    beta: tuple[float, float] = option(
+        (2.0, 5.0), "Beta(a, b) of the beta time distribution", low=0, open_low=True, high=1e6
+    )
+    sigma: float = option(0.001, "std of the jitter on the straight path", low=0, high=1e6)
+    seed: int = option(0, "seed of canonicalization, PCA and training", low=0, high=2**63 - 1)
+    mixed_precision: str = option("no", "no, fp16 or bf16", choices=("no", "fp16", "bf16"))
+    checkpoint_every: int = option(500, "iterations between resumable checkpoints", low=1, high=100_000_000)
+
+    def validate(self) -> None:
+        if isinstance(self.source_std, str):
+            self.check(
+                self.source_std == "matched",
+                f"source_std must be 'matched' or a number, got {self.source_std!r}",
+            )
+        else:
+            self.check(0 < self.source_std <= 1e6, f"source_std must be in (0, 1e6], got {self.source_std}")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What changes the trained weights (a resumed run must agree on all of it)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("checkpoint_every", "holdout")}
+
+
+@dataclass
+class SamplingConfig(Config):
+    """How the pipeline integrates the flow by default (changeable at every call)."""
+
+    section: ClassVar[str] = "flow config [sampling]"
+    solver: str = option("rk4", "ODE solver", choices=SOLVERS)
+    num_inference_steps: int = option(10, "ODE steps", low=1, high=MAX_INFERENCE_STEPS)
+
+
+PHASES: dict[str, type[Config]] = {
+    "canonicalization": CanonicalizationConfig,
+    "codec": CodecConfig,
+    "velocity": VelocityConfig,
+    "training": FlowTrainingConfig,
+    "sampling": SamplingConfig,
+}
+
+
+@dataclass
+class FlowConfig:
+    """Everything ``fit_pipeline`` needs, one typed config per phase.
+
+    Defaults are ours, chosen by ``benchmarks/bench_mlp.py`` for a 2-core CPU budget; the authors' setting
+    is the ``paper`` preset (``PAPER_FLOW`` plus the recipe's ``[paper_flow]`` table). Recipes and the CLI
+    give flat keys (every field name is unique across phases): ``FlowConfig.from_flat``.
+    """
+
+    canonicalization: CanonicalizationConfig = field(default_factory=CanonicalizationConfig)
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    velocity: VelocityConfig = field(default_factory=VelocityConfig)
+    training: FlowTrainingConfig = field(default_factory=FlowTrainingConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    @classmethod
+    def from_flat(
+        cls, data: dict[str, Any] | None = None, source: str = "flow config", **kw: Any
+    ) -> FlowConfig:
+        """From flat keys (``{"hidden_dim": 32, "iterations": 60}``) and/or phase tables
+        (``{"velocity": {"hidden_dim": 32}}``); unknown keys are refused naming ``source``."""
+        if data is not None and not isinstance(data, dict):
+            raise DWFError(f"{source}: expected a table of settings, got {type(data).__name__}")
+        owner = {f.name: phase for phase, c in PHASES.items() for f in dataclasses.fields(c)}
+        parts: dict[str, dict[str, Any]] = {phase: {} for phase in PHASES}
+        for key, value in {**(data or {}), **kw}.items():
+            if key in PHASES and isinstance(value, dict):
+                parts[key].update(value)
+            elif key in owner:
+                parts[owner[key]][key] = value
+            else:
+                raise DWFError(f"{source}: unknown key {key!r}; known: {sorted(owner)}")
+        return cls(**{p: build_dataclass(PHASES[p], parts[p], source) for p in PHASES})
+
+    def flat(self) -> dict[str, Any]:
+        """Every field by its (unique) name."""
+        return {k: v for phase in PHASES for k, v in getattr(self, phase).to_dict().items()}
+
+    def replace(self, **flat: Any) -> FlowConfig:
+        """A copy with flat keys changed."""
+        return FlowConfig.from_flat({**self.flat(), **flat})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 # The authors' flow setting (paper Table 14, REFERENCE_NOTES); recipes add their per-architecture values
@@ -102,110 +367,3 @@ PAPER_FLOW: dict[str, Any] = {
     "num_inference_steps": 99,
 }
 FLOW_PRESETS = ("dwf", "paper")
-
-
-@dataclass
-class CalibrationConfig:
-    """How generated BatchNorm networks are recalibrated (recipe table ``[calibration]``).
-
-    ``data``: a dataset config like the recipe's ``[data]`` (default: the recipe's own); inputs come
-    from its ``split`` — the training split, never the test split — ``num_batches`` of ``batch_size``.
-    """
-
-    data: dict[str, Any] | None = None
-    split: str = "train"
-    num_batches: int = 8
-    batch_size: int = 128
-
-    def __post_init__(self) -> None:
-        src = "calibration config"
-        _check(
-            self.split == "train",
-            src,
-            f"split must be 'train' (statistics of the training data), got {self.split!r}",
-        )
-        _check(self.num_batches >= 1, src, f"num_batches must be >= 1, got {self.num_batches}")
-        _check(self.batch_size >= 2, src, f"batch_size must be >= 2, got {self.batch_size}")
-
-
-@dataclass
-class FlowConfig:
-    """Canonicalization, codec, velocity model, flow training and sampling.
-
-    Defaults are ours, chosen by ``benchmarks/bench_mlp.py`` for a 2-core CPU budget; the authors' setting
-    is the ``paper`` preset (``PAPER_FLOW`` plus the recipe's ``[paper_flow]`` table).
-    """
-
-    canonicalize: bool = True
-    reference: int = 0
-    holdout: int = 0
-    """The last ``holdout`` zoo members are kept out of flow training: unseen networks for the held-out
-    ratio (``dwf_hub.novelty``) and for choosing settings without the test split."""
-    matching_iterations: int | None = None
-    """Sweeps of the matching (default: 100 for Git Re-Basin, 10 for TransFusion)."""
-    permute_residual: bool = True
-    """Transformers: also permute the residual stream (exact; the authors' code leaves it fixed)."""
-    normalization: str = "whiten"
-    """``whiten``: PCA-whitened coordinates (the untrained flow samples the zoo's Gaussian fit); ``pca``:
-    principal-component coordinates (the paper's PCA); ``standardize``: per-weight z-scores; ``center``;
-    ``none``: raw weights (the authors' code for small networks)."""
-    n_components: int | float | None = None
-    """With ``pca``/``whiten``: components kept, as a count or a fraction of the total variance
-    (default: every component with non-zero variance)."""
-    pca_solver: str = "auto"
-    """``exact`` (Gram matrix, whole zoo in memory), ``dual`` (Gram matrix streamed over column blocks of
-    the checkpoints, randomized eigendecomposition), ``incremental`` (scikit-learn ``IncrementalPCA``,
-    ``pca_batch_size`` networks at a time) or ``auto`` (exact if the zoo fits in memory, else dual)."""
-    pca_batch_size: int = 32
-    hidden_dim: int = 256
-    time_embed_dim: int = 64
-    dropout: float = 0.0
-    iterations: int = 2000
-    batch_size: int = 64
-    lr: float = 3e-3
-    min_lr: float = 1e-6
-    weight_decay: float = 1e-5
-    betas: tuple[float, float] = (0.9, 0.95)
-    source_std: float | str = "matched"
-    """Std of the Gaussian source; ``matched`` = std of the (normalised) training weights."""
-    coupling: str = "independent"
-    """How source and training samples are paired in a batch: ``independent`` (the paper) or ``ot``
-    (minibatch optimal transport: an exact assignment minimising squared distances, Tong et al., 2023)."""
-    ema_decay: float = 0.0
-    """Exponential moving average of the velocity weights (e.g. 0.999; 0 = off): the EMA is what is saved."""
-    time_distribution: str = "uniform"
-    beta: tuple[float, float] = (2.0, 5.0)
-    sigma: float = 0.001
-    """Std of the Gaussian jitter added to points on the straight path."""
-    seed: int = 0
-    mixed_precision: str = "no"
-    checkpoint_every: int = 500
-    solver: str = "rk4"
-    num_inference_steps: int = 10
-
-    def __post_init__(self) -> None:
-        src = "flow config"
-        _choice(self.normalization, NORMALIZATIONS, "normalization", src)
-        _choice(self.time_distribution, ("uniform", "beta"), "time_distribution", src)
-        _choice(self.coupling, ("independent", "ot"), "coupling", src)
-        _check(0 <= self.ema_decay < 1, src, f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        _choice(self.solver, SOLVERS, "solver", src)
-        _choice(self.pca_solver, ("auto", "exact", "dual", "incremental"), "pca_solver", src)
-        _choice(self.mixed_precision, ("no", "fp16", "bf16"), "mixed_precision", src)
-        _check(
-            self.source_std == "matched"
-            or (isinstance(self.source_std, (int, float)) and self.source_std > 0),
-            src,
-            f"source_std must be 'matched' or a positive number, got {self.source_std!r}",
-        )
-        for name in ("hidden_dim", "time_embed_dim", "iterations", "batch_size", "num_inference_steps",
-                     "pca_batch_size"):  # fmt: skip
-            _check(int(getattr(self, name)) >= 1, src, f"{name} must be >= 1, got {getattr(self, name)}")
-        _check(self.hidden_dim >= 2, src, "hidden_dim must be >= 2")
-        _check(self.holdout >= 0, src, f"holdout must be >= 0, got {self.holdout}")
-        _check(0 <= self.dropout < 1, src, f"dropout must be in [0, 1), got {self.dropout}")
-        _check(self.sigma >= 0, src, f"sigma must be >= 0, got {self.sigma}")
-        _check(self.lr > 0, src, f"lr must be > 0, got {self.lr}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)

@@ -9,14 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
-from .codec import PCA_NORMALIZATIONS, WeightCodec
+from .codec import WeightCodec
 from .configs import FlowConfig
 from .errors import DWFError
 from .flow.scheduler import FlowODEScheduler
 from .flow.training import train_flow
 from .matching import canonicalize
-from .pca import exact_fits_in_memory, fit_pca_dual, fit_pca_incremental
+from .normalizations import NORMALIZATIONS
+from .pca_solvers import PCA_SOLVERS, resolve_pca_solver
 from .pipeline import DeepWeightFlowPipeline
 from .recipes import Recipe
 from .zoo import WeightZoo, open_zoo
@@ -33,20 +35,52 @@ class FitResult:
 
 
 def default_flow_config(zoo: WeightZoo, preset: str = "dwf", **overrides: Any) -> FlowConfig:
-    """The zoo recipe's flow settings for ``preset`` (``dwf`` or ``paper``) with ``overrides`` applied."""
-    recipe = (
-        Recipe.from_dict(zoo.recipe, source="zoo recipe")
-        if zoo.recipe
-        else Recipe("custom", zoo.arch.config, {})
-    )
+    """The zoo recipe's flow settings for ``preset`` (``dwf`` or ``paper``) with flat ``overrides`` applied."""
+    recipe = zoo.recipe or Recipe("custom", zoo.arch.config, {})
     return recipe.flow_config(preset, **overrides)
 
 
-def _pca_solver(cfg: FlowConfig, n: int, d: int) -> str:
-    """``auto``: exact PCA when the zoo fits in memory, else the streaming dual PCA."""
-    if cfg.pca_solver == "auto":
-        return "exact" if exact_fits_in_memory(n, d) else "dual"
-    return cfg.pca_solver
+def _check_sizes(zoo: WeightZoo, cfg: FlowConfig) -> None:
+    holdout, reference = cfg.training.holdout, cfg.canonicalization.reference
+    if holdout > len(zoo) - 2:
+        raise DWFError(
+            f"holdout={holdout} must leave at least 2 of the zoo's {len(zoo)} networks for fitting"
+        )
+    if not 0 <= reference < len(zoo) - holdout:
+        raise DWFError(
+            f"reference index {reference} is out of range for the {len(zoo) - holdout} networks "
+            f"fitted on (zoo of {len(zoo)}, holdout {holdout})"
+        )
+
+
+def _training_zoo(zoo: WeightZoo, cfg: FlowConfig, progress: bool) -> WeightZoo:
+    """``zoo`` canonicalized as ``cfg`` asks (as it is when it already is, or when canonicalization is off)."""
+    c = cfg.canonicalization
+    record = zoo.canonical
+    if not c.canonicalize or (
+        record and (record.reference, record.permute_residual) == (c.reference, c.permute_residual)
+    ):
+        return zoo
+    return canonicalize(
+        zoo, c.reference, c.matching_iterations, seed=cfg.training.seed, progress=progress,
+        permute_residual=c.permute_residual,
+    ).zoo  # fmt: skip
+
+
+def fit_codec(training: WeightZoo, cfg: FlowConfig, progress: bool = False) -> tuple[WeightCodec, Tensor]:
+    """The codec for ``training`` and the training latents ``[N, K]``. PCA codecs stream the zoo through
+    the configured PCA solver unless it fits in memory (``exact``)."""
+    arch, c, reference = training.arch, cfg.codec, cfg.canonicalization.reference
+    solver = resolve_pca_solver(c.pca_solver, len(training), arch.num_params)
+    if NORMALIZATIONS[c.normalization].pca and solver != "exact":
+        pca = PCA_SOLVERS[solver](
+            training, arch.num_params, c.n_components, c.pca_batch_size, cfg.training.seed, progress
+        )
+        codec = WeightCodec.fit(arch, None, c.normalization, reference=training.flat(reference), pca=pca)
+        return codec, torch.cat([codec.encode(b) for b in training.iter_matrix(c.pca_batch_size)])
+    matrix = training.to_matrix()
+    codec = WeightCodec.fit(arch, matrix, c.normalization, c.n_components, matrix[reference])
+    return codec, codec.encode(matrix)
 
 
 def fit_pipeline(
@@ -58,70 +92,26 @@ def fit_pipeline(
     """Train a flow on ``zoo`` (defaults: the zoo recipe's ``[flow]`` table)."""
     zoo = open_zoo(zoo)
     cfg = config or default_flow_config(zoo)
-    if cfg.holdout > len(zoo) - 2:
-        raise DWFError(
-            f"holdout={cfg.holdout} must leave at least 2 of the zoo's {len(zoo)} networks for fitting"
-        )
-    if not 0 <= cfg.reference < len(zoo) - cfg.holdout:
-        raise DWFError(
-            f"reference index {cfg.reference} is out of range for the {len(zoo) - cfg.holdout} networks "
-            f"fitted on (zoo of {len(zoo)}, holdout {cfg.holdout})"
-        )
-    timings: dict[str, float] = {}
+    _check_sizes(zoo, cfg)
     t0 = time.perf_counter()
-    canonical_info = zoo.info.get("canonical")
-    already = canonical_info is not None and (
-        canonical_info.get("reference"),
-        canonical_info.get("permute_residual", True),
-    ) == (cfg.reference, cfg.permute_residual)
-    if cfg.canonicalize and not already:
-        training = canonicalize(
-            zoo,
-            cfg.reference,
-            cfg.matching_iterations,
-            seed=cfg.seed,
-            progress=progress,
-            permute_residual=cfg.permute_residual,
-        ).zoo
-    else:
-        training = zoo
-    training, heldout = training.split_holdout(cfg.holdout)
-    timings["canonicalize"] = time.perf_counter() - t0
-    codec_config = {
-        "recipe": zoo.recipe,
-        "canonicalization": training.info.get("canonical") if cfg.canonicalize else None,
-        "flow_config": cfg.to_dict(),
-    }
-    solver = _pca_solver(cfg, len(training), zoo.arch.num_params)
-    if cfg.normalization in PCA_NORMALIZATIONS and solver != "exact":
-        batches = lambda: training.iter_matrix(cfg.pca_batch_size)  # noqa: E731
-        if solver == "dual":
-            n, d = len(training), zoo.arch.num_params
-            pca = fit_pca_dual(
-                training.read_columns, n, d, cfg.n_components, seed=cfg.seed, progress=progress
-            )
-        else:
-            pca = fit_pca_incremental(batches, len(training), cfg.n_components, cfg.pca_batch_size)
-        reference = training.flat(cfg.reference)
-        codec = WeightCodec.fit(
-            zoo.arch, None, cfg.normalization, reference=reference, pca=pca, **codec_config
-        )
-        latents = torch.cat([codec.encode(b) for b in batches()])
-    else:
-        matrix = training.to_matrix()
-        codec = WeightCodec.fit(
-            zoo.arch, matrix, cfg.normalization, cfg.n_components, matrix[cfg.reference], **codec_config
-        )
-        latents = codec.encode(matrix)
-        del matrix
+    training, heldout = _training_zoo(zoo, cfg, progress).split_holdout(cfg.training.holdout)
+    timings = {"canonicalize": time.perf_counter() - t0}
+    codec, latents = fit_codec(training, cfg, progress)
     timings["codec"] = time.perf_counter() - t0 - timings["canonicalize"]
-    source_std = float(latents.std()) if cfg.source_std == "matched" else float(cfg.source_std)
+    t = cfg.training
+    source_std = float(latents.std()) if t.source_std == "matched" else float(t.source_std)
     t0 = time.perf_counter()
     velocity, losses = train_flow(latents, cfg, source_std, checkpoint_dir=checkpoint_dir, progress=progress)
     timings["flow_training"] = time.perf_counter() - t0
     scheduler = FlowODEScheduler(
-        solver=cfg.solver, num_inference_steps=cfg.num_inference_steps, source_std=source_std
+        solver=cfg.sampling.solver,
+        num_inference_steps=cfg.sampling.num_inference_steps,
+        source_std=source_std,
     )
-    pipe = DeepWeightFlowPipeline(velocity=velocity, codec=codec, scheduler=scheduler)
+    canonical = training.canonical if cfg.canonicalization.canonicalize else None
+    pipe = DeepWeightFlowPipeline(
+        velocity=velocity, codec=codec, scheduler=scheduler, recipe=zoo.recipe and zoo.recipe.to_dict(),
+        canonicalization=canonical and canonical.to_dict(), flow_config=cfg.to_dict(),
+    )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
     return FitResult(pipe, training, heldout, losses, timings)

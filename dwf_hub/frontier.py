@@ -15,8 +15,9 @@ import torch
 from torch import Tensor
 
 from .baselines import ZooBaseline
-from .evaluation import metric_name, score_many, summarize
+from .metrics import summarize
 from .novelty import NoveltyScorer
+from .scoring import score_many
 from .zoo import WeightZoo
 
 NOISE_GRID: tuple[dict[str, float], ...] = tuple(
@@ -54,7 +55,7 @@ class Frontier:
         train = self.seen.to_matrix()  # read once: every baseline setting is built from it
         self.seen = WeightZoo.from_matrix(self.seen.arch, train, recipe=self.seen.recipe, info=self.seen.info)
         self.scorer = NoveltyScorer(self.seen.arch, train, held)
-        self.metric = metric_name(self.seen.arch)
+        self.metric = self.seen.arch.metric
         self._baselines: dict[tuple, Tensor] = {}  # (kind, knob) -> weights: a matched setting is drawn once
 
     def score(

@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, ClassVar
 
 from .errors import DWFError
 
@@ -103,6 +104,52 @@ def upload(
         commit_message=commit_message or f"Upload with dwf_hub ({len(files)} files)",
     )
     return str(url)
+
+
+class HubMixin:
+    """``from_pretrained`` / ``push_to_hub`` for dwf_hub artifacts, in the spirit of
+    ``huggingface_hub.ModelHubMixin``: a class names its ``repo_type`` and implements ``_save_pretrained``
+    (write into a folder) and ``_from_pretrained`` (read from a local folder or snapshot); the Hub
+    arguments are keyword-only and the same for every artifact."""
+
+    repo_type: ClassVar[str]
+
+    def _save_pretrained(self, folder: Path, *, repo_id: str | None = None, **kwargs: Any) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def _from_pretrained(cls, repo_id_or_path: str | os.PathLike, hub: dict[str, Any], **kwargs: Any):
+        """Load from ``repo_id_or_path``, downloading with ``download(..., **hub)``."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        repo_id_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        **kwargs: Any,
+    ):
+        """From a local folder or a Hub repo of ``repo_type`` (through the Hugging Face cache)."""
+        hub = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+        return cls._from_pretrained(repo_id_or_path, hub, **kwargs)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str | None = None,
+        revision: str | None = None,
+        **save_kwargs: Any,
+    ) -> str:
+        """Upload as a Hub repo of ``repo_type`` (created if needed); returns the repo URL."""
+        save = lambda folder: self._save_pretrained(folder, repo_id=repo_id, **save_kwargs)  # noqa: E731
+        return push(save, repo_id, self.repo_type, private, token, commit_message, revision)
 
 
 def push(

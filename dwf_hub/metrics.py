@@ -19,6 +19,16 @@ from .errors import DWFError
 MODULES = Path(__file__).parent / "evaluate_modules"
 
 
+def summarize(values: Tensor, prefix: str = "") -> dict[str, float]:
+    """Mean, population std, min, max (the paper's convention), keys prefixed with ``prefix``."""
+    return {
+        f"{prefix}mean": float(values.mean()),
+        f"{prefix}std": float(values.std(unbiased=False)) if len(values) > 1 else 0.0,
+        f"{prefix}min": float(values.min()),
+        f"{prefix}max": float(values.max()),
+    }
+
+
 def _pairwise_best(scores: Tensor, same: bool, largest: bool) -> Tensor:
     """Row-wise max (or min) of ``scores [Na, Nb]``; the diagonal is ignored when ``same``."""
     if same:

@@ -37,6 +37,8 @@ class HeadGroup:
 class PermutationSpec:
     axes_to_perm: dict[str, Axes]
     head_groups: tuple[HeadGroup, ...] = ()
+    residual: str | None = None
+    """The permutation of a transformer's residual stream (``None``: the architecture has none)."""
     perm_to_axes: dict[str, list[tuple[str, int]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -47,14 +49,15 @@ class PermutationSpec:
                     p2a[p].append((key, axis))
         object.__setattr__(self, "perm_to_axes", dict(p2a))
 
-    def head_group_of(self, perm: str) -> HeadGroup | None:
-        return next((g for g in self.head_groups if perm in (g.qk, g.vo)), None)
-
     def without(self, perms: set[str]) -> PermutationSpec:
         """The same spec with ``perms`` fixed to the identity (their axes left unpermuted)."""
         axes = {k: tuple(None if p in perms else p for p in a) for k, a in self.axes_to_perm.items()}
         groups = tuple(g for g in self.head_groups if not {g.qk, g.vo} & perms)
-        return PermutationSpec(axes, groups)
+        return PermutationSpec(axes, groups, None if self.residual in perms else self.residual)
+
+    def without_residual(self) -> PermutationSpec:
+        """The same spec with the residual stream fixed (as the authors' code leaves it)."""
+        return self.without({self.residual}) if self.residual else self
 
     def perm_sizes(self, state_dict: dict[str, Tensor]) -> dict[str, int]:
         """Size of every permutation, read off the tensors; raises if two axes disagree."""

@@ -16,13 +16,10 @@ from .configs import CalibrationConfig
 from .errors import DWFError, PipelineFormatError
 from .flow.scheduler import FlowODEScheduler
 from .flow.velocity import VelocityModel
-from .postprocess import (
-    DeepWeightFlowOutput,
-    calibration_config,
-    check_output_type,
-    postprocess,
-    recipe_calibration_data,
-)
+from .hub import HubMixin
+from .postprocess import DeepWeightFlowOutput, WeightPostprocessor, check_output_type
+from .provenance import CanonicalizationRecord
+from .recipes import Recipe, as_recipe
 
 __all__ = ["DeepWeightFlowOutput", "DeepWeightFlowPipeline"]
 
@@ -30,37 +27,56 @@ COMPONENTS = {"velocity": VelocityModel, "codec": WeightCodec, "scheduler": Flow
 CARD_INFO_NAME = "card.json"
 
 
-class DeepWeightFlowPipeline(DiffusionPipeline):
-    """``pipe(num_networks=N)`` -> ``N`` new networks of the architecture the flow was fitted on."""
+class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
+    """``pipe(num_networks=N)`` -> ``N`` new networks of the architecture the flow was fitted on.
 
+    Provenance is pipeline config (``model_index.json``, as diffusers stores pipeline-level values):
+    ``recipe`` (the training zoo's, so generated networks can be evaluated and recalibrated),
+    ``canonicalization`` (how that zoo was aligned to the codec's reference) and ``flow_config``.
+    """
+
+    repo_type = "model"
     model_cpu_offload_seq = "velocity"
 
-    def __init__(self, velocity: VelocityModel, codec: WeightCodec, scheduler: FlowODEScheduler) -> None:
+    def __init__(
+        self,
+        velocity: VelocityModel,
+        codec: WeightCodec,
+        scheduler: FlowODEScheduler,
+        recipe: dict[str, Any] | None = None,
+        canonicalization: dict[str, Any] | None = None,
+        flow_config: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.register_modules(velocity=velocity, codec=codec, scheduler=scheduler)
+        self.register_to_config(recipe=recipe, canonicalization=canonicalization, flow_config=flow_config)
+        self.postprocessor = WeightPostprocessor(codec.arch, as_recipe(recipe, "pipeline recipe"))
+        self.card_info: dict[str, Any] = {}
 
     @property
     def arch(self):
         return self.codec.arch
 
+    @property
+    def recipe(self) -> Recipe | None:
+        return self.postprocessor.recipe
+
+    @property
+    def canonical(self) -> CanonicalizationRecord | None:
+        """How the training zoo was canonicalized (``None``: it was not)."""
+        return CanonicalizationRecord.from_dict(
+            self.config.canonicalization, "pipeline config canonicalization"
+        )
+
     @classmethod
-    def from_pretrained(
-        cls,
-        pretrained_model_name_or_path: str | os.PathLike,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        **kwargs: Any,
+    def _from_pretrained(
+        cls, repo_id_or_path: str | os.PathLike, hub: dict[str, Any], **kwargs: Any
     ) -> DeepWeightFlowPipeline:
-        """Load from a folder or a Hub *model* repo id (through the Hugging Face cache)."""
         from .hub import download
 
-        path = download(
-            pretrained_model_name_or_path, "model", revision, cache_dir, local_files_only, token=token
-        )
+        path = download(repo_id_or_path, cls.repo_type, **hub)
         _check_pipeline_dir(path)
-        pipe = super().from_pretrained(path, **kwargs)
+        pipe = DiffusionPipeline.from_pretrained.__func__(cls, path, **kwargs)
         card = path / CARD_INFO_NAME
         pipe.card_info = json.loads(card.read_text()) if card.is_file() else {}
         return pipe
@@ -79,7 +95,7 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
         from .io import write_json, write_text
 
         super().save_pretrained(save_directory, **kwargs)
-        info = {**getattr(self, "card_info", {})}
+        info = {**self.card_info}
         info.update({k: v for k, v in (("base_zoo", base_zoo), ("evaluation", evaluation)) if v is not None})
         self.card_info = info
         root = Path(save_directory)
@@ -87,23 +103,8 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
         card = render_flow_card(self, repo_id or "ORG/dwf-NAME", info.get("base_zoo"), info.get("evaluation"))
         write_text(root / "README.md", card)
 
-    def push_to_hub(
-        self,
-        repo_id: str,
-        private: bool | None = None,
-        token: str | None = None,
-        commit_message: str | None = None,
-        revision: str | None = None,
-        base_zoo: str | None = None,
-        evaluation: dict[str, Any] | None = None,
-    ) -> str:
-        """Upload as a Hub *model* repo (created if needed) with its model card; returns the repo URL."""
-        from .hub import push
-
-        def save(folder: Path) -> None:
-            self.save_pretrained(folder, base_zoo=base_zoo, evaluation=evaluation, repo_id=repo_id)
-
-        return push(save, repo_id, "model", private, token, commit_message, revision)
+    def _save_pretrained(self, folder: Path, *, repo_id: str | None = None, **kwargs: Any) -> None:
+        self.save_pretrained(folder, repo_id=repo_id, **kwargs)
 
     @torch.no_grad()
     def __call__(
@@ -139,19 +140,18 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
         for t in self.progress_bar(self.scheduler.timesteps):
             x = self.scheduler.step(self.velocity(x, t), t, x).prev_sample
         weights = self.codec.decode(x).float().cpu()
-        recipe = self.codec.config.recipe
-        out = postprocess(self.arch, weights, output_type, recipe, calibration_data, calibrate)
+        out = self.postprocessor.postprocess(weights, output_type, calibration_data, calibrate)
         return out if return_dict else out.to_tuple()
 
     @property
     def calibration_config(self) -> CalibrationConfig:
         """The fitted recipe's ``[calibration]`` table (defaults where it has none)."""
-        return calibration_config(self.codec.config.recipe)
+        return self.postprocessor.calibration
 
     def bundled_calibration_data(self) -> Tensor:
         """Calibration inputs ``[num_batches * batch_size, ...]`` as the fitted recipe's ``[calibration]``
         says: its dataset (default: the recipe's), training split."""
-        return recipe_calibration_data(self.arch, self.codec.config.recipe)
+        return self.postprocessor.calibration_data()
 
     def canonicalize(
         self, model: nn.Module | dict[str, Tensor], max_iter: int | None = None
@@ -161,13 +161,13 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
         from .matching import align_state_dict
 
         sd = model.state_dict() if isinstance(model, nn.Module) else model
-        canonical = self.codec.config.canonicalization or {}
+        record = self.canonical
         aligned, _ = align_state_dict(
             self.arch,
             self.codec.reference_state_dict(),
             sd,
-            max_iter=max_iter or canonical.get("max_iter"),
-            permute_residual=canonical.get("permute_residual", True),
+            max_iter=max_iter or (record.max_iter if record else None),
+            permute_residual=record.permute_residual if record else True,
         )
         return self.arch.instantiate(aligned) if isinstance(model, nn.Module) else aligned
 
@@ -185,10 +185,10 @@ class DeepWeightFlowPipeline(DiffusionPipeline):
         state_dicts = output.state_dicts or [self.arch.unflatten(w) for w in output.weights]
         records = [{"source": "generated", "seed": seed, "index": i} for i in range(len(state_dicts))]
         info = {"source": "generated", "generator": dict(self.scheduler.config), "seed": seed}
-        info["holdout"] = (self.codec.config.flow_config or {}).get("holdout", 0)
-        if self.codec.config.canonicalization:
-            info["canonical"] = dict(self.codec.config.canonicalization)
-        return WeightZoo(self.arch, state_dicts, records, recipe=self.codec.config.recipe, info=info)
+        info["holdout"] = ((self.config.flow_config or {}).get("training") or {}).get("holdout", 0)
+        if self.canonical:
+            info["canonical"] = self.canonical.to_dict()
+        return WeightZoo(self.arch, state_dicts, records, recipe=self.recipe, info=info)
 
 
 def _check_pipeline_dir(path: Path) -> None:

@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
 from .archs import ArchSpec
-from .configs import CalibrationConfig, build_dataclass
+from .configs import CalibrationConfig
 from .errors import DWFError
+from .recipes import Recipe
 
 OUTPUT_TYPES = ("model", "state_dict", "pt")
 
@@ -31,31 +31,52 @@ def check_output_type(output_type: str) -> None:
         raise DWFError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
 
 
-def calibration_config(recipe: dict[str, Any] | None) -> CalibrationConfig:
-    """The recipe's ``[calibration]`` table (defaults where it has none)."""
-    return build_dataclass(CalibrationConfig, (recipe or {}).get("calibration"), "calibration config")
-
-
-def recipe_calibration_data(arch: ArchSpec, recipe: dict[str, Any] | None) -> Tensor:
+def recipe_calibration_data(arch: ArchSpec, recipe: Recipe | None) -> Tensor:
     """Calibration inputs ``[num_batches * batch_size, ...]`` as the recipe's ``[calibration]`` says: its
     dataset (default: the recipe's), training split."""
-    if not recipe or "data" not in recipe:
+    if recipe is None:
         raise DWFError(
             f"{arch.name} networks have BatchNorm and need recalibration, but no training data is recorded "
             "for them: pass calibration_data=<training-split inputs> or calibrate=False"
         )
     from .data import load_task
 
-    cal = calibration_config(recipe)
-    x, _ = load_task(cal.data or recipe["data"]).split(cal.split)
+    cal = recipe.calibration
+    x, _ = load_task(cal.data or recipe.data).split(cal.split)
     return x[: cal.num_batches * cal.batch_size]
+
+
+@dataclass
+class WeightPostprocessor:
+    """Flat weights -> what a generator hands back, as diffusers' image processors turn latents into
+    images outside the sampling loop: unflatten, build, recalibrate BatchNorm on the recipe's data."""
+
+    arch: ArchSpec
+    recipe: Recipe | None = None
+
+    @property
+    def calibration(self) -> CalibrationConfig:
+        """The recipe's ``[calibration]`` table (defaults without a recipe)."""
+        return self.recipe.calibration if self.recipe else CalibrationConfig()
+
+    def calibration_data(self) -> Tensor:
+        return recipe_calibration_data(self.arch, self.recipe)
+
+    def postprocess(
+        self,
+        weights: Tensor,
+        output_type: str = "model",
+        calibration_data: Tensor | None = None,
+        calibrate: bool = True,
+    ) -> DeepWeightFlowOutput:
+        return postprocess(self.arch, weights, output_type, self.recipe, calibration_data, calibrate)
 
 
 def postprocess(
     arch: ArchSpec,
     weights: Tensor,
     output_type: str = "model",
-    recipe: dict[str, Any] | None = None,
+    recipe: Recipe | None = None,
     calibration_data: Tensor | None = None,
     calibrate: bool = True,
 ) -> DeepWeightFlowOutput:
@@ -72,7 +93,7 @@ def postprocess(
 
         data = calibration_data if calibration_data is not None else recipe_calibration_data(arch, recipe)
         check_calibration_data(arch, data)
-        batch_size = calibration_config(recipe).batch_size
+        batch_size = (recipe.calibration if recipe else CalibrationConfig()).batch_size
         for net in networks:
             recalibrate_batchnorm(net, data, batch_size=batch_size)
     if output_type != "model":

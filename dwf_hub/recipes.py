@@ -6,18 +6,16 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
 
 from .archs import ArchSpec, arch_from_config
-from .configs import (
-    FLOW_PRESETS,
-    PAPER_FLOW,
-    CalibrationConfig,
-    FlowConfig,
-    TrainingConfig,
-    build_dataclass,
-)
+from .configs import FLOW_PRESETS, PAPER_FLOW, CalibrationConfig, FlowConfig, TrainingConfig, build_dataclass
 from .errors import DWFError, unknown
+
+if TYPE_CHECKING:
+    from .data import TaskData
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,6 +27,9 @@ RECIPE_DIR = Path(__file__).parent / "zoo_recipes"
 
 @dataclass
 class Recipe:
+    """How a zoo is made (architecture, data, training) and the settings generators of it start from; a
+    zoo carries its recipe (``WeightZoo.recipe``), saved as a table in ``zoo.json``."""
+
     name: str
     arch: dict[str, Any]
     data: dict[str, Any]
@@ -45,28 +46,47 @@ class Recipe:
     def arch_spec(self) -> ArchSpec:
         return arch_from_config(self.arch)
 
+    @property
+    def task(self) -> TaskData:
+        """The recipe's dataset (loaded once per configuration)."""
+        from .data import load_task
+
+        return load_task(self.data)
+
+    def split(self, split: str) -> tuple[Tensor, Tensor]:
+        """``(inputs [B, ...], targets [B])`` of ``split`` (``train``, ``val`` or ``test``)."""
+        return self.task.split(split)
+
     def flow_config(self, preset: str = "dwf", **overrides: Any) -> FlowConfig:
         """Flow settings: ``dwf`` (our defaults + ``[flow]``) or ``paper`` (Table 14 + ``[paper_flow]``)."""
         if preset not in FLOW_PRESETS:
             raise unknown("flow preset", preset, list(FLOW_PRESETS))
         base = self.flow if preset == "dwf" else {**PAPER_FLOW, **self.paper_flow}
-        return build_dataclass(
-            FlowConfig, {**base, **overrides}, f"recipe {self.name!r} flow ({preset} preset)"
-        )
+        return FlowConfig.from_flat({**base, **overrides}, f"recipe {self.name!r} flow ({preset} preset)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "recipe") -> Recipe:
+        if not isinstance(d, dict):
+            raise DWFError(f"{source}: a recipe must be a table, got {type(d).__name__}")
         d = dict(d)
         known = {f.name for f in dataclasses.fields(cls)}
         extra = sorted(d.keys() - known)
         if extra:
             raise DWFError(f"{source}: unknown key(s) {extra}; known: {sorted(known)}")
-        for key in ("name", "arch", "data"):
-            if key not in d:
+        for key, kind in (
+            ("name", str),
+            ("arch", dict),
+            ("data", dict),
+            ("flow", dict),
+            ("paper_flow", dict),
+        ):
+            if key in ("name", "arch", "data") and key not in d:
                 raise DWFError(f"{source}: missing required key {key!r}")
+            if key in d and not isinstance(d[key], kind):
+                raise DWFError(f"{source}: {key!r} must be a {kind.__name__}, got {type(d[key]).__name__}")
         d["training"] = build_dataclass(TrainingConfig, d.get("training"), f"{source} [training]")
         d["calibration"] = build_dataclass(CalibrationConfig, d.get("calibration"), f"{source} [calibration]")
         recipe = cls(**d)
@@ -78,6 +98,11 @@ class Recipe:
 
 def available_recipes() -> list[str]:
     return sorted(p.stem for p in RECIPE_DIR.glob("*.toml"))
+
+
+def as_recipe(recipe: Recipe | dict[str, Any] | None, source: str = "recipe") -> Recipe | None:
+    """A ``Recipe`` from itself or its ``to_dict()`` table (``None`` stays ``None``)."""
+    return recipe if recipe is None or isinstance(recipe, Recipe) else Recipe.from_dict(recipe, source)
 
 
 def load_recipe(name_or_path: str | Path | Recipe | dict) -> Recipe:

@@ -64,17 +64,17 @@ def build_report(
     records); ``noise``: extra zoo + noise rows at these relative sigmas; ``baselines``: also find the
     noise and interpolation settings at the generated set's novelty and compare.
     """
-    from .data import load_task
-    from .evaluation import aligned_matrices, predict_many, score_many
+    from .evaluation import aligned_matrices
     from .frontier import Frontier
     from .io import write_json, write_text
     from .matching import canonicalize
+    from .scoring import predict_many, score_many
 
     if not reference.recipe:
         raise DWFError("the reference zoo has no recipe, so there is no task to evaluate on")
     if generated.arch != reference.arch:
         raise DWFError(f"architectures differ: {generated.arch!r} vs {reference.arch!r}")
-    x, y = load_task(reference.recipe["data"]).split(split)
+    x, y = reference.recipe.task.split(split)
     if not reference.is_canonical:
         reference = canonicalize(reference, progress=progress).zoo
     holdout = generated.info.get("holdout", 0) if holdout is None else holdout

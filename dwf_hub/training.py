@@ -15,20 +15,21 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from .archs import ArchSpec
 from .configs import TrainingConfig
 from .data import TaskData, load_task
 from .errors import DWFError, WeightFormatError
-from .evaluation import BatchedForward, metric_name, score_many
+from .init_schemes import initialise
 from .io import read_header, save_tensors, write_json
+from .optim import lr_factor, make_optimizer
 from .recipes import Recipe, load_recipe
+from .scoring import BatchedForward, score_many
 from .zoo import RECORD_KEY, WeightZoo, checkpoint_name
 
 JOB_FILE = ".dwf_job.json"
-INIT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
 def init_member(arch: ArchSpec, scheme: str, seed: int, init_from: str | None = None) -> dict[str, Tensor]:
@@ -39,20 +40,7 @@ def init_member(arch: ArchSpec, scheme: str, seed: int, init_from: str | None = 
         if init_from:
             return arch.pretrained_state(init_from)
         model = arch.build()
-        gen = torch.Generator().manual_seed(seed)
-        for m in model.modules():
-            if scheme == "default" or not isinstance(m, INIT_LAYERS):
-                continue
-            if scheme in ("kaiming", "kaiming_zero_bias"):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu", generator=gen)
-            elif scheme == "xavier":
-                nn.init.xavier_normal_(m.weight, generator=gen)
-            elif scheme == "normal":
-                nn.init.normal_(m.weight, 0.0, 0.1, generator=gen)
-            elif scheme == "uniform":
-                nn.init.uniform_(m.weight, -0.1, 0.1, generator=gen)
-            if m.bias is not None and scheme != "kaiming":
-                nn.init.zeros_(m.bias)
+        initialise(model, scheme, torch.Generator().manual_seed(seed))
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -73,28 +61,6 @@ def augment(x: Tensor, generators: list[torch.Generator], padding: int = 4) -> T
     cols = off[1, :, None] + ar(w)
     cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]  # [N*B, 1, 1, W]
     return padded[ar(n * b)[:, None, None, None], ar(c)[None, :, None, None], rows, cols].view(n, b, c, h, w)
-
-
-def _optimizer(params: list[Tensor], cfg: TrainingConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-def _lr_factor(cfg: TrainingConfig, steps_per_epoch: int):
-    total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
-
-    def factor(step: int) -> float:
-        if cfg.schedule == "none":
-            return 1.0
-        if cfg.schedule == "warmup_cosine" and step < warmup:
-            return (step + 1) / warmup
-        start = warmup if cfg.schedule == "warmup_cosine" else 0
-        return 0.5 * (1 + math.cos(math.pi * (step - start) / max(1, total - start)))
-
-    return factor
 
 
 def train_members(
@@ -131,10 +97,10 @@ def _train_members(
     # by the vectorized train-mode forward, one set per member.
     state = {k: torch.stack([sd[k] for sd in states]).to(device) for k in states[0]}
     params = {k: v.requires_grad_() for k, v in state.items() if k in param_keys}
-    opt = _optimizer(list(params.values()), cfg)
+    opt = make_optimizer(list(params.values()), cfg)
     x, y = task.x_train.to(device), task.y_train.to(device)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg, steps_per_epoch))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg, steps_per_epoch))
     data_gens = [torch.Generator().manual_seed(seed + 2**32) for seed in seeds]
     aug_gens = [torch.Generator().manual_seed(seed + 2**33) for seed in seeds]
     forward = BatchedForward(arch, train=True)
@@ -143,7 +109,7 @@ def _train_members(
     best_epoch = torch.full((n,), cfg.epochs)
     epoch_loss = torch.zeros(n, device=device)
     regression = arch.task == "regression"
-    metric = metric_name(arch)
+    metric = arch.metric
 
     for epoch in tqdm(range(cfg.epochs), desc=f"training {n} networks", disable=not progress, leave=False):
         order = torch.stack([torch.randperm(len(x), generator=g) for g in data_gens]).to(device)
@@ -261,6 +227,6 @@ def train_zoo(
                 records[i] = rec
             bar.update(len(chunk))
         bar.close()
-    zoo = WeightZoo(arch, paths, records, recipe=recipe.to_dict(), info={"source": "trained"})
+    zoo = WeightZoo(arch, paths, records, recipe=recipe, info={"source": "trained"})
     zoo.save(root)
     return zoo

@@ -21,36 +21,42 @@ from torch import Tensor
 
 from .archs import ArchSpec, arch_from_config
 from .errors import ZooFormatError
-from .hub import download, push
+from .formats import (
+    CARD_NAME,
+    CHECKPOINT_DIR,
+    METADATA_FILES,
+    METADATA_NAME,
+    RECORD_KEY,
+    WEIGHTS_COLUMN,
+    WEIGHTS_COLUMN_MAX_PARAMS,
+    ZOO_CONFIG_NAME,
+    ZOO_FORMAT_VERSION,
+)
+from .hub import HubMixin, download
 from .io import FlatReader, load_tensors, read_header, save_tensors, write_json, write_text
-
-ZOO_FORMAT_VERSION = 1
-ZOO_CONFIG_NAME = "zoo.json"
-METADATA_NAME = "metadata.parquet"
-CHECKPOINT_DIR = "checkpoints"
-CARD_NAME = "README.md"
-METADATA_FILES = [ZOO_CONFIG_NAME, METADATA_NAME, CARD_NAME]
-RECORD_KEY = "dwf_record"  # safetensors header key holding the model's metadata row as JSON
-WEIGHTS_COLUMN = "weights"  # flat float32 weights in the metadata table, for small architectures
-WEIGHTS_COLUMN_MAX_PARAMS = 65_536
+from .provenance import CanonicalizationRecord
+from .recipes import Recipe, as_recipe
 
 
 def checkpoint_name(index: int) -> str:
     return f"{CHECKPOINT_DIR}/model_{index:05d}.safetensors"
 
 
-class WeightZoo:
+class WeightZoo(HubMixin):
     """``N`` networks of one architecture with one metadata record each.
 
-    Members live in memory (state dicts) or on disk (loaded lazily, validated on read).
+    Members live in memory (state dicts) or on disk (loaded lazily, validated on read). A zoo on the Hub
+    is a *dataset* repo: ``WeightZoo.from_pretrained(repo_id, members=...)``, ``zoo.push_to_hub(repo_id)``.
     """
+
+    repo_type = "dataset"
 
     def __init__(
         self,
         arch: ArchSpec,
         members: Sequence[dict[str, Tensor] | Path],
         records: Sequence[dict[str, Any]] | None = None,
-        recipe: dict[str, Any] | None = None,
+        recipe: Recipe | dict[str, Any] | None = None,
         info: dict[str, Any] | None = None,
     ) -> None:
         if len(members) == 0:
@@ -59,7 +65,7 @@ class WeightZoo:
         if len(records) != len(members):
             raise ZooFormatError(f"{len(members)} networks but {len(records)} metadata records")
         self.arch, self._members, self.records = arch, list(members), records
-        self.recipe, self.info = recipe, dict(info or {})
+        self.recipe, self.info = as_recipe(recipe, "zoo recipe"), dict(info or {})
 
     # -- constructors ----------------------------------------------------------------------------
     @classmethod
@@ -114,6 +120,11 @@ class WeightZoo:
     @property
     def is_canonical(self) -> bool:
         return "canonical" in self.info
+
+    @property
+    def canonical(self) -> CanonicalizationRecord | None:
+        """How the zoo was canonicalized (``None``: it was not)."""
+        return CanonicalizationRecord.from_info(self.info)
 
     def state_dict(self, index: int) -> dict[str, Tensor]:
         member = self._members[index]
@@ -211,7 +222,7 @@ class WeightZoo:
             {
                 "format_version": ZOO_FORMAT_VERSION,
                 "arch": self.arch.config,
-                "recipe": self.recipe,
+                "recipe": self.recipe and self.recipe.to_dict(),
                 "info": self.info,
                 "num_models": len(self),
             },
@@ -246,39 +257,27 @@ class WeightZoo:
                     f"{ckpt}: keys/shapes do not match architecture {arch!r}; first differences: {bad}"
                 )
             members.append(ckpt)
-        return cls(arch, members, records, recipe=config.get("recipe"), info=config.get("info"))
+        recipe = as_recipe(config.get("recipe"), f"{root / ZOO_CONFIG_NAME} recipe")
+        return cls(arch, members, records, recipe=recipe, info=config.get("info"))
+
+    def _save_pretrained(self, folder: Path, *, repo_id: str | None = None, **kwargs: Any) -> None:
+        self.save(folder, repo_id)
 
     @classmethod
-    def from_pretrained(
+    def _from_pretrained(
         cls,
         repo_id_or_path: str | os.PathLike,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        local_files_only: bool = False,
+        hub: dict[str, Any],
         members: int | Sequence[int] | None = None,
-        token: str | bool | None = None,
     ) -> WeightZoo:
-        """A zoo from a local folder or a Hub *dataset* repo, downloading only the ``members`` asked for
-        (all, the first ``k``, or these indices) plus the config, card and metadata table."""
-        kwargs = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
-        meta = download(repo_id_or_path, "dataset", allow_patterns=METADATA_FILES, **kwargs)
+        """Download only the ``members`` asked for (all, the first ``k``, or these indices) plus the config,
+        card and metadata table."""
+        meta = download(repo_id_or_path, cls.repo_type, allow_patterns=METADATA_FILES, **hub)
         read_zoo_config(meta)  # a clear error before fetching checkpoints of something that is no zoo
         records = _read_parquet(meta / METADATA_NAME)
         wanted = [records[i]["checkpoint"] for i in _select(records, members)]
-        root = download(repo_id_or_path, "dataset", allow_patterns=[*METADATA_FILES, *wanted], **kwargs)
+        root = download(repo_id_or_path, cls.repo_type, allow_patterns=[*METADATA_FILES, *wanted], **hub)
         return cls.load(root, members)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        private: bool | None = None,
-        token: str | None = None,
-        commit_message: str | None = None,
-        revision: str | None = None,
-    ) -> str:
-        """Upload the zoo as a Hub *dataset* repo (created if needed); returns its URL."""
-        save = lambda folder: self.save(folder, repo_id)  # noqa: E731
-        return push(save, repo_id, "dataset", private, token, commit_message, revision)
 
 
 def _select(records: list[dict[str, Any]], members: int | Sequence[int] | None) -> list[int]:

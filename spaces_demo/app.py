@@ -23,9 +23,11 @@ import gradio as gr
 import torch
 
 from dwf_hub.errors import DWFError
-from dwf_hub.evaluation import aligned_matrices, metric_name, score_many
+from dwf_hub.evaluation import aligned_matrices
+from dwf_hub.flow.solvers import SOLVERS
 from dwf_hub.novelty import NoveltyScorer, nearest
 from dwf_hub.pipeline import DeepWeightFlowPipeline
+from dwf_hub.scoring import score_many
 from dwf_hub.zoo import WeightZoo
 
 MAX_NETWORKS = int(os.environ.get("DWF_MAX_NETWORKS", "200"))
@@ -33,7 +35,6 @@ MAX_UPLOAD_MB = float(os.environ.get("DWF_MAX_UPLOAD_MB", "50"))
 MAX_STEPS = 1000
 CACHE = Path(os.environ.get("DWF_SPACE_CACHE", Path.home() / ".cache" / "dwf_hub" / "space"))
 EMBEDDED = {"Iris MLP (embedded)": "iris_mlp", "8x8 digits MLP (embedded)": "digits_mlp"}
-SOLVERS = ["rk4", "heun", "euler"]
 COLUMNS = ["network", "test score", "distance to nearest zoo network", "novelty"]
 
 
@@ -47,11 +48,8 @@ class Flow:
 
     @classmethod
     def from_pipeline(cls, pipe: DeepWeightFlowPipeline, zoo: WeightZoo | None) -> Flow:
-        from dwf_hub.data import load_task
-
-        recipe = pipe.codec.config.recipe
         try:
-            test = load_task(recipe["data"]).split("test") if recipe else None
+            test = pipe.recipe.split("test") if pipe.recipe else None
         except DWFError:  # e.g. a Hub dataset that is not available here
             test = None
         if zoo is not None and not zoo.is_canonical:
@@ -161,8 +159,7 @@ def generate(library: FlowLibrary, choice, repo, num_networks, solver, steps, se
         asked = _whole_number(num_networks, "Number of networks", 1)
         steps = _whole_number(steps, "Steps", 1, MAX_STEPS)
         seed = _whole_number(seed, "Seed", 0, 2**32 - 1)
-        if solver not in SOLVERS:
-            raise DWFError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+        SOLVERS[solver]  # an unknown name raises, naming the known ones
         n = min(asked, MAX_NETWORKS)
         pipe = flow.pipeline
         t0 = time.perf_counter()
@@ -172,7 +169,7 @@ def generate(library: FlowLibrary, choice, repo, num_networks, solver, steps, se
     except DWFError as e:  # also a flow that cannot calibrate its BatchNorm networks here
         return f"**Error:** {e}", [], None, None
     generated = pipe.to_zoo(out, seed=seed)
-    metric = metric_name(pipe.arch)
+    metric = pipe.arch.metric
     scores = score_many(pipe.arch, out.weights, *flow.test).tolist() if flow.test else [math.nan] * n
     if flow.zoo is not None:
         aligned, _ = aligned_matrices(generated, flow.zoo)
@@ -235,7 +232,7 @@ def inspect(library: FlowLibrary, choice, repo, upload) -> str:
                      f"{d / flow.novelty.scale:.3f} times the zoo's median nearest-neighbour distance.")  # fmt: skip
     if flow.test:
         score = float(score_many(arch, arch.flatten(state)[None], *flow.test)[0])
-        lines.append(f"Test {metric_name(arch)}: **{score:.4f}**.")
+        lines.append(f"Test {arch.metric}: **{score:.4f}**.")
     return "\n\n".join(lines)
 
 
@@ -256,7 +253,7 @@ def build_demo(flows: dict[str, Flow]) -> gr.Blocks:
                 # Text fields, so that whatever is typed reaches the checks below (a number field would
                 # silently keep its last valid value).
                 num = gr.Textbox("20", label=f"Number of networks (at most {MAX_NETWORKS})", elem_id="num")
-                solver = gr.Dropdown(SOLVERS, value="rk4", label="ODE solver")
+                solver = gr.Dropdown(list(SOLVERS.names()), value="rk4", label="ODE solver")
                 steps = gr.Textbox("10", label="Steps", elem_id="steps")
                 seed = gr.Textbox("0", label="Seed", elem_id="seed")
             button = gr.Button("Generate", variant="primary", elem_id="generate")

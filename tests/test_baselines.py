@@ -127,7 +127,7 @@ def test_knob_is_interpolated_between_bracketing_settings():
 def test_matched_baselines_land_on_the_target_novelty(canonical):
     from dwf_hub.data import load_task
 
-    x, y = load_task(canonical.recipe["data"]).split("val")
+    x, y = canonical.recipe.task.split("val")
     seen, heldout = canonical.split_holdout(2)
     frontier = Frontier(seen, x, y, heldout, num_networks=40)
     for kind in ("noise", "interpolation"):

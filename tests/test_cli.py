@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dwf_hub.cli import main
+from dwf_hub.configs import FlowConfig
 from dwf_hub.zoo import WeightZoo
 
 TOML = """
@@ -71,8 +72,8 @@ def test_full_cli_loop(workdir, capsys):
         == 0
     )
     assert not (workdir / "pipe" / ".flow_checkpoint").exists()
-    codec_cfg = json.loads((workdir / "pipe" / "codec" / "config.json").read_text())
-    assert codec_cfg["flow_config"]["iterations"] == 30 and codec_cfg["flow_config"]["hidden_dim"] == 16
+    flow = json.loads((workdir / "pipe" / "model_index.json").read_text())["flow_config"]
+    assert flow["training"]["iterations"] == 30 and flow["velocity"]["hidden_dim"] == 16
     assert (
         main(
             [
@@ -127,8 +128,8 @@ def test_fit_without_canonicalization_cli(workdir):
         )
         == 0
     )
-    cfg = json.loads((workdir / "pipe_raw" / "codec" / "config.json").read_text())
-    assert cfg["canonicalization"] is None and cfg["flow_config"]["canonicalize"] is False
+    cfg = json.loads((workdir / "pipe_raw" / "model_index.json").read_text())
+    assert cfg["canonicalization"] is None and cfg["flow_config"]["canonicalization"]["canonicalize"] is False
 
 
 @pytest.mark.parametrize(
@@ -202,7 +203,9 @@ def test_demo_small(tmp_path):
 def test_fit_with_paper_preset_cli(workdir):
     argv = ["-q", "fit", str(workdir / "zoo"), "--out", str(workdir / "pipe_paper"), "--preset", "paper"]
     assert main([*argv, "--iterations", "5"]) == 0
-    cfg = json.loads((workdir / "pipe_paper" / "codec" / "config.json").read_text())["flow_config"]
+    cfg = FlowConfig.from_flat(
+        json.loads((workdir / "pipe_paper" / "model_index.json").read_text())["flow_config"]
+    ).flat()
     assert (cfg["normalization"], cfg["batch_size"], cfg["source_std"], cfg["iterations"]) == (
         "none",
         8,

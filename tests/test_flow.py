@@ -63,7 +63,7 @@ def _cfg(**kw) -> FlowConfig:
         checkpoint_every=20,
         lr=1e-3,
     )
-    return FlowConfig(**{**base, **kw})
+    return FlowConfig.from_flat({**base, **kw})
 
 
 def test_flow_learns_a_shifted_gaussian():
@@ -132,8 +132,8 @@ def test_flow_training_resumes_after_interruption(tmp_path, extra):
 
 def test_flow_config_validation():
     with pytest.raises(DWFError, match="normalization='zca'"):
-        FlowConfig(normalization="zca")
+        FlowConfig.from_flat(normalization="zca")
     with pytest.raises(DWFError, match="source_std"):
-        FlowConfig(source_std=-1.0)
+        FlowConfig.from_flat(source_std=-1.0)
     with pytest.raises(DWFError, match="NaN"):
         train_flow(torch.tensor([[float("nan"), 1.0]]), _cfg(), 1.0, progress=False)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dwf_hub.data import load_task
-from dwf_hub.evaluation import accuracy_many
+from dwf_hub.scoring import score_many
 from dwf_hub.matching import canonicalize
 from dwf_hub.matching.reference import plain_weight_matching
 from dwf_hub.matching.weight_matching import objective
@@ -25,9 +25,9 @@ def test_canonical_zoo_is_functionally_identical(tiny_zoo):
     # the reference does not move
     for k, v in tiny_zoo.state_dict(0).items():
         assert torch.equal(canon.state_dict(0)[k], v)
-    task = load_task(tiny_zoo.recipe["data"])
-    acc_raw = accuracy_many(tiny_zoo.arch, tiny_zoo.to_matrix(), task.x_test, task.y_test)
-    acc_can = accuracy_many(canon.arch, canon.to_matrix(), task.x_test, task.y_test)
+    task = tiny_zoo.recipe.task
+    acc_raw = score_many(tiny_zoo.arch, tiny_zoo.to_matrix(), task.x_test, task.y_test)
+    acc_can = score_many(canon.arch, canon.to_matrix(), task.x_test, task.y_test)
     assert torch.equal(acc_raw, acc_can)
 
 

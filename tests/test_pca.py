@@ -194,10 +194,10 @@ def test_dual_pca_reads_checkpoint_columns_from_disk(tiny_zoo, tmp_path):
 
 
 def test_auto_picks_dual_pca_when_the_zoo_does_not_fit(monkeypatch):
-    from dwf_hub import fitting
-    from dwf_hub.configs import FlowConfig
+    from dwf_hub import pca
+    from dwf_hub.pca_solvers import resolve_pca_solver
 
-    assert fitting._pca_solver(FlowConfig(), 100, 1000) == "exact"
-    monkeypatch.setattr(fitting, "exact_fits_in_memory", lambda n, d: False)
-    assert fitting._pca_solver(FlowConfig(), 100, 110_000_000) == "dual"
-    assert fitting._pca_solver(FlowConfig(pca_solver="incremental"), 100, 1000) == "incremental"
+    assert resolve_pca_solver("auto", 100, 1000) == "exact"
+    monkeypatch.setattr(pca, "exact_fits_in_memory", lambda n, d: False)
+    assert resolve_pca_solver("auto", 100, 110_000_000) == "dual"
+    assert resolve_pca_solver("incremental", 100, 1000) == "incremental"

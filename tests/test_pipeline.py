@@ -102,7 +102,7 @@ def test_generate_zoo_uses_zoo_format(tiny_fit, tmp_path):
     zoo = tiny_fit.pipeline.generate_zoo(6, seed=4)
     zoo.save(tmp_path / "gen")
     loaded = WeightZoo.load(tmp_path / "gen")
-    assert len(loaded) == 6 and loaded.recipe == tiny_fit.pipeline.codec.config.recipe
+    assert len(loaded) == 6 and loaded.recipe == tiny_fit.pipeline.recipe
     assert all(r["source"] == "generated" for r in loaded.records)
     assert torch.equal(loaded.to_matrix(), _gen(tiny_fit.pipeline, 6, seed=4, output_type="pt").weights)
 
@@ -133,7 +133,7 @@ def test_fit_without_canonicalization(tiny_zoo):
     result = fit_pipeline(
         tiny_zoo, default_flow_config(tiny_zoo, canonicalize=False, iterations=5), progress=False
     )
-    assert result.pipeline.codec.config.canonicalization is None
+    assert result.pipeline.config.canonicalization is None and result.pipeline.canonical is None
     assert torch.equal(result.training_zoo.to_matrix(), tiny_zoo.to_matrix())
     assert _gen(result.pipeline, 2).weights.shape == (2, tiny_zoo.arch.num_params)
 

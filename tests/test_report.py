@@ -123,9 +123,9 @@ def test_cli_evaluate_writes_the_report(tiny_zoo, tiny_fit, tmp_path, capsys):
 
 def test_vectorized_predictions_match_a_loop(tiny_zoo):
     from dwf_hub.data import load_task
-    from dwf_hub.evaluation import predict_many
+    from dwf_hub.scoring import predict_many
 
-    x = load_task(tiny_zoo.recipe["data"]).x_test
+    x = tiny_zoo.recipe.task.x_test
     batched = predict_many(tiny_zoo.arch, tiny_zoo.to_matrix(), x)
     with torch.no_grad():
         looped = torch.stack([tiny_zoo.model(i)(x).argmax(-1) for i in range(len(tiny_zoo))])

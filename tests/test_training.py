@@ -24,14 +24,20 @@ def test_shipped_recipes_load():
     iris = load_recipe("iris_mlp")
     assert iris.arch_spec.num_params == 131
     paper = iris.flow_config("paper")  # the authors' Table 14 values
-    assert (paper.normalization, paper.iterations, paper.batch_size, paper.lr) == ("none", 30000, 8, 5e-4)
-    assert (paper.time_embed_dim, paper.dropout, paper.source_std, paper.num_inference_steps) == (
+    paper = paper.flat()
+    assert (paper["normalization"], paper["iterations"], paper["batch_size"], paper["lr"]) == (
+        "none",
+        30000,
+        8,
+        5e-4,
+    )
+    assert (paper["time_embed_dim"], paper["dropout"], paper["source_std"], paper["num_inference_steps"]) == (
         4,
         0.4,
         0.01,
         99,
     )
-    assert iris.flow_config("paper", iterations=7).iterations == 7
+    assert iris.flow_config("paper", iterations=7).training.iterations == 7
     with pytest.raises(UnknownNameError, match="flow preset"):
         iris.flow_config("fast")
     assert (iris.training.optimizer, iris.training.lr, iris.training.batch_size, iris.training.epochs) == (
@@ -135,7 +141,8 @@ def test_mixed_init_recipe_cycles_schemes(tmp_path):
     recipe["training"]["epochs"] = 2
     zoo = train_zoo(Recipe.from_dict(recipe), 6, tmp_path / "m", progress=False)
     assert [r["init"] for r in zoo.records] == recipe["training"]["init"]
-    json.dumps(zoo.recipe)
+    json.dumps(zoo.recipe.to_dict())
+    assert WeightZoo.load(tmp_path / "m").recipe == zoo.recipe
 
 
 def test_augmentation_crops_and_flips_per_image():

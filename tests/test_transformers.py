@@ -9,7 +9,7 @@ import torch
 
 from dwf_hub.archs import get_arch
 from dwf_hub.errors import DWFError, WeightFormatError, ZooFormatError
-from dwf_hub.evaluation import BatchedForward, stack_state_dicts
+from dwf_hub.scoring import BatchedForward, stack_state_dicts
 from dwf_hub.matching import canonicalize, matching_spec, weight_matching, weight_matching_many
 from dwf_hub.permutations import apply_permutation, random_permutation
 from dwf_hub.zoo import WeightZoo

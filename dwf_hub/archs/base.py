@@ -69,6 +69,11 @@ class ArchSpec(ABC):
         """``classification`` (outputs are logits) or ``regression`` (one output per sample)."""
         return "classification"
 
+    @property
+    def metric(self) -> str:
+        """The task metric: ``accuracy`` (classification) or ``spearman`` (regression, as the paper's BERT)."""
+        return "accuracy" if self.task == "classification" else "spearman"
+
     def call(self, model: nn.Module, x: Tensor) -> Tensor:
         """``model`` applied to an input batch ``x [B, ...]`` -> outputs ``[B, C]`` (plain tensors, vmap-safe)."""
         return model(x)

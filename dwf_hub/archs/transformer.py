@@ -197,7 +197,7 @@ class ViTSpec(_TransformerSpec):
         axes.update(layer_axes)
         axes.update(_norm("vit.layernorm"))
         axes.update(dense("classifier", RESIDUAL, None))
-        return PermutationSpec(axes, tuple(groups))
+        return PermutationSpec(axes, tuple(groups), residual=RESIDUAL)
 
     @classmethod
     def tiny(cls) -> ViTSpec:
@@ -297,7 +297,7 @@ class BertSpec(_TransformerSpec):
         axes.update(layer_axes)
         axes.update(dense("bert.pooler.dense", RESIDUAL, "P_pool"))
         axes.update(dense("classifier", "P_pool", None))
-        return PermutationSpec(axes, tuple(groups))
+        return PermutationSpec(axes, tuple(groups), residual=RESIDUAL)
 
     @classmethod
     def tiny(cls) -> BertSpec:

@@ -16,11 +16,8 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerOutput
 from torch import Tensor
 
-from ..configs import SOLVERS
-from ..errors import DWFError, unknown
-
-# For each solver: fractions of the interval at which stages are evaluated.
-STAGE_OFFSETS = {"euler": (0.0,), "heun": (0.0, 1.0), "rk4": (0.0, 0.5, 0.5, 1.0)}
+from ..errors import DWFError
+from .solvers import SOLVERS
 
 
 class FlowODEScheduler(SchedulerMixin, ConfigMixin):
@@ -35,8 +32,7 @@ class FlowODEScheduler(SchedulerMixin, ConfigMixin):
         t_start: float = 0.0,
         t_end: float = 1.0,
     ) -> None:
-        if solver not in SOLVERS:
-            raise unknown("solver", solver, list(SOLVERS))
+        SOLVERS[solver]  # an unknown name raises, naming the known ones
         self.set_timesteps(num_inference_steps)
 
     @property
@@ -46,7 +42,7 @@ class FlowODEScheduler(SchedulerMixin, ConfigMixin):
 
     @property
     def order(self) -> int:
-        return len(STAGE_OFFSETS[self.solver])
+        return len(SOLVERS[self.solver].offsets)
 
     @property
     def solver(self) -> str:
@@ -63,12 +59,10 @@ class FlowODEScheduler(SchedulerMixin, ConfigMixin):
         if steps < 1:
             raise DWFError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         solver = solver or self.config.solver
-        if solver not in SOLVERS:
-            raise unknown("solver", solver, list(SOLVERS))
+        offsets = torch.tensor(SOLVERS[solver].offsets, dtype=torch.float64)
         self._solver, self.num_inference_steps = solver, steps
         grid = torch.linspace(self.config.t_start, self.config.t_end, steps + 1, dtype=torch.float64)
         self._h = float(grid[1] - grid[0])
-        offsets = torch.tensor(STAGE_OFFSETS[solver], dtype=torch.float64)
         self.timesteps = (grid[:-1, None] + offsets[None] * self._h).reshape(-1).float().to(device)
         self._stage, self._x0, self._k = 0, None, []
 
@@ -78,15 +72,7 @@ class FlowODEScheduler(SchedulerMixin, ConfigMixin):
         if stage == 0:
             self._x0, self._k = sample, []
         self._k.append(model_output)
-        x0, k = self._x0, self._k
-        if self._solver == "euler":
-            nxt = x0 + h * k[0]
-        elif self._solver == "heun":
-            nxt = x0 + h * k[0] if stage == 0 else x0 + 0.5 * h * (k[0] + k[1])
-        elif stage < 3:
-            nxt = x0 + (h if stage == 2 else 0.5 * h) * k[stage]
-        else:
-            nxt = x0 + (h / 6.0) * (k[0] + 2 * k[1] + 2 * k[2] + k[3])
+        nxt = SOLVERS[self._solver].rule(self._x0, h, self._k, stage)
         self._stage = (stage + 1) % self.order
         if self._stage == 0:
             self._x0, self._k = None, []

@@ -8,9 +8,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..archs import ArchSpec
-from ..archs.transformer import RESIDUAL
 from ..errors import DWFError
 from ..permutations import PermutationSpec
+from ..provenance import CanonicalizationRecord
 from ..zoo import WeightZoo
 from .weight_matching import MatchResult, weight_matching, weight_matching_many
 
@@ -20,7 +20,7 @@ DEFAULT_ITERATIONS = {"git_re_basin": 100, "transfusion": 10}  # the paper's set
 def matching_spec(arch: ArchSpec, permute_residual: bool = True) -> PermutationSpec:
     """The spec canonicalization uses: the architecture's, optionally with the residual stream fixed."""
     spec = arch.permutation_spec()
-    return spec if permute_residual else spec.without({RESIDUAL})  # only transformers have it
+    return spec if permute_residual else spec.without_residual()
 
 
 def method_of(spec: PermutationSpec) -> str:
@@ -28,10 +28,23 @@ def method_of(spec: PermutationSpec) -> str:
     return "transfusion" if spec.head_groups else "git_re_basin"
 
 
+MAX_ITERATIONS = 100_000
+
+
+def iterations(arch: ArchSpec, max_iter: int | None, permute_residual: bool = True) -> int:
+    """``max_iter`` checked (an integer in [1, MAX_ITERATIONS]), or the paper's default for ``arch``:
+    100 sweeps (Git Re-Basin) or 10 (TransFusion)."""
+    if max_iter is None:
+        return DEFAULT_ITERATIONS[method_of(matching_spec(arch, permute_residual))]
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or not 1 <= max_iter <= MAX_ITERATIONS:
+        raise DWFError(f"max_iter must be an integer in [1, {MAX_ITERATIONS}], got {max_iter!r}")
+    return max_iter
+
+
 @dataclass
 class CanonicalizationResult:
     zoo: WeightZoo
-    """The aligned zoo; ``zoo.info["canonical"]`` records the method and the reference member."""
+    """The aligned zoo; ``zoo.info["canonical"]`` holds its ``CanonicalizationRecord``."""
     perms: list[dict[str, Tensor]]
     """Per member, the permutation applied to it."""
     objectives: list[float]
@@ -49,7 +62,7 @@ def align_state_dict(
     """Permute ``state_dict`` to match ``reference``; the result computes the same function."""
     arch.validate(state_dict)
     spec = matching_spec(arch, permute_residual)
-    max_iter = max_iter or DEFAULT_ITERATIONS[method_of(spec)]
+    max_iter = iterations(arch, max_iter, permute_residual)
     result = weight_matching(spec, reference, state_dict, max_iter=max_iter, seed=seed)
     return {**state_dict, **result.aligned}, result
 
@@ -74,9 +87,9 @@ def canonicalize(
     """
     if not 0 <= reference < len(zoo):
         raise DWFError(f"reference index {reference} is out of range for a zoo of {len(zoo)} networks")
+    max_iter = iterations(zoo.arch, max_iter, permute_residual)
     spec = matching_spec(zoo.arch, permute_residual)
     method = method_of(spec)
-    max_iter = max_iter or DEFAULT_ITERATIONS[method]
     ref = zoo.state_dict(reference)
     chunk = max(1, chunk_params // zoo.arch.num_params)
     members, perms, objectives = [], [], []
@@ -90,16 +103,8 @@ def canonicalize(
                 perms.append(result.perm)
                 objectives.append(result.objective)
             bar.update(len(batch))
-    info = {
-        **zoo.info,
-        "canonical": {
-            "method": method,
-            "reference": reference,
-            "max_iter": max_iter,
-            "seed": seed,
-            "permute_residual": permute_residual,
-        },
-    }
+    record = CanonicalizationRecord(method, reference, max_iter, seed, permute_residual)
+    info = {**zoo.info, "canonical": record.to_dict()}
     records = [{**r, "matching_objective": o} for r, o in zip(zoo.records, objectives)]
     canonical = WeightZoo(zoo.arch, members, records, recipe=zoo.recipe, info=info)
     return CanonicalizationResult(canonical, perms, objectives)

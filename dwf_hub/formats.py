@@ -1,0 +1,11 @@
+"""File names and limits of the on-disk formats (a zoo folder; see ``zoo.py`` for its layout)."""
+
+ZOO_FORMAT_VERSION = 1
+ZOO_CONFIG_NAME = "zoo.json"
+METADATA_NAME = "metadata.parquet"
+CHECKPOINT_DIR = "checkpoints"
+CARD_NAME = "README.md"
+METADATA_FILES = [ZOO_CONFIG_NAME, METADATA_NAME, CARD_NAME]
+RECORD_KEY = "dwf_record"  # safetensors header key holding the model's metadata row as JSON
+WEIGHTS_COLUMN = "weights"  # flat float32 weights in the metadata table, for small architectures
+WEIGHTS_COLUMN_MAX_PARAMS = 65_536
