@@ -22,11 +22,11 @@ import torch
 from dwf_hub.calibration import recalibrate_batchnorm
 from dwf_hub.data import load_task
 from dwf_hub.evaluation import aligned_matrices
-from dwf_hub.scoring import score_many, stack_state_dicts
 from dwf_hub.fitting import default_flow_config, fit_pipeline
 from dwf_hub.matching import canonicalize
 from dwf_hub.novelty import NoveltyScorer
 from dwf_hub.recipes import load_recipe
+from dwf_hub.scoring import score_many, stack_state_dicts
 from dwf_hub.training import train_zoo
 from dwf_hub.zoo import WeightZoo
 

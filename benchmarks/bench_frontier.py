@@ -24,11 +24,10 @@ from pathlib import Path
 
 import torch
 
-from dwf_hub.data import load_task
-from dwf_hub.scoring import score_many
 from dwf_hub.fitting import default_flow_config, fit_pipeline
 from dwf_hub.frontier import Frontier, compare
 from dwf_hub.matching import canonicalize
+from dwf_hub.scoring import score_many
 from dwf_hub.training import train_zoo
 
 # Flow settings swept per zoo (one thing varied at a time around the recipe's default); every fit is also

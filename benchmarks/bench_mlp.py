@@ -19,10 +19,10 @@ import torch
 
 from dwf_hub.data import load_task
 from dwf_hub.evaluation import evaluate_zoo
-from dwf_hub.scoring import score_many
 from dwf_hub.fitting import default_flow_config, fit_pipeline
 from dwf_hub.matching import canonicalize
 from dwf_hub.recipes import load_recipe
+from dwf_hub.scoring import score_many
 from dwf_hub.training import train_zoo
 
 ZOOS = {"iris": ("iris_mlp", 100), "digits": ("digits_mlp", 50)}
@@ -68,7 +68,7 @@ def run(
     canonical = canonicalize(zoo, progress=False).zoo
     task = load_task(recipe.data)
     zoo_acc = score_many(zoo.arch, zoo.to_matrix(), task.x_test, task.y_test)
-    default_width = recipe.flow_config().hidden_dim
+    default_width = recipe.flow_config().velocity.hidden_dim
     print(
         f"\n## {dataset}: {recipe_name}, {n} zoo networks, {num_generated} generated, D = {zoo.arch.num_params}"
     )
@@ -97,14 +97,16 @@ def run(
         cfg = default_flow_config(zoo, "paper")
         t0 = time.perf_counter()
         fit = fit_pipeline(canonical, cfg, progress=False)
-        row = {"dataset": dataset, "canonicalize": True, "width": cfg.hidden_dim, "preset": "paper",
+        row = {"dataset": dataset, "canonicalize": True, "width": cfg.velocity.hidden_dim, "preset": "paper",
                "default": False, "fit_s": time.perf_counter() - t0}  # fmt: skip
         row.update(evaluate_fit(zoo, canonical, fit, num_generated, zoo_acc))
         row.pop("weights")
         rows.append(row)
         print(
             row_line(
-                True, f"{cfg.hidden_dim} (paper preset: {cfg.iterations} its, batch {cfg.batch_size})", row
+                True,
+                f"{cfg.velocity.hidden_dim} (paper preset: {cfg.training.iterations} its, batch {cfg.training.batch_size})",
+                row,
             )
         )
     if dataset == "iris":

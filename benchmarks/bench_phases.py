@@ -90,6 +90,7 @@ def main() -> None:
     ours["Git Re-Basin, 100 random MNIST MLPs"], _ = timed(lambda: canonicalize(mnist, progress=False))
     ours["Git Re-Basin, 100 random Fashion MLPs"], _ = timed(lambda: canonicalize(fashion, progress=False))
     cfg = default_flow_config(zoo)
+    flat = cfg.flat()
     ours["flow training"], fit = timed(lambda: fit_pipeline(canon, cfg, progress=False))
     pipe = fit.pipeline
     pipe(num_networks=100, output_type="model")  # warm-up
@@ -105,8 +106,8 @@ def main() -> None:
             lambda: subprocess.run(cmd, check=True, capture_output=True)
         )
 
-    print(f"Iris job, flow: width {cfg.hidden_dim}, {cfg.iterations} iterations, batch {cfg.batch_size}; "
-          f"sampling: {cfg.solver}, {cfg.num_inference_steps} steps")  # fmt: skip
+    print(f"Iris job, flow: width {flat['hidden_dim']}, {flat['iterations']} iterations, batch {flat['batch_size']}; "
+          f"sampling: {flat['solver']}, {flat['num_inference_steps']} steps")  # fmt: skip
     print("| phase | ours (s) | baseline in this run (s) | authors' code (s) | authors / ours | target (s) |")
     print("|---|---|---|---|---|---|")
     for phase, t in ours.items():

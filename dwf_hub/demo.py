@@ -75,13 +75,21 @@ def run_demo(
     timings["evaluation"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
 
+    run = {"num_models": num_models, "holdout": holdout, "num_generated": num_generated, "seed": seed}
+    summary = _summary(report, run, config.to_dict(), timings)
+    write_json(root / "summary.json", summary)
+    write_text(root / "report.md", render_report(summary))
+    return summary
+
+
+def _summary(
+    report: dict[str, Any], run: dict[str, Any], flow_config: dict[str, Any], timings: dict[str, float]
+) -> dict[str, Any]:
+    """The demo's summary: the run's sizes, accuracies, ratios, baselines at matched novelty, timings."""
     acc = report["accuracy"]
-    summary = {
+    return {
         "recipe": RECIPE,
-        "num_models": num_models,
-        "holdout": holdout,
-        "num_generated": num_generated,
-        "seed": seed,
+        **run,
         **{f"zoo_accuracy_{k}": acc["zoo"][k] for k in ("mean", "std", "min")},
         **{f"generated_accuracy_{k}": acc["generated"][k] for k in ("mean", "std", "min", "max")},
         **{m: report[m]["generated"] for m in ("novelty_ratio", "diversity_ratio", "heldout_ratio")},
@@ -93,12 +101,9 @@ def run_demo(
         },
         "miou_generated_to_zoo": report["table17"]["gen→orig"]["miou_mean"],
         "verdict": report["verdict"],
-        "flow_config": config.to_dict(),
+        "flow_config": flow_config,
         "timings": timings,
     }
-    write_json(root / "summary.json", summary)
-    write_text(root / "report.md", render_report(summary))
-    return summary
 
 
 def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str]]:

@@ -106,6 +106,19 @@ def spearman(pred: Tensor, target: Tensor) -> Tensor:
     return torch.tensor([spearmanr(p.double().numpy(), target.double().numpy())[0] for p in pred])
 
 
+def weight_metrics(weights_a: Tensor, weights_b: Tensor, same: bool = False) -> dict[str, float]:
+    """The weight-space set-to-set metrics from set A to set B (means over A's networks where per network)."""
+    nn = nearest_distances(weights_a, weights_b, same)
+    cos = max_cosine(weights_a, weights_b, same)
+    return {
+        "nn_l2_mean": float(nn.mean()),
+        "nn_l2_median": float(nn.median()),
+        "max_cosine_mean": float(cos.mean()),
+        "wasserstein": wasserstein(weights_a, weights_b),
+        "jensen_shannon": jensen_shannon(weights_a, weights_b),
+    }
+
+
 def set_metrics(
     weights_a: Tensor,
     preds_a: Tensor,
@@ -114,19 +127,10 @@ def set_metrics(
     labels: Tensor,
     same: bool = False,
 ) -> dict[str, float]:
-    """Every set-to-set metric from set A to set B (means over A's networks where per network)."""
-    nn = nearest_distances(weights_a, weights_b, same)
+    """Every set-to-set metric from set A to set B: ``weight_metrics`` and the wrong-prediction mIoU."""
     iou = max_wrong_iou(preds_a, preds_b, labels, same)
-    cos = max_cosine(weights_a, weights_b, same)
-    return {
-        "miou_mean": float(iou.mean()),
-        "miou_std": float(iou.std(unbiased=False)),
-        "nn_l2_mean": float(nn.mean()),
-        "nn_l2_median": float(nn.median()),
-        "max_cosine_mean": float(cos.mean()),
-        "wasserstein": wasserstein(weights_a, weights_b),
-        "jensen_shannon": jensen_shannon(weights_a, weights_b),
-    }
+    return {"miou_mean": float(iou.mean()), "miou_std": float(iou.std(unbiased=False)),
+            **weight_metrics(weights_a, weights_b, same)}  # fmt: skip
 
 
 def load_metric(name: str):

@@ -151,6 +151,34 @@ def fit_pca_incremental(
     )
 
 
+def _wanted_components(n_components: int | float | None, n: int) -> int:
+    """How many eigenpairs the randomized SVD computes: ``n_components`` when a count, else all ``n - 1``."""
+    wanted = n - 1 if not isinstance(n_components, int) or isinstance(n_components, bool) else n_components
+    if not 1 <= wanted <= n - 1:
+        raise DWFError(f"n_components={n_components} must be between 1 and {n - 1} (networks - 1)")
+    return wanted
+
+
+def _mean_and_gram(
+    read_columns: Callable[[int, int], Tensor], n: int, d: int, block_size: int, starts
+) -> tuple[Tensor, Tensor]:
+    """Pass 1 of the dual PCA: column means ``[D]`` and ``S S^T [N, N]`` (float64) with ``S`` the matrix
+    minus member 0's row, one column block at a time."""
+    gram = torch.zeros(n, n, dtype=torch.float64)
+    mean = torch.empty(d)
+    for s in starts:
+        x = read_columns(s, min(s + block_size, d))
+        if x.shape != (n, min(block_size, d - s)):
+            raise DWFError(f"dual PCA: column block at {s} has shape {tuple(x.shape)}, expected ({n}, ...)")
+        if not torch.isfinite(x).all():
+            row = int((~torch.isfinite(x)).any(1).nonzero()[0])
+            raise DWFError(f"dual PCA: network {row} has NaN or Inf weights in columns {s}..{s + x.shape[1]}")
+        mean[s : s + x.shape[1]] = x.mean(0)
+        shifted = x - x[0]
+        gram += (shifted @ shifted.T).double()
+    return mean, gram
+
+
 def fit_pca_dual(
     read_columns: Callable[[int, int], Tensor],
     n_networks: int,
@@ -180,26 +208,13 @@ def fit_pca_dual(
     block_size = block_size or max(1, (1 << 25) // n)  # blocks of ~128 MB (float32)
     starts = range(0, d, block_size)
     blocks = lambda desc: tqdm(starts, desc=desc, disable=not progress, leave=False)  # noqa: E731
-    gram = torch.zeros(n, n, dtype=torch.float64)
-    mean = torch.empty(d)
-    for s in blocks("dual PCA: Gram matrix"):
-        x = read_columns(s, min(s + block_size, d))
-        if x.shape != (n, min(block_size, d - s)):
-            raise DWFError(f"dual PCA: column block at {s} has shape {tuple(x.shape)}, expected ({n}, ...)")
-        if not torch.isfinite(x).all():
-            row = int((~torch.isfinite(x)).any(1).nonzero()[0])
-            raise DWFError(f"dual PCA: network {row} has NaN or Inf weights in columns {s}..{s + x.shape[1]}")
-        mean[s : s + x.shape[1]] = x.mean(0)
-        shifted = x - x[0]
-        gram += (shifted @ shifted.T).double()
+    mean, gram = _mean_and_gram(read_columns, n, d, block_size, blocks("dual PCA: Gram matrix"))
     centre = torch.eye(n, dtype=torch.float64) - 1.0 / n
     gram = centre @ gram @ centre
     total = float(gram.trace()) / (n - 1)
     if total <= 0:
         raise DWFError("PCA: all networks are identical (zero variance)")
-    wanted = n - 1 if not isinstance(n_components, int) or isinstance(n_components, bool) else n_components
-    if not 1 <= wanted <= n - 1:
-        raise DWFError(f"n_components={n_components} must be between 1 and {n - 1} (networks - 1)")
+    wanted = _wanted_components(n_components, n)
     u, eig, _ = randomized_svd(gram.numpy(), wanted, n_oversamples=10, n_iter=7, random_state=seed)
     variances = torch.from_numpy(eig.copy()) / (n - 1)
     rank = int((variances > variances[0] * 1e-10).sum())

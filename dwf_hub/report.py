@@ -24,26 +24,38 @@ from .zoo import WeightZoo
 MEMORIZED, PARTLY_NEW = 0.5, 0.8  # novelty-ratio thresholds of the verdict
 
 
-def verdict(novelty: float, miou: float, baselines: dict[str, dict[str, Any]] | None = None) -> str:
-    """Plain sentences: are the generated networks new, and do they beat each baseline at their novelty?"""
+def unit(metric: str) -> tuple[float, str]:
+    """How a metric is shown: accuracy in percent, Spearman's rho as it is."""
+    return (100.0, " (%)") if metric == "accuracy" else (1.0, "")
+
+
+def verdict(
+    novelty: float,
+    miou: float | None,
+    baselines: dict[str, dict[str, Any]] | None = None,
+    metric: str = "accuracy",
+) -> str:
+    """Plain sentences: are the generated networks new, and do they beat each baseline at their novelty?
+    (``miou``: error overlap with the zoo, classification only.)"""
+    overlap = "" if miou is None else f", error overlap with the zoo mIoU {miou:.2f}"
+    scale = unit(metric)[0]
     if novelty < MEMORIZED:
         text = (f"**Generated networks look memorized**: a generated network sits {novelty:.2f}× as far from its "
-                f"nearest zoo network as zoo networks sit from each other, and its errors overlap those of a "
-                f"zoo network with IoU {miou:.2f} on average.")  # fmt: skip
+                f"nearest zoo network as zoo networks sit from each other{overlap}.")  # fmt: skip
     elif novelty < PARTLY_NEW:
         text = (f"Generated networks are partly new: closer to zoo networks than those are to each other "
-                f"(novelty ratio {novelty:.2f}), error overlap with the zoo mIoU {miou:.2f}.")  # fmt: skip
+                f"(novelty ratio {novelty:.2f}){overlap}.")  # fmt: skip
     else:
         text = (f"Generated networks are new: as far from the zoo as its own networks are from each other "
-                f"(novelty ratio {novelty:.2f}), error overlap with the zoo mIoU {miou:.2f}.")  # fmt: skip
+                f"(novelty ratio {novelty:.2f}){overlap}.")  # fmt: skip
     for kind, b in (baselines or {}).items():
         knob = ", ".join(f"{k} {v:.3g}" for k, v in b["knob"].items())
         where = (f"at the same novelty ({kind} {knob}: novelty {b['novelty_ratio']:.2f})" if b["reached"] else
                  f"(it reaches at most novelty {b['novelty_ratio']:.2f}, at {knob})")  # fmt: skip
         outcome = "**beats**" if b["beats"] else "**does not beat**"
         noise = "" if b.get("significant", True) else " (a difference within twice its standard error)"
-        text += (f" The generator {outcome} the {kind} baseline {where}: {100 * b['mean']:.2f} vs "
-                 f"{100 * b['baseline_mean']:.2f}{noise}.")  # fmt: skip
+        text += (f" The generator {outcome} the {kind} baseline {where}: {scale * b['mean']:.2f} vs "
+                 f"{scale * b['baseline_mean']:.2f}{noise}.")  # fmt: skip
     return text
 
 
@@ -62,71 +74,97 @@ def build_report(
 
     ``holdout``: the last members of ``reference`` were not fitted on (default: what ``generated``
     records); ``noise``: extra zoo + noise rows at these relative sigmas; ``baselines``: also find the
-    noise and interpolation settings at the generated set's novelty and compare.
+    noise and interpolation settings at the generated set's novelty and compare. Every set is scored with
+    the architecture's task metric (accuracy, or Spearman's rho for regression).
     """
     from .evaluation import aligned_matrices
     from .frontier import Frontier
     from .io import write_json, write_text
     from .matching import canonicalize
-    from .scoring import predict_many, score_many
 
     if not reference.recipe:
         raise DWFError("the reference zoo has no recipe, so there is no task to evaluate on")
     if generated.arch != reference.arch:
         raise DWFError(f"architectures differ: {generated.arch!r} vs {reference.arch!r}")
-    x, y = reference.recipe.task.split(split)
+    x, y = reference.recipe.split(split)
     if not reference.is_canonical:
         reference = canonicalize(reference, progress=progress).zoo
     holdout = generated.info.get("holdout", 0) if holdout is None else holdout
     seen, heldout = reference.split_holdout(holdout)
     gen_w, _ = aligned_matrices(generated, reference, progress)
     frontier = Frontier(seen, x, y, heldout, num_networks=len(generated), seed=seed)
+    sets, scores = _score_sets(frontier, gen_w, noise)
+    sweeps = {kind: frontier.sweep(kind) for kind in (BASELINES if baselines else ())}
+    matched = _match_baselines(frontier, sweeps, sets, scores)
+    preds = _predictions(reference.arch, sets, x)
+    table = _table17(sets, preds, y)
+    novelty = scores["generated"]["novelty_ratio"]
+    summary = {
+        "split": split, "metric": frontier.metric, "num_zoo": len(seen), "num_generated": len(generated),
+        "holdout": holdout,
+        "accuracy": {k: {s: v[s] for s in ("mean", "std", "min", "max")} for k, v in scores.items()},
+        **{m: {k: v.get(m) for k, v in scores.items() if k != "zoo"}
+           for m in ("novelty_ratio", "diversity_ratio", "heldout_ratio")},
+        "baselines": matched, "sweeps": sweeps, "table17": table,
+        "verdict": verdict(novelty, table["gen→orig"]["miou_mean"], matched, frontier.metric),
+        "memorized": novelty < MEMORIZED,
+    }  # fmt: skip
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    from .scoring import score_many
+
+    per_network = {k: score_many(reference.arch, w, x, y) for k, w in sets.items()}
+    figures = _figures(root, sets, per_network, preds, y, summary)
+    write_json(root / "summary.json", summary)
+    write_text(root / "report.md", _markdown(summary, figures))
+    return summary
+
+
+def _score_sets(
+    frontier, gen_w: Tensor, noise: tuple[float, ...]
+) -> tuple[dict[str, Tensor], dict[str, dict[str, Any]]]:
+    """The compared sets (zoo, generated, held-out members, noise rows) in canonical space, and their
+    scores (task metric, novelty, diversity, held-out ratio)."""
     zoo_w = frontier.scorer.train
     sets: dict[str, Tensor] = {"zoo": zoo_w, "generated": gen_w}
-    scores: dict[str, dict[str, Any]] = {"zoo": frontier.score(zoo_w, quick=True)}
-    scores["generated"] = frontier.score(gen_w)
-    if heldout is not None:
+    scores: dict[str, dict[str, Any]] = {
+        "zoo": frontier.score(zoo_w, quick=True),
+        "generated": frontier.score(gen_w),
+    }
+    if frontier.scorer.heldout is not None:
         sets["held-out zoo members"] = frontier.scorer.heldout
     for s in noise:
         sets[f"noise σ={s:g}"] = frontier.baseline_weights("noise", {"sigma": s})
     for name, w in sets.items():
         scores.setdefault(name, frontier.score(w, heldout=name != "held-out zoo members"))
-    sweeps = {kind: frontier.sweep(kind) for kind in (BASELINES if baselines else ())}
-    matched = _match_baselines(frontier, sweeps, sets, scores)
-    preds = {k: predict_many(reference.arch, w, x) for k, w in sets.items()}
+    return sets, scores
 
-    def pair(a: str, b: str) -> dict[str, float]:
+
+def _predictions(arch, sets: dict[str, Tensor], x: Tensor) -> dict[str, Tensor] | None:
+    """Predicted labels ``[N, B]`` per set (classification only: errors are what mIoU compares)."""
+    from .scoring import predict_many
+
+    return {k: predict_many(arch, w, x) for k, w in sets.items()} if arch.task == "classification" else None
+
+
+def _table17(
+    sets: dict[str, Tensor], preds: dict[str, Tensor] | None, y: Tensor
+) -> dict[str, dict[str, Any]]:
+    """The paper's Table 17 between the zoo, the generated set and every other set (mIoU: classification)."""
+
+    def pair(a: str, b: str) -> dict[str, Any]:
+        if preds is None:
+            return {
+                "miou_mean": None,
+                "miou_std": None,
+                **metrics.weight_metrics(sets[a], sets[b], same=a == b),
+            }
         return metrics.set_metrics(sets[a], preds[a], sets[b], preds[b], y, same=a == b)
 
     table = {"orig→orig": pair("zoo", "zoo"), "orig→gen": pair("zoo", "generated"),
              "gen→orig": pair("generated", "zoo"), "gen→gen": pair("generated", "generated")}  # fmt: skip
-    for name in sets:
-        if name not in ("zoo", "generated"):
-            table[f"{name}→orig"] = pair(name, "zoo")
-    novelty = scores["generated"]["novelty_ratio"]
-    summary = {
-        "split": split,
-        "metric": frontier.metric,
-        "num_zoo": len(seen),
-        "num_generated": len(generated),
-        "holdout": holdout,
-        "accuracy": {k: {s: v[s] for s in ("mean", "std", "min", "max")} for k, v in scores.items()},
-        "novelty_ratio": {k: v["novelty_ratio"] for k, v in scores.items() if k != "zoo"},
-        "diversity_ratio": {k: v.get("diversity_ratio") for k, v in scores.items() if k != "zoo"},
-        "heldout_ratio": {k: v.get("heldout_ratio") for k, v in scores.items() if k != "zoo"},
-        "baselines": matched,
-        "sweeps": sweeps,
-        "table17": table,
-        "verdict": verdict(novelty, table["gen→orig"]["miou_mean"], matched),
-        "memorized": novelty < MEMORIZED,
-    }
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    accuracy = {k: score_many(reference.arch, w, x, y) for k, w in sets.items()}
-    figures = _figures(root, sets, accuracy, preds, y, summary)
-    write_json(root / "summary.json", summary)
-    write_text(root / "report.md", _markdown(summary, figures))
-    return summary
+    table.update({f"{name}→orig": pair(name, "zoo") for name in sets if name not in ("zoo", "generated")})
+    return table
 
 
 def _match_baselines(
@@ -158,7 +196,7 @@ def _figures(
     root: Path,
     sets: dict[str, Tensor],
     acc: dict[str, Tensor],
-    preds: dict[str, Tensor],
+    preds: dict[str, Tensor] | None,
     y: Tensor,
     summary: dict[str, Any],
 ) -> dict[str, str]:
@@ -167,23 +205,24 @@ def _figures(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(sets)
+    names, metric = list(sets), summary["metric"]
+    scale, suffix = unit(metric)
     files = {}
     fig, ax = plt.subplots(figsize=(6, 4))
     for k in names:
-        ax.hist(100 * acc[k].numpy(), bins=20, alpha=0.5, label=k)
-    ax.set(xlabel=f"test {summary['metric']} (%)", ylabel="networks", title="Accuracy")
+        ax.hist(scale * acc[k].numpy(), bins=20, alpha=0.5, label=k)
+    ax.set(xlabel=f"{summary['split']} {metric}{suffix}", ylabel="networks", title=metric.capitalize())
     ax.legend(fontsize=7)
-    files["accuracy histogram"] = _save(fig, root / "accuracy_hist.png")
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for k in names:
-        iou = metrics.max_wrong_iou(preds[k], preds["zoo"], y, same=k == "zoo")
-        ax.scatter(iou.numpy(), 100 * acc[k].numpy(), s=12, alpha=0.6, label=k)
-    ax.set(xlabel="max IoU of wrong predictions with a zoo network", ylabel="test accuracy (%)",
-           title="Accuracy vs. mIoU (paper Figure 2)")  # fmt: skip
-    ax.legend(fontsize=7)
-    files["accuracy vs mIoU"] = _save(fig, root / "accuracy_vs_miou.png")
+    files[f"{metric} histogram"] = _save(fig, root / "accuracy_hist.png")
+    if preds is not None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for k in names:
+            iou = metrics.max_wrong_iou(preds[k], preds["zoo"], y, same=k == "zoo")
+            ax.scatter(iou.numpy(), scale * acc[k].numpy(), s=12, alpha=0.6, label=k)
+        ax.set(xlabel="max IoU of wrong predictions with a zoo network", ylabel=f"{metric}{suffix}",
+               title="Accuracy vs. mIoU (paper Figure 2)")  # fmt: skip
+        ax.legend(fontsize=7)
+        files["accuracy vs mIoU"] = _save(fig, root / "accuracy_vs_miou.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for k in names:
@@ -202,15 +241,16 @@ def _figures(
 
 def plot_frontier(ax, summary: dict[str, Any]) -> None:
     """The accuracy–novelty plane: each baseline's sweep as a line, every scored set as a point."""
+    scale, suffix = unit(summary["metric"])
     for kind, rows in summary["sweeps"].items():
-        ax.plot([r["novelty_ratio"] for r in rows], [100 * r["mean"] for r in rows], "o--", ms=3,
+        ax.plot([r["novelty_ratio"] for r in rows], [scale * r["mean"] for r in rows], "o--", ms=3,
                 alpha=0.6, label=f"{kind} (sweep)")  # fmt: skip
     for name, stats in summary["accuracy"].items():
         nov = 0.0 if name == "zoo" else summary["novelty_ratio"][name]
-        ax.scatter([nov], [100 * stats["mean"]], s=60 if name == "generated" else 30,
+        ax.scatter([nov], [scale * stats["mean"]], s=60 if name == "generated" else 30,
                    marker="*" if name == "generated" else "o", zorder=3, label=name)  # fmt: skip
-    ax.set(xlabel="novelty ratio (permutation-invariant)", ylabel=f"mean test {summary['metric']} (%)",
-           title="Accuracy vs. novelty")  # fmt: skip
+    ax.set(xlabel="novelty ratio (permutation-invariant)", ylabel=f"mean {summary['split']} {summary['metric']}{suffix}",
+           title=f"{summary['metric'].capitalize()} vs. novelty")  # fmt: skip
     ax.legend(fontsize=7)
 
 
@@ -225,9 +265,11 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def _pct(s: dict[str, float]) -> str:
+def _stats(s: dict[str, float], metric: str) -> str:
+    """``mean ± std (min, max)`` in the metric's unit."""
+    c, d = unit(metric)[0], 2 if metric == "accuracy" else 4
     return (
-        f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f} (min {100 * s['min']:.2f}, max {100 * s['max']:.2f})"
+        f"{c * s['mean']:.{d}f} ± {c * s['std']:.{d}f} (min {c * s['min']:.{d}f}, max {c * s['max']:.{d}f})"
     )
 
 
@@ -237,6 +279,8 @@ def fmt_ratio(v: float | None) -> str:
 
 
 def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
+    metric = summary["metric"]
+    scale, suffix = unit(metric)
     lines = [
         "# Evaluation report",
         "",
@@ -247,21 +291,23 @@ def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
         "diversity and held-out ratios are permutation-invariant (each network aligned to each zoo network); "
         "see the README's Novelty section.",
         "",
-        f"| set | {summary['metric']} (%) | novelty | diversity | held-out ratio |",
+        f"| set | {metric}{suffix} | novelty | diversity | held-out ratio |",
         "|---|---|---|---|---|",
     ]
     for k, s in summary["accuracy"].items():
         nov, div, held = (summary[m].get(k) for m in ("novelty_ratio", "diversity_ratio", "heldout_ratio"))
-        lines.append(f"| {k} | {_pct(s)} | {fmt_ratio(nov)} | {fmt_ratio(div)} | {fmt_ratio(held)} |")
+        lines.append(
+            f"| {k} | {_stats(s, metric)} | {fmt_ratio(nov)} | {fmt_ratio(div)} | {fmt_ratio(held)} |"
+        )
     if summary["baselines"]:
         lines += ["", "Baselines at the generated networks' novelty:", "",
-                  "| baseline | setting | novelty | mean (%) | generated − baseline (pp) | generator beats it "
+                  f"| baseline | setting | novelty | mean{suffix} | generated − baseline | generator beats it "
                   "| beyond 2 standard errors |", "|---|---|---|---|---|---|---|"]  # fmt: skip
         for kind, b in summary["baselines"].items():
             knob = ", ".join(f"{k}={v:.3g}" for k, v in b["knob"].items())
             reach = "" if b["reached"] else " (most novel setting; cannot reach)"
-            lines.append(f"| {kind} | {knob}{reach} | {b['novelty_ratio']:.3f} | {100 * b['accuracy_mean']:.2f} "
-                         f"| {100 * b['difference']:+.2f} | {'yes' if b['beats'] else 'no'} "
+            lines.append(f"| {kind} | {knob}{reach} | {b['novelty_ratio']:.3f} | {scale * b['accuracy_mean']:.2f} "
+                         f"| {scale * b['difference']:+.2f} | {'yes' if b['beats'] else 'no'} "
                          f"| {'yes' if b['significant'] else 'no'} |")  # fmt: skip
     lines += [
         "",
@@ -272,7 +318,8 @@ def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for k, m in summary["table17"].items():
-        lines.append(f"| {k} | {m['miou_mean']:.3f} ± {m['miou_std']:.3f} | {m['nn_l2_mean']:.4f} | "
+        miou = "–" if m["miou_mean"] is None else f"{m['miou_mean']:.3f} ± {m['miou_std']:.3f}"
+        lines.append(f"| {k} | {miou} | {m['nn_l2_mean']:.4f} | "
                      f"{m['nn_l2_median']:.4f} | {m['max_cosine_mean']:.4f} | {m['wasserstein']:.5f} | "
                      f"{m['jensen_shannon']:.4f} |")  # fmt: skip
     lines += ["", *[f"![{name}]({file})" for name, file in figures.items()], ""]

@@ -79,6 +79,46 @@ def train_members(
         return _train_members(arch, task, cfg, seeds, inits, progress, device)
 
 
+def _member_loss(arch: ArchSpec, out: Tensor, yb: Tensor) -> Tensor:
+    """``[N]`` mean loss of every member on its batch: outputs ``[N, B, C]``, targets ``yb [N, B]``."""
+    n = out.shape[0]
+    if arch.task == "regression":
+        return (out[..., 0] - yb).square().mean(1)
+    return F.cross_entropy(out.flatten(0, 1), yb.flatten(), reduction="none").view(n, -1).mean(1)
+
+
+class _BestCheckpoint:
+    """``best_val`` selection: per member, the weights of the epoch with the best validation score."""
+
+    def __init__(self, state: dict[str, Tensor], epochs: int) -> None:
+        n = len(next(iter(state.values())))
+        self.best = {k: v.detach().clone() for k, v in state.items()}
+        self.score, self.epoch = torch.full((n,), -math.inf), torch.full((n,), epochs)
+
+    @torch.no_grad()
+    def update(self, arch: ArchSpec, state: dict[str, Tensor], task: TaskData, epoch: int) -> None:
+        val = score_many(arch, {k: v.detach() for k, v in state.items()}, task.x_val, task.y_val)
+        better = val > self.score
+        self.score = torch.where(better, val, self.score)
+        self.epoch = torch.where(better, torch.full_like(self.epoch, epoch), self.epoch)
+        for k, v in state.items():
+            mask = better.to(v.device).view(-1, *([1] * (v.dim() - 1)))
+            self.best[k] = torch.where(mask, v.detach(), self.best[k])
+
+
+def _stacked_state(
+    arch: ArchSpec, cfg: TrainingConfig, seeds: list[int], inits: list[str], device: torch.device
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """``(state, params)``: every member's initial state stacked ``key -> [N, ...]`` and its parameters
+    (which get gradients); buffers (BatchNorm running statistics) are stacked too and updated in place by
+    the vectorized train-mode forward, one set per member."""
+    states = [init_member(arch, scheme, seed, cfg.init_from) for seed, scheme in zip(seeds, inits)]
+    with torch.device("meta"):
+        param_keys = {k for k, _ in arch.build().named_parameters()}
+    state = {k: torch.stack([sd[k] for sd in states]).to(device) for k in states[0]}
+    return state, {k: v.requires_grad_() for k, v in state.items() if k in param_keys}
+
+
 def _train_members(
     arch: ArchSpec,
     task: TaskData,
@@ -88,82 +128,62 @@ def _train_members(
     progress: bool,
     device: str | torch.device | None,
 ) -> list[tuple[dict[str, Tensor], dict[str, Any]]]:
-    n = len(seeds)
-    device = torch.device(device or "cpu")
-    states = [init_member(arch, scheme, seed, cfg.init_from) for seed, scheme in zip(seeds, inits)]
-    with torch.device("meta"):
-        param_keys = {k for k, _ in arch.build().named_parameters()}
-    # Parameters get gradients; buffers (BatchNorm running statistics) are stacked too and updated in place
-    # by the vectorized train-mode forward, one set per member.
-    state = {k: torch.stack([sd[k] for sd in states]).to(device) for k in states[0]}
-    params = {k: v.requires_grad_() for k, v in state.items() if k in param_keys}
+    n, device = len(seeds), torch.device(device or "cpu")
+    state, params = _stacked_state(arch, cfg, seeds, inits, device)
     opt = make_optimizer(list(params.values()), cfg)
     x, y = task.x_train.to(device), task.y_train.to(device)
-    steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg, steps_per_epoch))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg, math.ceil(len(x) / cfg.batch_size)))
     data_gens = [torch.Generator().manual_seed(seed + 2**32) for seed in seeds]
     aug_gens = [torch.Generator().manual_seed(seed + 2**33) for seed in seeds]
     forward = BatchedForward(arch, train=True)
-    best = {k: v.detach().clone() for k, v in state.items()}
-    best_val = torch.full((n,), -math.inf)
-    best_epoch = torch.full((n,), cfg.epochs)
+    best = _BestCheckpoint(state, cfg.epochs)
     epoch_loss = torch.zeros(n, device=device)
-    regression = arch.task == "regression"
-    metric = arch.metric
-
     for epoch in tqdm(range(cfg.epochs), desc=f"training {n} networks", disable=not progress, leave=False):
         order = torch.stack([torch.randperm(len(x), generator=g) for g in data_gens]).to(device)
         epoch_loss.zero_()
         for s in range(0, len(x), cfg.batch_size):
             idx = order[:, s : s + cfg.batch_size]  # [N, B]
             xb = x[idx] if cfg.augment == "none" else augment(x[idx], aug_gens, cfg.crop_padding)
-            out = forward(state, xb, shared_input=False)  # [N, B, C]
-            if regression:
-                per_model = (out[..., 0] - y[idx]).square().mean(1)
-            else:
-                per_model = (
-                    F.cross_entropy(out.flatten(0, 1), y[idx].flatten(), reduction="none").view(n, -1).mean(1)
-                )
+            per_model = _member_loss(arch, forward(state, xb, shared_input=False), y[idx])
             opt.zero_grad(set_to_none=True)
             per_model.sum().backward()
             opt.step()
             sched.step()
             epoch_loss += per_model.detach() * idx.shape[1]
         if cfg.checkpoint == "best_val":
-            with torch.no_grad():
-                val = score_many(arch, {k: v.detach() for k, v in state.items()}, task.x_val, task.y_val)
-                better = val > best_val
-                best_val = torch.where(better, val, best_val)
-                best_epoch = torch.where(better, torch.full_like(best_epoch, epoch + 1), best_epoch)
-                for k, v in state.items():
-                    mask = better.to(v.device).view(-1, *([1] * (v.dim() - 1)))
-                    best[k] = torch.where(mask, v.detach(), best[k])
-    final = best if cfg.checkpoint == "best_val" else {k: v.detach() for k, v in state.items()}
-    val_acc = score_many(arch, final, task.x_val, task.y_val)
-    test_acc = score_many(arch, final, task.x_test, task.y_test)
-    train_acc = score_many(arch, final, task.x_train, task.y_train)
+            best.update(arch, state, task, epoch + 1)
+    final = best.best if cfg.checkpoint == "best_val" else {k: v.detach() for k, v in state.items()}
+    scores = {split: score_many(arch, final, *task.split(split)) for split in ("train", "val", "test")}
+    selected = best.epoch if cfg.checkpoint == "best_val" else torch.full((n,), cfg.epochs)
+    records = _records(arch, cfg, seeds, inits, scores, selected, epoch_loss.cpu() / len(x))
     final = {k: v.cpu() for k, v in final.items()}
-    out = []
-    for i, (seed, scheme) in enumerate(zip(seeds, inits)):
-        record = {
+    return [({k: v[i].clone().contiguous() for k, v in final.items()}, r) for i, r in enumerate(records)]
+
+
+def _records(
+    arch: ArchSpec,
+    cfg: TrainingConfig,
+    seeds: list[int],
+    inits: list[str],
+    scores: dict[str, Tensor],
+    selected_epoch: Tensor,
+    final_loss: Tensor,
+) -> list[dict[str, Any]]:
+    """One metadata row per member: how it was trained and its scores on every split."""
+    common = {"source": "trained", "optimizer": cfg.optimizer, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
+              "batch_size": cfg.batch_size, "epochs": cfg.epochs, "schedule": cfg.schedule,
+              "checkpoint_selection": cfg.checkpoint}  # fmt: skip
+    return [
+        {
             "seed": seed,
             "init": scheme,
-            "source": "trained",
-            "optimizer": cfg.optimizer,
-            "lr": cfg.lr,
-            "weight_decay": cfg.weight_decay,
-            "batch_size": cfg.batch_size,
-            "epochs": cfg.epochs,
-            "schedule": cfg.schedule,
-            "checkpoint_selection": cfg.checkpoint,
-            "selected_epoch": int(best_epoch[i]) if cfg.checkpoint == "best_val" else cfg.epochs,
-            "final_train_loss": float(epoch_loss[i].cpu() / len(x)),
-            f"train_{metric}": float(train_acc[i]),
-            f"val_{metric}": float(val_acc[i]),
-            f"test_{metric}": float(test_acc[i]),
+            **common,
+            "selected_epoch": int(selected_epoch[i]),
+            "final_train_loss": float(final_loss[i]),
+            **{f"{split}_{arch.metric}": float(v[i]) for split, v in scores.items()},
         }
-        out.append(({k: v[i].clone().contiguous() for k, v in final.items()}, record))
-    return out
+        for i, (seed, scheme) in enumerate(zip(seeds, inits))
+    ]
 
 
 def _finished(path: Path) -> dict[str, Any] | None:

@@ -125,7 +125,6 @@ def test_knob_is_interpolated_between_bracketing_settings():
 
 
 def test_matched_baselines_land_on_the_target_novelty(canonical):
-    from dwf_hub.data import load_task
 
     x, y = canonical.recipe.task.split("val")
     seen, heldout = canonical.split_holdout(2)

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent / "golden"))
-from make_golden import GOLDEN, compute  # noqa: E402
+from make_golden import GOLDEN, compute
 
 
 def test_iris_outputs_match_golden(tmp_path):

@@ -3,13 +3,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dwf_hub.data import load_task
-from dwf_hub.scoring import score_many
 from dwf_hub.matching import canonicalize
 from dwf_hub.matching.reference import plain_weight_matching
 from dwf_hub.matching.weight_matching import objective
 from dwf_hub.metrics import nearest_distances
 from dwf_hub.permutations import apply_permutation, identity_permutation
+from dwf_hub.scoring import score_many
 
 
 def test_canonical_zoo_is_functionally_identical(tiny_zoo):

@@ -122,7 +122,6 @@ def test_cli_evaluate_writes_the_report(tiny_zoo, tiny_fit, tmp_path, capsys):
 
 
 def test_vectorized_predictions_match_a_loop(tiny_zoo):
-    from dwf_hub.data import load_task
     from dwf_hub.scoring import predict_many
 
     x = tiny_zoo.recipe.task.x_test

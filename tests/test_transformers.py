@@ -9,9 +9,9 @@ import torch
 
 from dwf_hub.archs import get_arch
 from dwf_hub.errors import DWFError, WeightFormatError, ZooFormatError
-from dwf_hub.scoring import BatchedForward, stack_state_dicts
 from dwf_hub.matching import canonicalize, matching_spec, weight_matching, weight_matching_many
 from dwf_hub.permutations import apply_permutation, random_permutation
+from dwf_hub.scoring import BatchedForward, stack_state_dicts
 from dwf_hub.zoo import WeightZoo
 
 TRANSFORMERS = ["vit", "bert"]
@@ -228,6 +228,27 @@ def test_bert_regression_zoo_trains_deterministically(tmp_path):
     assert summary["metric"] == "spearman" and summary["spearman_mean"] == pytest.approx(
         sum(scores) / 3, abs=1e-6
     )
+    _check_regression_report(a, tmp_path / "report")
+
+
+def _check_regression_report(zoo, out):
+    """A report on a regression zoo scores with Spearman's rho (not argmax accuracy) and leaves out mIoU."""
+    from scipy.stats import spearmanr
+
+    from dwf_hub.baselines import ZooBaseline
+    from dwf_hub.report import build_report
+    from dwf_hub.scoring import outputs_many
+
+    generated = ZooBaseline(zoo, "noise", sigma=0.1).generate_zoo(3, seed=0)
+    summary = build_report(generated, zoo, out, baselines=False)
+    assert summary["metric"] == "spearman"
+    x, y = zoo.recipe.split("test")
+    preds = outputs_many(zoo.arch, generated.to_matrix(), x)[..., 0]
+    rho = [spearmanr(p.double().numpy(), y.double().numpy())[0] for p in preds]
+    assert summary["accuracy"]["generated"]["mean"] == pytest.approx(sum(rho) / 3, abs=1e-5)
+    assert summary["table17"]["gen→orig"]["miou_mean"] is None
+    text = (out / "report.md").read_text()
+    assert "| set | spearman |" in text and "(%)" not in text and "mIoU" not in summary["verdict"]
 
 
 def test_vit_pipeline_end_to_end(tmp_path):

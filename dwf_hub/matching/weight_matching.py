@@ -175,6 +175,115 @@ def _threaded(
         torch.set_num_threads(threads)
 
 
+def _stack_members(
+    keys: list[str], others: Sequence[dict[str, Tensor]], first_index: int
+) -> dict[str, Tensor]:
+    """``key -> [M, ...]`` float copies of the members, refused (naming the network) if not finite."""
+    cur = {k: torch.stack([o[k].detach().float() for o in others]) for k in keys}
+    for k, w in cur.items():
+        bad = (~torch.isfinite(w)).flatten(1).any(1).nonzero()
+        if len(bad):
+            raise WeightFormatError(
+                f"network {first_index + int(bad[0])}: key {k!r} contains NaN or Inf values"
+            )
+    return cur
+
+
+class _Descent:
+    """The state of a batched coordinate descent: ``cur[k] [M, ...]`` (the members with their current
+    permutations applied, kept up to date), ``perm[p] [M, n]`` and, per member and permutation, which
+    dependency versions it was last solved against (a permutation is re-solved only when one changed)."""
+
+    def __init__(self, spec: PermutationSpec, reference: dict[str, Tensor], cur: dict[str, Tensor]) -> None:
+        self.spec, self.ref, self.cur = spec, reference, cur
+        self.m = m = len(next(iter(cur.values())))
+        self.sizes = spec.perm_sizes({k: v[0] for k, v in reference.items()})
+        self.perm = {p: torch.arange(n).repeat(m, 1) for p, n in self.sizes.items()}  # [M, n]
+        self.perm_np = {p: v.numpy() for p, v in self.perm.items()}  # the same memory
+        self.head_of: dict[
+            str, np.ndarray
+        ] = {}  # grouped permutation -> [M, H] member head per reference head
+        # The reference side of every cost term never changes: reshape it once.
+        self.ref_rows = {
+            p: [(key, axis, _rows(reference[key], axis)) for key, axis in axes]
+            for p, axes in spec.perm_to_axes.items()
+        }
+        self.shared = len(next(iter(reference.values()))) == 1
+        self.deps = _dependencies(spec)
+        self.version = {p: np.zeros(m, dtype=np.int64) for p in self.sizes}  # bumped when perm[p][i] changes
+        self.solved_at = {p: np.full((m, len(self.deps[p])), -1) for p in self.sizes}
+        self.unsolved = {p: np.ones(m, dtype=bool) for p in self.sizes}  # never solved yet
+
+    def pair_heads(self) -> None:
+        """Attention layers: pair each reference head with a member head first (TransFusion)."""
+        m, sizes = self.m, self.sizes
+        for g in self.spec.head_groups:
+            for p in (g.qk, g.vo):
+                if sizes[p] % g.num_heads:
+                    raise WeightFormatError(
+                        f"attention layer {g.spectral_keys[0]!r}: {sizes[p]} units do not split into "
+                        f"{g.num_heads} heads"
+                    )
+            heads = pair_heads(g, self.ref, self.cur)
+            for p in (g.qk, g.vo):
+                d = sizes[p] // g.num_heads
+                new = torch.from_numpy(heads[:, :, None] * d + np.arange(d)).reshape(m, -1)
+                for key, axis in self.spec.perm_to_axes[p]:
+                    _permute_rows(self.cur[key], axis, torch.arange(m), new)
+                self.perm[p][:] = new
+                self.head_of[p] = heads
+
+    def _cost(self, p: str, todo: np.ndarray) -> np.ndarray:
+        """``[len(todo), n, n]`` assignment costs of ``p`` in the original unit order."""
+        n, idx = self.sizes[p], None if len(todo) == self.m else torch.from_numpy(todo)
+        # Against the current state, whose p axis is already permuted by perm[p]: column j belongs to
+        # original unit perm[p][j]; scatter it back to the original order.
+        cost_cur = sum(
+            (w_a if idx is None or self.shared else w_a.index_select(0, idx))
+            @ _rows(self.cur[key] if idx is None else self.cur[key].index_select(0, idx), axis).transpose(
+                1, 2
+            )
+            for key, axis, w_a in self.ref_rows[p]
+        )
+        p_now = self.perm[p] if idx is None else self.perm[p][idx]
+        return (
+            torch.empty_like(cost_cur)
+            .scatter_(2, p_now.unsqueeze(1).expand(-1, n, -1), cost_cur)
+            .double()
+            .numpy()
+        )
+
+    def solve(self, p: str, active: np.ndarray) -> list[int]:
+        """Re-solve ``p`` for the active members whose dependencies changed; returns those improved."""
+        deps, m = self.deps[p], self.m
+        current = np.stack([self.version[q] for q in deps], 1) if deps else np.zeros((m, 0))
+        todo = np.flatnonzero(active & (self.unsolved[p] | (self.solved_at[p] != current).any(1)))
+        if len(todo) == 0:
+            return []
+        self.solved_at[p][todo], self.unsolved[p][todo] = current[todo], False
+        cost = self._cost(p, todo)
+        if p in self.head_of:
+            cols = np.stack([_block_assignment(c, self.head_of[p][i]) for c, i in zip(cost, todo)])
+        else:
+            cols = np.stack([_assignment(c) for c in cost])
+        old_val = _total(cost, self.perm_np[p][todo])
+        better = _total(cost, cols) > old_val + 1e-7 * np.maximum(1.0, np.abs(old_val))
+        changed = todo[better].tolist()
+        if changed:
+            self._apply(p, changed, torch.from_numpy(cols[better]))
+        return changed
+
+    def _apply(self, p: str, changed: list[int], new: Tensor) -> None:
+        ch, n = torch.tensor(changed), self.sizes[p]
+        old = self.perm[p][ch]
+        relative = torch.empty_like(old).scatter_(1, old, torch.arange(n).expand_as(old))
+        relative = relative.gather(1, new)  # old^-1 o new, per changed member
+        for key, axis in self.spec.perm_to_axes[p]:
+            _permute_rows(self.cur[key], axis, ch, relative)
+        self.perm[p][ch] = new
+        self.version[p][changed] += 1
+
+
 def _match_group(
     spec: PermutationSpec,
     reference: dict[str, Tensor],
@@ -186,91 +295,22 @@ def _match_group(
     """Coordinate descent for ``others`` against ``reference`` (``key -> [R, ...]``, R = 1: one shared
     reference, R = M: one per network)."""
     keys = list(spec.axes_to_perm)
-    m = len(others)
-    ref = reference
-    # ``cur[k] [M, ...]``: the members with their current permutations applied, kept up to date.
-    cur = {k: torch.stack([o[k].detach().float() for o in others]) for k in keys}
-    for k, w in cur.items():
-        bad = (~torch.isfinite(w)).flatten(1).any(1).nonzero()
-        if len(bad):
-            raise WeightFormatError(
-                f"network {first_index + int(bad[0])}: key {k!r} contains NaN or Inf values"
-            )
-    sizes = spec.perm_sizes({k: v[0] for k, v in ref.items()})
-    perm = {p: torch.arange(n).repeat(m, 1) for p, n in sizes.items()}  # [M, n]
-    perm_np = {p: v.numpy() for p, v in perm.items()}  # the same memory
-    head_of = {}  # grouped permutation -> [M, H] member head paired with each reference head
-    for g in spec.head_groups:
-        for p in (g.qk, g.vo):
-            if sizes[p] % g.num_heads:
-                raise WeightFormatError(
-                    f"attention layer {g.spectral_keys[0]!r}: {sizes[p]} units do not split into "
-                    f"{g.num_heads} heads"
-                )
-        heads = pair_heads(g, ref, cur)
-        for p in (g.qk, g.vo):
-            d = sizes[p] // g.num_heads
-            new = torch.from_numpy(heads[:, :, None] * d + np.arange(d)).reshape(m, -1)
-            for key, axis in spec.perm_to_axes[p]:
-                _permute_rows(cur[key], axis, torch.arange(m), new)
-            perm[p][:] = new
-            head_of[p] = heads
-    # The reference side of every cost term never changes: reshape it once.
-    ref_rows = {
-        p: [(key, axis, _rows(ref[key], axis)) for key, axis in axes] for p, axes in spec.perm_to_axes.items()
-    }
-    shared = len(next(iter(ref.values()))) == 1
-    deps = _dependencies(spec)
-    version = {p: np.zeros(m, dtype=np.int64) for p in sizes}  # bumped whenever perm[p][i] changes
-    solved_at = {p: np.full((m, len(deps[p])), -1) for p in sizes}  # dependency versions at last solve
-    unsolved = {p: np.ones(m, dtype=bool) for p in sizes}  # never solved yet (whatever its dependencies)
-    iterations = np.full(m, max_iter)
-    active = np.ones(m, dtype=bool)
-    names = sorted(sizes)
+    state = _Descent(spec, reference, _stack_members(keys, others, first_index))
+    state.pair_heads()
+    m, names = state.m, sorted(state.sizes)
+    iterations, active = np.full(m, max_iter), np.ones(m, dtype=bool)
     rng = np.random.default_rng(seed)
     for sweep in range(1, max_iter + 1):
         improved = np.zeros(m, dtype=bool)
         for p in rng.permutation(names):
-            n = sizes[p]
-            current = np.stack([version[q] for q in deps[p]], 1) if deps[p] else np.zeros((m, 0))
-            todo = np.flatnonzero(active & (unsolved[p] | (solved_at[p] != current).any(1)))
-            if len(todo) == 0:
-                continue
-            solved_at[p][todo], unsolved[p][todo] = current[todo], False
-            idx = None if len(todo) == m else torch.from_numpy(todo)
-            # Cost against the current state, whose p axis is already permuted by perm[p]: column j
-            # belongs to original unit perm[p][j]; scatter it back to the original order.
-            cost_cur = sum(
-                (w_a if idx is None or shared else w_a.index_select(0, idx))
-                @ _rows(cur[key] if idx is None else cur[key].index_select(0, idx), axis).transpose(1, 2)
-                for key, axis, w_a in ref_rows[p]
-            )
-            p_now = perm[p] if idx is None else perm[p][idx]
-            cost = torch.empty_like(cost_cur).scatter_(2, p_now.unsqueeze(1).expand(-1, n, -1), cost_cur)
-            cost = cost.double().numpy()  # [len(todo), n, n]
-            if p in head_of:
-                cols = np.stack([_block_assignment(c, head_of[p][i]) for c, i in zip(cost, todo)])
-            else:
-                cols = np.stack([_assignment(c) for c in cost])
-            old_val = _total(cost, perm_np[p][todo])
-            better = _total(cost, cols) > old_val + 1e-7 * np.maximum(1.0, np.abs(old_val))
-            changed = todo[better].tolist()
-            if changed:
-                ch, new = torch.tensor(changed), torch.from_numpy(cols[better])
-                old = perm[p][ch]
-                relative = torch.empty_like(old).scatter_(1, old, torch.arange(n).expand_as(old))
-                relative = relative.gather(1, new)  # old^-1 o new, per changed member
-                for key, axis in spec.perm_to_axes[p]:
-                    _permute_rows(cur[key], axis, ch, relative)
-                perm[p][ch] = new
-                version[p][changed] += 1
-                improved[changed] = True
+            improved[state.solve(p, active)] = True
         finished = active & ~improved
         iterations[finished] = sweep
         active &= improved
         if not active.any():
             break
-    objectives = sum((cur[k].flatten(1).double() * ref[k].flatten(1).double()).sum(1) for k in keys)
+    cur, perm = state.cur, state.perm
+    objectives = sum((cur[k].flatten(1).double() * reference[k].flatten(1).double()).sum(1) for k in keys)
     aligned = {k: [t.to(others[i][k].dtype) for i, t in enumerate(cur[k].unbind())] for k in keys}
     return [
         MatchResult(

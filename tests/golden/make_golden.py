@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import TINY_RECIPE  # noqa: E402
+from conftest import TINY_RECIPE
 
 GOLDEN = Path(__file__).with_name("iris.safetensors")
 
