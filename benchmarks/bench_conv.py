@@ -27,8 +27,8 @@ from dwf_hub.matching import canonicalize
 from dwf_hub.novelty import NoveltyScorer
 from dwf_hub.recipes import load_recipe
 from dwf_hub.scoring import score_many, stack_state_dicts
-from dwf_hub.training import train_zoo
 from dwf_hub.zoo import WeightZoo
+from dwf_hub.zoo_training import train_zoo
 
 CODINGS = {"PCA (whiten)": "whiten", "no PCA (standardize)": "standardize"}
 

@@ -28,7 +28,7 @@ from dwf_hub.fitting import default_flow_config, fit_pipeline
 from dwf_hub.frontier import Frontier, compare
 from dwf_hub.matching import canonicalize
 from dwf_hub.scoring import score_many
-from dwf_hub.training import train_zoo
+from dwf_hub.zoo_training import train_zoo
 
 # Flow settings swept per zoo (one thing varied at a time around the recipe's default); every fit is also
 # sampled at temperatures 0.8 and 1.2.

@@ -23,8 +23,8 @@ from dwf_hub.data import load_task
 from dwf_hub.fitting import default_flow_config, fit_pipeline
 from dwf_hub.matching import canonicalize
 from dwf_hub.recipes import load_recipe
-from dwf_hub.training import init_member, train_zoo
 from dwf_hub.zoo import WeightZoo
+from dwf_hub.zoo_training import init_member, train_zoo
 
 AUTHORS = {
     "zoo training, 100 Iris MLPs": 47.8,

@@ -24,8 +24,8 @@ from dwf_hub.archs import get_arch
 from dwf_hub.evaluation import evaluate_zoo
 from dwf_hub.fitting import default_flow_config, fit_pipeline
 from dwf_hub.matching import canonicalize
-from dwf_hub.training import init_member, train_zoo
 from dwf_hub.zoo import WeightZoo
+from dwf_hub.zoo_training import init_member, train_zoo
 
 MODES = {
     "full": ("TransFusion + residual stream", {"canonicalize": True, "permute_residual": True}),

@@ -21,7 +21,7 @@ _EXPORTS = {
     "available_recipes": "dwf_hub.recipes",
     "TrainingConfig": "dwf_hub.configs",
     "FlowConfig": "dwf_hub.configs",
-    "train_zoo": "dwf_hub.training",
+    "train_zoo": "dwf_hub.zoo_training",
     "canonicalize": "dwf_hub.matching",
     "weight_matching": "dwf_hub.matching",
     "VelocityModel": "dwf_hub.flow.velocity",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def _zoo_train(a: argparse.Namespace) -> None:
-    from .training import train_zoo
+    from .zoo_training import train_zoo
 
     zoo = train_zoo(a.recipe, a.num_models, a.out, seed=a.seed, progress=not a.quiet, device=a.device)
     m = zoo.arch.metric
@@ -160,27 +160,49 @@ def _evaluate(a: argparse.Namespace) -> None:
     from .evaluation import evaluate_zoo
     from .zoo import open_zoo
 
+    json_out = _output_file(a.json, "--json") if a.json else None  # refused before any work
     ref = open_zoo(a.reference) if a.reference else None
     zoo = open_zoo(a.zoo)
     if a.out:
-        from .errors import DWFError
-        from .report import build_report
+        summary = _report(a, zoo, ref)  # scores every set once, the generated one included
+    else:
+        summary = evaluate_zoo(zoo, reference=ref, split=a.split, holdout=a.holdout, progress=not a.quiet)
+        print(_summary_line(summary, ref is not None))
+    if json_out is not None:
+        from .io import write_json
 
-        if ref is None:
-            raise DWFError("--out writes a comparison report: give the training zoo with --reference")
-        noise = tuple(_number("--noise", v) for v in a.noise.split(",")) if a.noise else ()
-        report = build_report(
-            zoo, ref, a.out, noise=noise, split=a.split, holdout=a.holdout,
-            baselines=not a.no_baselines, progress=not a.quiet,
-        )  # fmt: skip
-        print(report["verdict"].replace("**", ""))
-        print(f"wrote {Path(a.out) / 'report.md'}, summary.json and figures")
-    summary = evaluate_zoo(zoo, reference=ref, split=a.split, holdout=a.holdout, progress=not a.quiet)
+        write_json(json_out, summary)
+
+
+def _report(a: argparse.Namespace, zoo, ref) -> dict:
+    """``evaluate --out``: the comparison report; prints its verdict and the generated set's line."""
+    from .errors import DWFError
+    from .report import build_report, fmt_ratio, unit
+
+    if ref is None:
+        raise DWFError("--out writes a comparison report: give the training zoo with --reference")
+    noise = tuple(_number("--noise", v) for v in a.noise.split(",")) if a.noise else ()
+    report = build_report(
+        zoo, ref, a.out, noise=noise, split=a.split, holdout=a.holdout,
+        baselines=not a.no_baselines, progress=not a.quiet,
+    )  # fmt: skip
+    m, (scale, suffix) = report["metric"], unit(report["metric"])
+    gen, seen = report["accuracy"]["generated"], report["accuracy"]["zoo"]
+    ratios = ", ".join(f"{k.replace('_', ' ')} {fmt_ratio(report[k]['generated'])}"
+                       for k in ("novelty_ratio", "diversity_ratio", "heldout_ratio"))  # fmt: skip
+    print(f"{report['num_generated']} networks, {a.split} {m}{suffix} {scale * gen['mean']:.2f} ± "
+          f"{scale * gen['std']:.2f}; reference {scale * seen['mean']:.2f} ± {scale * seen['std']:.2f}; {ratios}")  # fmt: skip
+    print(report["verdict"].replace("**", ""))
+    print(f"wrote {Path(a.out) / 'report.md'}, summary.json and figures")
+    return report
+
+
+def _summary_line(summary: dict, with_reference: bool) -> str:
     m = summary["metric"]
     v = (lambda x: f"{100 * x:.2f}%") if m == "accuracy" else (lambda x: f"{x:.4f}")
-    line = f"{summary['num_networks']} networks, {a.split} {m} {v(summary[m + '_mean'])} ± {v(summary[m + '_std'])}"
+    line = f"{summary['num_networks']} networks, {summary['split']} {m} {v(summary[m + '_mean'])} ± {v(summary[m + '_std'])}"
     line += f" (min {v(summary[m + '_min'])}, max {v(summary[m + '_max'])})"
-    if ref is not None:
+    if with_reference:
         line += (
             f"; reference {v(summary['reference_' + m + '_mean'])} ± {v(summary['reference_' + m + '_std'])}"
         )
@@ -190,11 +212,17 @@ def _evaluate(a: argparse.Namespace) -> None:
             for k in ("diversity_ratio", "heldout_ratio")
             if k in summary
         )
-    print(line)
-    if a.json:
-        from .io import write_json
+    return line
 
-        write_json(a.json, summary)
+
+def _output_file(path: str, option: str) -> Path:
+    """A file to write: refused, before any work is lost, when it names a folder."""
+    from .errors import DWFError
+
+    out = Path(path)
+    if out.is_dir():
+        raise DWFError(f"{option} {path}: is a folder; give a file name")
+    return out
 
 
 def _number(option: str, text: str) -> float:

@@ -39,7 +39,7 @@ def run_demo(
     from .io import write_json, write_text
     from .matching import canonicalize
     from .report import build_report
-    from .training import train_zoo
+    from .zoo_training import train_zoo
 
     root = Path(out)
     if holdout is None:  # the held-out ratio needs at least two held-out members

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import DWFError
 
 MAX_FILES_PER_FOLDER = 10_000  # the Hub's limit on files in one folder of a repo
+PRETRAINED_FILES = ["*.json", "*.safetensors"]  # what a transformers checkpoint needs (never pickles)
 
 
 def download(
@@ -147,21 +148,8 @@ class HubMixin:
         revision: str | None = None,
         **save_kwargs: Any,
     ) -> str:
-        """Upload as a Hub repo of ``repo_type`` (created if needed); returns the repo URL."""
-        save = lambda folder: self._save_pretrained(folder, repo_id=repo_id, **save_kwargs)  # noqa: E731
-        return push(save, repo_id, self.repo_type, private, token, commit_message, revision)
-
-
-def push(
-    save: Callable[[Path], object],
-    repo_id: str,
-    repo_type: str,
-    private: bool | None = None,
-    token: str | None = None,
-    commit_message: str | None = None,
-    revision: str | None = None,
-) -> str:
-    """``save`` into a temporary folder, then ``upload`` it; returns the repo URL."""
-    with tempfile.TemporaryDirectory() as tmp:
-        save(Path(tmp))
-        return upload(tmp, repo_id, repo_type, private, token, commit_message, revision)
+        """Save into a temporary folder, then upload it as a Hub repo of ``repo_type`` (created if needed);
+        returns the repo URL."""
+        with tempfile.TemporaryDirectory() as tmp:
+            self._save_pretrained(Path(tmp), repo_id=repo_id, **save_kwargs)
+            return upload(tmp, repo_id, self.repo_type, private, token, commit_message, revision)

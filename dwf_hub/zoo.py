@@ -32,7 +32,7 @@ from .formats import (
     ZOO_CONFIG_NAME,
     ZOO_FORMAT_VERSION,
 )
-from .hub import HubMixin, download
+from .hub import PRETRAINED_FILES, HubMixin, download
 from .io import FlatReader, load_tensors, read_header, save_tensors, write_json, write_text
 from .provenance import CanonicalizationRecord
 from .recipes import Recipe, as_recipe
@@ -87,7 +87,7 @@ class WeightZoo(HubMixin):
             raise ZooFormatError("a zoo needs at least one network; got no models")
         arch, members = None, []
         for model in models:
-            folder = download(model, repo_type="model", allow_patterns=["config.json", "*.safetensors"])
+            folder = download(model, repo_type="model", allow_patterns=PRETRAINED_FILES)
             config_path = folder / "config.json"
             if not config_path.is_file():
                 raise ZooFormatError(f"{model}: no config.json (not a saved transformers model)")

@@ -74,7 +74,7 @@ class Flow:
 def build_embedded(recipe: str, root: Path = CACHE, num_models: int = 100) -> Flow:
     """Train the recipe's zoo and fit its flow once (offline); later starts load them from ``root``."""
     from dwf_hub.fitting import fit_pipeline
-    from dwf_hub.training import train_zoo
+    from dwf_hub.zoo_training import train_zoo
 
     folder = root / recipe
     if not (folder / "pipeline" / "model_index.json").is_file() or not (folder / "canonical_zoo").is_dir():

@@ -36,7 +36,7 @@ def tiny_recipe():
 
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory, tiny_recipe):
-    from dwf_hub.training import train_zoo
+    from dwf_hub.zoo_training import train_zoo
 
     return train_zoo(tiny_recipe, 8, tmp_path_factory.mktemp("zoo"), seed=0, progress=False)
 

@@ -70,8 +70,8 @@ def test_baselines_hand_back_networks_like_the_pipeline(tiny_zoo, tmp_path):
 def test_bn_baselines_are_recalibrated():
     from dwf_hub.archs import get_arch_class
     from dwf_hub.calibration import recalibrate_batchnorm
-    from dwf_hub.training import init_member
     from dwf_hub.zoo import WeightZoo
+    from dwf_hub.zoo_training import init_member
 
     arch = get_arch_class("resnet20").tiny()
     members = [init_member(arch, "kaiming", s) for s in range(4)]

@@ -11,8 +11,8 @@ from dwf_hub.configs import TrainingConfig
 from dwf_hub.data import TaskData
 from dwf_hub.errors import DWFError
 from dwf_hub.fitting import default_flow_config, fit_pipeline
-from dwf_hub.training import init_member, train_members
 from dwf_hub.zoo import WeightZoo
+from dwf_hub.zoo_training import init_member, train_members
 
 
 @pytest.fixture(scope="module")

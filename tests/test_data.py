@@ -110,7 +110,7 @@ def test_image_loader_names_a_missing_column(tmp_path):
 
 def test_cifar_recipe_trains_end_to_end_on_a_standin(tmp_path):
     from dwf_hub.recipes import Recipe, load_recipe
-    from dwf_hub.training import train_zoo
+    from dwf_hub.zoo_training import train_zoo
 
     base = load_recipe("cifar10_smallcnn").to_dict()
     path = _rgb_standin(tmp_path, "cifar10", "img", 32)

@@ -130,6 +130,32 @@ def test_flow_training_resumes_after_interruption(tmp_path, extra):
         train_flow(data, cfg(lr=5e-3), 1.0, checkpoint_dir=tmp_path, progress=False)
 
 
+def test_resume_accepts_other_sampling_and_checkpoint_settings(tmp_path):
+    """Only what changes the trained weights is fingerprinted: a rerun with another solver, step count or
+    checkpoint interval resumes and gives the uninterrupted run's weights."""
+    data = torch.randn(10, 5)
+    ref, _ = train_flow(data, _cfg(), 1.0, progress=False)
+
+    def crash(it, loss):
+        if it == 47:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_flow(data, _cfg(), 1.0, checkpoint_dir=tmp_path, progress=False, callback=crash)
+    seen = []
+    other = _cfg(solver="euler", num_inference_steps=3, checkpoint_every=7)
+    resumed, _ = train_flow(
+        data, other, 1.0, checkpoint_dir=tmp_path, progress=False, callback=lambda i, _: seen.append(i)
+    )
+    assert seen[0] == 41
+    assert all(torch.equal(p, q) for p, q in zip(ref.state_dict().values(), resumed.state_dict().values()))
+
+
+def test_diverging_flow_training_is_refused():
+    with pytest.raises(DWFError, match="diverged"):
+        train_flow(torch.randn(10, 5) * 1e30, _cfg(lr=10.0), 1e30, progress=False)
+
+
 def test_flow_config_validation():
     with pytest.raises(DWFError, match="normalization='zca'"):
         FlowConfig.from_flat(normalization="zca")

@@ -144,8 +144,8 @@ def test_generated_resnet18s_are_torchvision_models_to_fine_tune_and_save(tmp_pa
 
     from dwf_hub.archs import get_arch_class
     from dwf_hub.fitting import default_flow_config, fit_pipeline
-    from dwf_hub.training import init_member
     from dwf_hub.zoo import WeightZoo
+    from dwf_hub.zoo_training import init_member
 
     arch = get_arch_class("resnet18").tiny()
     zoo = WeightZoo(arch, [init_member(arch, "default", s) for s in range(4)])

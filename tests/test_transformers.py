@@ -181,7 +181,7 @@ def test_zoo_from_transformers_rejects_mismatched_heads(tmp_path):
 def test_members_start_from_a_pretrained_checkpoint(tmp_path):
     from transformers import BertModel
 
-    from dwf_hub.training import init_member
+    from dwf_hub.zoo_training import init_member
 
     arch = _tiny("bert")
     torch.manual_seed(0)
@@ -211,7 +211,7 @@ def _small_recipe(name, **training):
 
 def test_bert_regression_zoo_trains_deterministically(tmp_path):
     from dwf_hub.evaluation import evaluate_zoo
-    from dwf_hub.training import train_zoo
+    from dwf_hub.zoo_training import train_zoo
 
     recipe = _small_recipe("synthetic_bert", epochs=2)
     recipe_dict = recipe.to_dict()
@@ -257,7 +257,7 @@ def test_vit_pipeline_end_to_end(tmp_path):
 
     from dwf_hub.fitting import default_flow_config, fit_pipeline
     from dwf_hub.pipeline import DeepWeightFlowPipeline
-    from dwf_hub.training import train_zoo
+    from dwf_hub.zoo_training import train_zoo
 
     recipe = _small_recipe("digits_vit", epochs=2)
     zoo = train_zoo(recipe, 4, tmp_path / "zoo", progress=False)

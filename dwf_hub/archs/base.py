@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
@@ -46,9 +47,14 @@ class ArchSpec(ABC):
         """For every key of ``layout``, the permutation acting on each axis."""
 
     @property
-    @abstractmethod
     def kwargs(self) -> dict[str, Any]:
-        """The constructor arguments; ``type(self)(**self.kwargs)`` rebuilds this spec."""
+        """The constructor arguments; ``type(self)(**self.kwargs)`` rebuilds this spec. Every spec keeps
+        each constructor argument as the attribute of the same name."""
+        return {k: getattr(self, k) for k in self.param_names()}
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
 
     @classmethod
     @abstractmethod

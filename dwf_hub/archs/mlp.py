@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -45,10 +44,6 @@ class MLPSpec(ArchSpec):
         if activation not in ACTIVATIONS:
             raise DWFError(f"mlp: unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
         self.layer_sizes, self.activation = sizes, activation
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return {"layer_sizes": self.layer_sizes, "activation": self.activation}
 
     def build(self) -> nn.Module:
         return MLP(self.layer_sizes, self.activation)

@@ -9,7 +9,6 @@ permutation to the new one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -110,11 +109,6 @@ class ResNet20Spec(_ResNetSpec):
             image_size,
         )
 
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return {"width": self.width, "in_channels": self.in_channels, "num_classes": self.num_classes,
-                "image_size": self.image_size}  # fmt: skip
-
     def build(self) -> nn.Module:
         widths = [16 * self.width, 32 * self.width, 64 * self.width]
         return CifarResNet(self.blocks, widths, self.in_channels, self.num_classes)
@@ -135,14 +129,6 @@ class ResNet18Spec(_ResNetSpec):
         if min(num_classes, in_channels) < 1 or image_size < 8:
             raise DWFError("resnet18: num_classes and in_channels must be >= 1 and image_size >= 8")
         self.num_classes, self.in_channels, self.image_size = num_classes, in_channels, image_size
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return {
-            "num_classes": self.num_classes,
-            "in_channels": self.in_channels,
-            "image_size": self.image_size,
-        }
 
     def build(self) -> nn.Module:
         model = ResNet(BasicBlock, list(self.blocks), num_classes=self.num_classes)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -54,16 +53,6 @@ class SmallCNNSpec(ArchSpec):
             raise DWFError(f"smallcnn: image_size must be >= 8 (three 2x poolings), got {image_size}")
         self.in_channels, self.channels, self.hidden = in_channels, list(channels), hidden
         self.num_classes, self.image_size = num_classes, image_size
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return {
-            "in_channels": self.in_channels,
-            "channels": self.channels,
-            "hidden": self.hidden,
-            "num_classes": self.num_classes,
-            "image_size": self.image_size,
-        }
 
     def build(self) -> nn.Module:
         return SmallCNN(self.in_channels, self.channels, self.hidden, self.num_classes)

@@ -11,8 +11,8 @@ Permutation symmetries (all exact, checked by functional-equivalence tests):
 
 from __future__ import annotations
 
-import inspect
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -59,18 +59,10 @@ class _TransformerSpec(ArchSpec):
     num_hidden_layers: int
     num_attention_heads: int
 
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
     def _store(self, values: dict[str, Any]) -> None:
         """Keep the constructor arguments (``values``: its ``locals()``) as attributes."""
-        for k in self._param_names():
+        for k in self.param_names():
             setattr(self, k, values[k])
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._param_names()}
 
     def _layers(self, build_layer) -> tuple[dict[str, Axes], list[HeadGroup]]:
         axes, groups = {}, []
@@ -90,7 +82,8 @@ class _TransformerSpec(ArchSpec):
         raise NotImplementedError
 
     def pretrained_state(self, path: str, strict: bool = False) -> dict[str, Tensor]:
-        """Weights of a saved checkpoint (safetensors only) loaded by ``transformers`` into this
+        """Weights of a saved checkpoint folder (safetensors only; ``hub.download`` fetches a Hub repo into
+        one) loaded by ``transformers`` into this
         architecture (key renames, encoder prefixes and extra heads handled by ``from_pretrained``);
         weights it lacks are drawn from the current random state, or with ``strict`` an error names them.
         The checkpoint is read once for all the members that start from it."""
@@ -113,10 +106,10 @@ class _TransformerSpec(ArchSpec):
 
 @lru_cache(maxsize=1)
 def _load_pretrained(arch: _TransformerSpec, path: str) -> tuple[dict[str, Tensor], frozenset[str]]:
-    """``(state dict, keys the checkpoint lacks)`` of checkpoint ``path`` loaded into ``arch``."""
-    from ..hub import download
-
-    folder = download(path, repo_type="model", allow_patterns=["*.json", "*.safetensors"])
+    """``(state dict, keys the checkpoint lacks)`` of checkpoint folder ``path`` loaded into ``arch``."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DWFError(f"{path}: no such checkpoint folder")
     try:
         with torch.random.fork_rng(devices=[]):  # cached or not, loading leaves the caller's random state
             model, info = arch.model_class().from_pretrained(

@@ -20,7 +20,7 @@ def compute(folder: Path) -> dict[str, torch.Tensor]:
     """The tensors the golden file holds, computed from scratch in ``folder``."""
     from dwf_hub.fitting import fit_pipeline
     from dwf_hub.recipes import Recipe
-    from dwf_hub.training import train_zoo
+    from dwf_hub.zoo_training import train_zoo
 
     zoo = train_zoo(Recipe.from_dict(TINY_RECIPE), 8, folder / "zoo", seed=0, progress=False)
     fit = fit_pipeline(zoo, progress=False)

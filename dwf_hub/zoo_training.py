@@ -22,6 +22,7 @@ from .archs import ArchSpec
 from .configs import TrainingConfig
 from .data import TaskData, load_task
 from .errors import DWFError, WeightFormatError
+from .hub import PRETRAINED_FILES, download
 from .init_schemes import initialise
 from .io import read_header, save_tensors, write_json
 from .optim import lr_factor, make_optimizer
@@ -38,7 +39,7 @@ def init_member(arch: ArchSpec, scheme: str, seed: int, init_from: str | None = 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if init_from:
-            return arch.pretrained_state(init_from)
+            return arch.pretrained_state(str(download(init_from, "model", allow_patterns=PRETRAINED_FILES)))
         model = arch.build()
         initialise(model, scheme, torch.Generator().manual_seed(seed))
     return {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -10,8 +10,8 @@ from dwf_hub.configs import TrainingConfig
 from dwf_hub.data import TaskData, load_task
 from dwf_hub.errors import DWFError, UnknownNameError
 from dwf_hub.recipes import Recipe, available_recipes, load_recipe
-from dwf_hub.training import init_member, train_members, train_zoo
 from dwf_hub.zoo import WeightZoo, checkpoint_name
+from dwf_hub.zoo_training import init_member, train_members, train_zoo
 
 
 def test_shipped_recipes_load():
@@ -146,7 +146,7 @@ def test_mixed_init_recipe_cycles_schemes(tmp_path):
 
 
 def test_augmentation_crops_and_flips_per_image():
-    from dwf_hub.training import augment
+    from dwf_hub.zoo_training import augment
 
     x = torch.arange(2 * 3 * 1 * 4 * 4, dtype=torch.float32).view(2, 3, 1, 4, 4)  # [N, B, C, H, W]
     out = augment(x, [torch.Generator().manual_seed(i) for i in range(2)], padding=1)
