@@ -1,11 +1,12 @@
 """File names and limits of the on-disk formats (a zoo folder; see ``zoo.py`` for its layout)."""
 
-ZOO_FORMAT_VERSION = 1
+ZOO_FORMAT_VERSION = 2  # 2: manifest.json (artifacts.py), one dtype recorded in zoo.json
 ZOO_CONFIG_NAME = "zoo.json"
 METADATA_NAME = "metadata.parquet"
 CHECKPOINT_DIR = "checkpoints"
 CARD_NAME = "README.md"
-METADATA_FILES = [ZOO_CONFIG_NAME, METADATA_NAME, CARD_NAME]
+METADATA_FILES = [ZOO_CONFIG_NAME, METADATA_NAME, CARD_NAME, "manifest.json"]
+JOB_FILE = ".dwf_job.json"  # an unfinished `train_zoo` job (the zoo folder it trains into)
 RECORD_KEY = "dwf_record"  # safetensors header key holding the model's metadata row as JSON
 WEIGHTS_COLUMN = "weights"  # flat float32 weights in the metadata table, for small architectures
 WEIGHTS_COLUMN_MAX_PARAMS = 65_536

@@ -8,7 +8,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch import Tensor
 
@@ -49,8 +49,15 @@ def save_tensors(
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
-def read_header(path: str | os.PathLike) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    """``(key -> shape, metadata)`` from a safetensors header, checking the file is complete."""
+class Header(NamedTuple):
+    shapes: dict[str, tuple[int, ...]]
+    metadata: dict[str, str]
+    dtypes: dict[str, str]
+    """``key -> safetensors dtype name`` (``F32``, ``BF16``, ...)."""
+
+
+def read_header(path: str | os.PathLike) -> Header:
+    """Shapes, metadata and dtypes from a safetensors header, checking the file is complete."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -58,11 +65,13 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, tuple[int, ...]], di
         raise WeightFormatError(f"{path}: checkpoint file is missing")
     try:
         with safe_open(str(path), framework="pt") as f:
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+            slices = {k: f.get_slice(k) for k in f.keys()}  # noqa: SIM118
+            shapes = {k: tuple(s.get_shape()) for k, s in slices.items()}
+            dtypes = {k: s.get_dtype() for k, s in slices.items()}
             metadata = f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for bad headers and truncation
         raise WeightFormatError(f"{path}: not a valid safetensors file ({e})") from None
-    return shapes, metadata
+    return Header(shapes, metadata, dtypes)
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, Tensor]:

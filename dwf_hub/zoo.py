@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,12 @@ import torch
 from torch import Tensor
 
 from .archs import ArchSpec, arch_from_config
-from .errors import ZooFormatError
+from .artifacts import inside, verify_files, write_folder
+from .errors import WeightFormatError, ZooFormatError
 from .formats import (
     CARD_NAME,
     CHECKPOINT_DIR,
+    JOB_FILE,
     METADATA_FILES,
     METADATA_NAME,
     RECORD_KEY,
@@ -192,71 +195,70 @@ class WeightZoo(HubMixin):
         return self.arch.instantiate(self.state_dict(index))
 
     # -- disk ------------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, repo_id: str | None = None) -> Path:
-        """Write the zoo as a dataset repo folder; every file is written atomically, zoo.json last.
-        ``repo_id`` only goes into the card's usage lines."""
-        from .cards import render_zoo_card
-
+    def save(self, path: str | os.PathLike, repo_id: str | None = None, overwrite: bool = False) -> Path:
+        """Write the zoo as a dataset repo folder, whole or not at all (``artifacts.write_folder``): a folder
+        that is not an empty one or a zoo of ours is refused unless ``overwrite``. ``repo_id`` only goes
+        into the card's usage lines."""
         root = Path(path)
-        records = []
-        for i in range(len(self)):
-            rec = {**self.records[i], "model_id": i, "checkpoint": checkpoint_name(i)}
-            target = root / rec["checkpoint"]
-            member = self._members[i]
-            if isinstance(member, Path) and member.resolve() == target.resolve():
-                pass  # already in place
-            else:
-                save_tensors(
-                    target, self.state_dict(i), metadata={RECORD_KEY: json.dumps(rec, sort_keys=True)}
-                )
-            records.append(rec)
-        for stale in sorted((root / CHECKPOINT_DIR).glob("model_*.safetensors"))[len(self) :]:
-            stale.unlink()
-        weights = None
-        if self.arch.num_params <= WEIGHTS_COLUMN_MAX_PARAMS:  # lets `datasets` stream the weights too
-            weights = [self.flat(i).tolist() for i in range(len(self))]
-        _write_parquet(root / METADATA_NAME, records, weights)
-        write_text(root / CARD_NAME, render_zoo_card(self, records, repo_id or "ORG/dwf-zoo-NAME"))
-        write_json(
-            root / ZOO_CONFIG_NAME,
-            {
-                "format_version": ZOO_FORMAT_VERSION,
-                "arch": self.arch.config,
-                "recipe": self.recipe and self.recipe.to_dict(),
-                "info": self.info,
-                "num_models": len(self),
-            },
-        )
+        with write_folder(root, overwrite, carry=[JOB_FILE], legacy_markers=[ZOO_CONFIG_NAME]) as stage:
+            records = self._write(stage, root.absolute(), repo_id)
         self.records = records
         return root
 
+    def _write(self, stage: Path, root: Path, repo_id: str | None) -> list[dict[str, Any]]:
+        """Every file of the zoo into ``stage``; members already at their place in ``root`` are hard-linked."""
+        from .cards import render_zoo_card
+
+        records, dtype = [], None
+        for i in range(len(self)):
+            rec = {**self.records[i], "model_id": i, "checkpoint": checkpoint_name(i)}
+            member, target = self._members[i], stage / rec["checkpoint"]
+            target.parent.mkdir(exist_ok=True)
+            if isinstance(member, Path) and member.absolute() == root / rec["checkpoint"]:
+                os.link(member, target)  # the same bytes (validated when loaded), no copy
+                member_dtype = self._header_dtype(member)
+            else:
+                sd = self.state_dict(i)
+                member_dtype = str(next(iter(sd.values())).dtype).removeprefix("torch.")
+                save_tensors(target, sd, metadata={RECORD_KEY: json.dumps(rec, sort_keys=True)})
+            if dtype not in (None, member_dtype):
+                raise WeightFormatError(
+                    f"zoo member {i} is {member_dtype}, member 0 is {dtype}: a zoo has one dtype"
+                )
+            dtype = member_dtype
+            records.append(rec)
+        weights = None
+        if self.arch.num_params <= WEIGHTS_COLUMN_MAX_PARAMS:  # lets `datasets` stream the weights too
+            weights = [self.flat(i).tolist() for i in range(len(self))]
+        _write_parquet(stage / METADATA_NAME, records, weights)
+        write_text(stage / CARD_NAME, render_zoo_card(self, records, repo_id or "ORG/dwf-zoo-NAME"))
+        config = {"format_version": ZOO_FORMAT_VERSION, "arch": self.arch.config, "dtype": dtype,
+                  "recipe": self.recipe and self.recipe.to_dict(), "info": self.info, "num_models": len(self)}  # fmt: skip
+        write_json(stage / ZOO_CONFIG_NAME, config)
+        return records
+
+    @staticmethod
+    def _header_dtype(path: Path) -> str:
+        return _DTYPE_NAMES.get(next(iter(read_header(path).dtypes.values())), "float32")
+
     @classmethod
     def load(cls, path: str | os.PathLike, members: int | Sequence[int] | None = None) -> WeightZoo:
-        """Open a zoo folder; checks every checkpoint's header (keys, shapes, completeness).
-
-        ``members``: all (``None``), the first ``k``, or these indices.
-        """
+        """Open a zoo folder; checks that it is complete (its manifest), that table rows, checkpoint files,
+        their header records and ``zoo.json`` agree, and every selected checkpoint's header (keys, shapes,
+        dtype). ``members``: all (``None``), the first ``k``, or these indices."""
         root = Path(path)
         if not root.is_dir():
             raise ZooFormatError(f"{root}: no such zoo directory")
         config = read_zoo_config(root)
+        if config["format_version"] >= 2:
+            verify_files(root, [ZOO_CONFIG_NAME, METADATA_NAME], "zoo", error=ZooFormatError)
         arch = arch_from_config(config["arch"])
         everything = _read_parquet(root / METADATA_NAME)
+        _check_table(root, everything, config)
         records = [everything[i] for i in _select(everything, members)]
-        if not records:
-            raise ZooFormatError(f"{root}: empty zoo (no rows in {METADATA_NAME})")
-        expected = {p.key: p.shape for p in arch.layout}
-        members = []
-        for rec in records:
-            ckpt = root / rec["checkpoint"]
-            shapes, _ = read_header(ckpt)
-            shapes = {k: s for k, s in shapes.items() if not k.endswith("num_batches_tracked")}
-            if shapes != expected:
-                bad = sorted(set(shapes.items()) ^ set(expected.items()))[:3]
-                raise ZooFormatError(
-                    f"{ckpt}: keys/shapes do not match architecture {arch!r}; first differences: {bad}"
-                )
-            members.append(ckpt)
+        if config["format_version"] >= 2:
+            verify_files(root, [r["checkpoint"] for r in records], "zoo", hashes=False, error=ZooFormatError)
+        members = [_checked_member(root, rec, arch, config.get("dtype")) for rec in records]
         recipe = as_recipe(config.get("recipe"), f"{root / ZOO_CONFIG_NAME} recipe")
         return cls(arch, members, records, recipe=recipe, info=config.get("info"))
 
@@ -278,6 +280,62 @@ class WeightZoo(HubMixin):
         wanted = [records[i]["checkpoint"] for i in _select(records, members)]
         root = download(repo_id_or_path, cls.repo_type, allow_patterns=[*METADATA_FILES, *wanted], **hub)
         return cls.load(root, members)
+
+
+_DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
+_CHECKPOINT_NAME = re.compile(rf"^{CHECKPOINT_DIR}/[A-Za-z0-9_][A-Za-z0-9_.-]*\.safetensors$")
+
+
+def _check_table(root: Path, rows: list[dict[str, Any]], config: dict[str, Any]) -> None:
+    """Rows agree with ``zoo.json`` (count) and name distinct checkpoints, each a plain file name under
+    ``checkpoints/`` — checked before any checkpoint is opened."""
+    table = root / METADATA_NAME
+    if not rows:
+        raise ZooFormatError(f"{root}: empty zoo (no rows in {METADATA_NAME})")
+    count = config.get("num_models")
+    if count is not None and count != len(rows):
+        raise ZooFormatError(f"{table}: {len(rows)} rows, but {ZOO_CONFIG_NAME} says num_models = {count}")
+    seen: set[str] = set()
+    for i, rec in enumerate(rows):
+        name = rec["checkpoint"]
+        if not _CHECKPOINT_NAME.match(name) or ".." in name:
+            raise ZooFormatError(
+                f"{table}: row {i} names checkpoint {name!r}, not a file name under {CHECKPOINT_DIR}/"
+            )
+        if name in seen:
+            raise ZooFormatError(f"{table}: row {i} repeats checkpoint {name!r}")
+        seen.add(name)
+
+
+def _checked_member(root: Path, rec: dict[str, Any], arch: ArchSpec, dtype: str | None) -> Path:
+    """The checkpoint of row ``rec``, refused unless it is a regular file inside ``root`` whose header
+    matches the architecture, the zoo's dtype and the row itself."""
+    ckpt = root / rec["checkpoint"]
+    if not inside(root, ckpt):
+        raise ZooFormatError(f"{ckpt}: a symbolic link or outside the zoo folder; refusing to read it")
+    header = read_header(ckpt)
+    shapes = {k: s for k, s in header.shapes.items() if not k.endswith("num_batches_tracked")}
+    expected = {p.key: p.shape for p in arch.layout}
+    if shapes != expected:
+        bad = sorted(set(shapes.items()) ^ set(expected.items()))[:3]
+        raise ZooFormatError(
+            f"{ckpt}: keys/shapes do not match architecture {arch!r}; first differences: {bad}"
+        )
+    kinds = {_DTYPE_NAMES.get(v, v) for k, v in header.dtypes.items() if k in expected}
+    if dtype is not None and kinds != {dtype}:
+        raise ZooFormatError(f"{ckpt}: dtype {', '.join(sorted(kinds))}, but the zoo is {dtype}")
+    stored = header.metadata.get(RECORD_KEY)
+    if stored is not None:
+        try:
+            own = json.loads(stored)
+        except json.JSONDecodeError:
+            own = None
+        if not isinstance(own, dict) or (own.get("model_id"), own.get("checkpoint")) != (
+            rec.get("model_id"),
+            rec["checkpoint"],
+        ):
+            raise ZooFormatError(f"{ckpt}: its header record does not match its row in {METADATA_NAME}")
+    return ckpt
 
 
 def _select(records: list[dict[str, Any]], members: int | Sequence[int] | None) -> list[int]:

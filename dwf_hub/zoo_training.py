@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .archs import ArchSpec
+from .artifacts import check_replaceable
 from .configs import TrainingConfig
 from .data import TaskData, load_task
 from .errors import DWFError, WeightFormatError
+from .formats import JOB_FILE, ZOO_CONFIG_NAME
 from .hub import PRETRAINED_FILES, download
 from .init_schemes import initialise
 from .io import read_header, save_tensors, write_json
@@ -29,8 +32,6 @@ from .optim import lr_factor, make_optimizer
 from .recipes import Recipe, load_recipe
 from .scoring import BatchedForward, score_many
 from .zoo import RECORD_KEY, WeightZoo, checkpoint_name
-
-JOB_FILE = ".dwf_job.json"
 
 
 def init_member(arch: ArchSpec, scheme: str, seed: int, init_from: str | None = None) -> dict[str, Tensor]:
@@ -187,11 +188,13 @@ def _records(
     ]
 
 
+MAX_MODELS = 1_000_000  # a zoo larger than this is a typo, not a plan (every member is a file)
+
+
 def _finished(path: Path) -> dict[str, Any] | None:
     """The record of a complete checkpoint, or None if it is missing or unreadable."""
     try:
-        _, meta = read_header(path)
-        return json.loads(meta[RECORD_KEY])
+        return json.loads(read_header(path).metadata[RECORD_KEY])
     except (WeightFormatError, KeyError, json.JSONDecodeError):
         return None
 
@@ -203,16 +206,21 @@ def train_zoo(
     seed: int = 0,
     progress: bool = True,
     device: str | torch.device | None = None,
+    overwrite: bool = False,
 ) -> WeightZoo:
     """Train a zoo of ``num_models`` networks with seeds ``seed, seed+1, ...`` into folder ``out``.
 
     Every finished checkpoint is written atomically as soon as its chunk finishes; rerunning the same
-    call resumes and trains only what is missing.
+    call resumes and trains only what is missing. A folder that is neither empty nor a zoo (or zoo job)
+    of ours is refused before any training, unless ``overwrite``.
     """
     recipe = load_recipe(recipe if not isinstance(recipe, os.PathLike) else str(recipe))
-    if num_models < 1:
-        raise DWFError(f"num_models must be >= 1, got {num_models}")
+    if isinstance(num_models, bool) or not isinstance(num_models, int) or not 1 <= num_models <= MAX_MODELS:
+        raise DWFError(f"num_models must be an integer in [1, {MAX_MODELS}], got {num_models!r}")
     root = Path(out)
+    check_replaceable(root, overwrite, legacy_markers=[ZOO_CONFIG_NAME])
+    if overwrite and root.is_dir() and not (root / JOB_FILE).is_file():
+        shutil.rmtree(root)  # asked for: start from an empty folder
     arch, cfg = recipe.arch_spec, recipe.training
     seeds = [seed + i for i in range(num_models)]
     job = {"recipe": recipe.to_dict(), "seeds": seeds}
@@ -250,4 +258,4 @@ def train_zoo(
         bar.close()
     zoo = WeightZoo(arch, paths, records, recipe=recipe, info={"source": "trained"})
     zoo.save(root)
-    return zoo
+    return WeightZoo.load(root)

@@ -80,7 +80,7 @@ def test_zoo_push_then_load_by_repo_id(tiny_zoo, hub, tmp_path, monkeypatch):
     assert commit["repo_type"] == "dataset" and commit["message"] == "zoo v1"
     names = set(commit["files"])
     checkpoints = {f"checkpoints/model_{i:05d}.safetensors" for i in range(len(tiny_zoo))}
-    assert names == {"README.md", "zoo.json", "metadata.parquet", *checkpoints}
+    assert names == {"README.md", "zoo.json", "metadata.parquet", "manifest.json", *checkpoints}
     assert json.loads(commit["files"]["zoo.json"])["num_models"] == len(tiny_zoo)
 
     from huggingface_hub import DatasetCard

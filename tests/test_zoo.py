@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from dwf_hub.artifacts import write_manifest
 from dwf_hub.errors import WeightFormatError, ZooFormatError
 from dwf_hub.io import save_tensors
 from dwf_hub.zoo import ZOO_FORMAT_VERSION, WeightZoo, checkpoint_name
@@ -59,7 +60,7 @@ def test_from_matrix_and_model(tiny_zoo):
 def test_missing_checkpoint(tiny_zoo, tmp_path):
     root = tiny_zoo.save(tmp_path / "z")
     (root / checkpoint_name(2)).unlink()
-    with pytest.raises(WeightFormatError, match="model_00002.safetensors.*missing"):
+    with pytest.raises(ZooFormatError, match="model_00002.safetensors: missing"):
         WeightZoo.load(root)
 
 
@@ -68,9 +69,13 @@ def test_truncated_and_corrupt_checkpoint(tiny_zoo, tmp_path):
     path = root / checkpoint_name(1)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ZooFormatError, match="model_00001.safetensors: does not match manifest.json"):
+        WeightZoo.load(root)
+    write_manifest(root)  # even when the manifest agrees, the header check refuses it
     with pytest.raises(WeightFormatError, match="model_00001.safetensors: not a valid safetensors"):
         WeightZoo.load(root)
     path.write_bytes(b"\x00" * 64)
+    write_manifest(root)
     with pytest.raises(WeightFormatError, match="model_00001.safetensors"):
         WeightZoo.load(root)
 
@@ -79,9 +84,11 @@ def test_checkpoint_of_wrong_architecture(tiny_zoo, tmp_path):
     root = tiny_zoo.save(tmp_path / "z")
     sd = tiny_zoo.state_dict(0)
     save_tensors(root / checkpoint_name(4), {**sd, "layers.0.weight": torch.zeros(7, 4)})
+    write_manifest(root)  # a consistent folder of the wrong architecture
     with pytest.raises(ZooFormatError, match=r"model_00004.safetensors: keys/shapes.*layers.0.weight"):
         WeightZoo.load(root)
     save_tensors(root / checkpoint_name(4), {k: v for k, v in sd.items() if k != "layers.1.bias"})
+    write_manifest(root)
     with pytest.raises(ZooFormatError, match="layers.1.bias"):
         WeightZoo.load(root)
 
@@ -92,6 +99,7 @@ def test_nan_weights_named_on_read(tiny_zoo, tmp_path):
     sd["layers.2.weight"] = sd["layers.2.weight"].clone()
     sd["layers.2.weight"][0, 0] = float("inf")
     save_tensors(root / checkpoint_name(5), sd)
+    write_manifest(root)
     zoo = WeightZoo.load(root)
     with pytest.raises(
         WeightFormatError, match=r"model_00005.safetensors: key 'layers.2.weight' contains NaN or Inf"
@@ -107,6 +115,7 @@ def test_empty_zoo(tiny_zoo, tmp_path):
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"checkpoint": pa.array([], pa.string())}), root / "metadata.parquet")
+    write_manifest(root)
     with pytest.raises(ZooFormatError, match="empty zoo"):
         WeightZoo.load(root)
 
@@ -135,5 +144,6 @@ def test_unknown_architecture_in_zoo(tiny_zoo, tmp_path):
     cfg = json.loads((root / "zoo.json").read_text())
     cfg["arch"] = {"name": "transformer9000"}
     (root / "zoo.json").write_text(json.dumps(cfg))
+    write_manifest(root)
     with pytest.raises(UnknownNameError, match="transformer9000"):
         WeightZoo.load(root)
