@@ -107,7 +107,7 @@ def test_zoo_push_then_load_by_repo_id(tiny_zoo, hub, tmp_path, monkeypatch):
     asked.clear()
     first = WeightZoo.from_pretrained("org/dwf-zoo-tiny", cache_dir=cache, members=2)
     assert len(first) == 2 and torch.equal(first.to_matrix(), tiny_zoo.to_matrix()[:2])
-    assert asked[-1]["allow_patterns"] == ["zoo.json", "metadata.parquet", "README.md",
+    assert asked[-1]["allow_patterns"] == ["zoo.json", "metadata.parquet", "README.md", "manifest.json",
                                            "checkpoints/model_00000.safetensors", "checkpoints/model_00001.safetensors"]  # fmt: skip
     picked = WeightZoo.from_pretrained("org/dwf-zoo-tiny", cache_dir=cache, members=[3, 1])
     assert torch.equal(picked.to_matrix(), tiny_zoo.to_matrix()[[3, 1]])
