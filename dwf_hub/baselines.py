@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .errors import DWFError
-from .postprocess import DeepWeightFlowOutput, postprocess
+from .postprocess import DeepWeightFlowOutput, check_memory, postprocess
 from .zoo import WeightZoo
 
 BASELINES = ("noise", "interpolation")
@@ -99,6 +99,7 @@ class ZooBaseline:
         """The pipeline's call: ``N`` networks as models, state dicts or flat weights (``output_type``)."""
         if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
             raise DWFError(f"num_networks must be a positive integer, got {num_networks!r}")
+        check_memory(num_networks, 2 * self.arch.num_params)
         weights = self.sample(num_networks, generator)
         out = postprocess(self.arch, weights, output_type, self.zoo.recipe, calibration_data, calibrate)
         return out if return_dict else out.to_tuple()

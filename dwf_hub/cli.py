@@ -8,10 +8,25 @@ import sys
 from pathlib import Path
 
 
+def _check_out(a: argparse.Namespace) -> None:
+    """Refuse ``--out`` before any work unless it is absent, empty, or an artifact of ours (or ``--overwrite``)."""
+    from .artifacts import check_replaceable
+
+    check_replaceable(Path(a.out), a.overwrite, legacy_markers=["zoo.json", "model_index.json"])
+
+
 def _zoo_train(a: argparse.Namespace) -> None:
     from .zoo_training import train_zoo
 
-    zoo = train_zoo(a.recipe, a.num_models, a.out, seed=a.seed, progress=not a.quiet, device=a.device)
+    zoo = train_zoo(
+        a.recipe,
+        a.num_models,
+        a.out,
+        seed=a.seed,
+        progress=not a.quiet,
+        device=a.device,
+        overwrite=a.overwrite,
+    )
     m = zoo.arch.metric
     scores = [r[f"test_{m}"] for r in zoo.records]
     print(f"{len(zoo)} networks in {a.out}; test {m} mean {sum(scores) / len(scores):.4f}")
@@ -22,11 +37,12 @@ def _zoo_import(a: argparse.Namespace) -> None:
     from .recipes import load_recipe
     from .zoo import WeightZoo
 
+    _check_out(a)
     recipe = load_recipe(a.recipe) if a.recipe else None
     zoo = WeightZoo.from_transformers(a.models, recipe=recipe, info={"source": "imported"})
     if recipe and recipe.arch_spec != zoo.arch:
         raise DWFError(f"recipe {recipe.name!r} is for {recipe.arch_spec!r}, the models are {zoo.arch!r}")
-    zoo.save(a.out)
+    zoo.save(a.out, overwrite=a.overwrite)
     print(f"{len(zoo)} {zoo.arch.name} networks ({zoo.arch.num_params:,} weights each) in {a.out}")
 
 
@@ -38,10 +54,10 @@ def _recipes(a: argparse.Namespace) -> None:
 
 
 def _canonicalize(a: argparse.Namespace) -> None:
-    from .io import save_tensors
     from .matching import canonicalize
     from .zoo import open_zoo
 
+    _check_out(a)
     result = canonicalize(
         open_zoo(a.zoo),
         reference=a.reference,
@@ -49,9 +65,8 @@ def _canonicalize(a: argparse.Namespace) -> None:
         progress=not a.quiet,
         permute_residual=not a.fixed_residual,
     )
-    out = result.zoo.save(a.out)
     perms = {f"{i}.{p}": idx for i, perm in enumerate(result.perms) for p, idx in perm.items()}
-    save_tensors(out / "permutations.safetensors", perms)
+    out = result.zoo.save(a.out, overwrite=a.overwrite, extra_tensors={"permutations.safetensors": perms})
     print(f"canonical zoo of {len(result.zoo)} networks in {out} (reference: member {a.reference})")
 
 
@@ -113,6 +128,7 @@ def _fit(a: argparse.Namespace) -> None:
     from .fitting import default_flow_config, fit_pipeline
     from .zoo import open_zoo
 
+    _check_out(a)
     zoo = open_zoo(a.zoo)
     overrides = {f.name: getattr(a, f.name) for _, f, _ in _flow_fields() if getattr(a, f.name) is not None}
     overrides["seed"] = a.seed
@@ -128,7 +144,7 @@ def _fit(a: argparse.Namespace) -> None:
         evaluation = evaluate_zoo(generated, reference=result.training_zoo)
         evaluation.pop("scores", None)
     base_zoo = None if Path(a.zoo).is_dir() else a.zoo  # a Hub dataset repo id: linked from the card
-    result.pipeline.save_pretrained(out, base_zoo=base_zoo, evaluation=evaluation)
+    result.pipeline.save_pretrained(out, base_zoo=base_zoo, evaluation=evaluation, overwrite=a.overwrite)
     shutil.rmtree(ckpt, ignore_errors=True)
     print(f"pipeline saved to {out} (final loss {result.losses[-1]:.4g}; timings {result.timings})")
 
@@ -136,10 +152,11 @@ def _fit(a: argparse.Namespace) -> None:
 def _generate(a: argparse.Namespace) -> None:
     from .pipeline import DeepWeightFlowPipeline
 
+    _check_out(a)
     pipe = DeepWeightFlowPipeline.from_pretrained(a.pipeline)
     kwargs = {"num_inference_steps": a.steps, "solver": a.solver}
     zoo = pipe.generate_zoo(a.num_networks, seed=a.seed, **{k: v for k, v in kwargs.items() if v is not None})
-    zoo.save(a.out)
+    zoo.save(a.out, overwrite=a.overwrite)
     print(f"{len(zoo)} generated networks in {a.out}")
 
 
@@ -147,10 +164,11 @@ def _baseline(a: argparse.Namespace) -> None:
     from .baselines import ZooBaseline
     from .zoo import open_zoo
 
+    _check_out(a)
     knob = {"sigma": a.sigma} if a.kind == "noise" else {"alpha": a.alpha, "k": a.k}
     baseline = ZooBaseline(open_zoo(a.zoo), a.kind, **knob)
     zoo = baseline.generate_zoo(a.num_networks, seed=a.seed)
-    zoo.save(a.out)
+    zoo.save(a.out, overwrite=a.overwrite)
     print(
         f"{len(zoo)} {a.kind} baseline networks ({', '.join(f'{k}={v}' for k, v in knob.items())}) in {a.out}"
     )
@@ -268,6 +286,16 @@ def _push_arguments(p: argparse.ArgumentParser, what: str, help: str, example: s
     p.set_defaults(func=func)
 
 
+OVERWRITE_HELP = "replace --out even when it is not empty or not an artifact of ours (its files are lost)"
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 2**63)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dwf-hub", description="Weight zoos and DeepWeightFlow generators.")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -278,12 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("recipe", help="recipe name (see `dwf-hub recipes`) or path to a .toml recipe")
     t.add_argument("--num-models", type=int, default=100)
     t.add_argument("--out", required=True)
-    t.add_argument("--seed", type=int, default=0, help="member i gets seed SEED+i")
+    t.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    t.add_argument("--seed", type=_seed, default=0, help="member i gets seed SEED+i")
     t.add_argument("--device", default=None, help="torch device to train on, e.g. cuda (default: cpu)")
     t.set_defaults(func=_zoo_train)
     zi = zoo.add_parser("import", help="a zoo from saved transformers models (folders or Hub repo ids)")
     zi.add_argument("models", nargs="+", help="transformers model folders or Hub model repo ids")
     zi.add_argument("--out", required=True)
+    zi.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     zi.add_argument("--recipe", default=None, help="recipe whose task evaluates the zoo (optional)")
     zi.set_defaults(func=_zoo_import)
     zp = zoo.add_parser("push", help="upload a zoo folder as a Hub dataset repo")
@@ -294,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("canonicalize", help="Git Re-Basin / TransFusion: align every member to one reference")
     c.add_argument("zoo", help="zoo folder or Hub dataset repo id")
     c.add_argument("--out", required=True)
+    c.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     c.add_argument("--reference", type=int, default=0)
     c.add_argument("--max-iter", type=int, default=None, help="default: 100 (Re-Basin), 10 (TransFusion)")
     c.add_argument(
@@ -304,13 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="fit a DeepWeightFlow pipeline on a zoo (resumes if interrupted)")
     f.add_argument("zoo", help="zoo folder or Hub dataset repo id")
     f.add_argument("--out", required=True)
+    f.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     f.add_argument(
         "--preset",
         choices=["dwf", "paper"],
         default="dwf",
         help="dwf: our CPU-budget defaults; paper: the authors' Table 14 settings (30k iterations)",
     )
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=_seed, default=0)
     f.add_argument("--evaluate", type=int, default=0, metavar="N",
                    help="generate N networks and put their accuracy and novelty in the model card")  # fmt: skip
     _add_flow_options(f)
@@ -323,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("pipeline", help="pipeline folder or Hub model repo id")
     g.add_argument("--num-networks", type=int, default=100)
     g.add_argument("--out", required=True)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    g.add_argument("--seed", type=_seed, default=0)
     g.add_argument("--steps", type=int, default=None, help="ODE steps (default: the pipeline's)")
     g.add_argument("--solver", default=None, help="ODE solver (default: the pipeline's)")
     g.set_defaults(func=_generate)
@@ -355,8 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("kind", choices=["noise", "interpolation"])
     b.add_argument("zoo", help="zoo folder or Hub dataset repo id (canonicalized first unless it is)")
     b.add_argument("--out", required=True)
+    b.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     b.add_argument("--num-networks", type=int, default=100)
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=_seed, default=0)
     b.add_argument("--sigma", type=float, default=0.1, help="noise: std relative to each tensor's spread")
     b.add_argument("--alpha", type=float, default=0.5, help="interpolation: weight off the first member")
     b.add_argument("--k", type=int, default=2, help="interpolation: members combined")
@@ -366,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo_out")
     d.add_argument("--num-models", type=int, default=100)
     d.add_argument("--num-generated", type=int, default=100)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=_seed, default=0)
     d.set_defaults(func=_demo)
     return p
 

@@ -42,6 +42,12 @@ class WeightCodec(ModelMixin, ConfigMixin):
         super().__init__()
         norm = NORMALIZATIONS[normalization]
         d = arch_from_config(arch).num_params
+        if latent_dim is not None and (
+            isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or not 1 <= latent_dim <= d
+        ):
+            raise DWFError(
+                f"codec config: latent_dim={latent_dim!r} must be an integer in [1, {d}] (the weights)"
+            )
         self.register_buffer("mean", torch.zeros(d))
         self.register_buffer("scale", torch.ones(d))
         self.register_buffer("reference", torch.zeros(d))

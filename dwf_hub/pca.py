@@ -271,11 +271,11 @@ class _ComponentsFile:
 def exact_fits_in_memory(n: int, d: int, available_bytes: int | None = None) -> bool:
     """Whether two float32 ``N x D`` copies fit in half the available memory."""
     if available_bytes is None:
-        available_bytes = _available_memory()
+        available_bytes = available_memory()
     return 2 * n * d * 4 <= available_bytes // 2
 
 
-def _available_memory() -> int:
+def available_memory() -> int:
     try:
         with open("/proc/meminfo") as f:
             for line in f:

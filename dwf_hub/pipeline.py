@@ -17,7 +17,7 @@ from .errors import DWFError, PipelineFormatError
 from .flow.scheduler import FlowODEScheduler
 from .flow.velocity import VelocityModel
 from .hub import HubMixin
-from .postprocess import DeepWeightFlowOutput, WeightPostprocessor, check_output_type
+from .postprocess import DeepWeightFlowOutput, WeightPostprocessor, check_memory, check_output_type
 from .provenance import CanonicalizationRecord
 from .recipes import Recipe, as_recipe
 
@@ -25,6 +25,7 @@ __all__ = ["DeepWeightFlowOutput", "DeepWeightFlowPipeline"]
 
 COMPONENTS = {"velocity": VelocityModel, "codec": WeightCodec, "scheduler": FlowODEScheduler}
 CARD_INFO_NAME = "card.json"
+PROVENANCE = ("recipe", "canonicalization", "flow_config")
 
 
 class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
@@ -74,11 +75,14 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
     ) -> DeepWeightFlowPipeline:
         from .hub import download
 
+        if kwargs.pop("trust_remote_code", False):
+            raise PipelineFormatError(
+                "trust_remote_code: DeepWeightFlowPipeline runs no code shipped with a pipeline"
+            )
         path = download(repo_id_or_path, cls.repo_type, **hub)
         _check_pipeline_dir(path)
-        pipe = DiffusionPipeline.from_pretrained.__func__(cls, path, **kwargs)
-        card = path / CARD_INFO_NAME
-        pipe.card_info = json.loads(card.read_text()) if card.is_file() else {}
+        pipe = DiffusionPipeline.from_pretrained.__func__(cls, path, use_safetensors=True, **kwargs)
+        pipe.card_info = _read_card_info(path / CARD_INFO_NAME)
         return pipe
 
     def save_pretrained(
@@ -87,21 +91,29 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         base_zoo: str | None = None,
         evaluation: dict[str, Any] | None = None,
         repo_id: str | None = None,
+        overwrite: bool = False,
         **kwargs: Any,
     ) -> None:
         """diffusers' ``save_pretrained``, plus the model card (``README.md``) and what it was made from
-        (``card.json``: the base zoo's repo id and the evaluation of generated networks)."""
+        (``card.json``: the base zoo's repo id and the evaluation of generated networks). Written whole
+        or not at all (``artifacts.write_folder``): a folder that is not empty or a pipeline of ours is
+        refused unless ``overwrite``."""
+        from .artifacts import write_folder
         from .cards import render_flow_card
         from .io import write_json, write_text
 
-        super().save_pretrained(save_directory, **kwargs)
+        if kwargs.get("safe_serialization") is False:
+            raise PipelineFormatError("safe_serialization=False: pipelines are saved as safetensors only")
         info = {**self.card_info}
         info.update({k: v for k, v in (("base_zoo", base_zoo), ("evaluation", evaluation)) if v is not None})
+        with write_folder(save_directory, overwrite, legacy_markers=["model_index.json"]) as stage:
+            super().save_pretrained(stage, **kwargs)
+            write_json(stage / CARD_INFO_NAME, info)
+            card = render_flow_card(
+                self, repo_id or "ORG/dwf-NAME", info.get("base_zoo"), info.get("evaluation")
+            )
+            write_text(stage / "README.md", card)
         self.card_info = info
-        root = Path(save_directory)
-        write_json(root / CARD_INFO_NAME, info)
-        card = render_flow_card(self, repo_id or "ORG/dwf-NAME", info.get("base_zoo"), info.get("evaluation"))
-        write_text(root / "README.md", card)
 
     def _save_pretrained(self, folder: Path, *, repo_id: str | None = None, **kwargs: Any) -> None:
         self.save_pretrained(folder, repo_id=repo_id, **kwargs)
@@ -128,6 +140,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         """
         if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
             raise DWFError(f"num_networks must be a positive integer, got {num_networks!r}")
+        check_memory(num_networks, self.arch.num_params + self.codec.latent_dim)
         check_output_type(output_type)
         device = self.velocity.device
         self.velocity.eval()
@@ -173,6 +186,8 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
 
     def generate_zoo(self, num_networks: int, seed: int = 0, **kwargs: Any):
         """Generate networks as a ``WeightZoo`` (same format as a trained zoo)."""
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise DWFError(f"seed must be an integer in [0, 2**63), got {seed!r}")
         gen = torch.Generator().manual_seed(seed)
         return self.to_zoo(
             self(num_networks=num_networks, generator=gen, output_type="state_dict", **kwargs), seed
@@ -191,7 +206,24 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         return WeightZoo(self.arch, state_dicts, records, recipe=self.recipe, info=info)
 
 
+def _read_card_info(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PipelineFormatError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(info, dict):
+        raise PipelineFormatError(f"{path}: expected a JSON object, got {type(info).__name__}")
+    return info
+
+
 def _check_pipeline_dir(path: Path) -> None:
+    """Refuse, naming the part, a folder that is not one complete save of this pipeline class: its
+    manifest must list every file unchanged, no pickle or code file may be present, and
+    ``model_index.json`` must name exactly our components — all before diffusers reads anything."""
+    from .artifacts import MANIFEST_NAME, read_manifest, refuse_pickles, verify_files
+
     index = path / "model_index.json"
     if not index.is_file():
         raise PipelineFormatError(f"{path}: not a pipeline folder (missing model_index.json)")
@@ -199,13 +231,19 @@ def _check_pipeline_dir(path: Path) -> None:
         spec = json.loads(index.read_text())
     except json.JSONDecodeError as e:
         raise PipelineFormatError(f"{index}: invalid JSON ({e})") from None
-    if spec.get("_class_name") != DeepWeightFlowPipeline.__name__:
+    if not isinstance(spec, dict) or spec.get("_class_name") != DeepWeightFlowPipeline.__name__:
+        got = spec.get("_class_name") if isinstance(spec, dict) else type(spec).__name__
         raise PipelineFormatError(
-            f"{index}: pipeline class is {spec.get('_class_name')!r}, not {DeepWeightFlowPipeline.__name__!r}"
+            f"{index}: pipeline class is {got!r}, not {DeepWeightFlowPipeline.__name__!r}"
         )
+    refuse_pickles(path, "pipeline")
+    verify_files(path, read_manifest(path) or [MANIFEST_NAME], "pipeline", error=PipelineFormatError)
     for name, cls in COMPONENTS.items():
-        if name not in spec:
-            raise PipelineFormatError(f"{index}: component {name!r} is not listed")
+        expected = [cls.__module__, cls.__name__]
+        if spec.get(name) != expected:
+            raise PipelineFormatError(
+                f"{index}: component {name!r} is {spec.get(name)!r}, expected {expected}"
+            )
         config = path / name / cls.config_name
         if not config.is_file():
             raise PipelineFormatError(f"{path}: component {name!r} is missing ({config} not found)")
@@ -213,3 +251,6 @@ def _check_pipeline_dir(path: Path) -> None:
             raise PipelineFormatError(
                 f"{path}: component {name!r} has no safetensors weights in {path / name}"
             )
+    extra = sorted(k for k in spec if not k.startswith("_") and k not in COMPONENTS and k not in PROVENANCE)
+    if extra:
+        raise PipelineFormatError(f"{index}: unexpected entries {extra}")

@@ -31,6 +31,18 @@ def check_output_type(output_type: str) -> None:
         raise DWFError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
 
 
+def check_memory(num_networks: int, floats_per_network: int) -> None:
+    """Refuse a request whose float32 outputs (about three copies) would not fit in available memory."""
+    from .pca import available_memory
+
+    need = 3 * 4 * num_networks * floats_per_network
+    if need > available_memory():
+        raise DWFError(
+            f"num_networks={num_networks} needs about {need / 2**30:.1f} GiB for the weights alone, more than "
+            f"the {available_memory() / 2**30:.1f} GiB available; generate in smaller batches"
+        )
+
+
 def recipe_calibration_data(arch: ArchSpec, recipe: Recipe | None) -> Tensor:
     """Calibration inputs ``[num_batches * batch_size, ...]`` as the recipe's ``[calibration]`` says: its
     dataset (default: the recipe's), training split."""

@@ -195,13 +195,24 @@ class WeightZoo(HubMixin):
         return self.arch.instantiate(self.state_dict(index))
 
     # -- disk ------------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, repo_id: str | None = None, overwrite: bool = False) -> Path:
+    def save(
+        self,
+        path: str | os.PathLike,
+        repo_id: str | None = None,
+        overwrite: bool = False,
+        extra_tensors: dict[str, dict[str, Tensor]] | None = None,
+    ) -> Path:
         """Write the zoo as a dataset repo folder, whole or not at all (``artifacts.write_folder``): a folder
         that is not an empty one or a zoo of ours is refused unless ``overwrite``. ``repo_id`` only goes
-        into the card's usage lines."""
+        into the card's usage lines; ``extra_tensors``: more safetensors files saved with the zoo
+        (``file name -> tensors``, e.g. the permutations ``canonicalize`` applied)."""
         root = Path(path)
         with write_folder(root, overwrite, carry=[JOB_FILE], legacy_markers=[ZOO_CONFIG_NAME]) as stage:
             records = self._write(stage, root.absolute(), repo_id)
+            for name, tensors in (extra_tensors or {}).items():
+                if Path(name).name != name or not name.endswith(".safetensors"):
+                    raise ZooFormatError(f"extra file {name!r}: a plain *.safetensors file name")
+                save_tensors(stage / name, tensors)
         self.records = records
         return root
 
@@ -257,7 +268,15 @@ class WeightZoo(HubMixin):
         _check_table(root, everything, config)
         records = [everything[i] for i in _select(everything, members)]
         if config["format_version"] >= 2:
-            verify_files(root, [r["checkpoint"] for r in records], "zoo", hashes=False, error=ZooFormatError)
+            manifest = verify_files(
+                root, [r["checkpoint"] for r in records], "zoo", hashes=False, error=ZooFormatError
+            )
+            unlisted = sorted(
+                {f for f in manifest if f.startswith(f"{CHECKPOINT_DIR}/")}
+                - {r["checkpoint"] for r in everything}
+            )
+            if unlisted:
+                raise ZooFormatError(f"{root / METADATA_NAME}: no row for checkpoint {unlisted[0]}")
         members = [_checked_member(root, rec, arch, config.get("dtype")) for rec in records]
         recipe = as_recipe(config.get("recipe"), f"{root / ZOO_CONFIG_NAME} recipe")
         return cls(arch, members, records, recipe=recipe, info=config.get("info"))
@@ -372,6 +391,12 @@ def read_zoo_config(root: Path) -> dict[str, Any]:
         config = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as e:
         raise ZooFormatError(f"{cfg_path}: invalid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise ZooFormatError(
+            f"{cfg_path}: not a dwf_hub zoo config (a JSON object), got {type(config).__name__}"
+        )
+    if not isinstance(config.get("info", {}), dict) or not isinstance(config.get("recipe") or {}, dict):
+        raise ZooFormatError(f"{cfg_path}: 'info' and 'recipe' must be JSON objects")
     version = config.get("format_version")
     if not isinstance(version, int) or "arch" not in config:
         raise ZooFormatError(f"{cfg_path}: not a dwf_hub zoo config (needs 'format_version' and 'arch')")

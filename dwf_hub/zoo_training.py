@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .archs import ArchSpec
 from .artifacts import check_replaceable
 from .configs import TrainingConfig
-from .data import TaskData, load_task
+from .data import TaskData
 from .errors import DWFError, WeightFormatError
 from .formats import JOB_FILE, ZOO_CONFIG_NAME
 from .hub import PRETRAINED_FILES, download
@@ -188,6 +188,25 @@ def _records(
     ]
 
 
+def _check_inputs(arch: ArchSpec, task: TaskData, recipe: str) -> None:
+    """The data's inputs have the shape the architecture takes (before any training starts)."""
+    expected, got = tuple(arch.example_input(1).shape[1:]), tuple(task.x_train.shape[1:])
+    if expected != got:
+        raise DWFError(f"recipe {recipe!r}: {arch!r} takes inputs of shape {expected}, the data has {got}")
+
+
+def _claim_job(root: Path, job: dict[str, Any]) -> None:
+    """Mark ``root`` as this job's folder, or refuse if it holds another job (recipe, size or seeds)."""
+    job_path = root / JOB_FILE
+    if job_path.is_file():
+        if json.loads(job_path.read_text()) != json.loads(json.dumps(job)):
+            raise DWFError(
+                f"{root} holds a zoo job with another recipe, size or seed; use a new --out folder to train this one"
+            )
+    else:
+        write_json(job_path, job)
+
+
 MAX_MODELS = 1_000_000  # a zoo larger than this is a typo, not a plan (every member is a file)
 
 
@@ -223,22 +242,13 @@ def train_zoo(
         shutil.rmtree(root)  # asked for: start from an empty folder
     arch, cfg = recipe.arch_spec, recipe.training
     seeds = [seed + i for i in range(num_models)]
-    job = {"recipe": recipe.to_dict(), "seeds": seeds}
-    job_path = root / JOB_FILE
-    if job_path.is_file():
-        previous = json.loads(job_path.read_text())
-        if previous != json.loads(json.dumps(job)):
-            raise DWFError(
-                f"{root} holds a zoo job with another recipe, size or seed; use a new --out folder to train this one"
-            )
-    else:
-        write_json(job_path, job)
-
+    _claim_job(root, {"recipe": recipe.to_dict(), "seeds": seeds})
     paths = [root / checkpoint_name(i) for i in range(num_models)]
     records: list[dict[str, Any] | None] = [_finished(p) for p in paths]
     pending = [i for i, r in enumerate(records) if r is None]
     if pending:
-        task = load_task(recipe.data)
+        task = recipe.task
+        _check_inputs(arch, task, recipe.name)
         bar = tqdm(
             total=num_models,
             initial=num_models - len(pending),

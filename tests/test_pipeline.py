@@ -63,7 +63,7 @@ def test_missing_or_foreign_component(tiny_fit, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(root, broken)
     shutil.rmtree(broken / "codec")
-    with pytest.raises(PipelineFormatError, match="component 'codec' is missing"):
+    with pytest.raises(PipelineFormatError, match="codec/config.json: missing"):
         DeepWeightFlowPipeline.from_pretrained(broken)
     with pytest.raises(PipelineFormatError, match="missing model_index.json"):
         DeepWeightFlowPipeline.from_pretrained(tmp_path)

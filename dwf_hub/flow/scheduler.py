@@ -10,12 +10,15 @@ evaluated (``order`` per interval); the loop is always::
 
 from __future__ import annotations
 
+import math
+
 import torch
 from diffusers import ConfigMixin, SchedulerMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerOutput
 from torch import Tensor
 
+from ..configs import MAX_INFERENCE_STEPS
 from ..errors import DWFError
 from .solvers import SOLVERS
 
@@ -33,6 +36,14 @@ class FlowODEScheduler(SchedulerMixin, ConfigMixin):
         t_end: float = 1.0,
     ) -> None:
         SOLVERS[solver]  # an unknown name raises, naming the known ones
+        for name, value in (("source_std", source_std), ("t_start", t_start), ("t_end", t_end)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise DWFError(f"scheduler config: {name}={value!r} must be a finite number")
+        if source_std <= 0 or not 0 <= t_start < t_end <= 1:
+            raise DWFError(
+                f"scheduler config: need source_std > 0 and 0 <= t_start < t_end <= 1, got {source_std}, "
+                f"{t_start}, {t_end}"
+            )
         self.set_timesteps(num_inference_steps)
 
     @property
@@ -55,9 +66,11 @@ class FlowODEScheduler(SchedulerMixin, ConfigMixin):
         solver: str | None = None,
     ) -> None:
         """``num_inference_steps`` intervals of ``[t_start, t_end]``; ``solver`` overrides the configured one."""
-        steps = int(self.config.num_inference_steps if num_inference_steps is None else num_inference_steps)
-        if steps < 1:
-            raise DWFError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        steps = self.config.num_inference_steps if num_inference_steps is None else num_inference_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_INFERENCE_STEPS:
+            raise DWFError(
+                f"num_inference_steps must be an integer in [1, {MAX_INFERENCE_STEPS}], got {steps!r}"
+            )
         solver = solver or self.config.solver
         offsets = torch.tensor(SOLVERS[solver].offsets, dtype=torch.float64)
         self._solver, self.num_inference_steps = solver, steps

@@ -22,11 +22,11 @@ from tqdm.auto import tqdm
 
 from ..configs import FlowConfig, FlowTrainingConfig
 from ..errors import DWFError
-from ..io import load_tensors, save_tensors, write_json
+from ..io import load_tensors, read_header, save_tensors
 from .velocity import VelocityModel
 
-STATE_TENSORS = "flow_state.safetensors"
-STATE_JSON = "flow_state.json"
+STATE_FILE = "flow_state.safetensors"
+STATE_KEY = "dwf_flow_state"  # safetensors header key: iteration, fingerprint, optimizer groups, losses
 
 
 def _fingerprint(data: Tensor, cfg: FlowConfig, source_std: float) -> str:
@@ -73,7 +73,6 @@ def _save_state(
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = s
-    save_tensors(folder / STATE_TENSORS, tensors)
     meta = {
         "iteration": it,
         "fingerprint": fingerprint,
@@ -82,22 +81,28 @@ def _save_state(
         "losses": losses,
         "loss_window": list(window),
     }
-    write_json(folder / STATE_JSON, meta)  # written last: its presence marks a complete checkpoint
+    # One file, written atomically: tensors and their bookkeeping cannot come from two different saves.
+    save_tensors(folder / STATE_FILE, tensors, metadata={STATE_KEY: json.dumps(meta)})
 
 
 def _load_state(
     folder: Path, model, opt, sched, fingerprint: str, ema=None
 ) -> tuple[int, list[float], tuple[float, int]] | None:
-    meta_path = folder / STATE_JSON
-    if not meta_path.is_file():
+    path = folder / STATE_FILE
+    if not path.is_file():
         return None
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(read_header(path).metadata[STATE_KEY])
+    except (KeyError, json.JSONDecodeError):
+        raise DWFError(
+            f"{path}: not a dwf_hub flow checkpoint; remove it or choose another output folder"
+        ) from None
     if meta.get("fingerprint") != fingerprint:
         raise DWFError(
             f"{folder} holds a flow checkpoint for other data or another configuration; "
             "remove it or choose another output folder"
         )
-    tensors = load_tensors(folder / STATE_TENSORS)
+    tensors = load_tensors(path)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     if ema is not None:
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})

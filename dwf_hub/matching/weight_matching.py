@@ -175,16 +175,25 @@ def _threaded(
         torch.set_num_threads(threads)
 
 
+MAX_MAGNITUDE = 1e15  # beyond this, float32 products in the matching costs overflow
+
+
 def _stack_members(
     keys: list[str], others: Sequence[dict[str, Tensor]], first_index: int
 ) -> dict[str, Tensor]:
-    """``key -> [M, ...]`` float copies of the members, refused (naming the network) if not finite."""
+    """``key -> [M, ...]`` float copies of the members, refused (naming the network) if not finite or so
+    large that the matching costs would overflow."""
     cur = {k: torch.stack([o[k].detach().float() for o in others]) for k in keys}
     for k, w in cur.items():
         bad = (~torch.isfinite(w)).flatten(1).any(1).nonzero()
         if len(bad):
             raise WeightFormatError(
                 f"network {first_index + int(bad[0])}: key {k!r} contains NaN or Inf values"
+            )
+        huge = (w.abs() > MAX_MAGNITUDE).flatten(1).any(1).nonzero()
+        if len(huge):
+            raise WeightFormatError(
+                f"network {first_index + int(huge[0])}: key {k!r} has values beyond {MAX_MAGNITUDE:g} in magnitude"
             )
     return cur
 
