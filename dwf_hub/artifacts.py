@@ -168,7 +168,8 @@ def _public_modes(root: Path) -> None:
 def write_manifest(root: Path) -> None:
     from .io import write_json
 
-    files = {f: {"size": (root / f).stat().st_size, "sha256": sha256(root / f)} for f in _files(root)}
+    names = [f for f in _files(root) if f != MANIFEST_NAME]
+    files = {f: {"size": (root / f).stat().st_size, "sha256": sha256(root / f)} for f in names}
     write_json(root / MANIFEST_NAME, {"format": MANIFEST_FORMAT, "files": files})
 
 

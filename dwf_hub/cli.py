@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -409,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import DWFError
 
     args = build_parser().parse_args(argv)
+    if args.quiet:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        if "diffusers" in sys.modules or args.command in ("fit", "generate", "push", "demo", "evaluate"):
+            from diffusers.utils import logging as diffusers_logging
+
+            diffusers_logging.disable_progress_bar()
     try:
         args.func(args)
     except DWFError as e:

@@ -81,7 +81,13 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
             )
         path = download(repo_id_or_path, cls.repo_type, **hub)
         _check_pipeline_dir(path)
-        pipe = DiffusionPipeline.from_pretrained.__func__(cls, path, use_safetensors=True, **kwargs)
+        try:
+            pipe = DiffusionPipeline.from_pretrained.__func__(cls, path, use_safetensors=True, **kwargs)
+        except (ValueError, OSError, RuntimeError, TypeError, KeyError) as e:
+            if isinstance(e, DWFError):
+                raise
+            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise PipelineFormatError(f"{path}: cannot load the pipeline ({reason})") from None
         pipe.card_info = _read_card_info(path / CARD_INFO_NAME)
         return pipe
 
@@ -108,6 +114,11 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         info.update({k: v for k, v in (("base_zoo", base_zoo), ("evaluation", evaluation)) if v is not None})
         with write_folder(save_directory, overwrite, legacy_markers=["model_index.json"]) as stage:
             super().save_pretrained(stage, **kwargs)
+            index = json.loads((stage / "model_index.json").read_text())
+            index.pop(
+                "_name_or_path", None
+            )  # where it was loaded from: a local path is nobody else's business
+            write_json(stage / "model_index.json", index)
             write_json(stage / CARD_INFO_NAME, info)
             card = render_flow_card(
                 self, repo_id or "ORG/dwf-NAME", info.get("base_zoo"), info.get("evaluation")
@@ -206,6 +217,24 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         return WeightZoo(self.arch, state_dicts, records, recipe=self.recipe, info=info)
 
 
+def _check_codec(folder: Path) -> None:
+    """The codec's architecture and its saved buffers agree (checked on the config and headers only)."""
+    from .archs import arch_from_config
+    from .io import read_header
+
+    config = folder / WeightCodec.config_name
+    try:
+        arch = arch_from_config(json.loads(config.read_text()).get("arch"))
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise PipelineFormatError(f"{config}: not a codec config ({e})") from None
+    for weights in folder.glob("*.safetensors"):
+        mean = read_header(weights).shapes.get("mean")
+        if mean != (arch.num_params,):
+            raise PipelineFormatError(
+                f"{config}: architecture {arch!r} has {arch.num_params} weights, but {weights.name} holds {mean}"
+            )
+
+
 def _read_card_info(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
@@ -251,6 +280,7 @@ def _check_pipeline_dir(path: Path) -> None:
             raise PipelineFormatError(
                 f"{path}: component {name!r} has no safetensors weights in {path / name}"
             )
+    _check_codec(path / "codec")
     extra = sorted(k for k in spec if not k.startswith("_") and k not in COMPONENTS and k not in PROVENANCE)
     if extra:
         raise PipelineFormatError(f"{index}: unexpected entries {extra}")
