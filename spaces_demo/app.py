@@ -3,14 +3,19 @@
     python spaces_demo/app.py            # http://127.0.0.1:7860
 
 Flows: the embedded Iris and digits flows (built offline on first start, then loaded from
-``DWF_SPACE_CACHE``), or any DeepWeightFlow pipeline by Hub repo id or local folder. Limits:
-``DWF_MAX_NETWORKS`` networks per request (default 200), ``DWF_MAX_UPLOAD_MB`` per upload (default 50).
+``DWF_SPACE_CACHE``), or any DeepWeightFlow pipeline by Hub repo id; a server-local folder only when the
+operator sets ``DWF_SPACE_ALLOW_LOCAL=1``. Limits: ``DWF_MAX_NETWORKS`` networks per request (default 200),
+``DWF_MAX_UPLOAD_MB`` per upload (default 50) and ``DWF_MAX_UPLOAD_TENSORS`` tensors in it (default 10,000),
+``DWF_MAX_FLOWS`` flows kept loaded besides the embedded ones (default 8), ``DWF_MAX_DOWNLOADS`` generated
+archives kept for download (default 32).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -32,7 +37,13 @@ from dwf_hub.zoo import WeightZoo
 
 MAX_NETWORKS = int(os.environ.get("DWF_MAX_NETWORKS", "200"))
 MAX_UPLOAD_MB = float(os.environ.get("DWF_MAX_UPLOAD_MB", "50"))
+MAX_UPLOAD_TENSORS = int(os.environ.get("DWF_MAX_UPLOAD_TENSORS", "10000"))
+MAX_FLOWS = int(os.environ.get("DWF_MAX_FLOWS", "8"))
+MAX_DOWNLOADS = int(os.environ.get("DWF_MAX_DOWNLOADS", "32"))
+ALLOW_LOCAL = os.environ.get("DWF_SPACE_ALLOW_LOCAL", "") == "1"
 MAX_STEPS = 1000
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+DOWNLOADS = Path(tempfile.gettempdir()) / f"dwf_space_{os.getpid()}"
 CACHE = Path(os.environ.get("DWF_SPACE_CACHE", Path.home() / ".cache" / "dwf_hub" / "space"))
 EMBEDDED = {"Iris MLP (embedded)": "iris_mlp", "8x8 digits MLP (embedded)": "digits_mlp"}
 COLUMNS = ["network", "test score", "distance to nearest zoo network", "novelty"]
@@ -87,28 +98,46 @@ def build_embedded(recipe: str, root: Path = CACHE, num_models: int = 100) -> Fl
 
 
 class FlowLibrary:
-    """The embedded flows plus any repo id or folder asked for (loaded once, then kept)."""
+    """The embedded flows plus the ``MAX_FLOWS`` most recently used repo ids (loaded once, then kept)."""
 
     def __init__(self, flows: dict[str, Flow]) -> None:
-        self.flows = dict(flows)
+        self.flows, self.extra = dict(flows), {}
 
     def get(self, choice: str | None, repo: str | None) -> Flow:
         key = (repo or "").strip() or choice
         if not key:
             raise DWFError("choose a flow or enter a Hub repo id")
-        if key not in self.flows:
-            if key in EMBEDDED:
-                raise DWFError(f"{key} is not loaded in this Space")
-            pipe = DeepWeightFlowPipeline.from_pretrained(key)
-            base = getattr(pipe, "card_info", {}).get("base_zoo")
-            zoo = None
-            if base:
-                try:
-                    zoo = WeightZoo.from_pretrained(base)
-                except DWFError:
-                    zoo = None
-            self.flows[key] = Flow.from_pipeline(pipe, zoo)
-        return self.flows[key]
+        if key in self.flows:
+            return self.flows[key]
+        if key not in self.extra:
+            self.extra[key] = self._load(key)
+            while len(self.extra) > MAX_FLOWS:
+                self.extra.pop(next(iter(self.extra)))
+        self.extra[key] = self.extra.pop(key)  # most recently used last
+        return self.extra[key]
+
+    @staticmethod
+    def _load(key: str) -> Flow:
+        local = ALLOW_LOCAL and Path(key).is_dir()
+        if not local and not REPO_ID.match(key):
+            shown = key if len(key) <= 60 else key[:60] + "…"
+            raise DWFError(
+                f"{shown!r} is not a Hub repo id of the form 'org/name' (ASCII, at most 96 characters each)"
+            )
+        try:
+            pipe = DeepWeightFlowPipeline.from_pretrained(key, local_files_only=False)
+        except DWFError:
+            raise
+        except Exception as e:  # a Space answers every request; the reason goes to the status field
+            raise DWFError(f"{key}: could not load this flow ({type(e).__name__})") from None
+        base = pipe.card_info.get("base_zoo")
+        zoo = None
+        if isinstance(base, str) and REPO_ID.match(base):
+            try:
+                zoo = WeightZoo.from_pretrained(base)
+            except DWFError:
+                zoo = None
+        return Flow.from_pipeline(pipe, zoo)
 
 
 def _whole_number(value: Any, name: str, low: int, high: int | None = None) -> int:
@@ -147,11 +176,43 @@ def _histogram(generated: list[float], zoo: list[float], metric: str):
 
 
 def _zip(zoo: WeightZoo) -> str:
-    folder = Path(tempfile.mkdtemp(prefix="dwf_generated_"))
-    zoo.save(folder / "generated")
-    return shutil.make_archive(str(folder / "generated"), "zip", folder / "generated")
+    """The generated zoo as a zip archive to download; only the ``MAX_DOWNLOADS`` newest are kept."""
+    DOWNLOADS.mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="generated_", dir=DOWNLOADS))
+    try:
+        zoo.save(folder / "generated")
+        archive = shutil.make_archive(str(folder), "zip", folder / "generated")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    archives = sorted(DOWNLOADS.glob("generated_*.zip"), key=lambda p: p.stat().st_mtime)
+    for old in archives[:-MAX_DOWNLOADS]:
+        old.unlink(missing_ok=True)
+    return archive
 
 
+def answer_errors(*empty: Any):
+    """Every failure of a request ends up in its status field as one line (never a blank Gradio error)."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(*args):
+            try:
+                return fn(*args)
+            except DWFError as e:
+                message = str(e)
+            except Exception as e:  # the Space keeps serving; the operator's log has the traceback
+                import logging
+
+                logging.getLogger(__name__).exception("request failed")
+                message = f"the request failed ({type(e).__name__}); nothing was generated"
+            return (f"**Error:** {message}", *empty) if empty else f"**Error:** {message}"
+
+        return run
+
+    return wrap
+
+
+@answer_errors([], None, None)
 def generate(library: FlowLibrary, choice, repo, num_networks, solver, steps, seed):
     """-> (status markdown, table rows, histogram, zip path)."""
     try:
@@ -201,6 +262,16 @@ def generate(library: FlowLibrary, choice, repo, num_networks, solver, steps, se
     return "\n\n".join(lines), rows, plot, _zip(generated)
 
 
+def _check_upload_header(path: Path) -> None:
+    """Refuse an upload with too many tensors from its header alone, before any tensor is read."""
+    from dwf_hub.io import read_header
+
+    count = len(read_header(path).shapes)
+    if count > MAX_UPLOAD_TENSORS:
+        raise DWFError(f"{path.name}: {count:,} tensors, more than the {MAX_UPLOAD_TENSORS:,} accepted")
+
+
+@answer_errors()
 def inspect(library: FlowLibrary, choice, repo, upload) -> str:
     """Canonicalize an uploaded safetensors checkpoint against the flow's reference; its distance to the zoo."""
     from dwf_hub.io import load_tensors
@@ -216,6 +287,7 @@ def inspect(library: FlowLibrary, choice, repo, upload) -> str:
         if size_mb > MAX_UPLOAD_MB:
             raise DWFError(f"{path.name}: {size_mb:.1f} MB is over the {MAX_UPLOAD_MB:g} MB upload limit")
         arch = flow.pipeline.arch
+        _check_upload_header(path)
         state = load_tensors(path)
         arch.validate(state, source=path.name)
         aligned = flow.pipeline.canonicalize(state)

@@ -72,11 +72,49 @@ def test_generate_through_gradio_client(client, space):
     assert again[1]["data"] == rows  # same seed, same networks
 
 
-def test_a_local_pipeline_folder_is_a_flow(client, space):
-    status, table, _, _ = client.predict(
-        "tiny iris", str(space["folder"] / "pipeline"), "3", "euler", "4", "0", api_name="/generate"
-    )
+def test_a_local_pipeline_folder_is_a_flow_only_when_enabled(client, space, monkeypatch):
+    folder = str(space["folder"] / "pipeline")
+    status, _, _, _ = client.predict("tiny iris", folder, "3", "euler", "4", "0", api_name="/generate")
+    assert status.startswith("**Error:**") and "not a Hub repo id" in status  # visitors cannot probe folders
+    monkeypatch.setattr(app, "ALLOW_LOCAL", True)  # the operator enables it
+    status, table, _, _ = client.predict("tiny iris", folder, "3", "euler", "4", "0", api_name="/generate")
     assert "Generated **3** networks" in status and len(table["data"]) == 3
+
+
+@pytest.mark.parametrize("repo", ["ünïcødé/流", "a/" + "b" * 5000, "../../etc", "org/name/extra"])
+def test_odd_repo_ids_are_one_line_errors(client, repo):
+    status, table, _, _ = client.predict("tiny iris", repo, "2", "rk4", "5", "0", api_name="/generate")
+    assert status.startswith("**Error:**") and "not a Hub repo id" in status and not table["data"]
+    assert len(status) < 300
+
+
+def test_flow_cache_and_downloads_are_bounded(space, monkeypatch, tmp_path):
+    library = app.FlowLibrary({})
+    monkeypatch.setattr(app, "ALLOW_LOCAL", True)
+    monkeypatch.setattr(app, "MAX_FLOWS", 2)
+    copies = []
+    for i in range(3):
+        shutil.copytree(space["folder"] / "pipeline", tmp_path / f"p{i}")
+        copies.append(str(tmp_path / f"p{i}"))
+        library.get(None, copies[-1])
+    assert list(library.extra) == copies[1:]  # the least recently used one was dropped
+    monkeypatch.setattr(app, "MAX_DOWNLOADS", 2)
+    monkeypatch.setattr(app, "DOWNLOADS", tmp_path / "downloads")
+    for seed in range(4):
+        app.generate(library, None, copies[-1], "2", "rk4", "3", str(seed))
+    assert len(list((tmp_path / "downloads").iterdir())) == 2  # older archives removed, no folders left
+
+
+def test_an_upload_with_too_many_tensors_is_refused_from_its_header(client, space, tmp_path, monkeypatch):
+    from gradio_client import handle_file
+
+    from dwf_hub.io import save_tensors
+
+    path = tmp_path / "many.safetensors"
+    save_tensors(path, {f"t{i}": torch.zeros(1) for i in range(50)})
+    monkeypatch.setattr(app, "MAX_UPLOAD_TENSORS", 20)
+    report = client.predict("tiny iris", "", handle_file(str(path)), api_name="/inspect")
+    assert report.startswith("**Error:**") and "50 tensors" in report
 
 
 def test_bad_inputs_give_messages_and_the_app_keeps_working(client):
