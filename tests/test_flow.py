@@ -101,6 +101,16 @@ def test_ot_pairing_is_the_cheapest_assignment():
     assert cost(ot_pairing(x0, x1).tolist()) < cost(range(5))
 
 
+def _crash_at(iteration: int):
+    """A training callback that interrupts the run at ``iteration`` (as a user's Ctrl-C would)."""
+
+    def crash(it, loss):
+        if it == iteration:
+            raise KeyboardInterrupt
+
+    return crash
+
+
 @pytest.mark.parametrize("extra", [{}, {"coupling": "ot", "ema_decay": 0.9}])
 def test_flow_training_resumes_after_interruption(tmp_path, extra):
     data = torch.randn(10, 5)
@@ -113,12 +123,8 @@ def test_flow_training_resumes_after_interruption(tmp_path, extra):
         raw, _ = train_flow(data, cfg(ema_decay=0.0), 1.0, progress=False)
         assert not torch.equal(raw.net[0].weight, ref.net[0].weight)
 
-    def crash(it, loss):
-        if it == 47:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        train_flow(data, cfg(), 1.0, checkpoint_dir=tmp_path, progress=False, callback=crash)
+        train_flow(data, cfg(), 1.0, checkpoint_dir=tmp_path, progress=False, callback=_crash_at(47))
     seen = []
     resumed, losses = train_flow(
         data, cfg(), 1.0, checkpoint_dir=tmp_path, progress=False, callback=lambda it, loss: seen.append(it)
@@ -132,18 +138,13 @@ def test_flow_training_resumes_after_interruption(tmp_path, extra):
 
 def test_resume_accepts_other_sampling_and_checkpoint_settings(tmp_path):
     """Only what changes the trained weights is fingerprinted: a rerun with another solver, step count or
-    checkpoint interval resumes and gives the uninterrupted run's weights."""
+    checkpoint interval resumes (after iteration 40) and gives the uninterrupted run's weights."""
     data = torch.randn(10, 5)
     ref, _ = train_flow(data, _cfg(), 1.0, progress=False)
-
-    def crash(it, loss):
-        if it == 47:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_flow(data, _cfg(), 1.0, checkpoint_dir=tmp_path, progress=False, callback=crash)
-    seen = []
     other = _cfg(solver="euler", num_inference_steps=3, checkpoint_every=7)
+    with pytest.raises(KeyboardInterrupt):
+        train_flow(data, _cfg(), 1.0, checkpoint_dir=tmp_path, progress=False, callback=_crash_at(47))
+    seen = []
     resumed, _ = train_flow(
         data, other, 1.0, checkpoint_dir=tmp_path, progress=False, callback=lambda i, _: seen.append(i)
     )
