@@ -56,6 +56,14 @@ def choose_k(variances: Tensor, n_components: int | float | None, rank: int, tot
     return k
 
 
+def _rank(spectrum: Tensor) -> int:
+    """Components above 1e-10 of the largest in a decreasing ``spectrum``; refuses a zoo without variance."""
+    rank = int((spectrum > spectrum[0] * 1e-10).sum()) if spectrum[0] > 0 else 0
+    if rank == 0:
+        raise DWFError("PCA: all networks are identical (zero variance)")
+    return rank
+
+
 def _check_matrix(n: int, shape: tuple[int, ...]) -> None:
     if len(shape) != 2 or n < 2:
         raise DWFError(f"PCA needs a matrix of at least two networks, got shape {shape}")
@@ -70,9 +78,7 @@ def fit_pca(weights: Tensor, n_components: int | float | None = None) -> PCAResu
     eigvals, eigvecs = torch.linalg.eigh(gram)  # ascending
     eigvals, eigvecs = eigvals.flip(0).clamp_min(0), eigvecs.flip(1)
     variances = eigvals / (n - 1)
-    rank = int((eigvals > eigvals[0] * 1e-10).sum()) if eigvals[0] > 0 else 0
-    if rank == 0:
-        raise DWFError("PCA: all networks are identical (zero variance)")
+    rank = _rank(eigvals)
     total = float(variances.sum())
     k = choose_k(variances, n_components, rank, total)
     # components = U_k^T (X - 1 mean^T) / s_k, without forming X - 1 mean^T
@@ -138,9 +144,7 @@ def fit_pca_incremental(
         raise DWFError(f"incremental PCA: expected {n_networks} rows, the batches held {rows + len(buffer)}")
     variances = torch.from_numpy(ipca.explained_variance_.astype(np.float64))
     total = float(ipca.var_.astype(np.float64).sum()) * n_networks / (n_networks - 1)
-    rank = int((variances > variances[0] * 1e-10).sum()) if variances[0] > 0 else 0
-    if rank == 0:
-        raise DWFError("PCA: all networks are identical (zero variance)")
+    rank = _rank(variances)
     k = choose_k(variances, n_components, rank, total)
     return PCAResult(
         mean=torch.from_numpy(ipca.mean_.astype(np.float32)),
@@ -212,12 +216,11 @@ def fit_pca_dual(
     centre = torch.eye(n, dtype=torch.float64) - 1.0 / n
     gram = centre @ gram @ centre
     total = float(gram.trace()) / (n - 1)
-    if total <= 0:
-        raise DWFError("PCA: all networks are identical (zero variance)")
+    _rank(torch.tensor([total]))  # refuses a zoo without variance before the SVD
     wanted = _wanted_components(n_components, n)
     u, eig, _ = randomized_svd(gram.numpy(), wanted, n_oversamples=10, n_iter=7, random_state=seed)
     variances = torch.from_numpy(eig.copy()) / (n - 1)
-    rank = int((variances > variances[0] * 1e-10).sum())
+    rank = _rank(variances)
     k = choose_k(variances, n_components, rank, total)
     coef = torch.from_numpy(u[:, :k].T.copy()) / torch.from_numpy(eig[:k].copy()).sqrt()[:, None]  # [k, N]
     coef32, coef_sum = coef.float(), coef.sum(1).float()
