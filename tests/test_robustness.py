@@ -423,3 +423,16 @@ def test_huge_finite_weights_are_one_line(tiny_zoo, tmp_path, capsys):
     scaled = WeightZoo.from_matrix(tiny_zoo.arch, tiny_zoo.to_matrix() * 1e38, recipe=tiny_zoo.recipe)
     scaled.save(tmp_path / "big")
     refused(["-q", "canonicalize", str(tmp_path / "big"), "--out", str(tmp_path / "c")], capsys, "magnitude")
+
+
+def test_a_second_writer_to_the_same_folder_fails_clearly(tiny_zoo, tmp_path):
+    import fcntl
+
+    target = tmp_path / "zoo"
+    with open(tmp_path / ".zoo.lock", "w") as held:  # what a first writer holds while it writes
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(DWFError, match="another process is writing it"):
+            tiny_zoo.save(target)
+    assert not target.exists()
+    tiny_zoo.save(target)  # the lock is gone with its holder
+    assert len(WeightZoo.load(target)) == len(tiny_zoo)
