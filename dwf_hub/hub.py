@@ -76,8 +76,11 @@ def upload(
     token: str | None = None,
     commit_message: str | None = None,
     revision: str | None = None,
+    create_pr: bool = False,
 ) -> str:
-    """Create ``repo_id`` if needed and upload ``folder`` to it; returns the repo URL.
+    """Create ``repo_id`` if needed and make it mirror ``folder`` (remote files the folder no longer has, e.g.
+    the checkpoints of a larger zoo pushed before, are deleted in the same commit; ``.gitattributes`` stays);
+    ``create_pr`` opens a pull request instead of committing to the branch. Returns the repo URL.
 
     ``upload_folder`` (with ``hf_xet``, a dependency of ``huggingface_hub``) commits large folders in
     resumable batches; no folder may hold more than the Hub's ``MAX_FILES_PER_FOLDER`` files.
@@ -103,6 +106,8 @@ def upload(
         repo_type=repo_type,
         revision=revision,
         commit_message=commit_message or f"Upload with dwf_hub ({len(files)} files)",
+        delete_patterns="*",
+        create_pr=create_pr,
     )
     return str(url)
 
@@ -146,10 +151,11 @@ class HubMixin:
         token: str | None = None,
         commit_message: str | None = None,
         revision: str | None = None,
+        create_pr: bool = False,
         **save_kwargs: Any,
     ) -> str:
         """Save into a temporary folder, then upload it as a Hub repo of ``repo_type`` (created if needed);
         returns the repo URL."""
         with tempfile.TemporaryDirectory() as tmp:
             self._save_pretrained(Path(tmp), repo_id=repo_id, **save_kwargs)
-            return upload(tmp, repo_id, self.repo_type, private, token, commit_message, revision)
+            return upload(tmp, repo_id, self.repo_type, private, token, commit_message, revision, create_pr)

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor, nn
 
 from .codec import WeightCodec
@@ -110,6 +111,11 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
 
         if kwargs.get("safe_serialization") is False:
             raise PipelineFormatError("safe_serialization=False: pipelines are saved as safetensors only")
+        hub = {
+            k: kwargs.pop(k)
+            for k in ("push_to_hub", "private", "token", "commit_message", "create_pr")
+            if k in kwargs
+        }
         info = {**self.card_info}
         info.update({k: v for k, v in (("base_zoo", base_zoo), ("evaluation", evaluation)) if v is not None})
         with write_folder(save_directory, overwrite, legacy_markers=["model_index.json"]) as stage:
@@ -125,6 +131,12 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
             )
             write_text(stage / "README.md", card)
         self.card_info = info
+        if hub.pop("push_to_hub", False):  # as diffusers does, but with our card already written
+            from .hub import upload
+
+            if not repo_id:
+                raise DWFError("push_to_hub=True needs repo_id='org/name'")
+            upload(save_directory, repo_id, self.repo_type, **hub)
 
     def _save_pretrained(self, folder: Path, *, repo_id: str | None = None, **kwargs: Any) -> None:
         self.save_pretrained(folder, repo_id=repo_id, **kwargs)
@@ -133,7 +145,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
     def __call__(
         self,
         num_networks: int = 1,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         num_inference_steps: int | None = None,
         solver: str | None = None,
         output_type: str = "model",
@@ -147,7 +159,9 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         fitted otherwise). Architectures with BatchNorm are recalibrated on ``calibration_data`` (inputs
         ``[B, ...]`` from the training split) or, without it, on the training split of the recipe the
         flow was fitted on; ``calibrate=False`` opts out and returns the flow's raw running statistics.
-        ``output_type="pt"`` always returns raw weights.
+        ``output_type="pt"`` always returns raw weights. ``generator``: one, or a list of ``N`` (network ``i``
+        drawn from ``generator[i]``, as diffusers' pipelines take them). The flow runs in the pipeline's dtype
+        (``pipe.to(torch.bfloat16)``, ``torch_dtype=``); weights come back as float32.
         """
         if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
             raise DWFError(f"num_networks must be a positive integer, got {num_networks!r}")
@@ -156,9 +170,13 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         device = self.velocity.device
         self.velocity.eval()
         self.scheduler.set_timesteps(num_inference_steps, device=device, solver=solver)
+        if isinstance(generator, list) and len(generator) != num_networks:
+            raise DWFError(
+                f"{len(generator)} generators for {num_networks} networks: give one, or one per network"
+            )
         shape = (num_networks, self.codec.latent_dim)
-        x = torch.randn(shape, generator=generator, device=generator.device if generator else "cpu").to(
-            device
+        x = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32).to(
+            self.velocity.dtype
         )
         x = x * self.scheduler.init_noise_sigma
         for t in self.progress_bar(self.scheduler.timesteps):
@@ -284,3 +302,16 @@ def _check_pipeline_dir(path: Path) -> None:
     extra = sorted(k for k in spec if not k.startswith("_") and k not in COMPONENTS and k not in PROVENANCE)
     if extra:
         raise PipelineFormatError(f"{index}: unexpected entries {extra}")
+
+
+def _register_with_diffusers() -> None:
+    """Let diffusers' generic entry point resolve ``"_class_name": "DeepWeightFlowPipeline"`` without remote code
+    (``DiffusionPipeline.from_pretrained(folder)`` once dwf_hub's pipeline is imported). Our own
+    ``DeepWeightFlowPipeline.from_pretrained`` is the entry point that also checks the folder first."""
+    import diffusers
+
+    if getattr(diffusers, DeepWeightFlowPipeline.__name__, None) is not DeepWeightFlowPipeline:
+        setattr(diffusers, DeepWeightFlowPipeline.__name__, DeepWeightFlowPipeline)
+
+
+_register_with_diffusers()

@@ -27,21 +27,31 @@ def hub(monkeypatch):
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoUrl
 
-    state = {"repos": [], "commits": []}
+    state = {"repos": [], "commits": [], "remote": {}}
 
     def create_repo(self, repo_id, *, repo_type=None, private=None, exist_ok=False, **kw):
         state["repos"].append({"repo_id": repo_id, "repo_type": repo_type, "private": private})
         prefix = "datasets/" if repo_type == "dataset" else ""
         return RepoUrl(f"https://huggingface.co/{prefix}{repo_id}")
 
-    def create_commit(self, repo_id, operations, *, commit_message, repo_type=None, **kw):
-        files = {}
+    def create_commit(self, repo_id, operations, *, commit_message, repo_type=None, create_pr=None, **kw):
+        from huggingface_hub import CommitOperationDelete
+
+        files, deleted = {}, []
         for op in operations:
+            if isinstance(op, CommitOperationDelete):
+                deleted.append(op.path_in_repo)
+                continue
             src = op.path_or_fileobj
             files[op.path_in_repo] = Path(src).read_bytes() if isinstance(src, (str, Path)) else bytes(src)
-        state["commits"].append(
-            {"repo_id": repo_id, "repo_type": repo_type, "message": commit_message, "files": files}
-        )
+        state["commits"].append({"repo_id": repo_id, "repo_type": repo_type, "message": commit_message,
+                                 "files": files, "deleted": deleted, "create_pr": bool(create_pr)})  # fmt: skip
+        remote = state["remote"].setdefault(repo_id, {".gitattributes"})
+        remote.difference_update(deleted)
+        remote.update(files)
+
+    def list_repo_files(self, repo_id, *, revision=None, repo_type=None, token=None, **kw):
+        return sorted(state["remote"].get(repo_id, {".gitattributes"}))
 
     def validate_yaml(self, content, *, repo_type=None, token=None):  # the Hub's server-side check
         from huggingface_hub import RepoCard
@@ -51,6 +61,7 @@ def hub(monkeypatch):
     state["validated"] = []
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    monkeypatch.setattr(HfApi, "list_repo_files", list_repo_files)
     monkeypatch.setattr(HfApi, "_validate_yaml", validate_yaml)
     # with hf_xet installed, upload_folder streams through its batched pipeline; capture the one-commit path
     monkeypatch.setattr(huggingface_hub.hf_api, "is_xet_available", lambda: False)
@@ -241,3 +252,25 @@ def test_cli_fit_writes_an_evaluated_model_card(tiny_zoo, tmp_path):
     assert "## Evaluation" in card.text and "generated (4 networks)" in card.text
     info = json.loads((tmp_path / "flow" / "card.json").read_text())
     assert info["evaluation"]["num_networks"] == 4 and "base_zoo" not in info  # a local zoo: nothing to link
+
+
+def test_a_smaller_repush_deletes_stale_checkpoints(tiny_zoo, hub):
+    tiny_zoo.push_to_hub("org/zoo")
+    smaller = tiny_zoo.subset(range(3))
+    smaller.push_to_hub("org/zoo", create_pr=True)
+    first, second = hub["commits"]
+    assert not first["deleted"] and not first["create_pr"]
+    stale = {f"checkpoints/model_{i:05d}.safetensors" for i in range(3, len(tiny_zoo))}
+    assert set(second["deleted"]) == stale and second["create_pr"]  # .gitattributes kept
+    assert hub["remote"]["org/zoo"] == {".gitattributes", *second["files"]}
+
+
+def test_save_pretrained_push_to_hub_carries_our_card(tiny_fit, hub, tmp_path):
+    tiny_fit.pipeline.save_pretrained(tmp_path / "p", push_to_hub=True, repo_id="org/flow", private=True)
+    (commit,) = hub["commits"]
+    assert hub["repos"] == [{"repo_id": "org/flow", "repo_type": "model", "private": True}]
+    card = commit["files"]["README.md"].decode()
+    assert 'DeepWeightFlowPipeline.from_pretrained("org/flow")' in card
+    assert set(commit["files"]) == {
+        p.relative_to(tmp_path / "p").as_posix() for p in (tmp_path / "p").rglob("*") if p.is_file()
+    }

@@ -163,3 +163,34 @@ def test_generated_resnet18s_are_torchvision_models_to_fine_tune_and_save(tmp_pa
     fresh = arch.build()
     fresh.load_state_dict(load_file(tmp_path / "net.safetensors"))
     assert torch.equal(fresh.fc.weight, net.fc.weight)
+
+
+def test_diffusers_call_conventions(tiny_fit, tmp_path):
+    """Lists of generators (network i from generator i), ``torch_dtype=`` and ``.to(dtype)`` as in diffusers."""
+    pipe = tiny_fit.pipeline
+    one = pipe(num_networks=3, generator=torch.Generator().manual_seed(0), output_type="pt").weights
+    per = pipe(num_networks=3, generator=[torch.Generator().manual_seed(s) for s in (5, 6, 7)], output_type="pt")
+    alone = pipe(num_networks=1, generator=torch.Generator().manual_seed(6), output_type="pt").weights
+    torch.testing.assert_close(per.weights[1], alone[0], atol=1e-5, rtol=1e-5)
+    with pytest.raises(DWFError, match="2 generators for 3 networks"):
+        pipe(num_networks=3, generator=[torch.Generator(), torch.Generator()])
+    pipe.save_pretrained(tmp_path / "p")
+    bf16 = DeepWeightFlowPipeline.from_pretrained(tmp_path / "p", torch_dtype=torch.bfloat16)
+    assert bf16.velocity.dtype == torch.bfloat16
+    low = bf16(num_networks=3, generator=torch.Generator().manual_seed(0), output_type="pt").weights
+    assert low.dtype == torch.float32 and torch.isfinite(low).all()
+    assert float((low - one).abs().max()) < 0.1 * float(one.abs().max())  # the same networks, coarser
+    f64 = DeepWeightFlowPipeline.from_pretrained(tmp_path / "p").to(torch.float64)
+    high = f64(num_networks=3, generator=torch.Generator().manual_seed(0), output_type="pt").weights
+    torch.testing.assert_close(high, one, atol=1e-4, rtol=1e-4)
+
+
+def test_diffusers_generic_entry_point_loads_a_saved_flow(tiny_fit, tmp_path):
+    from diffusers import DiffusionPipeline
+
+    tiny_fit.pipeline.save_pretrained(tmp_path / "p")
+    pipe = DiffusionPipeline.from_pretrained(tmp_path / "p")
+    assert isinstance(pipe, DeepWeightFlowPipeline)
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    expected = tiny_fit.pipeline(num_networks=2, generator=gen(), output_type="pt").weights
+    torch.testing.assert_close(pipe(num_networks=2, generator=gen(), output_type="pt").weights, expected)
