@@ -297,45 +297,78 @@ def _seed(text: str) -> int:
     return value
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows an option's default in its help, unless there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = not any(action.default is v for v in (None, False, argparse.SUPPRESS))
+        if shown and "%(default)" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dwf-hub")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dwf-hub", description="Weight zoos and DeepWeightFlow generators.")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p = argparse.ArgumentParser(
+        prog="dwf-hub",
+        description="Weight zoos and DeepWeightFlow generators.",
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (also after the command)")
+    p.add_argument("--version", action="version", version=f"dwf-hub {_version()}")
+    # -q is accepted after any command too: sub-parsers inherit it without overriding the top-level value
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars"
+    )
+    kw = {"parents": [common], "formatter_class": _HelpFormatter}
     sub = p.add_subparsers(dest="command", required=True)
 
     zoo = sub.add_parser("zoo", help="zoo commands").add_subparsers(dest="zoo_command", required=True)
-    t = zoo.add_parser("train", help="train a zoo from a recipe (resumes if interrupted)")
+    t = zoo.add_parser("train", **kw, help="train a zoo from a recipe (resumes if interrupted)")
     t.add_argument("recipe", help="recipe name (see `dwf-hub recipes`) or path to a .toml recipe")
-    t.add_argument("--num-models", type=int, default=100)
-    t.add_argument("--out", required=True)
+    t.add_argument("--num-models", type=int, default=100, help="networks in the zoo")
+    t.add_argument("--out", required=True, help="zoo folder to train into")
     t.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     t.add_argument("--seed", type=_seed, default=0, help="member i gets seed SEED+i")
     t.add_argument("--device", default=None, help="torch device to train on, e.g. cuda (default: cpu)")
     t.set_defaults(func=_zoo_train)
-    zi = zoo.add_parser("import", help="a zoo from saved transformers models (folders or Hub repo ids)")
+    zi = zoo.add_parser("import", **kw, help="a zoo from saved transformers models (folders or Hub repo ids)")
     zi.add_argument("models", nargs="+", help="transformers model folders or Hub model repo ids")
-    zi.add_argument("--out", required=True)
+    zi.add_argument("--out", required=True, help="zoo folder to write")
     zi.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     zi.add_argument("--recipe", default=None, help="recipe whose task evaluates the zoo (optional)")
     zi.set_defaults(func=_zoo_import)
-    zp = zoo.add_parser("push", help="upload a zoo folder as a Hub dataset repo")
+    zp = zoo.add_parser("push", **kw, help="upload a zoo folder as a Hub dataset repo")
     _push_arguments(zp, "zoo", "zoo folder", "org/dwf-zoo-resnet18-cifar10", _zoo_push)
 
-    sub.add_parser("recipes", help="list the shipped zoo recipes").set_defaults(func=_recipes)
+    sub.add_parser("recipes", **kw, help="list the shipped zoo recipes").set_defaults(func=_recipes)
 
-    c = sub.add_parser("canonicalize", help="Git Re-Basin / TransFusion: align every member to one reference")
+    c = sub.add_parser(
+        "canonicalize", **kw, help="Git Re-Basin / TransFusion: align every member to one reference"
+    )
     c.add_argument("zoo", help="zoo folder or Hub dataset repo id")
-    c.add_argument("--out", required=True)
+    c.add_argument("--out", required=True, help="folder for the canonical zoo")
     c.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    c.add_argument("--reference", type=int, default=0)
+    c.add_argument("--reference", type=int, default=0, help="index of the member every other is aligned to")
     c.add_argument("--max-iter", type=int, default=None, help="default: 100 (Re-Basin), 10 (TransFusion)")
     c.add_argument(
         "--fixed-residual", action="store_true", help="transformers: leave the residual stream fixed"
     )
     c.set_defaults(func=_canonicalize)
 
-    f = sub.add_parser("fit", help="fit a DeepWeightFlow pipeline on a zoo (resumes if interrupted)")
+    f = sub.add_parser("fit", **kw, help="fit a DeepWeightFlow pipeline on a zoo (resumes if interrupted)")
     f.add_argument("zoo", help="zoo folder or Hub dataset repo id")
-    f.add_argument("--out", required=True)
+    f.add_argument("--out", required=True, help="pipeline folder to write")
     f.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     f.add_argument(
         "--preset",
@@ -343,29 +376,31 @@ def build_parser() -> argparse.ArgumentParser:
         default="dwf",
         help="dwf: our CPU-budget defaults; paper: the authors' Table 14 settings (30k iterations)",
     )
-    f.add_argument("--seed", type=_seed, default=0)
+    f.add_argument("--seed", type=_seed, default=0, help="seed of canonicalization, PCA and flow training")
     f.add_argument("--evaluate", type=int, default=0, metavar="N",
                    help="generate N networks and put their accuracy and novelty in the model card")  # fmt: skip
     _add_flow_options(f)
     f.set_defaults(func=_fit)
 
-    ps = sub.add_parser("push", help="upload a pipeline folder as a Hub model repo (with its model card)")
+    ps = sub.add_parser(
+        "push", **kw, help="upload a pipeline folder as a Hub model repo (with its model card)"
+    )
     _push_arguments(ps, "pipeline", "pipeline folder (or Hub repo id)", "org/dwf-resnet18-cifar10", _push)
 
-    g = sub.add_parser("generate", help="generate networks with a pipeline into a zoo folder")
+    g = sub.add_parser("generate", **kw, help="generate networks with a pipeline into a zoo folder")
     g.add_argument("pipeline", help="pipeline folder or Hub model repo id")
-    g.add_argument("--num-networks", type=int, default=100)
-    g.add_argument("--out", required=True)
+    g.add_argument("--num-networks", type=int, default=100, help="networks to generate")
+    g.add_argument("--out", required=True, help="zoo folder for the generated networks")
     g.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    g.add_argument("--seed", type=_seed, default=0)
+    g.add_argument("--seed", type=_seed, default=0, help="seed of the Gaussian source")
     g.add_argument("--steps", type=int, default=None, help="ODE steps (default: the pipeline's)")
     g.add_argument("--solver", default=None, help="ODE solver (default: the pipeline's)")
     g.set_defaults(func=_generate)
 
-    e = sub.add_parser("evaluate", help="accuracy of a zoo; with --reference, novelty against it")
+    e = sub.add_parser("evaluate", **kw, help="accuracy of a zoo; with --reference, novelty against it")
     e.add_argument("zoo", help="zoo folder or Hub dataset repo id")
     e.add_argument("--reference", help="a zoo to compare with (e.g. the training zoo)")
-    e.add_argument("--split", default="test", choices=["train", "val", "test"])
+    e.add_argument("--split", default="test", choices=["train", "val", "test"], help="data split to score on")
     e.add_argument("--json", help="write the summary as JSON to this file")
     e.add_argument(
         "--out", help="write report.md, summary.json and figures (needs --reference) to this folder"
@@ -385,23 +420,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.set_defaults(func=_evaluate)
 
-    b = sub.add_parser("baseline", help="networks from a trivial generator: zoo + noise, or interpolation")
+    b = sub.add_parser(
+        "baseline", **kw, help="networks from a trivial generator: zoo + noise, or interpolation"
+    )
     b.add_argument("kind", choices=["noise", "interpolation"])
     b.add_argument("zoo", help="zoo folder or Hub dataset repo id (canonicalized first unless it is)")
-    b.add_argument("--out", required=True)
+    b.add_argument("--out", required=True, help="zoo folder for the baseline networks")
     b.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    b.add_argument("--num-networks", type=int, default=100)
-    b.add_argument("--seed", type=_seed, default=0)
+    b.add_argument("--num-networks", type=int, default=100, help="networks to draw")
+    b.add_argument("--seed", type=_seed, default=0, help="seed of the draws")
     b.add_argument("--sigma", type=float, default=0.1, help="noise: std relative to each tensor's spread")
     b.add_argument("--alpha", type=float, default=0.5, help="interpolation: weight off the first member")
     b.add_argument("--k", type=int, default=2, help="interpolation: members combined")
     b.set_defaults(func=_baseline)
 
-    d = sub.add_parser("demo", help="the main job: Iris zoo -> canonicalize -> fit -> generate -> evaluate")
-    d.add_argument("--out", default="demo_out")
-    d.add_argument("--num-models", type=int, default=100)
-    d.add_argument("--num-generated", type=int, default=100)
-    d.add_argument("--seed", type=_seed, default=0)
+    d = sub.add_parser(
+        "demo", **kw, help="the main job: Iris zoo -> canonicalize -> fit -> generate -> evaluate"
+    )
+    d.add_argument("--out", default="demo_out", help="folder for everything the demo writes")
+    d.add_argument("--num-models", type=int, default=100, help="zoo size")
+    d.add_argument("--num-generated", type=int, default=100, help="networks to generate")
+    d.add_argument("--seed", type=_seed, default=0, help="seed of the whole run")
     d.set_defaults(func=_demo)
     return p
 

@@ -214,3 +214,19 @@ def test_fit_with_paper_preset_cli(workdir):
     )
     sched = json.loads((workdir / "pipe_paper" / "scheduler" / "scheduler_config.json").read_text())
     assert sched["num_inference_steps"] == 99 and sched["source_std"] == 0.01
+
+
+def test_global_options_anywhere_version_and_defaults_in_help(capsys):
+    from dwf_hub.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["generate", "p", "--out", "o", "-q"]).quiet  # after the command too
+    assert parser.parse_args(["-q", "generate", "p", "--out", "o"]).quiet
+    assert not parser.parse_args(["generate", "p", "--out", "o"]).quiet
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("dwf-hub ")
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = capsys.readouterr().out
+    assert "networks to generate (default: 100)" in text and "seed of the Gaussian source (default: 0)" in text
