@@ -35,16 +35,33 @@ def _metric(records: list[dict[str, Any]], key: str) -> dict[str, str] | None:
     }
 
 
-def render_zoo_card(zoo: WeightZoo, records: list[dict[str, Any]], repo_id: str = "ORG/dwf-zoo-NAME") -> str:
+def render_zoo_card(
+    zoo: WeightZoo,
+    records: list[dict[str, Any]],
+    repo_id: str = "ORG/dwf-zoo-NAME",
+    license: str | None = None,
+) -> str:
+    """The dataset card: licence (``license``, else the recipe's), the datasets the networks were trained on,
+    and for generated or baseline zoos the ``synthetic`` tag and the flow they came from."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
+    from .data import source_datasets
     from .formats import METADATA_NAME, WEIGHTS_COLUMN_MAX_PARAMS
 
     recipe, metric = zoo.recipe.to_dict() if zoo.recipe else {}, zoo.arch.metric
+    synthetic = zoo.info.get("source") in ("generated", "baseline")
+    tags = [
+        "dwf-hub",
+        "weight-zoo",
+        "model-weights",
+        f"arch:{zoo.arch.name}",
+        *(["synthetic"] if synthetic else []),
+    ]
     data = DatasetCardData(
-        license="mit",
+        license=license or recipe.get("license", "mit"),
+        source_datasets=source_datasets(recipe["data"]) if recipe else None,
         pretty_name=f"dwf_hub weight zoo: {recipe.get('name', zoo.arch.name)}",
-        tags=["dwf-hub", "weight-zoo", "model-weights", f"arch:{zoo.arch.name}"],
+        tags=tags,
         size_categories=["n<1K"] if len(zoo) < 1000 else ["1K<n<10K"],
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": METADATA_NAME}]}],
     )
@@ -64,6 +81,9 @@ def render_zoo_card(zoo: WeightZoo, records: list[dict[str, Any]], repo_id: str 
         seeds=f"{seeds[0]}…{seeds[-1]}" if seeds else "n/a",
         inits=", ".join(inits) if inits else "n/a",
         canonical=zoo.info.get("canonical", "no"),
+        synthetic=synthetic,
+        flow=zoo.info.get("flow"),
+        license=license or recipe.get("license", "mit"),
         metrics=[m for m in (_metric(records, k) for k in (f"val_{metric}", f"test_{metric}")) if m],
         repo_id=repo_id,
         citation=CITATION,
@@ -76,20 +96,23 @@ def render_flow_card(
     repo_id: str = "ORG/dwf-NAME",
     base_zoo: str | None = None,
     evaluation: dict[str, Any] | None = None,
+    license: str | None = None,
 ) -> str:
-    """``evaluation``: ``evaluate_zoo(generated, reference=training_zoo)`` output (adds ``model-index``)."""
+    """``evaluation``: ``evaluate_zoo(generated, reference=training_zoo)`` output (adds ``model-index``);
+    ``license``: default the recipe's."""
     from huggingface_hub import ModelCard, ModelCardData
 
     from .configs import FlowConfig
 
-    codec, sched = pipe.codec.config, pipe.scheduler.config
-    title = pipe.recipe.name if pipe.recipe else pipe.arch.name
+    codec, sched, recipe = pipe.codec.config, pipe.scheduler.config, pipe.recipe
+    title = recipe.name if recipe else pipe.arch.name
     results, ev = _evaluation(evaluation, title, base_zoo) if evaluation else (None, None)
     data = ModelCardData(
-        license="mit",
+        license=license or (recipe.license if recipe else "mit"),
         library_name="dwf-hub",
         tags=["dwf-hub", "deepweightflow", "weight-generation", f"arch:{pipe.arch.name}"],
         datasets=[base_zoo] if base_zoo else None,
+        base_model=recipe.training.init_from if recipe and recipe.training.init_from else None,
         model_name=f"dwf-{title}",
         eval_results=results,
     )
@@ -123,15 +146,15 @@ def _evaluation(evaluation: dict[str, Any], title: str, base_zoo: str | None) ->
     """The card's ``model-index`` results and its evaluation table."""
     from huggingface_hub import EvalResult
 
+    # The results are the generated networks' (on the recipe's data split); the zoo's figure is context in the text.
     common = {"task_type": "weight-generation", "task_name": "Neural network weight generation",
-              "dataset_type": base_zoo or title, "dataset_name": f"{title} weight zoo"}  # fmt: skip
+              "dataset_type": base_zoo or title, "dataset_name": f"{title} weight zoo",
+              "dataset_split": evaluation.get("split", "test")}  # fmt: skip
     m = evaluation.get("metric", "accuracy")
     scale, dec = (100, 2) if m == "accuracy" else (1, 4)
     results = [
         EvalResult(**common, metric_type=m, metric_name=f"generated {m} (mean)",
                    metric_value=round(scale * evaluation[f"{m}_mean"], dec)),
-        EvalResult(**common, metric_type=m, metric_name=f"training zoo {m} (mean)",
-                   metric_value=round(scale * evaluation[f"reference_{m}_mean"], dec)),
         EvalResult(**common, metric_type="novelty_ratio", metric_name="novelty ratio",
                    metric_value=round(evaluation["novelty_ratio"], 4)),
     ]  # fmt: skip

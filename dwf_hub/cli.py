@@ -256,7 +256,9 @@ def _number(option: str, text: str) -> float:
 def _zoo_push(a: argparse.Namespace) -> None:
     from .zoo import WeightZoo
 
-    url = WeightZoo.load(a.zoo).push_to_hub(a.repo, private=a.private or None, commit_message=a.message)
+    url = WeightZoo.load(a.zoo).push_to_hub(
+        a.repo, private=a.private or None, commit_message=a.message, create_pr=a.create_pr, license=a.license
+    )
     print(f"zoo {a.zoo} pushed to {url}")
 
 
@@ -264,8 +266,9 @@ def _push(a: argparse.Namespace) -> None:
     from .pipeline import DeepWeightFlowPipeline
 
     url = DeepWeightFlowPipeline.from_pretrained(a.pipeline).push_to_hub(
-        a.repo, private=a.private or None, commit_message=a.message
-    )
+        a.repo, private=a.private or None, commit_message=a.message, create_pr=a.create_pr, license=a.license,
+        base_zoo=a.base_zoo,
+    )  # fmt: skip
     print(f"pipeline {a.pipeline} pushed to {url}")
 
 
@@ -284,6 +287,8 @@ def _push_arguments(p: argparse.ArgumentParser, what: str, help: str, example: s
     p.add_argument("repo", help=f"Hub repo id, e.g. {example}")
     p.add_argument("--private", action="store_true")
     p.add_argument("--message", default=None, help="commit message")
+    p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    p.add_argument("--license", default=None, help="licence identifier for the card (default: the recipe's)")
     p.set_defaults(func=func)
 
 
@@ -308,13 +313,10 @@ class _HelpFormatter(argparse.HelpFormatter):
         return text
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+def _package_version() -> str:
+    from .hub import package_version  # hub imports nothing heavy at module level
 
-    try:
-        return version("dwf-hub")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "unknown"
+    return package_version()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -324,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (also after the command)")
-    p.add_argument("--version", action="version", version=f"dwf-hub {_version()}")
+    p.add_argument("--version", action="version", version=f"dwf-hub {_package_version()}")
     # -q is accepted after any command too: sub-parsers inherit it without overriding the top-level value
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -386,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
         "push", **kw, help="upload a pipeline folder as a Hub model repo (with its model card)"
     )
     _push_arguments(ps, "pipeline", "pipeline folder (or Hub repo id)", "org/dwf-resnet18-cifar10", _push)
+    ps.add_argument(
+        "--base-zoo", default=None, help="Hub dataset repo id of the training zoo (linked from the card)"
+    )
 
     g = sub.add_parser("generate", **kw, help="generate networks with a pipeline into a zoo folder")
     g.add_argument("pipeline", help="pipeline folder or Hub model repo id")

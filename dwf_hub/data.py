@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -250,16 +251,32 @@ def _reshape(task: TaskData, shape: list[int]) -> TaskData:
     )
 
 
+# The Hub dataset each loader reads by default (cards name them as source datasets).
+HUB_DATASETS = {
+    "mnist": "ylecun/mnist",
+    "fashion_mnist": "zalando-datasets/fashion_mnist",
+    "cifar10": "uoft-cs/cifar10",
+    "stl10": "tanganke/stl10",
+    "yelp_review_full": "Yelp/yelp_review_full",
+}
 LOADERS: dict[str, Callable[..., TaskData]] = {
     "iris": _sklearn("load_iris"),
     "digits": _sklearn("load_digits"),
-    "mnist": _hf_images("ylecun/mnist"),
-    "fashion_mnist": _hf_images("zalando-datasets/fashion_mnist"),
-    "cifar10": _hf_images("uoft-cs/cifar10", image_column="img", flatten=False, standardize="channel"),
-    "stl10": _hf_images("tanganke/stl10", flatten=False, standardize="channel"),
-    "yelp_review_full": _hf_text_regression("Yelp/yelp_review_full"),
+    "mnist": _hf_images(HUB_DATASETS["mnist"]),
+    "fashion_mnist": _hf_images(HUB_DATASETS["fashion_mnist"]),
+    "cifar10": _hf_images(HUB_DATASETS["cifar10"], image_column="img", flatten=False, standardize="channel"),
+    "stl10": _hf_images(HUB_DATASETS["stl10"], flatten=False, standardize="channel"),
+    "yelp_review_full": _hf_text_regression(HUB_DATASETS["yelp_review_full"]),
     "synthetic_sentiment": synthetic_sentiment,
 }
+
+
+def source_datasets(data_config: dict[str, Any]) -> list[str]:
+    """The Hub datasets a task is made from (``[]`` for scikit-learn and synthetic data, or a local path)."""
+    path = data_config.get("path")
+    if isinstance(path, str) and path.count("/") == 1 and not Path(path).exists():
+        return [path]
+    return [HUB_DATASETS[data_config["name"]]] if data_config.get("name") in HUB_DATASETS and not path else []
 
 
 def load_task(data_config: dict[str, Any]) -> TaskData:

@@ -54,6 +54,8 @@ def download(
                 local_files_only=local_files_only,
                 allow_patterns=list(allow_patterns) if allow_patterns is not None else None,
                 token=token,
+                library_name="dwf-hub",
+                library_version=package_version(),
             )
         )
     except LocalEntryNotFoundError:
@@ -110,6 +112,15 @@ def upload(
         create_pr=create_pr,
     )
     return str(url)
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dwf-hub")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 class HubMixin:

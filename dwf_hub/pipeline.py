@@ -54,6 +54,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         self.register_to_config(recipe=recipe, canonicalization=canonicalization, flow_config=flow_config)
         self.postprocessor = WeightPostprocessor(codec.arch, as_recipe(recipe, "pipeline recipe"))
         self.card_info: dict[str, Any] = {}
+        self.hub_repo_id: str | None = None  # the Hub repo it was loaded from (generated zoos link to it)
 
     @property
     def arch(self):
@@ -82,6 +83,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
             )
         path = download(repo_id_or_path, cls.repo_type, **hub)
         _check_pipeline_dir(path)
+        from_hub = not Path(repo_id_or_path).is_dir()
         try:
             pipe = DiffusionPipeline.from_pretrained.__func__(cls, path, use_safetensors=True, **kwargs)
         except (ValueError, OSError, RuntimeError, TypeError, KeyError) as e:
@@ -90,6 +92,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
             reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
             raise PipelineFormatError(f"{path}: cannot load the pipeline ({reason})") from None
         pipe.card_info = _read_card_info(path / CARD_INFO_NAME)
+        pipe.hub_repo_id = str(repo_id_or_path) if from_hub else None
         return pipe
 
     def save_pretrained(
@@ -99,6 +102,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         evaluation: dict[str, Any] | None = None,
         repo_id: str | None = None,
         overwrite: bool = False,
+        license: str | None = None,
         **kwargs: Any,
     ) -> None:
         """diffusers' ``save_pretrained``, plus the model card (``README.md``) and what it was made from
@@ -117,7 +121,8 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
             if k in kwargs
         }
         info = {**self.card_info}
-        info.update({k: v for k, v in (("base_zoo", base_zoo), ("evaluation", evaluation)) if v is not None})
+        given = (("base_zoo", base_zoo), ("evaluation", evaluation), ("license", license))
+        info.update({k: v for k, v in given if v is not None})
         with write_folder(save_directory, overwrite, legacy_markers=["model_index.json"]) as stage:
             super().save_pretrained(stage, **kwargs)
             index = json.loads((stage / "model_index.json").read_text())
@@ -127,7 +132,11 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
             write_json(stage / "model_index.json", index)
             write_json(stage / CARD_INFO_NAME, info)
             card = render_flow_card(
-                self, repo_id or "ORG/dwf-NAME", info.get("base_zoo"), info.get("evaluation")
+                self,
+                repo_id or "ORG/dwf-NAME",
+                info.get("base_zoo"),
+                info.get("evaluation"),
+                info.get("license"),
             )
             write_text(stage / "README.md", card)
         self.card_info = info
@@ -229,6 +238,8 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         state_dicts = output.state_dicts or [self.arch.unflatten(w) for w in output.weights]
         records = [{"source": "generated", "seed": seed, "index": i} for i in range(len(state_dicts))]
         info = {"source": "generated", "generator": dict(self.scheduler.config), "seed": seed}
+        if self.hub_repo_id:
+            info["flow"] = self.hub_repo_id
         info["holdout"] = ((self.config.flow_config or {}).get("training") or {}).get("holdout", 0)
         if self.canonical:
             info["canonical"] = self.canonical.to_dict()

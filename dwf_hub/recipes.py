@@ -41,6 +41,9 @@ class Recipe:
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     """How generated BatchNorm networks are recalibrated."""
     description: str = ""
+    license: str = "mit"
+    """The licence zoos of this recipe (and flows fitted on them) are published under: the Hub's identifier
+    (``mit``, ``apache-2.0``, ``cc-by-4.0``, ``other``, ...); the dataset's terms may constrain it."""
 
     @property
     def arch_spec(self) -> ArchSpec:

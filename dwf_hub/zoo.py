@@ -201,14 +201,15 @@ class WeightZoo(HubMixin):
         repo_id: str | None = None,
         overwrite: bool = False,
         extra_tensors: dict[str, dict[str, Tensor]] | None = None,
+        license: str | None = None,
     ) -> Path:
         """Write the zoo as a dataset repo folder, whole or not at all (``artifacts.write_folder``): a folder
         that is not an empty one or a zoo of ours is refused unless ``overwrite``. ``repo_id`` only goes
-        into the card's usage lines; ``extra_tensors``: more safetensors files saved with the zoo
+        into the card's usage lines, ``license`` into its metadata (default: the recipe's); ``extra_tensors``: more safetensors files saved with the zoo
         (``file name -> tensors``, e.g. the permutations ``canonicalize`` applied)."""
         root = Path(path)
         with write_folder(root, overwrite, carry=[JOB_FILE], legacy_markers=[ZOO_CONFIG_NAME]) as stage:
-            records = self._write(stage, root.absolute(), repo_id)
+            records = self._write(stage, root.absolute(), repo_id, license)
             for name, tensors in (extra_tensors or {}).items():
                 if Path(name).name != name or not name.endswith(".safetensors"):
                     raise ZooFormatError(f"extra file {name!r}: a plain *.safetensors file name")
@@ -216,7 +217,9 @@ class WeightZoo(HubMixin):
         self.records = records
         return root
 
-    def _write(self, stage: Path, root: Path, repo_id: str | None) -> list[dict[str, Any]]:
+    def _write(
+        self, stage: Path, root: Path, repo_id: str | None, license: str | None
+    ) -> list[dict[str, Any]]:
         """Every file of the zoo into ``stage``; members already at their place in ``root`` are hard-linked."""
         from .cards import render_zoo_card
 
@@ -242,7 +245,7 @@ class WeightZoo(HubMixin):
         if self.arch.num_params <= WEIGHTS_COLUMN_MAX_PARAMS:  # lets `datasets` stream the weights too
             weights = [self.flat(i).tolist() for i in range(len(self))]
         _write_parquet(stage / METADATA_NAME, records, weights)
-        write_text(stage / CARD_NAME, render_zoo_card(self, records, repo_id or "ORG/dwf-zoo-NAME"))
+        write_text(stage / CARD_NAME, render_zoo_card(self, records, repo_id or "ORG/dwf-zoo-NAME", license))
         config = {"format_version": ZOO_FORMAT_VERSION, "arch": self.arch.config, "dtype": dtype,
                   "recipe": self.recipe and self.recipe.to_dict(), "info": self.info, "num_models": len(self)}  # fmt: skip
         write_json(stage / ZOO_CONFIG_NAME, config)
@@ -281,8 +284,10 @@ class WeightZoo(HubMixin):
         recipe = as_recipe(config.get("recipe"), f"{root / ZOO_CONFIG_NAME} recipe")
         return cls(arch, members, records, recipe=recipe, info=config.get("info"))
 
-    def _save_pretrained(self, folder: Path, *, repo_id: str | None = None, **kwargs: Any) -> None:
-        self.save(folder, repo_id)
+    def _save_pretrained(
+        self, folder: Path, *, repo_id: str | None = None, license: str | None = None, **kwargs: Any
+    ) -> None:
+        self.save(folder, repo_id, license=license)
 
     @classmethod
     def _from_pretrained(

@@ -229,4 +229,6 @@ def test_global_options_anywhere_version_and_defaults_in_help(capsys):
     with pytest.raises(SystemExit):
         main(["generate", "--help"])
     text = capsys.readouterr().out
-    assert "networks to generate (default: 100)" in text and "seed of the Gaussian source (default: 0)" in text
+    assert (
+        "networks to generate (default: 100)" in text and "seed of the Gaussian source (default: 0)" in text
+    )

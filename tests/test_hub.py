@@ -274,3 +274,54 @@ def test_save_pretrained_push_to_hub_carries_our_card(tiny_fit, hub, tmp_path):
     assert set(commit["files"]) == {
         p.relative_to(tmp_path / "p").as_posix() for p in (tmp_path / "p").rglob("*") if p.is_file()
     }
+
+
+def test_zoo_cards_carry_licence_sources_and_synthetic_provenance(tiny_zoo, tiny_fit, tmp_path):
+    from huggingface_hub import DatasetCard
+
+    from dwf_hub.recipes import Recipe
+
+    d = tiny_zoo.recipe.to_dict()
+    d.update(license="other", data={"name": "mnist", "val_size": 8})
+    zoo = WeightZoo(
+        tiny_zoo.arch, list(tiny_zoo), tiny_zoo.records, recipe=Recipe.from_dict(d), info=tiny_zoo.info
+    )
+    card = DatasetCard((zoo.save(tmp_path / "z") / "README.md").read_text())
+    assert card.data.license == "other" and card.data.source_datasets == ["ylecun/mnist"]
+    assert "synthetic" not in card.data.tags and "terms of the source dataset" in card.text
+    assert (
+        DatasetCard(
+            (tiny_zoo.save(tmp_path / "t", license="apache-2.0") / "README.md").read_text()
+        ).data.license
+        == "apache-2.0"
+    )
+
+    pipe = tiny_fit.pipeline
+    pipe.hub_repo_id = "org/dwf-tiny"
+    try:
+        generated = pipe.generate_zoo(3)
+    finally:
+        pipe.hub_repo_id = None
+    card = DatasetCard((generated.save(tmp_path / "g") / "README.md").read_text())
+    assert "synthetic" in card.data.tags and "https://huggingface.co/org/dwf-tiny" in card.text
+    assert card.data.source_datasets == []  # Iris comes from scikit-learn, not the Hub
+
+
+def test_flow_card_reports_only_the_generated_networks(tiny_fit, tmp_path):
+    from huggingface_hub import ModelCard
+
+    evaluation = {"metric": "accuracy", "accuracy_mean": 0.9, "accuracy_std": 0.01, "reference_accuracy_mean": 0.95,
+                  "reference_accuracy_std": 0.01, "novelty_ratio": 0.7, "num_networks": 5,
+                  "reference_num_networks": 8, "split": "test"}  # fmt: skip
+    tiny_fit.pipeline.save_pretrained(
+        tmp_path / "p", base_zoo="org/zoo", evaluation=evaluation, license="cc-by-4.0"
+    )
+    card = ModelCard((tmp_path / "p" / "README.md").read_text())
+    assert card.data.license == "cc-by-4.0" and card.data.datasets == ["org/zoo"]
+    names = {r.metric_name for r in card.data.eval_results}
+    assert names == {
+        "generated accuracy (mean)",
+        "novelty ratio",
+    }  # the zoo's accuracy is context, not a result
+    assert {(r.dataset_type, r.dataset_split) for r in card.data.eval_results} == {("org/zoo", "test")}
+    assert "95.00" in card.text  # the zoo's figure, in the text

@@ -169,7 +169,9 @@ def test_diffusers_call_conventions(tiny_fit, tmp_path):
     """Lists of generators (network i from generator i), ``torch_dtype=`` and ``.to(dtype)`` as in diffusers."""
     pipe = tiny_fit.pipeline
     one = pipe(num_networks=3, generator=torch.Generator().manual_seed(0), output_type="pt").weights
-    per = pipe(num_networks=3, generator=[torch.Generator().manual_seed(s) for s in (5, 6, 7)], output_type="pt")
+    per = pipe(
+        num_networks=3, generator=[torch.Generator().manual_seed(s) for s in (5, 6, 7)], output_type="pt"
+    )
     alone = pipe(num_networks=1, generator=torch.Generator().manual_seed(6), output_type="pt").weights
     torch.testing.assert_close(per.weights[1], alone[0], atol=1e-5, rtol=1e-5)
     with pytest.raises(DWFError, match="2 generators for 3 networks"):
