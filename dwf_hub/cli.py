@@ -151,13 +151,21 @@ def _fit(a: argparse.Namespace) -> None:
 
 
 def _generate(a: argparse.Namespace) -> None:
+    from .artifacts import check_replaceable
     from .pipeline import DeepWeightFlowPipeline
 
     _check_out(a)
+    if a.export:
+        check_replaceable(Path(a.export), a.overwrite)
     pipe = DeepWeightFlowPipeline.from_pretrained(a.pipeline)
     kwargs = {"num_inference_steps": a.steps, "solver": a.solver}
     zoo = pipe.generate_zoo(a.num_networks, seed=a.seed, **{k: v for k, v in kwargs.items() if v is not None})
     zoo.save(a.out, overwrite=a.overwrite)
+    if a.export:
+        from .export import export_networks
+
+        export_networks(zoo.arch, [zoo.model(i) for i in range(len(zoo))], a.export, zoo.recipe, a.overwrite)
+        print(f"one Hub model folder per network in {a.export}")
     print(f"{len(zoo)} generated networks in {a.out}")
 
 
@@ -399,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     g.add_argument("--seed", type=_seed, default=0, help="seed of the Gaussian source")
     g.add_argument("--steps", type=int, default=None, help="ODE steps (default: the pipeline's)")
+    g.add_argument("--export", default=None, metavar="DIR",
+                   help="also write one loadable Hub model folder per network (save_pretrained format) into DIR")  # fmt: skip
     g.add_argument("--solver", default=None, help="ODE solver (default: the pipeline's)")
     g.set_defaults(func=_generate)
 

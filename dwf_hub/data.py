@@ -35,6 +35,14 @@ class TaskData:
     x_test: Tensor
     y_test: Tensor
     num_classes: int
+    labels: tuple[str, ...] | None = None
+    """Class names, index by index (classification)."""
+    input_mean: tuple[float, ...] | None = None
+    """The standardisation applied to raw inputs, one value (``global``) or one per channel (``channel``); an
+    image processor rebuilt from it prepares new images the way the networks were trained on."""
+    input_std: tuple[float, ...] | None = None
+    pixel_max: float = 1.0
+    """The raw input value of a white pixel (8x8 digits: 16; images read from the Hub: 1 after / 255)."""
 
     @property
     def is_regression(self) -> bool:
@@ -58,7 +66,9 @@ def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, val_fraction: flo
     return x_tr, y_tr, x_val, y_val, x_test, y_test
 
 
-def _to_task(x_tr, y_tr, x_val, y_val, x_te, y_te, standardize: str) -> TaskData:
+def _to_task(
+    x_tr, y_tr, x_val, y_val, x_te, y_te, standardize: str, labels=None, pixel_max: float = 1.0
+) -> TaskData:
     """Standardise with statistics of the training split only (``channel``: per channel of ``[N, C, H, W]``)."""
     x_tr, x_val, x_te = (np.asarray(a, dtype=np.float32) for a in (x_tr, x_val, x_te))
     if standardize == "feature":
@@ -76,7 +86,14 @@ def _to_task(x_tr, y_tr, x_val, y_val, x_te, y_te, standardize: str) -> TaskData
     t = lambda a: torch.from_numpy(((a - mean) / std).astype(np.float32))  # noqa: E731
     lab = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))  # noqa: E731
     num_classes = int(max(np.max(y_tr), np.max(y_val), np.max(y_te))) + 1
-    return TaskData(t(x_tr), lab(y_tr), t(x_val), lab(y_val), t(x_te), lab(y_te), num_classes)
+    stats = (
+        tuple(float(v) for v in np.ravel(mean)) if standardize in ("global", "channel") else None,
+        tuple(float(v) for v in np.ravel(std)) if standardize in ("global", "channel") else None,
+    )
+    labels = tuple(str(v) for v in labels) if labels is not None and len(labels) == num_classes else None
+    return TaskData(
+        t(x_tr), lab(y_tr), t(x_val), lab(y_val), t(x_te), lab(y_te), num_classes, labels, *stats, pixel_max
+    )
 
 
 def _sklearn(loader: str) -> Callable[..., TaskData]:
@@ -90,8 +107,12 @@ def _sklearn(loader: str) -> Callable[..., TaskData]:
         """``shape`` reshapes each sample, e.g. ``[1, 8, 8]`` turns the digits into images."""
         import sklearn.datasets
 
-        x, y = getattr(sklearn.datasets, loader)(return_X_y=True)
-        task = _to_task(*_split(x, y, test_fraction, val_fraction, split_seed), standardize)
+        bunch = getattr(sklearn.datasets, loader)()
+        x, y, labels = bunch.data, bunch.target, [str(n) for n in bunch.target_names]
+        parts = _split(x, y, test_fraction, val_fraction, split_seed)
+        task = _to_task(
+            *parts, standardize, labels, pixel_max=float(x.max()) if loader == "load_digits" else 1.0
+        )
         return task if shape is None else _reshape(task, shape)
 
     return load
@@ -146,7 +167,9 @@ def _hf_images(
             tr_idx = tr_idx[:max_train]
         if max_test is not None:
             x_te, y_te = x_te[:max_test], y_te[:max_test]
-        return _to_task(x[tr_idx], y[tr_idx], x[val_idx], y[val_idx], x_te, y_te, standardize)
+        feature = ds["train"].features.get("label")
+        labels = getattr(feature, "names", None)
+        return _to_task(x[tr_idx], y[tr_idx], x[val_idx], y[val_idx], x_te, y_te, standardize, labels)
 
     return load
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
@@ -92,10 +93,12 @@ def postprocess(
     calibration_data: Tensor | None = None,
     calibrate: bool = True,
 ) -> DeepWeightFlowOutput:
-    """``weights [N, D]`` -> output of ``output_type``; BatchNorm networks are recalibrated (in place, so
-    ``weights``, state dicts and modules agree) on ``calibration_data`` or the recipe's training split."""
+    """``weights [N, D]`` -> output of ``output_type``; BatchNorm networks are recalibrated on
+    ``calibration_data`` or the recipe's training split (``weights``, state dicts and modules agree). Each
+    network owns its tensors (saving one writes only its own weights)."""
     check_output_type(output_type)
-    state_dicts = [arch.unflatten(w) for w in weights] if output_type != "pt" else None
+    own = lambda w: {k: v.clone() for k, v in arch.unflatten(w).items()}  # noqa: E731
+    state_dicts = [own(w) for w in weights] if output_type != "pt" else None
     calibrating = state_dicts is not None and arch.needs_calibration and calibrate
     networks = None
     if output_type == "model" or calibrating:
@@ -108,6 +111,7 @@ def postprocess(
         batch_size = (recipe.calibration if recipe else CalibrationConfig()).batch_size
         for net in networks:
             recalibrate_batchnorm(net, data, batch_size=batch_size)
+        weights = torch.stack([arch.flatten(sd) for sd in state_dicts])
     if output_type != "model":
         networks = None
     return DeepWeightFlowOutput(weights=weights, state_dicts=state_dicts, networks=networks)

@@ -14,6 +14,10 @@ from torch import Tensor, nn
 from ..errors import DWFError, WeightFormatError
 from ..permutations import PermutationSpec
 
+# What every plain-torch network class passes to ``huggingface_hub.PyTorchModelHubMixin``: a generated (or
+# zoo) network then saves, pushes and loads as a Hub model of its own (config + safetensors + card).
+HUB_MODEL_CARD = {"library_name": "dwf-hub", "tags": ["dwf-hub", "weight-zoo-member"], "license": "mit"}
+
 # Buffers that carry no learned information and are not part of the weight vector.
 SKIPPED_SUFFIXES = ("num_batches_tracked",)
 

@@ -6,17 +6,18 @@ import itertools
 from collections.abc import Sequence
 
 import torch
+from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
 from ..errors import DWFError
 from ..permutations import PermutationSpec, dense
-from .base import ArchSpec
+from .base import HUB_MODEL_CARD, ArchSpec
 from .registry import register
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
-class MLP(nn.Module):
+class MLP(nn.Module, PyTorchModelHubMixin, **HUB_MODEL_CARD):
     """``x [B, ...] -> logits [B, layer_sizes[-1]]``; inputs are flattened."""
 
     def __init__(self, layer_sizes: Sequence[int], activation: str = "relu") -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
 from ..errors import DWFError
 from ..permutations import Axes, PermutationSpec, batchnorm, conv
-from .base import ArchSpec
+from .base import HUB_MODEL_CARD, ArchSpec
 from .registry import register
 
 
@@ -42,7 +43,16 @@ def resnet_permutation_spec(keys: set[str], blocks_per_stage: Sequence[int]) -> 
     return PermutationSpec(axes)
 
 
-class CifarResNet(nn.Module):
+class CifarStemResNet18(ResNet, PyTorchModelHubMixin, **HUB_MODEL_CARD):
+    """torchvision's ``resnet18`` with the CIFAR stem: 3x3 ``conv1`` with stride 1, no max-pool."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3) -> None:
+        super().__init__(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        self.maxpool = nn.Identity()
+
+
+class CifarResNet(nn.Module, PyTorchModelHubMixin, **HUB_MODEL_CARD):
     """He et al.'s CIFAR ResNet (3x3 stem, stages of BasicBlocks, projection shortcuts, no max-pool)."""
 
     def __init__(
@@ -131,10 +141,7 @@ class ResNet18Spec(_ResNetSpec):
         self.num_classes, self.in_channels, self.image_size = num_classes, in_channels, image_size
 
     def build(self) -> nn.Module:
-        model = ResNet(BasicBlock, list(self.blocks), num_classes=self.num_classes)
-        model.conv1 = nn.Conv2d(self.in_channels, 64, 3, stride=1, padding=1, bias=False)
-        model.maxpool = nn.Identity()
-        return model
+        return CifarStemResNet18(self.num_classes, self.in_channels)
 
     @classmethod
     def tiny(cls) -> ResNet18Spec:

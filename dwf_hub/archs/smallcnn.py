@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
 from ..errors import DWFError
 from ..permutations import PermutationSpec, conv, dense
-from .base import ArchSpec
+from .base import HUB_MODEL_CARD, ArchSpec
 from .registry import register
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(nn.Module, PyTorchModelHubMixin, **HUB_MODEL_CARD):
     """``x [B, C, H, W] -> logits [B, num_classes]``: (conv3x3-ReLU-maxpool) x 3, global average pool, 2 FC."""
 
     def __init__(self, in_channels: int, channels: Sequence[int], hidden: int, num_classes: int) -> None:

@@ -1,0 +1,96 @@
+"""Every generated network as a first-class Hub model: plain torch ones through PyTorchModelHubMixin,
+transformers ones with real labels and an image processor that prepares images as the zoo's data was."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dwf_hub.archs import get_arch
+from dwf_hub.cli import main
+from dwf_hub.export import export_networks, network_folder
+
+
+def test_generated_mlps_export_and_reload_through_the_mixin(tiny_fit, tmp_path):
+    from dwf_hub.archs.mlp import MLP
+
+    out = tiny_fit.pipeline(num_networks=3, generator=torch.Generator().manual_seed(0))
+    export_networks(tiny_fit.pipeline.arch, out.networks, tmp_path / "nets", tiny_fit.pipeline.recipe)
+    assert sorted(p.name for p in (tmp_path / "nets").iterdir() if p.is_dir()) == [
+        network_folder(i) for i in range(3)
+    ]
+    again = MLP.from_pretrained(tmp_path / "nets" / network_folder(1))
+    x = torch.randn(5, 4)
+    torch.testing.assert_close(again.eval()(x), out.networks[1](x))
+    assert "dwf-hub" in (tmp_path / "nets" / network_folder(1) / "README.md").read_text()
+
+
+def test_each_generated_network_owns_its_tensors(tiny_fit, tmp_path):
+    from safetensors.torch import save_file
+
+    out = tiny_fit.pipeline(
+        num_networks=50, generator=torch.Generator().manual_seed(0), output_type="state_dict"
+    )
+    save_file(out.state_dicts[0], str(tmp_path / "one.safetensors"))
+    assert (tmp_path / "one.safetensors").stat().st_size < 4 * tiny_fit.pipeline.arch.num_params + 2000
+    assert out.state_dicts[0]["layers.0.weight"].untyped_storage().data_ptr() != (
+        out.state_dicts[1]["layers.0.weight"].untyped_storage().data_ptr()
+    )
+
+
+def test_a_generated_vit_runs_in_the_transformers_pipeline(tmp_path):
+    from PIL import Image
+    from transformers import pipeline
+
+    arch = get_arch("vit", hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24,
+                    patch_size=4, image_size=8, num_channels=3, num_labels=4)  # fmt: skip
+    nets = [arch.instantiate(arch.build().state_dict()) for _ in range(2)]
+    export_networks(arch, nets, tmp_path / "vits")
+    classify = pipeline("image-classification", model=str(tmp_path / "vits" / network_folder(0)))
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 20, 3), dtype=np.uint8))
+    scores = classify(image, top_k=4)
+    assert len(scores) == 4 and abs(sum(s["score"] for s in scores) - 1) < 1e-4
+
+
+def test_digits_vit_export_carries_labels_and_the_zoos_preprocessing(tmp_path):
+    from transformers import AutoConfig, AutoImageProcessor
+
+    from dwf_hub.recipes import load_recipe
+
+    recipe = load_recipe("digits_vit")
+    arch = recipe.arch_spec
+    export_networks(arch, [arch.instantiate(arch.build().state_dict())], tmp_path / "d", recipe)
+    folder = tmp_path / "d" / network_folder(0)
+    assert AutoConfig.from_pretrained(folder).id2label == {i: str(i) for i in range(10)}
+    processor = AutoImageProcessor.from_pretrained(folder)
+    import sklearn.datasets
+
+    raw = sklearn.datasets.load_digits().images[0]  # 8x8, values 0..16
+    pixels = np.round(raw * 255 / 16).astype(np.uint8)[..., None]  # as an 8-bit grayscale image
+    got = processor(images=pixels, return_tensors="pt", input_data_format="channels_last")["pixel_values"][0]
+    task = recipe.task
+    expected = (torch.from_numpy(raw).float() - task.input_mean[0]) / task.input_std[0]
+    torch.testing.assert_close(got[0], expected, atol=0.02, rtol=0)  # 8-bit rounding only
+
+
+def test_generate_export_cli(tiny_fit, tmp_path):
+    tiny_fit.pipeline.save_pretrained(tmp_path / "p")
+    argv = ["-q", "generate", str(tmp_path / "p"), "--num-networks", "2", "--out", str(tmp_path / "g")]
+    assert main([*argv, "--export", str(tmp_path / "nets")]) == 0
+    assert sorted(p.name for p in (tmp_path / "nets").iterdir() if p.is_dir()) == [
+        network_folder(0),
+        network_folder(1),
+    ]
+
+
+@pytest.mark.parametrize("name", ["smallcnn", "resnet20", "resnet18"])
+def test_plain_torch_architectures_have_hub_io(name, tmp_path):
+    from dwf_hub.archs import get_arch_class
+
+    arch = get_arch_class(name).tiny()
+    model = arch.instantiate(arch.build().state_dict())
+    model.save_pretrained(tmp_path / name)
+    again = type(model).from_pretrained(tmp_path / name).eval()
+    x = arch.example_input(2)
+    torch.testing.assert_close(again(x), model(x))
