@@ -38,20 +38,12 @@ def check_calibration_data(arch: ArchSpec, x: Tensor) -> None:
 def recalibrate_batchnorm(
     model: nn.Module, data: Tensor | Iterable[Tensor], batch_size: int = 256
 ) -> nn.Module:
-    """Reset running statistics, then average them over ``data`` (cumulative average, ``momentum=None``)
-    with forward passes in train mode; returns ``model`` in eval mode with momenta restored.
+    """Reset running statistics, then average them over ``data`` (cumulative average) with forward passes
+    in train mode — ``torch.optim.swa_utils.update_bn`` — and return ``model`` in eval mode.
 
     ``data`` should come from the training split, never the test split.
     """
-    bns = [m for m in model.modules() if isinstance(m, _BN)]
-    momenta = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-    model.train()
-    batches = data.split(batch_size) if torch.is_tensor(data) else data
-    for xb in batches:
-        model(xb)
-    for bn, m in zip(bns, momenta):
-        bn.momentum = m
+    from torch.optim.swa_utils import update_bn
+
+    update_bn(data.split(batch_size) if torch.is_tensor(data) else data, model)
     return model.eval()
