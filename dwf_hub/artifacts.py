@@ -16,6 +16,7 @@ import ctypes
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ from typing import Any
 
 from .errors import DWFError
 
+logger = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "dwf_hub manifest 1"
 JOB_MARKERS = (".dwf_job.json", ".flow_checkpoint")  # unfinished jobs of ours that an artifact replaces
@@ -152,6 +154,7 @@ def _clean_stale(target: Path) -> None:
     """Remove staging folders of earlier writers to ``target`` that were killed (we hold the lock)."""
     for p in target.parent.glob(f".{target.name}.*.staging*"):
         if p.is_dir() and not p.is_symlink():
+            logger.info("removing %s, left by an interrupted save", p)
             shutil.rmtree(p, ignore_errors=True)
 
 

@@ -464,6 +464,10 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import DWFError
 
     args = build_parser().parse_args(argv)
+    import logging
+
+    logging.basicConfig(format="dwf-hub: %(message)s", level=logging.WARNING if args.quiet else logging.INFO)
+    logging.getLogger("dwf_hub").setLevel(logging.WARNING if args.quiet else logging.INFO)
     if args.quiet:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         if "diffusers" in sys.modules or args.command in ("fit", "generate", "push", "demo", "evaluate"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from .pca_solvers import PCA_SOLVERS, resolve_pca_solver
 from .pipeline import DeepWeightFlowPipeline
 from .recipes import Recipe
 from .zoo import WeightZoo, open_zoo
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -114,4 +117,5 @@ def fit_pipeline(
         canonicalization=canonical and canonical.to_dict(), flow_config=cfg.to_dict(),
     )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
+    logger.info("fitted on %d networks: final loss %.4g, timings %s", len(training), losses[-1], timings)
     return FitResult(pipe, training, heldout, losses, timings)

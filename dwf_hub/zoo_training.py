@@ -8,6 +8,7 @@ initialisation and for the order of its mini-batches.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -207,6 +208,7 @@ def _claim_job(root: Path, job: dict[str, Any]) -> None:
         write_json(job_path, job)
 
 
+logger = logging.getLogger(__name__)
 MAX_MODELS = 1_000_000  # a zoo larger than this is a typo, not a plan (every member is a file)
 
 
@@ -246,6 +248,10 @@ def train_zoo(
     paths = [root / checkpoint_name(i) for i in range(num_models)]
     records: list[dict[str, Any] | None] = [_finished(p) for p in paths]
     pending = [i for i, r in enumerate(records) if r is None]
+    if len(pending) < num_models:
+        logger.info(
+            "%s: resuming, %d of %d members already trained", root, num_models - len(pending), num_models
+        )
     if pending:
         task = recipe.task
         _check_inputs(arch, task, recipe.name)
