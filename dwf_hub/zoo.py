@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -228,8 +229,10 @@ class WeightZoo(HubMixin):
             rec = {**self.records[i], "model_id": i, "checkpoint": checkpoint_name(i)}
             member, target = self._members[i], stage / rec["checkpoint"]
             target.parent.mkdir(exist_ok=True)
-            if isinstance(member, Path) and member.absolute() == root / rec["checkpoint"]:
-                os.link(member, target)  # the same bytes (validated when loaded), no copy
+            if isinstance(member, Path) and self._same_file_content(member, rec):
+                # the same bytes (validated when loaded), not re-serialized: linked when the file belongs to
+                # the folder being replaced (its old copy goes away), copied otherwise (no shared inodes)
+                _link_or_copy(member, target, link=member.absolute().is_relative_to(root))
                 member_dtype = self._header_dtype(member)
             else:
                 sd = self.state_dict(i)
@@ -250,6 +253,12 @@ class WeightZoo(HubMixin):
                   "recipe": self.recipe and self.recipe.to_dict(), "info": self.info, "num_models": len(self)}  # fmt: skip
         write_json(stage / ZOO_CONFIG_NAME, config)
         return records
+
+    @staticmethod
+    def _same_file_content(path: Path, rec: dict[str, Any]) -> bool:
+        """Whether checkpoint ``path`` already is what this member's file must hold (its header record is
+        ``rec``): e.g. saving or pushing a loaded zoo, whose members are then linked or copied, not rewritten."""
+        return read_header(path).metadata.get(RECORD_KEY) == json.dumps(rec, sort_keys=True)
 
     @staticmethod
     def _header_dtype(path: Path) -> str:
@@ -304,6 +313,17 @@ class WeightZoo(HubMixin):
         wanted = [records[i]["checkpoint"] for i in _select(records, members)]
         root = download(repo_id_or_path, cls.repo_type, allow_patterns=[*METADATA_FILES, *wanted], **hub)
         return cls.load(root, members)
+
+
+def _link_or_copy(source: Path, target: Path, link: bool) -> None:
+    """A hard link when ``link`` and possible (no bytes written), else a plain file copy."""
+    if link:
+        try:
+            os.link(source, target)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(source, target)
 
 
 _DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}

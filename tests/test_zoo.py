@@ -147,3 +147,16 @@ def test_unknown_architecture_in_zoo(tiny_zoo, tmp_path):
     write_manifest(root)
     with pytest.raises(UnknownNameError, match="transformer9000"):
         WeightZoo.load(root)
+
+
+def test_saving_a_loaded_zoo_reuses_its_checkpoint_files(tiny_zoo, tmp_path, monkeypatch):
+    """Pushing or copying a zoo links (or copies) its checkpoints instead of deserializing and rewriting them."""
+    import dwf_hub.zoo as zoo_module
+
+    root = tiny_zoo.save(tmp_path / "z")
+    loaded = WeightZoo.load(root)
+    monkeypatch.setattr(zoo_module, "save_tensors", lambda *a, **k: pytest.fail("a checkpoint was rewritten"))
+    copy = loaded.save(tmp_path / "copy")
+    for i in range(len(loaded)):
+        assert (copy / checkpoint_name(i)).read_bytes() == (root / checkpoint_name(i)).read_bytes()
+    assert torch.equal(WeightZoo.load(copy).to_matrix(), tiny_zoo.to_matrix())
