@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU/CUDA wheels this project is tested with; pip takes them from the local wheel store when present.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install browser demo test bench lint format clean
+.PHONY: install browser demo test bench lint format clean space
 
 install: $(VENV)/.installed
 
@@ -48,3 +48,9 @@ format: install
 
 clean:
 	rm -rf $(VENV) demo_out bench_out .pytest_cache .ruff_cache *.egg-info
+
+# A folder to push as a Hugging Face Space: the app, its card, the prebuilt flows and a copy of the package.
+space:
+	rm -rf dist/space && mkdir -p dist/space
+	cp -r spaces_demo/app.py spaces_demo/README.md spaces_demo/requirements.txt spaces_demo/flows dist/space/
+	cp -r dwf_hub dist/space/dwf_hub && find dist/space -name __pycache__ -prune -exec rm -rf {} +

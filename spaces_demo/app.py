@@ -45,6 +45,7 @@ MAX_STEPS = 1000
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 DOWNLOADS = Path(tempfile.gettempdir()) / f"dwf_space_{os.getpid()}"
 CACHE = Path(os.environ.get("DWF_SPACE_CACHE", Path.home() / ".cache" / "dwf_hub" / "space"))
+PREBUILT = Path(__file__).parent / "flows"  # rebuild with: python spaces_demo/app.py --rebuild-flows
 EMBEDDED = {"Iris MLP (embedded)": "iris_mlp", "8x8 digits MLP (embedded)": "digits_mlp"}
 COLUMNS = ["network", "test score", "distance to nearest zoo network", "novelty"]
 
@@ -82,12 +83,15 @@ class Flow:
         return nearest(self.novelty.distances(weights, self.novelty.train))
 
 
-def build_embedded(recipe: str, root: Path = CACHE, num_models: int = 100) -> Flow:
-    """Train the recipe's zoo and fit its flow once (offline); later starts load them from ``root``."""
+def build_embedded(
+    recipe: str, root: Path = CACHE, num_models: int = 100, prebuilt: Path | None = PREBUILT
+) -> Flow:
+    """The recipe's flow and canonical zoo: shipped prebuilt in ``prebuilt/<recipe>`` (the Space is ready in
+    seconds), else trained and fitted once offline into ``root`` and loaded from there on later starts."""
     from dwf_hub.fitting import fit_pipeline
     from dwf_hub.zoo_training import train_zoo
 
-    folder = root / recipe
+    folder = prebuilt / recipe if prebuilt is not None and (prebuilt / recipe).is_dir() else root / recipe
     if not (folder / "pipeline" / "model_index.json").is_file() or not (folder / "canonical_zoo").is_dir():
         zoo = train_zoo(recipe, num_models, folder / "zoo", progress=False)
         fit = fit_pipeline(zoo, progress=False)
@@ -353,6 +357,16 @@ def build_demo(flows: dict[str, Flow]) -> gr.Blocks:
 
 
 def main() -> None:
+    import sys
+
+    if "--rebuild-flows" in sys.argv:  # after a format change: refit the shipped flows (minutes on 2 cores)
+        for recipe in EMBEDDED.values():
+            shutil.rmtree(PREBUILT / recipe, ignore_errors=True)
+            build_embedded(recipe, root=PREBUILT, prebuilt=None)
+            shutil.rmtree(
+                PREBUILT / recipe / "zoo", ignore_errors=True
+            )  # only the flow and canonical zoo ship
+        return
     flows = {label: build_embedded(recipe) for label, recipe in EMBEDDED.items()}
     build_demo(flows).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), max_file_size=f"{MAX_UPLOAD_MB:g}mb"

@@ -182,10 +182,12 @@ def test_inspect_an_uploaded_checkpoint(client, space, tmp_path):
 
 
 def test_embedded_flows_are_built_once_then_loaded(tmp_path):
-    first = app.build_embedded("iris_mlp", root=tmp_path, num_models=6)
+    first = app.build_embedded("iris_mlp", root=tmp_path, num_models=6, prebuilt=None)
     assert len(first.zoo) == 6 and first.zoo.is_canonical and first.test is not None
     mtime = (tmp_path / "iris_mlp" / "pipeline" / "model_index.json").stat().st_mtime
-    second = app.build_embedded("iris_mlp", root=tmp_path, num_models=6)  # loaded, not refitted
+    second = app.build_embedded(
+        "iris_mlp", root=tmp_path, num_models=6, prebuilt=None
+    )  # loaded, not refitted
     assert (tmp_path / "iris_mlp" / "pipeline" / "model_index.json").stat().st_mtime == mtime
     a = first.pipeline(num_networks=2, generator=torch.Generator().manual_seed(0), output_type="pt").weights
     b = second.pipeline(num_networks=2, generator=torch.Generator().manual_seed(0), output_type="pt").weights
@@ -263,3 +265,47 @@ def test_real_browser_generates_and_shows_errors(space, tmp_path):
         driver.save_screenshot(str(out / "space_upload_error.png"))
     finally:
         driver.quit()
+
+
+def test_shipped_flows_load_in_seconds_and_generate(tmp_path):
+    """The embedded flows ship prebuilt: a fresh Space is ready without training anything."""
+    import time
+
+    t0 = time.perf_counter()
+    flows = {
+        label: app.build_embedded(recipe, root=tmp_path / "nothing-here")
+        for label, recipe in app.EMBEDDED.items()
+    }
+    seconds = time.perf_counter() - t0
+    assert not (tmp_path / "nothing-here").exists()  # nothing was trained or written
+    assert seconds < 60, seconds
+    for flow in flows.values():
+        status, table, _, _ = app.generate(app.FlowLibrary({"f": flow}), "f", "", "3", "rk4", "5", "0")
+        assert "Generated **3** networks" in status and len(table) == 3
+        assert all(row[1] > 0.5 for row in table)  # working networks (test accuracy)
+
+
+def test_space_requirements_install_here_and_match_the_package():
+    """requirements.txt names only packages on the index (not dwf-hub itself) and agrees with pyproject."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    lines = [ln.strip() for ln in (ROOT / "spaces_demo" / "requirements.txt").read_text().splitlines()]
+    reqs = [Requirement(ln) for ln in lines if ln and not ln.startswith("#")]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    needed = {Requirement(d).name for d in project["dependencies"] if "python_version" not in d}
+    assert needed <= {r.name for r in reqs} and "dwf-hub" not in {r.name for r in reqs}
+    for r in reqs:  # the environment the tests run in satisfies every line
+        assert r.specifier.contains(version(r.name), prereleases=True), (r, version(r.name))
+
+
+def test_make_space_assembles_a_deployable_folder(tmp_path):
+    import subprocess
+
+    out = subprocess.run(["make", "-s", "space"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    space = ROOT / "dist" / "space"
+    assert {"app.py", "README.md", "requirements.txt", "flows", "dwf_hub"} <= {p.name for p in space.iterdir()}
+    assert (space / "dwf_hub" / "pipeline.py").is_file() and not list(space.rglob("__pycache__"))
