@@ -53,4 +53,4 @@ clean:
 space:
 	rm -rf dist/space && mkdir -p dist/space
 	cp -r spaces_demo/app.py spaces_demo/README.md spaces_demo/requirements.txt spaces_demo/flows dist/space/
-	cp -r dwf_hub dist/space/dwf_hub && find dist/space -name __pycache__ -prune -exec rm -rf {} +
+	cp -r dwf_hub zoo_recipes model_cards dist/space/ && find dist/space -name __pycache__ -prune -exec rm -rf {} +

@@ -6,14 +6,15 @@ Rendered with ``huggingface_hub``'s ``DatasetCard`` / ``ModelCard`` so the YAML 
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .resources import shipped
 
 if TYPE_CHECKING:
     from .pipeline import DeepWeightFlowPipeline
     from .zoo import WeightZoo
 
-TEMPLATES = Path(__file__).parent / "model_cards"
+TEMPLATES = shipped("model_cards")
 CITATION = """@article{deepweightflow,
   title  = {DeepWeightFlow: Re-Basined Flow Matching for Generating Neural Network Weights},
   year   = {2025}

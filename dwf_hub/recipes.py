@@ -13,6 +13,7 @@ from torch import Tensor
 from .archs import ArchSpec, arch_from_config
 from .configs import FLOW_PRESETS, PAPER_FLOW, CalibrationConfig, FlowConfig, TrainingConfig, build_dataclass
 from .errors import DWFError, unknown
+from .resources import shipped
 
 if TYPE_CHECKING:
     from .data import TaskData
@@ -22,7 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-RECIPE_DIR = Path(__file__).parent / "zoo_recipes"
+RECIPE_DIR = shipped("zoo_recipes")
 
 
 @dataclass

@@ -287,9 +287,9 @@ def test_shipped_flows_load_in_seconds_and_generate(tmp_path):
 
 def test_space_requirements_install_here_and_match_the_package():
     """requirements.txt names only packages on the index (not dwf-hub itself) and agrees with pyproject."""
-    import tomllib
     from importlib.metadata import version
 
+    import tomllib
     from packaging.requirements import Requirement
 
     lines = [ln.strip() for ln in (ROOT / "spaces_demo" / "requirements.txt").read_text().splitlines()]
@@ -307,5 +307,7 @@ def test_make_space_assembles_a_deployable_folder(tmp_path):
     out = subprocess.run(["make", "-s", "space"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     space = ROOT / "dist" / "space"
-    assert {"app.py", "README.md", "requirements.txt", "flows", "dwf_hub"} <= {p.name for p in space.iterdir()}
+    assert {"app.py", "README.md", "requirements.txt", "flows", "dwf_hub", "zoo_recipes", "model_cards"} <= {
+        p.name for p in space.iterdir()
+    }
     assert (space / "dwf_hub" / "pipeline.py").is_file() and not list(space.rglob("__pycache__"))

@@ -109,3 +109,22 @@ def test_no_function_is_longer_than_60_lines():
                 if lines > MAX_FUNCTION_LINES and (path.name, node.name) not in LONG_ALLOWED:
                     long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({lines} lines)")
     assert not long, "functions over 60 lines: " + ", ".join(long)
+
+
+def test_recipes_and_card_templates_ship_inside_the_package(tmp_path):
+    """They live at the top of the repository and install as dwf_hub/zoo_recipes, dwf_hub/model_cards."""
+    import zipfile
+
+    from dwf_hub.cards import TEMPLATES
+    from dwf_hub.recipes import RECIPE_DIR, available_recipes
+
+    assert "iris_mlp" in available_recipes() and (TEMPLATES / "zoo_card.md").is_file()
+    assert RECIPE_DIR.name == "zoo_recipes"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(PACKAGE.parent), "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path)], capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "dwf_hub/zoo_recipes/iris_mlp.toml" in names and "dwf_hub/model_cards/flow_card.md" in names
