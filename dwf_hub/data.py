@@ -43,6 +43,8 @@ class TaskData:
     input_std: tuple[float, ...] | None = None
     pixel_max: float = 1.0
     """The raw input value of a white pixel (8x8 digits: 16; images read from the Hub: 1 after / 255)."""
+    tokenizer: str | None = None
+    """Text tasks: the tokenizer (Hub id or folder) the inputs were made with."""
 
     @property
     def is_regression(self) -> bool:
@@ -234,7 +236,10 @@ def _hf_text_regression(default_path: str, text_column: str = "text", label_colu
             rows = rows.select(idx)
             return tokenize(list(rows[text_column]), tok, max_length), rows[label_column]
 
-        return _regression_task(*part(train, tr_idx), *part(train, val_idx), *part(test, te_idx))
+        return dataclasses.replace(
+            _regression_task(*part(train, tr_idx), *part(train, val_idx), *part(test, te_idx)),
+            tokenizer=tokenizer,
+        )
 
     return load
 

@@ -64,6 +64,10 @@ def _save_one(arch: ArchSpec, net: nn.Module, out: Path, task) -> None:
     processor = _image_processor(arch, task)
     if processor is not None:
         processor.save_pretrained(out)
+    if task is not None and task.tokenizer:  # text models: the tokenizer their inputs were made with
+        from .data import load_tokenizer
+
+        load_tokenizer(task.tokenizer).save_pretrained(out)
 
 
 def _image_processor(arch: ArchSpec, task):

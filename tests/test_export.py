@@ -94,3 +94,30 @@ def test_plain_torch_architectures_have_hub_io(name, tmp_path):
     again = type(model).from_pretrained(tmp_path / name).eval()
     x = arch.example_input(2)
     torch.testing.assert_close(again(x), model(x))
+
+
+def test_a_generated_bert_runs_in_the_transformers_text_pipeline(tmp_path):
+    """A text model's folder carries the tokenizer its inputs were made with."""
+    import sys
+    from pathlib import Path
+
+    from transformers import pipeline
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_data import _yelp_standin
+
+    from dwf_hub.recipes import Recipe, load_recipe
+
+    root = _yelp_standin(tmp_path)
+    d = load_recipe("yelp_bert").to_dict()
+    d["arch"] = {"name": "bert", **get_arch("bert").__class__.tiny().kwargs}
+    d["data"] = {"name": "yelp_review_full", "path": str(root / "yelp"), "tokenizer": str(root / "tokenizer"),
+                 "max_length": 12, "val_size": 5}  # fmt: skip
+    recipe = Recipe.from_dict(d)
+    arch = recipe.arch_spec
+    export_networks(arch, [arch.instantiate(arch.build().state_dict())], tmp_path / "b", recipe)
+    rate = pipeline(
+        "text-classification", model=str(tmp_path / "b" / network_folder(0)), function_to_apply="none"
+    )
+    (result,) = rate("good food very good")
+    assert isinstance(result["score"], float)
