@@ -39,12 +39,12 @@ bench: install
 	$(PY) benchmarks/bench_evaluate.py
 
 lint: install
-	$(VENV)/bin/ruff check dwf_hub tests benchmarks spaces_demo
-	$(VENV)/bin/ruff format --check dwf_hub tests benchmarks spaces_demo
+	$(VENV)/bin/ruff check dwf_hub tests benchmarks spaces_demo examples
+	$(VENV)/bin/ruff format --check dwf_hub tests benchmarks spaces_demo examples
 
 format: install
-	$(VENV)/bin/ruff format dwf_hub tests benchmarks spaces_demo
-	$(VENV)/bin/ruff check --fix dwf_hub tests benchmarks spaces_demo
+	$(VENV)/bin/ruff format dwf_hub tests benchmarks spaces_demo examples
+	$(VENV)/bin/ruff check --fix dwf_hub tests benchmarks spaces_demo examples
 
 clean:
 	rm -rf $(VENV) demo_out bench_out .pytest_cache .ruff_cache *.egg-info

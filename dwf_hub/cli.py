@@ -280,6 +280,42 @@ def _push(a: argparse.Namespace) -> None:
     print(f"pipeline {a.pipeline} pushed to {url}")
 
 
+def _finetune(a: argparse.Namespace) -> None:
+    import dataclasses
+
+    from .configs import build_dataclass
+    from .transfer import TransferConfig, load_transfer_recipe, run_transfer
+
+    recipe = load_transfer_recipe(a.recipe)
+    changes = {"num_networks": a.num_networks, "budgets": _int_list("--budgets", a.budgets),
+               "methods": a.methods.split(",") if a.methods else None}  # fmt: skip
+    settings = {**dataclasses.asdict(recipe.transfer), **{k: v for k, v in changes.items() if v is not None}}
+    recipe = dataclasses.replace(recipe, transfer=build_dataclass(TransferConfig, settings, "--options"))
+    pipe = zoo = None
+    if a.pipeline:
+        from .pipeline import DeepWeightFlowPipeline
+
+        pipe = DeepWeightFlowPipeline.from_pretrained(a.pipeline)
+    if a.zoo:
+        from .zoo import open_zoo
+
+        zoo = open_zoo(a.zoo)
+    run_transfer(recipe, a.out, pipeline=pipe, zoo=zoo, progress=not a.quiet)
+    print((Path(a.out) / "table.md").read_text(), end="")
+    print(f"wrote {Path(a.out)}/table.md, table.csv, summary.json, transfer.png")
+
+
+def _int_list(option: str, text: str | None) -> list[int] | None:
+    from .errors import DWFError
+
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise DWFError(f"{option}: {text!r} is not a comma-separated list of integers") from None
+
+
 def _demo(a: argparse.Namespace) -> None:
     from .demo import print_summary, run_demo
 
@@ -448,6 +484,24 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--alpha", type=float, default=0.5, help="interpolation: weight off the first member")
     b.add_argument("--k", type=int, default=2, help="interpolation: members combined")
     b.set_defaults(func=_baseline)
+
+    ft = sub.add_parser(
+        "finetune", **kw, help="transfer: fine-tune generated, pretrained and random networks"
+    )
+    ft.add_argument("recipe", help="transfer recipe name (zoo_recipes/transfer/) or path to a .toml")
+    ft.add_argument(
+        "--out", required=True, help="folder for results.json (resumable), the table and the figure"
+    )
+    ft.add_argument("--pipeline", default=None, help="the source flow (folder or Hub repo id): 'generated'")
+    ft.add_argument("--zoo", default=None, help="the source zoo (folder or Hub repo id): 'pretrained'")
+    ft.add_argument("--num-networks", type=int, default=None, help="K per method (default: the recipe's)")
+    ft.add_argument(
+        "--budgets", default=None, help="comma-separated epochs, e.g. 0,1,5 (default: the recipe's)"
+    )
+    ft.add_argument(
+        "--methods", default=None, help="comma-separated: generated,pretrained,random (default: all)"
+    )
+    ft.set_defaults(func=_finetune)
 
     d = sub.add_parser(
         "demo", **kw, help="the main job: Iris zoo -> canonicalize -> fit -> generate -> evaluate"

@@ -121,9 +121,14 @@ def _sklearn(loader: str) -> Callable[..., TaskData]:
 
 
 def _hf_images(
-    default_path: str, image_column: str = "image", flatten: bool = True, standardize: str = "global"
+    default_path: str,
+    image_column: str = "image",
+    flatten: bool = True,
+    standardize: str = "global",
+    label_column: str = "label",
+    config_name: str | None = None,
 ) -> Callable[..., TaskData]:
-    """Image classification datasets on the Hub (``image_column`` + ``label``, train/test splits).
+    """Image classification datasets on the Hub (``image_column`` + ``label_column``, train/test splits).
 
     Samples are ``[C * H * W]`` (``flatten``, for MLPs) or ``[C, H, W]`` images scaled to [0, 1] and
     then standardised; the validation set is ``val_size`` images held out of the training split.
@@ -142,7 +147,7 @@ def _hf_images(
         import datasets
 
         try:
-            ds = datasets.load_dataset(path)
+            ds = datasets.load_dataset(path, config_name) if config_name else datasets.load_dataset(path)
         except Exception as e:
             raise DWFError(f"could not load dataset {path!r} ({type(e).__name__}: {e})") from None
 
@@ -150,14 +155,14 @@ def _hf_images(
             if split not in ds:
                 raise DWFError(f"dataset {path!r} has no {split!r} split (has {list(ds)})")
             rows = ds[split]
-            for column in (image_column, "label"):
+            for column in (image_column, label_column):
                 if column not in rows.column_names:
                     raise DWFError(
                         f"dataset {path!r} split {split!r} has no {column!r} column ({rows.column_names})"
                     )
             x = np.stack([np.asarray(img, dtype=np.float32) for img in rows[image_column]]) / 255.0
             x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # [N, C, H, W]
-            return (x.reshape(len(x), -1) if flatten else x), np.asarray(rows["label"])
+            return (x.reshape(len(x), -1) if flatten else x), np.asarray(rows[label_column])
 
         x, y = arrays("train")
         x_te, y_te = arrays("test")
@@ -169,7 +174,7 @@ def _hf_images(
             tr_idx = tr_idx[:max_train]
         if max_test is not None:
             x_te, y_te = x_te[:max_test], y_te[:max_test]
-        feature = ds["train"].features.get("label")
+        feature = ds["train"].features.get(label_column)
         labels = getattr(feature, "names", None)
         return _to_task(x[tr_idx], y[tr_idx], x[val_idx], y[val_idx], x_te, y_te, standardize, labels)
 
@@ -285,6 +290,8 @@ HUB_DATASETS = {
     "fashion_mnist": "zalando-datasets/fashion_mnist",
     "cifar10": "uoft-cs/cifar10",
     "stl10": "tanganke/stl10",
+    "cifar100": "uoft-cs/cifar100",
+    "svhn": "ufldl-stanford/svhn",
     "yelp_review_full": "Yelp/yelp_review_full",
 }
 LOADERS: dict[str, Callable[..., TaskData]] = {
@@ -294,6 +301,10 @@ LOADERS: dict[str, Callable[..., TaskData]] = {
     "fashion_mnist": _hf_images(HUB_DATASETS["fashion_mnist"]),
     "cifar10": _hf_images(HUB_DATASETS["cifar10"], image_column="img", flatten=False, standardize="channel"),
     "stl10": _hf_images(HUB_DATASETS["stl10"], flatten=False, standardize="channel"),
+    "cifar100": _hf_images(HUB_DATASETS["cifar100"], "img", False, "channel", label_column="fine_label"),
+    "svhn": _hf_images(
+        HUB_DATASETS["svhn"], flatten=False, standardize="channel", config_name="cropped_digits"
+    ),
     "yelp_review_full": _hf_text_regression(HUB_DATASETS["yelp_review_full"]),
     "synthetic_sentiment": synthetic_sentiment,
 }
@@ -307,6 +318,25 @@ def source_datasets(data_config: dict[str, Any]) -> list[str]:
     return [HUB_DATASETS[data_config["name"]]] if data_config.get("name") in HUB_DATASETS and not path else []
 
 
+def select_classes(task: TaskData, classes: list[int]) -> TaskData:
+    """Only the samples of ``classes``, relabelled ``0 .. len(classes) - 1`` in that order (data config key
+    ``classes``: e.g. digits 0–4 for a source zoo, 5–9 for a transfer target)."""
+    if task.is_regression:
+        raise DWFError("classes: a regression task has no classes to select")
+    bad = [c for c in classes if not isinstance(c, int) or not 0 <= c < task.num_classes]
+    if bad or len(set(classes)) != len(classes) or len(classes) < 2:
+        raise DWFError(f"classes={classes}: need 2 or more distinct labels in [0, {task.num_classes})")
+    relabel = torch.full((task.num_classes,), -1, dtype=torch.long)
+    relabel[torch.tensor(classes)] = torch.arange(len(classes))
+    parts = {}
+    for split in ("train", "val", "test"):
+        x, y = task.split(split)
+        keep = relabel[y] >= 0
+        parts[f"x_{split}"], parts[f"y_{split}"] = x[keep], relabel[y[keep]]
+    labels = tuple(task.labels[c] for c in classes) if task.labels else None
+    return dataclasses.replace(task, **parts, num_classes=len(classes), labels=labels)
+
+
 def load_task(data_config: dict[str, Any]) -> TaskData:
     """``{"name": loader, **loader kwargs}`` -> TaskData (cached per config)."""
     return _load_cached(json.dumps(data_config, sort_keys=True))
@@ -316,9 +346,11 @@ def load_task(data_config: dict[str, Any]) -> TaskData:
 def _load_cached(key: str) -> TaskData:
     cfg = json.loads(key)
     name = cfg.pop("name", None)
+    classes = cfg.pop("classes", None)
     if name not in LOADERS:
         raise unknown("dataset", name, list(LOADERS))
     try:
-        return LOADERS[name](**cfg)
+        task = LOADERS[name](**cfg)
+        return task if classes is None else select_classes(task, classes)
     except TypeError as e:
         raise DWFError(f"dataset {name!r}: bad options {cfg!r} ({e})") from None

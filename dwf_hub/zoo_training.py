@@ -74,12 +74,15 @@ def train_members(
     inits: list[str],
     progress: bool = True,
     device: str | torch.device | None = None,
+    start: list[dict[str, Tensor]] | None = None,
+    frozen: frozenset[str] = frozenset(),
 ) -> list[tuple[dict[str, Tensor], dict[str, Any]]]:
     """Train ``len(seeds)`` networks together on ``device`` (default CPU); returns CPU
-    ``(state_dict, record)`` per member."""
+    ``(state_dict, record)`` per member. ``start``: initial state dicts (fine-tuning; default: freshly
+    initialised from each seed and init scheme); ``frozen``: parameter keys left as they start."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seeds[0] + 2**34)  # dropout masks: reproducible for the same chunk of seeds
-        return _train_members(arch, task, cfg, seeds, inits, progress, device)
+        return _train_members(arch, task, cfg, seeds, inits, progress, device, start, frozen)
 
 
 def _member_loss(arch: ArchSpec, out: Tensor, yb: Tensor) -> Tensor:
@@ -110,15 +113,23 @@ class _BestCheckpoint:
 
 
 def _stacked_state(
-    arch: ArchSpec, cfg: TrainingConfig, seeds: list[int], inits: list[str], device: torch.device
+    arch: ArchSpec,
+    cfg: TrainingConfig,
+    seeds: list[int],
+    inits: list[str],
+    device: torch.device,
+    start: list[dict[str, Tensor]] | None = None,
+    frozen: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """``(state, params)``: every member's initial state stacked ``key -> [N, ...]`` and its parameters
     (which get gradients); buffers (BatchNorm running statistics) are stacked too and updated in place by
     the vectorized train-mode forward, one set per member."""
-    states = [init_member(arch, scheme, seed, cfg.init_from) for seed, scheme in zip(seeds, inits)]
+    states = start or [init_member(arch, scheme, seed, cfg.init_from) for seed, scheme in zip(seeds, inits)]
     with torch.device("meta"):
-        param_keys = {k for k, _ in arch.build().named_parameters()}
-    state = {k: torch.stack([sd[k] for sd in states]).to(device) for k in states[0]}
+        model = arch.build()
+        param_keys = {k for k, _ in model.named_parameters()} - frozen
+        keys = list(model.state_dict())
+    state = {k: torch.stack([sd[k] for sd in states]).float().to(device) for k in keys if k in states[0]}
     return state, {k: v.requires_grad_() for k, v in state.items() if k in param_keys}
 
 
@@ -130,9 +141,11 @@ def _train_members(
     inits: list[str],
     progress: bool,
     device: str | torch.device | None,
+    start: list[dict[str, Tensor]] | None = None,
+    frozen: frozenset[str] = frozenset(),
 ) -> list[tuple[dict[str, Tensor], dict[str, Any]]]:
     n, device = len(seeds), torch.device(device or "cpu")
-    state, params = _stacked_state(arch, cfg, seeds, inits, device)
+    state, params = _stacked_state(arch, cfg, seeds, inits, device, start, frozen)
     opt = make_optimizer(list(params.values()), cfg)
     x, y = task.x_train.to(device), task.y_train.to(device)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg, math.ceil(len(x) / cfg.batch_size)))

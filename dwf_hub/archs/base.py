@@ -80,6 +80,22 @@ class ArchSpec(ABC):
         return "classification"
 
     @property
+    def head_keys(self) -> tuple[str, ...]:
+        """The task head: the last layer's weight and bias (re-initialised when transferring to another label set)."""
+        return tuple(p.key for p in self.layout[-2:])
+
+    def with_outputs(self, n: int) -> ArchSpec:
+        """The same architecture with an ``n``-way head."""
+        kw = dict(self.kwargs)
+        for key in ("num_classes", "num_labels"):
+            if key in kw:
+                kw[key] = n
+                return type(self)(**kw)
+        if "layer_sizes" in kw:
+            return type(self)(**{**kw, "layer_sizes": [*kw["layer_sizes"][:-1], n]})
+        raise DWFError(f"{self.name}: no way to change the number of outputs")
+
+    @property
     def metric(self) -> str:
         """The task metric: ``accuracy`` (classification) or ``spearman`` (regression, as the paper's BERT)."""
         return "accuracy" if self.task == "classification" else "spearman"

@@ -1,0 +1,203 @@
+"""Transfer learning from generated networks: heads, few-shot draws, input mapping, resume, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import pytest
+import torch
+
+from dwf_hub.archs import get_arch
+from dwf_hub.cli import main
+from dwf_hub.data import load_task
+from dwf_hub.errors import DWFError
+from dwf_hub.transfer import (
+    TransferConfig,
+    TransferRecipe,
+    few_shot,
+    load_transfer_recipe,
+    map_inputs,
+    run_transfer,
+    with_new_head,
+)
+
+TARGET = {"name": "iris", "test_fraction": 0.2, "val_fraction": 0.2, "split_seed": 0, "classes": [1, 2]}
+
+
+@pytest.fixture
+def recipe(tiny_recipe) -> TransferRecipe:
+    cfg = TransferConfig(num_networks=3, budgets=[0, 2], batch_size=16, lr=1e-2)
+    return TransferRecipe("tiny", tiny_recipe, TARGET, cfg)
+
+
+def test_new_head_replaces_only_the_head():
+    arch = get_arch("mlp", layer_sizes=[4, 6, 3])
+    target = arch.with_outputs(2)
+    states = [arch.build().state_dict() for _ in range(2)]
+    new = with_new_head(arch, target, states, seed=0)
+    assert new[0]["layers.1.weight"].shape == (2, 6) and torch.equal(new[0]["layers.1.bias"], torch.zeros(2))
+    assert torch.equal(new[1]["layers.0.weight"], states[1]["layers.0.weight"])  # the body is kept
+    assert not torch.equal(new[0]["layers.1.weight"], new[1]["layers.1.weight"])  # one draw per network
+    target.validate(new[0])
+
+
+def test_few_shot_draws_are_per_class_and_seeded():
+    task = load_task({"name": "digits", "classes": [5, 6, 7, 8, 9]})
+    a, b, c = few_shot(task, 7, 0), few_shot(task, 7, 0), few_shot(task, 7, 1)
+    assert torch.equal(torch.bincount(a.y_train), torch.full((5,), 7))
+    assert torch.equal(a.x_train, b.x_train) and not torch.equal(a.x_train, c.x_train)
+    assert torch.equal(a.x_test, task.x_test)  # the test split is never subsampled
+    with pytest.raises(DWFError, match="fewer than shots=1000"):
+        few_shot(task, 1000, 0)
+
+
+def test_inputs_are_resized_to_the_source_shape():
+    x = torch.rand(2, 1, 8, 8)
+    assert map_inputs(x, (3, 16, 16)).shape == (2, 3, 16, 16)
+    assert map_inputs(x, (1, 8, 8)) is x
+    with pytest.raises(DWFError, match=r"inputs of shape \(4,\) cannot be mapped to the source's \(64,\)"):
+        map_inputs(torch.rand(2, 4), (64,))
+
+
+def test_transfer_table_and_resume(recipe, tiny_fit, tiny_zoo, tmp_path, monkeypatch):
+    import dwf_hub.transfer as transfer
+
+    calls, original = [], transfer._cell
+
+    def failing(*args, **kwargs):
+        calls.append(args[3])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # interrupted in the middle of the run
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transfer, "_cell", failing)
+    with pytest.raises(KeyboardInterrupt):
+        run_transfer(recipe, tmp_path / "t", pipeline=tiny_fit.pipeline, zoo=tiny_zoo, progress=False)
+    cells = tmp_path / "t" / "cells"
+    assert sorted(p.name for p in cells.iterdir()) == ["generated_0.json", "generated_2.json"]
+    before = (cells / "generated_2.json").read_text()
+    monkeypatch.setattr(transfer, "_cell", lambda *a, **k: calls.append(a[3]) or original(*a, **k))
+    calls.clear()
+    summary = run_transfer(recipe, tmp_path / "t", pipeline=tiny_fit.pipeline, zoo=tiny_zoo, progress=False)
+    assert sorted(calls) == [0, 0, 2, 2]  # only the four missing cells ran
+    assert (cells / "generated_2.json").read_text() == before
+    assert set(summary["table"]) == {"generated", "pretrained", "random"}
+    for cells in summary["table"].values():
+        assert set(cells) == {"0", "2"} and all(c["k"] == 3 and 0 <= c["mean"] <= 1 for c in cells.values())
+    assert {"table.md", "table.csv", "summary.json", "transfer.png"} <= {
+        p.name for p in (tmp_path / "t").iterdir()
+    }
+    other = dataclasses.replace(recipe, transfer=dataclasses.replace(recipe.transfer, lr=1e-3))
+    with pytest.raises(DWFError, match="another transfer recipe"):
+        run_transfer(other, tmp_path / "t", pipeline=tiny_fit.pipeline, zoo=tiny_zoo, progress=False)
+
+
+def test_fine_tuning_improves_on_zero_shot_with_a_new_head(recipe, tiny_zoo, tmp_path):
+    cfg = dataclasses.replace(recipe.transfer, methods=["pretrained"], budgets=[0, 20])
+    summary = run_transfer(
+        dataclasses.replace(recipe, transfer=cfg), tmp_path / "t", zoo=tiny_zoo, progress=False
+    )
+    cells = summary["table"]["pretrained"]
+    assert cells["20"]["mean"] > cells["0"]["mean"]
+
+
+@pytest.mark.parametrize(
+    "settings, match",
+    [({"methods": ["magic"]}, "methods='magic'"), ({"num_networks": 0}, "num_networks must be >= 1"),
+     ({"budgets": []}, "must not be empty")],
+)  # fmt: skip
+def test_bad_transfer_settings(settings, match):
+    with pytest.raises(DWFError, match=match):
+        TransferConfig(**settings)
+
+
+def test_missing_initialisations_are_one_line(recipe, tmp_path):
+    with pytest.raises(DWFError, match="'generated' needs a pipeline"):
+        run_transfer(recipe, tmp_path / "t", progress=False)
+
+
+def test_finetune_cli(tiny_fit, tiny_zoo, tmp_path, capsys):
+    tiny_fit.pipeline.save_pretrained(tmp_path / "flow")
+    zoo = tiny_zoo.save(tmp_path / "zoo")
+    argv = [
+        "-q",
+        "finetune",
+        "digits04_to_59_mlp",
+        "--out",
+        str(tmp_path / "t"),
+        "--pipeline",
+        str(tmp_path / "flow"),
+    ]
+    assert main([*argv, "--methods", "magic"]) == 2
+    assert "methods='magic'" in capsys.readouterr().err
+    assert main([*argv, "--budgets", "0,x"]) == 2
+    assert "--budgets: '0,x' is not a comma-separated list of integers" in capsys.readouterr().err
+    assert main([*argv, "--zoo", str(zoo)]) == 2  # an Iris flow cannot start networks for digits
+    assert "inputs of shape (64,) cannot be mapped to the source's (4,)" in capsys.readouterr().err
+    assert load_transfer_recipe("cifar10_to_cifar100_fewshot").transfer.shots == 50
+
+
+def test_accelerate_launch_on_two_processes_gives_the_one_process_table(tiny_fit, tiny_zoo, tmp_path):
+    """``accelerate launch --num_processes 2 --cpu examples/transfer.py`` splits the cells between processes."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    tiny_fit.pipeline.save_pretrained(tmp_path / "flow")
+    tiny_zoo.save(tmp_path / "zoo")
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY_TRANSFER_TOML.format(source=tmp_path / "source.toml"))
+    (tmp_path / "source.toml").write_text(TINY_SOURCE_TOML)
+    args = [str(root / "examples" / "transfer.py"), str(recipe), "--pipeline", str(tmp_path / "flow"),
+            "--zoo", str(tmp_path / "zoo")]  # fmt: skip
+    one = subprocess.run(
+        [sys.executable, *args, "--out", str(tmp_path / "one")], capture_output=True, text=True
+    )
+    assert one.returncode == 0, one.stderr[-2000:]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    two = subprocess.run([*launcher, *args, "--out", str(tmp_path / "two")], capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = json.loads((tmp_path / "one" / "summary.json").read_text())
+    b = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert a["table"].keys() == b["table"].keys()
+    for method, cells in a["table"].items():
+        for budget, cell in cells.items():
+            assert abs(cell["mean"] - b["table"][method][budget]["mean"]) < 1e-6, (method, budget)
+
+
+TINY_SOURCE_TOML = """
+name = "tiny_iris"
+[arch]
+name = "mlp"
+layer_sizes = [4, 6, 5, 3]
+[data]
+name = "iris"
+test_fraction = 0.2
+val_fraction = 0.2
+split_seed = 0
+[training]
+optimizer = "adam"
+lr = 0.01
+batch_size = 16
+epochs = 15
+init = "kaiming"
+"""
+
+TINY_TRANSFER_TOML = """
+name = "tiny_transfer"
+source = "{source}"
+[target]
+name = "iris"
+test_fraction = 0.2
+val_fraction = 0.2
+split_seed = 0
+classes = [1, 2]
+[transfer]
+num_networks = 3
+budgets = [0, 2]
+batch_size = 16
+lr = 0.01
+"""
