@@ -201,3 +201,27 @@ budgets = [0, 2]
 batch_size = 16
 lr = 0.01
 """
+
+
+@pytest.mark.parametrize("family", ["smallcnn", "resnet20", "resnet18", "vit", "bert"])
+def test_every_family_fine_tunes(family, tmp_path):
+    """Random starts of each family's tiny variant through one fine-tuning epoch (images: digits 5-9 as 1x8x8;
+    BERT: the synthetic regression task, scored by Spearman)."""
+    from dwf_hub.archs import get_arch_class
+    from dwf_hub.recipes import Recipe
+
+    arch = get_arch_class(family).tiny()
+    if family == "bert":
+        data = {"name": "synthetic_sentiment", "num_train": 64, "num_val": 16, "num_test": 32, "seq_len": 12,
+                "vocab_size": 40}  # fmt: skip
+        target = data
+    else:
+        data = {"name": "digits", "standardize": "global", "shape": [1, 8, 8], "classes": [0, 1, 2]}
+        target = {**data, "classes": [5, 6, 7, 8, 9]}
+    source = Recipe.from_dict({"name": f"tiny_{family}", "arch": arch.config, "data": data,
+                               "training": {"init": "default"}})  # fmt: skip
+    cfg = TransferConfig(methods=["random"], num_networks=2, budgets=[0, 1], batch_size=32)
+    summary = run_transfer(TransferRecipe("t", source, target, cfg), tmp_path / "t", progress=False)
+    cells = summary["table"]["random"]
+    assert summary["metric"] == arch.metric and set(cells) == {"0", "1"}
+    assert all(-1 <= c["mean"] <= 1 for c in cells.values())
