@@ -145,8 +145,15 @@ def _fit(a: argparse.Namespace) -> None:
         evaluation = evaluate_zoo(generated, reference=result.training_zoo)
         evaluation.pop("scores", None)
     base_zoo = None if Path(a.zoo).is_dir() else a.zoo  # a Hub dataset repo id: linked from the card
-    result.pipeline.save_pretrained(out, base_zoo=base_zoo, evaluation=evaluation, overwrite=a.overwrite)
-    shutil.rmtree(ckpt, ignore_errors=True)
+    from accelerate import PartialState
+
+    state = PartialState()  # under accelerate launch / torchrun: every rank trains, the main one writes
+    if state.is_main_process:
+        result.pipeline.save_pretrained(out, base_zoo=base_zoo, evaluation=evaluation, overwrite=a.overwrite)
+        shutil.rmtree(ckpt, ignore_errors=True)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return
     print(f"pipeline saved to {out} (final loss {result.losses[-1]:.4g}; timings {result.timings})")
 
 

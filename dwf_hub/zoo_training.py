@@ -209,15 +209,35 @@ def _check_inputs(arch: ArchSpec, task: TaskData, recipe: str) -> None:
         raise DWFError(f"recipe {recipe!r}: {arch!r} takes inputs of shape {expected}, the data has {got}")
 
 
-def _claim_job(root: Path, job: dict[str, Any]) -> None:
-    """Mark ``root`` as this job's folder, or refuse if it holds another job (recipe, size or seeds)."""
+def _train_chunks(
+    recipe: Recipe, chunks: list[list[int]], seeds: list[int], paths: list[Path], progress: bool, device
+) -> None:
+    """Train the members of ``chunks`` (one vectorized pass per chunk), each checkpoint written atomically."""
+    arch, cfg = recipe.arch_spec, recipe.training
+    task = recipe.task
+    _check_inputs(arch, task, recipe.name)
+    bar = tqdm(total=sum(map(len, chunks)), desc=f"zoo {recipe.name}", disable=not progress)
+    for chunk in chunks:
+        trained = train_members(
+            arch, task, cfg, [seeds[i] for i in chunk], [cfg.init_for(i) for i in chunk], progress, device
+        )
+        for i, (sd, rec) in zip(chunk, trained):
+            rec = {**rec, "model_id": i, "checkpoint": checkpoint_name(i)}
+            save_tensors(paths[i], sd, metadata={RECORD_KEY: json.dumps(rec, sort_keys=True)})
+        bar.update(len(chunk))
+    bar.close()
+
+
+def _claim_job(root: Path, job: dict[str, Any], write: bool = True) -> None:
+    """Mark ``root`` as this job's folder (when ``write``), or refuse if it holds another job (recipe, size
+    or seeds)."""
     job_path = root / JOB_FILE
     if job_path.is_file():
         if json.loads(job_path.read_text()) != json.loads(json.dumps(job)):
             raise DWFError(
                 f"{root} holds a zoo job with another recipe, size or seed; use a new --out folder to train this one"
             )
-    else:
+    elif write:
         write_json(job_path, job)
 
 
@@ -248,43 +268,39 @@ def train_zoo(
     call resumes and trains only what is missing. A folder that is neither empty nor a zoo (or zoo job)
     of ours is refused before any training, unless ``overwrite``.
     """
+    from accelerate import PartialState
+
     recipe = load_recipe(recipe if not isinstance(recipe, os.PathLike) else str(recipe))
     if isinstance(num_models, bool) or not isinstance(num_models, int) or not 1 <= num_models <= MAX_MODELS:
         raise DWFError(f"num_models must be an integer in [1, {MAX_MODELS}], got {num_models!r}")
-    root = Path(out)
-    check_replaceable(root, overwrite, legacy_markers=[ZOO_CONFIG_NAME])
-    if overwrite and root.is_dir() and not (root / JOB_FILE).is_file():
-        shutil.rmtree(root)  # asked for: start from an empty folder
-    arch, cfg = recipe.arch_spec, recipe.training
+    root, state = Path(out), PartialState()
     seeds = [seed + i for i in range(num_models)]
-    _claim_job(root, {"recipe": recipe.to_dict(), "seeds": seeds})
+    job = {"recipe": recipe.to_dict(), "seeds": seeds}
+    check_replaceable(
+        root, overwrite, legacy_markers=[ZOO_CONFIG_NAME]
+    )  # every rank: an error is raised everywhere
+    if state.is_main_process and overwrite and root.is_dir() and not (root / JOB_FILE).is_file():
+        shutil.rmtree(root)  # asked for: start from an empty folder
+    _claim_job(root, job, write=state.is_main_process)  # every rank checks; the main process writes
+    state.wait_for_everyone()
     paths = [root / checkpoint_name(i) for i in range(num_models)]
-    records: list[dict[str, Any] | None] = [_finished(p) for p in paths]
-    pending = [i for i, r in enumerate(records) if r is None]
+    pending = [i for i, p in enumerate(paths) if _finished(p) is None]
     if len(pending) < num_models:
         logger.info(
             "%s: resuming, %d of %d members already trained", root, num_models - len(pending), num_models
         )
-    if pending:
-        task = recipe.task
-        _check_inputs(arch, task, recipe.name)
-        bar = tqdm(
-            total=num_models,
-            initial=num_models - len(pending),
-            desc=f"zoo {recipe.name}",
-            disable=not progress,
-        )
-        for c in range(0, len(pending), cfg.chunk_size):
-            chunk = pending[c : c + cfg.chunk_size]
-            trained = train_members(
-                arch, task, cfg, [seeds[i] for i in chunk], [cfg.init_for(i) for i in chunk], progress, device
-            )
-            for i, (sd, rec) in zip(chunk, trained):
-                rec = {**rec, "model_id": i, "checkpoint": checkpoint_name(i)}
-                save_tensors(paths[i], sd, metadata={RECORD_KEY: json.dumps(rec, sort_keys=True)})
-                records[i] = rec
-            bar.update(len(chunk))
-        bar.close()
-    zoo = WeightZoo(arch, paths, records, recipe=recipe, info={"source": "trained"})
-    zoo.save(root)
+    chunks = [
+        pending[c : c + recipe.training.chunk_size]
+        for c in range(0, len(pending), recipe.training.chunk_size)
+    ]
+    # Under accelerate launch / torchrun each process trains whole chunks (the same chunks as one process, so
+    # the same bytes); the main process assembles the zoo once all are written.
+    with state.split_between_processes(chunks) as mine:
+        if mine:
+            _train_chunks(recipe, mine, seeds, paths, progress and state.is_main_process, device)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        records = [_finished(p) for p in paths]
+        WeightZoo(recipe.arch_spec, paths, records, recipe=recipe, info={"source": "trained"}).save(root)
+    state.wait_for_everyone()
     return WeightZoo.load(root)

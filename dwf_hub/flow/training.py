@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,8 +207,14 @@ def train_flow(
 
     _check_data(data)
     t = cfg.training
-    accelerator = Accelerator(mixed_precision=t.mixed_precision)
-    set_seed(t.seed)
+    # A launcher's mixed precision (accelerate launch --mixed_precision bf16) applies unless the config sets one.
+    precision = (
+        t.mixed_precision if t.mixed_precision != "no" else os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    )
+    accelerator = Accelerator(mixed_precision=precision)
+    set_seed(
+        t.seed, device_specific=True
+    )  # under DDP each process draws its own batches (rank 0: seed as is)
     run = _new_run(data.shape[1], cfg)
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     fingerprint = _fingerprint(data, cfg, source_std)
