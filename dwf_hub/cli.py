@@ -9,6 +9,18 @@ import sys
 from pathlib import Path
 
 
+def _main_writes(write) -> bool:
+    """Under accelerate launch / torchrun every rank computes and the main process alone writes; the others
+    wait for it. Returns whether this is the main process (the one that reports)."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.is_main_process:
+        write()
+    state.wait_for_everyone()
+    return state.is_main_process
+
+
 def _check_out(a: argparse.Namespace) -> None:
     """Refuse ``--out`` before any work unless it is absent, empty, or an artifact of ours (or ``--overwrite``)."""
     from .artifacts import check_replaceable
@@ -67,8 +79,12 @@ def _canonicalize(a: argparse.Namespace) -> None:
         permute_residual=not a.fixed_residual,
     )
     perms = {f"{i}.{p}": idx for i, perm in enumerate(result.perms) for p, idx in perm.items()}
-    out = result.zoo.save(a.out, overwrite=a.overwrite, extra_tensors={"permutations.safetensors": perms})
-    print(f"canonical zoo of {len(result.zoo)} networks in {out} (reference: member {a.reference})")
+    if _main_writes(
+        lambda: result.zoo.save(
+            a.out, overwrite=a.overwrite, extra_tensors={"permutations.safetensors": perms}
+        )
+    ):
+        print(f"canonical zoo of {len(result.zoo)} networks in {a.out} (reference: member {a.reference})")
 
 
 def _count_or_fraction(text: str) -> int | float:
@@ -145,14 +161,12 @@ def _fit(a: argparse.Namespace) -> None:
         evaluation = evaluate_zoo(generated, reference=result.training_zoo)
         evaluation.pop("scores", None)
     base_zoo = None if Path(a.zoo).is_dir() else a.zoo  # a Hub dataset repo id: linked from the card
-    from accelerate import PartialState
 
-    state = PartialState()  # under accelerate launch / torchrun: every rank trains, the main one writes
-    if state.is_main_process:
+    def write() -> None:
         result.pipeline.save_pretrained(out, base_zoo=base_zoo, evaluation=evaluation, overwrite=a.overwrite)
         shutil.rmtree(ckpt, ignore_errors=True)
-    state.wait_for_everyone()
-    if not state.is_main_process:
+
+    if not _main_writes(write):
         return
     print(f"pipeline saved to {out} (final loss {result.losses[-1]:.4g}; timings {result.timings})")
 

@@ -56,6 +56,14 @@ def test_sharded_zoo_training_and_ddp_fit(tmp_path):
     assert len(WeightZoo.load(tmp_path / "two")) == 5
     assert not list(tmp_path.glob(".two.*.staging*"))  # assembled once, by the main process
 
+    canon = ["canonicalize", str(tmp_path / "one")]
+    _run([sys.executable, "-m", "dwf_hub.cli", "-q", *canon, "--out", str(tmp_path / "c1")])
+    _run([*LAUNCH, *canon, "--out", str(tmp_path / "c2")])
+    assert torch.equal(WeightZoo.load(tmp_path / "c1").to_matrix(), WeightZoo.load(tmp_path / "c2").to_matrix())
+    assert (tmp_path / "c1" / "permutations.safetensors").read_bytes() == (
+        tmp_path / "c2" / "permutations.safetensors"
+    ).read_bytes()
+
     _run([*LAUNCH, "fit", str(tmp_path / "two"), "--out", str(tmp_path / "flow")])
     from dwf_hub.pipeline import DeepWeightFlowPipeline
 

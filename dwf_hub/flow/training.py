@@ -181,6 +181,21 @@ def _loss(model, x_all: Tensor, t: FlowTrainingConfig, source_std: float, beta, 
     return F.mse_loss(pred.float(), x1 - x0)
 
 
+def _accelerator(t: FlowTrainingConfig):
+    """The run's ``Accelerator``, seeded per process (under DDP each rank draws its own batches; rank 0 uses
+    the seed as is). A launcher's mixed precision (``accelerate launch --mixed_precision bf16``) applies unless
+    the config sets one."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    precision = (
+        t.mixed_precision if t.mixed_precision != "no" else os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    )
+    accelerator = Accelerator(mixed_precision=precision)
+    set_seed(t.seed, device_specific=True)
+    return accelerator
+
+
 def _check_data(data: Tensor) -> None:
     if data.dim() != 2 or data.shape[0] < 1:
         raise DWFError(f"flow training data must be [N, K] with N >= 1, got shape {tuple(data.shape)}")
@@ -202,19 +217,9 @@ def train_flow(
     with the same data and weight-changing settings resumes from the last checkpoint. ``callback(iteration,
     loss)`` runs after every step (for logging; an exception it raises stops training).
     """
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
     _check_data(data)
     t = cfg.training
-    # A launcher's mixed precision (accelerate launch --mixed_precision bf16) applies unless the config sets one.
-    precision = (
-        t.mixed_precision if t.mixed_precision != "no" else os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
-    )
-    accelerator = Accelerator(mixed_precision=precision)
-    set_seed(
-        t.seed, device_specific=True
-    )  # under DDP each process draws its own batches (rank 0: seed as is)
+    accelerator = _accelerator(t)
     run = _new_run(data.shape[1], cfg)
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     fingerprint = _fingerprint(data, cfg, source_std)

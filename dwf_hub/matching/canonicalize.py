@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from accelerate import PartialState
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -91,18 +92,30 @@ def canonicalize(
     spec = matching_spec(zoo.arch, permute_residual)
     method = method_of(spec)
     ref = zoo.state_dict(reference)
-    chunk = max(1, chunk_params // zoo.arch.num_params)
-    members, perms, objectives = [], [], []
-    with tqdm(total=len(zoo), desc="canonicalizing", disable=not progress, leave=False) as bar:
-        for start in range(0, len(zoo), chunk):
+    state = PartialState()  # under accelerate launch / torchrun: each rank matches its share of the chunks
+    chunk = max(1, min(chunk_params // zoo.arch.num_params, -(-len(zoo) // state.num_processes)))
+    starts = list(range(0, len(zoo), chunk))
+    done: list[tuple[int, dict[str, Tensor], dict[str, Tensor], float]] = []
+    with (
+        tqdm(total=len(zoo), desc="canonicalizing", disable=not progress, leave=False) as bar,
+        state.split_between_processes(starts) as mine,
+    ):
+        for start in mine:
             batch = [zoo.state_dict(i) for i in range(start, min(start + chunk, len(zoo)))]
             for i, sd in enumerate(batch, start):  # NaN/Inf are checked on the stacked weights
                 zoo.arch.validate(sd, source=f"zoo member {i}", check_finite=False)
-            for sd, result in zip(batch, weight_matching_many(spec, ref, batch, max_iter, seed, workers)):
-                members.append({**sd, **result.aligned})
-                perms.append(result.perm)
-                objectives.append(result.objective)
+            results = weight_matching_many(spec, ref, batch, max_iter, seed, workers)
+            done += [
+                (i, {**sd, **r.aligned}, r.perm, r.objective)
+                for i, (sd, r) in enumerate(zip(batch, results), start)
+            ]
             bar.update(len(batch))
+    if state.num_processes > 1:  # every rank gets every member (in-memory exchange, no files)
+        from accelerate.utils import gather_object
+
+        done = gather_object(done)
+    done.sort(key=lambda item: item[0])
+    members, perms, objectives = [d[1] for d in done], [d[2] for d in done], [d[3] for d in done]
     record = CanonicalizationRecord(method, reference, max_iter, seed, permute_residual)
     info = {**zoo.info, "canonical": record.to_dict()}
     records = [{**r, "matching_objective": o} for r, o in zip(zoo.records, objectives)]
