@@ -59,7 +59,9 @@ def test_sharded_zoo_training_and_ddp_fit(tmp_path):
     canon = ["canonicalize", str(tmp_path / "one")]
     _run([sys.executable, "-m", "dwf_hub.cli", "-q", *canon, "--out", str(tmp_path / "c1")])
     _run([*LAUNCH, *canon, "--out", str(tmp_path / "c2")])
-    assert torch.equal(WeightZoo.load(tmp_path / "c1").to_matrix(), WeightZoo.load(tmp_path / "c2").to_matrix())
+    assert torch.equal(
+        WeightZoo.load(tmp_path / "c1").to_matrix(), WeightZoo.load(tmp_path / "c2").to_matrix()
+    )
     assert (tmp_path / "c1" / "permutations.safetensors").read_bytes() == (
         tmp_path / "c2" / "permutations.safetensors"
     ).read_bytes()
