@@ -115,15 +115,20 @@ def load_recipe(name_or_path: str | Path | Recipe | dict) -> Recipe:
         return name_or_path
     if isinstance(name_or_path, dict):
         return Recipe.from_dict(name_or_path)
+    path, data = read_toml(name_or_path, RECIPE_DIR, "recipe")
+    return Recipe.from_dict(data, source=str(path))
+
+
+def read_toml(name_or_path: str | Path, folder: Path, kind: str) -> tuple[Path, dict[str, Any]]:
+    """``(path, table)`` of a shipped ``kind`` by name (``folder/NAME.toml``) or of a ``.toml`` file."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = RECIPE_DIR / f"{name_or_path}.toml"
+        path = folder / f"{name_or_path}.toml"
         if not path.is_file():
-            raise unknown("recipe", str(name_or_path), available_recipes())
+            raise unknown(kind, str(name_or_path), sorted(p.stem for p in folder.glob("*.toml")))
     elif not path.is_file():
-        raise DWFError(f"{path}: recipe file not found")
+        raise DWFError(f"{path}: {kind} file not found")
     try:
-        data = tomllib.loads(path.read_text())
+        return path, tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise DWFError(f"{path}: invalid TOML ({e})") from None
-    return Recipe.from_dict(data, source=str(path))

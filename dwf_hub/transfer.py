@@ -16,7 +16,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,13 +29,8 @@ from .configs import Config, TrainingConfig, build_dataclass, option
 from .data import TaskData, load_task
 from .errors import DWFError, unknown
 from .io import write_json, write_text
-from .recipes import Recipe, load_recipe
+from .recipes import Recipe, load_recipe, read_toml
 from .resources import shipped
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 METHODS = ("generated", "pretrained", "random")
 RESULTS_NAME = "results.json"
@@ -88,18 +82,7 @@ class TransferRecipe:
 
 def load_transfer_recipe(name_or_path: str | os.PathLike) -> TransferRecipe:
     """A shipped transfer recipe by name (``zoo_recipes/transfer/NAME.toml``) or a TOML file."""
-    path = Path(name_or_path)
-    folder = shipped("zoo_recipes") / "transfer"
-    if not path.suffix:
-        path = folder / f"{name_or_path}.toml"
-        if not path.is_file():
-            raise unknown("transfer recipe", str(name_or_path), sorted(p.stem for p in folder.glob("*.toml")))
-    elif not path.is_file():
-        raise DWFError(f"{path}: transfer recipe file not found")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise DWFError(f"{path}: invalid TOML ({e})") from None
+    path, data = read_toml(name_or_path, shipped("zoo_recipes") / "transfer", "transfer recipe")
     known = {f.name for f in dataclasses.fields(TransferRecipe)}
     if not isinstance(data, dict) or data.keys() - known or not {"name", "source", "target"} <= data.keys():
         raise DWFError(f"{path}: a transfer recipe has keys {sorted(known)} (name, source, target required)")

@@ -27,6 +27,33 @@ TINY_RECIPE = {
 }
 
 
+# TINY_RECIPE as a recipe file (what subprocess tests hand to the CLI); two members per vectorized chunk.
+TINY_RECIPE_TOML = """
+name = "tiny_iris"
+[arch]
+name = "mlp"
+layer_sizes = [4, 6, 5, 3]
+[data]
+name = "iris"
+test_fraction = 0.2
+val_fraction = 0.2
+split_seed = 0
+[training]
+optimizer = "adam"
+lr = 0.01
+batch_size = 16
+epochs = 5
+init = "kaiming"
+chunk_size = 2
+[flow]
+hidden_dim = 16
+time_embed_dim = 4
+iterations = 40
+batch_size = 4
+checkpoint_every = 20
+"""
+
+
 @pytest.fixture(scope="session")
 def tiny_recipe():
     from dwf_hub.recipes import Recipe

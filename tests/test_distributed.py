@@ -7,36 +7,12 @@ import subprocess
 import sys
 
 import torch
+from conftest import TINY_RECIPE_TOML
 
 from dwf_hub.zoo import WeightZoo, checkpoint_name
 
 LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "dwf_hub.cli", "-q"]  # fmt: skip
-
-RECIPE = """
-name = "tiny_iris_chunks"
-[arch]
-name = "mlp"
-layer_sizes = [4, 6, 5, 3]
-[data]
-name = "iris"
-test_fraction = 0.2
-val_fraction = 0.2
-split_seed = 0
-[training]
-optimizer = "adam"
-lr = 0.01
-batch_size = 16
-epochs = 5
-init = "kaiming"
-chunk_size = 2
-[flow]
-hidden_dim = 16
-time_embed_dim = 4
-iterations = 40
-batch_size = 4
-checkpoint_every = 20
-"""
 
 
 def _run(argv: list[str]) -> None:
@@ -46,7 +22,7 @@ def _run(argv: list[str]) -> None:
 
 def test_sharded_zoo_training_and_ddp_fit(tmp_path):
     recipe = tmp_path / "tiny.toml"
-    recipe.write_text(RECIPE)
+    recipe.write_text(TINY_RECIPE_TOML)
     train = ["zoo", "train", str(recipe), "--num-models", "5", "--seed", "3"]
     _run([sys.executable, "-m", "dwf_hub.cli", "-q", *train, "--out", str(tmp_path / "one")])
     _run([*LAUNCH, *train, "--out", str(tmp_path / "two")])

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from conftest import TINY_RECIPE_TOML
 
 from dwf_hub.archs import get_arch
 from dwf_hub.cli import main
@@ -149,7 +150,7 @@ def test_accelerate_launch_on_two_processes_gives_the_one_process_table(tiny_fit
     tiny_zoo.save(tmp_path / "zoo")
     recipe = tmp_path / "tiny.toml"
     recipe.write_text(TINY_TRANSFER_TOML.format(source=tmp_path / "source.toml"))
-    (tmp_path / "source.toml").write_text(TINY_SOURCE_TOML)
+    (tmp_path / "source.toml").write_text(TINY_RECIPE_TOML)
     args = [str(root / "examples" / "transfer.py"), str(recipe), "--pipeline", str(tmp_path / "flow"),
             "--zoo", str(tmp_path / "zoo")]  # fmt: skip
     one = subprocess.run(
@@ -167,24 +168,6 @@ def test_accelerate_launch_on_two_processes_gives_the_one_process_table(tiny_fit
         for budget, cell in cells.items():
             assert abs(cell["mean"] - b["table"][method][budget]["mean"]) < 1e-6, (method, budget)
 
-
-TINY_SOURCE_TOML = """
-name = "tiny_iris"
-[arch]
-name = "mlp"
-layer_sizes = [4, 6, 5, 3]
-[data]
-name = "iris"
-test_fraction = 0.2
-val_fraction = 0.2
-split_seed = 0
-[training]
-optimizer = "adam"
-lr = 0.01
-batch_size = 16
-epochs = 15
-init = "kaiming"
-"""
 
 TINY_TRANSFER_TOML = """
 name = "tiny_transfer"
