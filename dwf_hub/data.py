@@ -147,7 +147,10 @@ def _hf_images(
         import datasets
 
         try:
-            ds = datasets.load_dataset(path, config_name) if config_name else datasets.load_dataset(path)
+            hub_config = (
+                config_name if config_name and not Path(path).is_dir() else None
+            )  # a local copy has none
+            ds = datasets.load_dataset(path, hub_config) if hub_config else datasets.load_dataset(path)
         except Exception as e:
             raise DWFError(f"could not load dataset {path!r} ({type(e).__name__}: {e})") from None
 

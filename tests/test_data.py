@@ -64,20 +64,20 @@ def test_hub_loader_failure_is_clear(tmp_path):
         load_task({"name": "mnist", "path": str(tmp_path / "nothing-here")})
 
 
-def _rgb_standin(root, name, image_column, size, n_train=24, n_test=8):
+def _rgb_standin(root, name, image_column, size, n_train=24, n_test=8, label_column="label"):
     """A folder in the layout of the Hub's ``uoft-cs/cifar10`` / ``tanganke/stl10``: RGB images + label."""
     import datasets
     from PIL import Image
 
     rng = np.random.default_rng(1)
     features = datasets.Features(
-        {image_column: datasets.Image(), "label": datasets.ClassLabel(num_classes=10)}
+        {image_column: datasets.Image(), label_column: datasets.ClassLabel(num_classes=10)}
     )
     (root / name).mkdir(parents=True, exist_ok=True)
     for split, n in (("train", n_train), ("test", n_test)):
         images = [Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
         ds = datasets.Dataset.from_dict(
-            {image_column: images, "label": [i % 10 for i in range(n)]}, features=features
+            {image_column: images, label_column: [i % 10 for i in range(n)]}, features=features
         )
         ds.to_parquet(str(root / name / f"{split}-00000-of-00001.parquet"))
     return root / name
@@ -100,6 +100,16 @@ def test_image_recipes_load_standins_in_the_hub_format(tmp_path, recipe):
     torch.testing.assert_close(task.x_train.mean((0, 2, 3)), torch.zeros(3), atol=1e-4, rtol=0)
     torch.testing.assert_close(task.x_train.std((0, 2, 3), unbiased=False), torch.ones(3), atol=1e-3, rtol=0)
     assert r.training.augment == "crop_flip"
+
+
+@pytest.mark.parametrize(
+    "name, image, label", [("cifar100", "img", "fine_label"), ("svhn", "image", "label")]
+)
+def test_transfer_target_loaders_read_standins(tmp_path, name, image, label):
+    """The loaders of the paper's transfer targets (CIFAR-100's ``fine_label``, SVHN's cropped digits)."""
+    path = _rgb_standin(tmp_path, name, image, 32, label_column=label)
+    task = load_task({"name": name, "path": str(path), "val_size": 4})
+    assert task.x_train.shape == (20, 3, 32, 32) and task.num_classes == 10 and len(task.labels) == 10
 
 
 def test_image_loader_names_a_missing_column(tmp_path):
