@@ -120,6 +120,19 @@ def _sklearn(loader: str) -> Callable[..., TaskData]:
     return load
 
 
+def _image_arrays(ds, split: str, path: str, image_column: str, label_column: str, flatten: bool):
+    """``(images [N, C, H, W] or [N, C*H*W] scaled to [0, 1], labels [N])`` of one split."""
+    if split not in ds:
+        raise DWFError(f"dataset {path!r} has no {split!r} split (has {list(ds)})")
+    rows = ds[split]
+    for column in (image_column, label_column):
+        if column not in rows.column_names:
+            raise DWFError(f"dataset {path!r} split {split!r} has no {column!r} column ({rows.column_names})")
+    x = np.stack([np.asarray(img, dtype=np.float32) for img in rows[image_column]]) / 255.0
+    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # [N, C, H, W]
+    return (x.reshape(len(x), -1) if flatten else x), np.asarray(rows[label_column])
+
+
 def _hf_images(
     default_path: str,
     image_column: str = "image",
@@ -147,25 +160,17 @@ def _hf_images(
         import datasets
 
         try:
-            hub_config = (
-                config_name if config_name and not Path(path).is_dir() else None
-            )  # a local copy has none
-            ds = datasets.load_dataset(path, hub_config) if hub_config else datasets.load_dataset(path)
+            local = Path(path).is_dir()  # a local copy in the Hub's layout has no named configs
+            ds = (
+                datasets.load_dataset(path, config_name)
+                if config_name and not local
+                else datasets.load_dataset(path)
+            )
         except Exception as e:
             raise DWFError(f"could not load dataset {path!r} ({type(e).__name__}: {e})") from None
 
         def arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
-            if split not in ds:
-                raise DWFError(f"dataset {path!r} has no {split!r} split (has {list(ds)})")
-            rows = ds[split]
-            for column in (image_column, label_column):
-                if column not in rows.column_names:
-                    raise DWFError(
-                        f"dataset {path!r} split {split!r} has no {column!r} column ({rows.column_names})"
-                    )
-            x = np.stack([np.asarray(img, dtype=np.float32) for img in rows[image_column]]) / 255.0
-            x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # [N, C, H, W]
-            return (x.reshape(len(x), -1) if flatten else x), np.asarray(rows[label_column])
+            return _image_arrays(ds, split, path, image_column, label_column, flatten)
 
         x, y = arrays("train")
         x_te, y_te = arrays("test")
