@@ -35,6 +35,9 @@ _EXPORTS = {
     "novelty_ratio": "dwf_hub.metrics",
     "recalibrate_batchnorm": "dwf_hub.calibration",
     "evaluate_zoo": "dwf_hub.evaluation",
+    "export_networks": "dwf_hub.export",
+    "run_transfer": "dwf_hub.transfer",
+    "load_transfer_recipe": "dwf_hub.transfer",
 }
 
 __all__ = sorted(_EXPORTS)
