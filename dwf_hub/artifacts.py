@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DWFError
+from .formats import MANIFEST_NAME
 
 logger = logging.getLogger(__name__)
-MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "dwf_hub manifest 1"
 JOB_MARKERS = (".dwf_job.json", ".flow_checkpoint")  # unfinished jobs of ours that an artifact replaces
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".py")

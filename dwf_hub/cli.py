@@ -322,8 +322,9 @@ def _finetune(a: argparse.Namespace) -> None:
 
         zoo = open_zoo(a.zoo)
     run_transfer(recipe, a.out, pipeline=pipe, zoo=zoo, progress=not a.quiet)
-    print((Path(a.out) / "table.md").read_text(), end="")
-    print(f"wrote {Path(a.out)}/table.md, table.csv, summary.json, transfer.png")
+    if _main_writes(lambda: None):  # the table is written by the main process; it alone reports
+        print((Path(a.out) / "table.md").read_text(), end="")
+        print(f"wrote {Path(a.out)}/table.md, table.csv, summary.json, transfer.png")
 
 
 def _int_list(option: str, text: str | None) -> list[int] | None:

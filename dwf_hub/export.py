@@ -61,33 +61,10 @@ def _save_one(arch: ArchSpec, net: nn.Module, out: Path, task) -> None:
         net.config.id2label = dict(enumerate(labels))
         net.config.label2id = {name: i for i, name in enumerate(labels)}
     net.save_pretrained(out, safe_serialization=True)
-    processor = _image_processor(arch, task)
+    processor = arch.input_processor(task)
     if processor is not None:
         processor.save_pretrained(out)
     if task is not None and task.tokenizer:  # text models: the tokenizer their inputs were made with
         from .data import load_tokenizer
 
         load_tokenizer(task.tokenizer).save_pretrained(out)
-
-
-def _image_processor(arch: ArchSpec, task):
-    """A ``ViTImageProcessor`` equivalent to the zoo's preprocessing: resize to the input size, rescale a
-    0–255 pixel to the data's raw scale, standardise with the training split's statistics."""
-    if getattr(arch, "image_size", None) is None:
-        return None
-    from transformers import ViTImageProcessor
-
-    channels = arch.num_channels
-    mean = task.input_mean if task is not None and task.input_mean else (0.0,)
-    std = task.input_std if task is not None and task.input_std else (1.0,)
-    pixel_max = task.pixel_max if task is not None else 1.0
-    expand = lambda v: list(v) * channels if len(v) == 1 else list(v)  # noqa: E731
-    return ViTImageProcessor(
-        do_resize=True,
-        size={"height": arch.image_size, "width": arch.image_size},
-        do_rescale=True,
-        rescale_factor=pixel_max / 255.0,
-        do_normalize=True,
-        image_mean=expand(mean),
-        image_std=expand(std),
-    )

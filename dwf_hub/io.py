@@ -86,7 +86,12 @@ def load_tensors(path: str | os.PathLike) -> dict[str, Tensor]:
         raise WeightFormatError(f"{path}: not a valid safetensors file ({e})") from None
 
 
-_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
+DTYPE_NAMES = {
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "F64": "float64",
+}  # safetensors -> torch
 
 
 class FlatReader:
@@ -119,11 +124,11 @@ class FlatReader:
                 raise WeightFormatError(
                     f"{self.path}: key {p.key!r} has shape {tuple(entry['shape'])}, expected {p.shape}"
                 )
-            if entry["dtype"] not in _DTYPES:
+            if entry["dtype"] not in DTYPE_NAMES:
                 raise WeightFormatError(
                     f"{self.path}: key {p.key!r} has dtype {entry['dtype']}, expected a float"
                 )
-            dtype = getattr(torch, _DTYPES[entry["dtype"]])
+            dtype = getattr(torch, DTYPE_NAMES[entry["dtype"]])
             self._entries.append((p, dtype, dtype.itemsize, entry["data_offsets"][0]))
         self._end = layout[-1].offset + layout[-1].numel
 

@@ -37,7 +37,7 @@ from .formats import (
     ZOO_FORMAT_VERSION,
 )
 from .hub import PRETRAINED_FILES, HubMixin, download
-from .io import FlatReader, load_tensors, read_header, save_tensors, write_json, write_text
+from .io import DTYPE_NAMES, FlatReader, load_tensors, read_header, save_tensors, write_json, write_text
 from .provenance import CanonicalizationRecord
 from .recipes import Recipe, as_recipe
 
@@ -229,11 +229,12 @@ class WeightZoo(HubMixin):
             rec = {**self.records[i], "model_id": i, "checkpoint": checkpoint_name(i)}
             member, target = self._members[i], stage / rec["checkpoint"]
             target.parent.mkdir(exist_ok=True)
-            if isinstance(member, Path) and self._same_file_content(member, rec):
+            header = read_header(member) if isinstance(member, Path) else None
+            if header is not None and header.metadata.get(RECORD_KEY) == json.dumps(rec, sort_keys=True):
                 # the same bytes (validated when loaded), not re-serialized: linked when the file belongs to
                 # the folder being replaced (its old copy goes away), copied otherwise (no shared inodes)
                 _link_or_copy(member, target, link=member.absolute().is_relative_to(root))
-                member_dtype = self._header_dtype(member)
+                member_dtype = DTYPE_NAMES.get(next(iter(header.dtypes.values())), "float32")
             else:
                 sd = self.state_dict(i)
                 member_dtype = str(next(iter(sd.values())).dtype).removeprefix("torch.")
@@ -253,16 +254,6 @@ class WeightZoo(HubMixin):
                   "recipe": self.recipe and self.recipe.to_dict(), "info": self.info, "num_models": len(self)}  # fmt: skip
         write_json(stage / ZOO_CONFIG_NAME, config)
         return records
-
-    @staticmethod
-    def _same_file_content(path: Path, rec: dict[str, Any]) -> bool:
-        """Whether checkpoint ``path`` already is what this member's file must hold (its header record is
-        ``rec``): e.g. saving or pushing a loaded zoo, whose members are then linked or copied, not rewritten."""
-        return read_header(path).metadata.get(RECORD_KEY) == json.dumps(rec, sort_keys=True)
-
-    @staticmethod
-    def _header_dtype(path: Path) -> str:
-        return _DTYPE_NAMES.get(next(iter(read_header(path).dtypes.values())), "float32")
 
     @classmethod
     def load(cls, path: str | os.PathLike, members: int | Sequence[int] | None = None) -> WeightZoo:
@@ -326,7 +317,6 @@ def _link_or_copy(source: Path, target: Path, link: bool) -> None:
     shutil.copyfile(source, target)
 
 
-_DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
 _CHECKPOINT_NAME = re.compile(rf"^{CHECKPOINT_DIR}/[A-Za-z0-9_][A-Za-z0-9_.-]*\.safetensors$")
 
 
@@ -365,7 +355,7 @@ def _checked_member(root: Path, rec: dict[str, Any], arch: ArchSpec, dtype: str 
         raise ZooFormatError(
             f"{ckpt}: keys/shapes do not match architecture {arch!r}; first differences: {bad}"
         )
-    kinds = {_DTYPE_NAMES.get(v, v) for k, v in header.dtypes.items() if k in expected}
+    kinds = {DTYPE_NAMES.get(v, v) for k, v in header.dtypes.items() if k in expected}
     if dtype is not None and kinds != {dtype}:
         raise ZooFormatError(f"{ckpt}: dtype {', '.join(sorted(kinds))}, but the zoo is {dtype}")
     stored = header.metadata.get(RECORD_KEY)

@@ -85,15 +85,18 @@ class ArchSpec(ABC):
         return tuple(p.key for p in self.layout[-2:])
 
     def with_outputs(self, n: int) -> ArchSpec:
-        """The same architecture with an ``n``-way head."""
+        """The same architecture with an ``n``-way head (specs whose constructor names it ``num_classes`` or
+        ``num_labels``; others override this)."""
         kw = dict(self.kwargs)
         for key in ("num_classes", "num_labels"):
             if key in kw:
-                kw[key] = n
-                return type(self)(**kw)
-        if "layer_sizes" in kw:
-            return type(self)(**{**kw, "layer_sizes": [*kw["layer_sizes"][:-1], n]})
+                return type(self)(**{**kw, key: n})
         raise DWFError(f"{self.name}: no way to change the number of outputs")
+
+    def input_processor(self, task: Any = None) -> Any:
+        """A transformers processor that prepares raw inputs as ``task``'s data were (saved with exported
+        networks; ``None``: the architecture has none)."""
+        return None
 
     @property
     def metric(self) -> str:

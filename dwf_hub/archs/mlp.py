@@ -46,6 +46,9 @@ class MLPSpec(ArchSpec):
             raise DWFError(f"mlp: unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
         self.layer_sizes, self.activation = sizes, activation
 
+    def with_outputs(self, n: int) -> MLPSpec:
+        return MLPSpec([*self.layer_sizes[:-1], n], self.activation)
+
     def build(self) -> nn.Module:
         return MLP(self.layer_sizes, self.activation)
 

@@ -166,6 +166,24 @@ class ViTSpec(_TransformerSpec):
     def call(self, model: nn.Module, x: Tensor) -> Tensor:
         return model(pixel_values=x).logits
 
+    def input_processor(self, task: Any = None) -> Any:
+        """A ``ViTImageProcessor`` equivalent to the zoo's preprocessing: resize to the input size, rescale a
+        0–255 pixel to the data's raw scale, standardise with the training split's statistics."""
+        from transformers import ViTImageProcessor
+
+        mean = task.input_mean if task is not None and task.input_mean else (0.0,)
+        std = task.input_std if task is not None and task.input_std else (1.0,)
+        expand = lambda v: list(v) * self.num_channels if len(v) == 1 else list(v)  # noqa: E731
+        return ViTImageProcessor(
+            do_resize=True,
+            size={"height": self.image_size, "width": self.image_size},
+            do_rescale=True,
+            rescale_factor=(task.pixel_max if task is not None else 1.0) / 255.0,
+            do_normalize=True,
+            image_mean=expand(mean),
+            image_std=expand(std),
+        )
+
     def permutation_spec(self) -> PermutationSpec:
         axes: dict[str, Axes] = {
             "vit.embeddings.cls_token": (None, None, RESIDUAL),
