@@ -139,6 +139,7 @@ def render_flow_card(
         evaluation=ev,
         repo_id=repo_id,
         citation=CITATION,
+        conditions=list(zip(pipe.labels, (pipe.config.conditions or {}).get("zoos", []), strict=False)),
     )
     return str(card)
 

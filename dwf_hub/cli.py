@@ -12,9 +12,9 @@ from pathlib import Path
 def _main_writes(write) -> bool:
     """Under accelerate launch / torchrun every rank computes and the main process alone writes; the others
     wait for it. Returns whether this is the main process (the one that reports)."""
-    from accelerate import PartialState
+    from .distributed import process_state
 
-    state = PartialState()
+    state = process_state()
     if state.is_main_process:
         write()
     state.wait_for_everyone()
@@ -142,17 +142,28 @@ def _add_flow_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _fit(a: argparse.Namespace) -> None:
-    from .fitting import default_flow_config, fit_pipeline
+    from .errors import DWFError
+    from .fitting import default_flow_config, fit_conditional, fit_pipeline
     from .zoo import open_zoo
 
     _check_out(a)
-    zoo = open_zoo(a.zoo)
+    labels = [x.strip() for x in a.labels.split(",")] if a.labels else None
+    if (len(a.zoo) > 1 or labels) and len(labels or []) != len(a.zoo):
+        raise DWFError(
+            f"{len(a.zoo)} zoos: --labels needs one name per zoo, comma-separated (got {a.labels!r})"
+        )
+    if labels and a.evaluate:
+        raise DWFError("--evaluate: not for conditional flows; evaluate each condition's generated zoo")
+    zoos = [open_zoo(z) for z in a.zoo]
     overrides = {f.name: getattr(a, f.name) for _, f, _ in _flow_fields() if getattr(a, f.name) is not None}
     overrides["seed"] = a.seed
-    config = default_flow_config(zoo, a.preset, **overrides)
+    config = default_flow_config(zoos[0], a.preset, **overrides)
     out = Path(a.out)
     ckpt = out / ".flow_checkpoint"
-    result = fit_pipeline(zoo, config, checkpoint_dir=ckpt, progress=not a.quiet)
+    if labels:
+        result = fit_conditional(a.zoo, labels, config, checkpoint_dir=ckpt, progress=not a.quiet)
+    else:
+        result = fit_pipeline(zoos[0], config, checkpoint_dir=ckpt, progress=not a.quiet)
     evaluation = None
     if a.evaluate:
         from .evaluation import evaluate_zoo
@@ -160,7 +171,9 @@ def _fit(a: argparse.Namespace) -> None:
         generated = result.pipeline.generate_zoo(a.evaluate, seed=a.seed)
         evaluation = evaluate_zoo(generated, reference=result.training_zoo)
         evaluation.pop("scores", None)
-    base_zoo = None if Path(a.zoo).is_dir() else a.zoo  # a Hub dataset repo id: linked from the card
+    base_zoo = (
+        None if labels or Path(a.zoo[0]).is_dir() else a.zoo[0]
+    )  # a Hub dataset repo id: linked from the card
 
     def write() -> None:
         result.pipeline.save_pretrained(out, base_zoo=base_zoo, evaluation=evaluation, overwrite=a.overwrite)
@@ -173,14 +186,26 @@ def _fit(a: argparse.Namespace) -> None:
 
 def _generate(a: argparse.Namespace) -> None:
     from .artifacts import check_replaceable
+    from .errors import DWFError
     from .pipeline import DeepWeightFlowPipeline
 
     _check_out(a)
+    per_shard = a.networks_per_shard
+    if per_shard is None and a.num_networks > PACK_ABOVE:
+        per_shard = PACK_ABOVE
     if a.export:
+        if per_shard is not None:
+            raise DWFError("--export writes one folder per network, for small sets: not with packed shards")
         check_replaceable(Path(a.export), a.overwrite)
     pipe = DeepWeightFlowPipeline.from_pretrained(a.pipeline)
-    kwargs = {"num_inference_steps": a.steps, "solver": a.solver}
-    zoo = pipe.generate_zoo(a.num_networks, seed=a.seed, **{k: v for k, v in kwargs.items() if v is not None})
+    given = {"num_inference_steps": a.steps, "solver": a.solver, "condition": a.condition,
+             "guidance_scale": a.guidance_scale}  # fmt: skip
+    kwargs = {k: v for k, v in given.items() if v is not None}
+    if per_shard is not None:  # streamed: memory flat in the number of networks
+        pipe.generate_to_disk(a.out, a.num_networks, a.seed, per_shard, a.overwrite, not a.quiet, **kwargs)
+        print(f"{a.num_networks} generated networks in {a.out} ({per_shard} per shard)")
+        return
+    zoo = pipe.generate_zoo(a.num_networks, seed=a.seed, **kwargs)
     zoo.save(a.out, overwrite=a.overwrite)
     if a.export:
         from .export import export_networks
@@ -358,6 +383,9 @@ def _push_arguments(p: argparse.ArgumentParser, what: str, help: str, example: s
     p.set_defaults(func=func)
 
 
+PACK_ABOVE = (
+    1000  # `generate` packs shards above this many networks (the Hub's files-per-folder limit is 10k)
+)
 OVERWRITE_HELP = "replace --out even when it is not empty or not an artifact of ours (its files are lost)"
 
 
@@ -435,7 +463,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_canonicalize)
 
     f = sub.add_parser("fit", **kw, help="fit a DeepWeightFlow pipeline on a zoo (resumes if interrupted)")
-    f.add_argument("zoo", help="zoo folder or Hub dataset repo id")
+    f.add_argument(
+        "zoo",
+        nargs="+",
+        help="zoo folder or Hub dataset repo id; several with --labels: one conditional flow",
+    )
+    f.add_argument(
+        "--labels", default=None, help="one condition name per zoo, comma-separated (conditional flow)"
+    )
     f.add_argument("--out", required=True, help="pipeline folder to write")
     f.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     f.add_argument(
@@ -468,6 +503,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--export", default=None, metavar="DIR",
                    help="also write one loadable Hub model folder per network (save_pretrained format) into DIR")  # fmt: skip
     g.add_argument("--solver", default=None, help="ODE solver (default: the pipeline's)")
+    g.add_argument("--condition", default=None, help="a conditional flow's label to generate for")
+    g.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="classifier-free guidance (default: the pipeline's)",
+    )
+    g.add_argument("--networks-per-shard", type=int, default=None, metavar="K",
+                   help=f"write K networks per safetensors shard, generating K at a time (memory flat in N); "
+                        f"default: one file per network up to {PACK_ABOVE} networks, else {PACK_ABOVE} per shard")  # fmt: skip
     g.set_defaults(func=_generate)
 
     e = sub.add_parser("evaluate", **kw, help="accuracy of a zoo; with --reference, novelty against it")

@@ -3,11 +3,18 @@
 It carries the architecture config (so models can be rebuilt from the pipeline alone), the normalisation
 and the canonicalization reference, as config values and buffers saved with ``save_pretrained``; how the
 flow was fitted (recipe, canonicalization, flow config) is the pipeline's own config.
+
+A basis larger than ``BASIS_SHARD_BYTES`` (e.g. 64 components of BERT-Base: 28 GB) is kept out of the diffusers
+weights file: it is saved as column shards ``basis-0000i-of-0000n.safetensors`` (each ``components [K, D_i]``,
+written row by row) and memory-mapped on load, so a pipeline larger than memory saves, loads and decodes.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +26,9 @@ from .archs import ArchSpec, arch_from_config
 from .errors import DWFError, WeightFormatError
 from .normalizations import NORMALIZATIONS, Normalization
 from .pca import PCAResult, fit_pca
+
+BASIS_SHARD_BYTES = 1 << 30  # a basis above this many bytes is saved as column shards of at most this size
+BASIS_FILE = "basis-{:05d}-of-{:05d}.safetensors"
 
 
 class WeightCodec(ModelMixin, ConfigMixin):
@@ -36,9 +46,11 @@ class WeightCodec(ModelMixin, ConfigMixin):
         normalization: str = "none",
         latent_dim: int | None = None,
         explained_variance: float | None = None,
+        basis_shard_columns: int | None = None,
     ) -> None:
         """``latent_dim``: number of principal components (``pca``/``whiten``); ``explained_variance``: the
-        fraction of the zoo's total variance they hold."""
+        fraction of the zoo's total variance they hold; ``basis_shard_columns``: the basis lives in column
+        shards of that many weights (``None``: a buffer in the weights file)."""
         super().__init__()
         norm = NORMALIZATIONS[normalization]
         d = arch_from_config(arch).num_params
@@ -48,16 +60,28 @@ class WeightCodec(ModelMixin, ConfigMixin):
             raise DWFError(
                 f"codec config: latent_dim={latent_dim!r} must be an integer in [1, {d}] (the weights)"
             )
-        self.register_buffer("mean", torch.zeros(d))
+        # uninitialised (no page touched): ``fit`` replaces them with its own tensors and ``from_pretrained``
+        # loads them, so a BERT-size codec never holds a second [D] copy of its mean or reference
+        self.register_buffer("mean", torch.empty(d))
         self.register_buffer("scale", torch.ones(d))
-        self.register_buffer("reference", torch.zeros(d))
+        self.register_buffer("reference", torch.empty(d))
         if norm.pca:
             if not latent_dim:
                 raise DWFError(
                     f"codec: normalization {normalization!r} needs latent_dim (the number of components)"
                 )
-            self.register_buffer("components", torch.zeros(latent_dim, d))
             self.register_buffer("component_std", torch.ones(latent_dim))
+            if basis_shard_columns is None:
+                self.register_buffer("components", torch.empty(latent_dim, d))
+            elif (
+                isinstance(basis_shard_columns, bool)
+                or not isinstance(basis_shard_columns, int)
+                or (basis_shard_columns < 1)
+            ):
+                raise DWFError(
+                    f"codec config: basis_shard_columns={basis_shard_columns!r} must be a positive integer"
+                )
+        self._shards: list[tuple[int, int, Tensor]] = []  # (start, stop, [K, stop - start]) when sharded
 
     @cached_property
     def arch(self) -> ArchSpec:
@@ -80,11 +104,13 @@ class WeightCodec(ModelMixin, ConfigMixin):
         n_components: int | float | None = None,
         reference: Tensor | None = None,
         pca: PCAResult | None = None,
+        shard_bytes: int = BASIS_SHARD_BYTES,
     ) -> WeightCodec:
         """Codec for training weights ``[N, D]``; ``reference [D]`` defaults to the first row.
 
         ``pca``: a PCA already fitted (e.g. streamed over checkpoints), for ``pca``/``whiten``; then
-        ``weights`` may be ``None`` and ``reference`` is required.
+        ``weights`` may be ``None`` and ``reference`` is required. A basis above ``shard_bytes`` is kept as
+        it is (memory-mapped when the PCA wrote it to a file) and saved in column shards of that size.
         """
         norm = NORMALIZATIONS[normalization]
         uses_pca = norm.pca
@@ -99,36 +125,115 @@ class WeightCodec(ModelMixin, ConfigMixin):
             pca = fit_pca(weights, n_components)
         latent_dim = pca.components.shape[0] if uses_pca else None
         explained = pca.explained_variance if uses_pca else None
-        codec = cls(arch.config, normalization, latent_dim, explained)
-        with torch.no_grad():
+        columns = None
+        if uses_pca and pca.components.numel() * 4 > shard_bytes:
+            columns = max(1, shard_bytes // (4 * latent_dim))
+        codec = cls(arch.config, normalization, latent_dim, explained, columns)
+        with torch.no_grad():  # buffers are replaced by the fitted tensors, not copied into
             if uses_pca:
-                codec.mean.copy_(pca.mean)
-                codec.components.copy_(pca.components)
+                codec.mean = pca.mean.float()
                 codec.component_std.copy_(pca.std)
-            elif norm.center:
-                codec.mean.copy_(weights.mean(0))
+                if columns:
+                    codec._shards = [(0, arch.num_params, pca.components)]
+                else:
+                    codec.components = pca.components.float().contiguous()
+            else:
+                codec.mean = weights.mean(0) if norm.center else torch.zeros(arch.num_params)
             if norm.standardize and len(weights) > 1:
                 std = weights.std(0)
                 codec.scale.copy_(std.clamp_min(1e-3 * float(std.mean()) + 1e-12))
-            codec.reference.copy_(weights[0] if reference is None else reference)
+            ref = (weights[0] if reference is None else reference).detach().float()
+            codec.reference = ref.clone() if ref._base is not None else ref  # a row of a matrix: its own copy
         return codec
+
+    def encode_columns(self, read_columns: Callable[[int, int], Tensor], n: int, block_size: int) -> Tensor:
+        """``encode`` of the ``[N, D]`` matrix whose column blocks ``read_columns(start, stop)`` returns, one
+        block at a time (memory ``N x block``, never ``N x D``); under a multi-process launch each rank reads
+        its share of the blocks and one all-reduce sums the partial latents."""
+        from .pca import Ranks
+
+        if not self.normalization.pca:
+            raise DWFError("encode_columns: only for pca/whiten codecs (the others are per-weight)")
+        ranks, d = Ranks(), self.mean.numel()
+        latents = torch.zeros(n, self.latent_dim, dtype=torch.float64)
+        for start in ranks.share(range(0, d, block_size)):
+            stop = min(start + block_size, d)
+            x = read_columns(start, stop) - self.mean[start:stop]
+            latents += (x @ self._column_block(start, stop).T).double()
+        ranks.sum(latents)
+        latents = latents.float()
+        return latents / self.component_std if self.normalization.whiten else latents
+
+    def _column_block(self, start: int, stop: int) -> Tensor:
+        """Columns ``[start, stop)`` of the basis, ``[K, stop - start]`` (a view unless it spans shards)."""
+        parts = [
+            c[:, max(s, start) - s : min(e, stop) - s] for s, e, c in self.basis() if s < stop and start < e
+        ]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+
+    def basis(self) -> list[tuple[int, int, Tensor]]:
+        """The principal directions as column blocks ``(start, stop, [K, stop - start])``: the one buffer, or
+        the (memory-mapped) shards."""
+        return self._shards or [(0, self.mean.numel(), self.components)]
 
     def encode(self, weights: Tensor) -> Tensor:
         """``[N, D] -> [N, K]`` (with PCA, without an N x D temporary)."""
         if not self.normalization.pca:
             return (weights - self.mean) / self.scale
-        latents = weights @ self.components.T - self.mean @ self.components.T
+        latents = sum((weights[:, s:e] - self.mean[s:e]).to(c.device) @ c.T for s, e, c in self.basis()).to(
+            weights.device
+        )
         if self.normalization.whiten:
             latents /= self.component_std
         return latents
 
-    def decode(self, latents: Tensor) -> Tensor:
-        """``[N, K] -> [N, D]``: with PCA, one matrix multiply."""
+    def decode(self, latents: Tensor, out: Tensor | None = None) -> Tensor:
+        """``[N, K] -> [N, D]``: with PCA, one matrix multiply per basis block, into ``out [N, D]`` when given
+        (a buffer reused across chunks skips the first-touch cost of fresh memory)."""
         if self.normalization.whiten:
             latents = latents * self.component_std
-        if self.normalization.pca:
-            return torch.addmm(self.mean, latents, self.components)
-        return latents * self.scale + self.mean
+        if not self.normalization.pca:
+            return torch.add(self.mean, latents * self.scale, out=out)
+        blocks = self.basis()
+        c0 = blocks[0][2]
+        if out is None:
+            out = torch.empty(len(latents), self.mean.numel(), dtype=c0.dtype, device=c0.device)
+        latents = latents.to(c0.device, c0.dtype)
+        for s, e, c in blocks:
+            torch.addmm(self.mean[s:e].to(c.device, c.dtype), latents, c, out=out[:, s:e])
+        return out
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """diffusers' save, plus the basis shards when the basis is sharded (streamed row by row)."""
+        super().save_pretrained(save_directory, **kwargs)
+        columns = self.config.basis_shard_columns
+        if columns and self.normalization.pca:
+            from .io import save_rows
+
+            d = self.mean.numel()
+            starts = range(0, d, columns)
+            for i, s in enumerate(starts):
+                e = min(s + columns, d)
+                rows = (self._column_block(s, e)[r] for r in range(self.latent_dim))
+                save_rows(Path(save_directory) / BASIS_FILE.format(i + 1, len(starts)), "components",
+                          (self.latent_dim, e - s), rows)  # fmt: skip
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> WeightCodec:
+        """diffusers' load, plus the basis shards memory-mapped (copy-on-write) when the basis is sharded."""
+        codec = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        columns = codec.config.basis_shard_columns
+        if columns and codec.normalization.pca:
+            from .io import map_tensor
+
+            d, folder = codec.mean.numel(), Path(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
+            starts = range(0, d, columns)
+            codec._shards = [
+                (s, min(s + columns, d), map_tensor(folder / BASIS_FILE.format(i + 1, len(starts)), "components",
+                                                     (codec.latent_dim, min(s + columns, d) - s)))
+                for i, s in enumerate(starts)
+            ]  # fmt: skip
+        return codec
 
     def reference_state_dict(self) -> dict[str, Tensor]:
         return self.arch.unflatten(self.reference)

@@ -272,6 +272,14 @@ class FlowTrainingConfig(Config):
     sigma: float = option(0.001, "std of the jitter on the straight path", low=0, high=1e6)
     seed: int = option(0, "seed of canonicalization, PCA and training", low=0, high=2**63 - 1)
     mixed_precision: str = option("no", "no, fp16 or bf16", choices=("no", "fp16", "bf16"))
+    label_dropout: float = option(
+        0.0, "conditional flows: fraction of labels replaced by 'no label' (classifier-free guidance)", low=0,
+        high=0.9,
+    )  # fmt: skip
+    gradient_accumulation: int = option(
+        1, "batches of batch_size per optimizer step (1: the launcher's --gradient_accumulation_steps)", low=1,
+        high=65_536,
+    )  # fmt: skip
     checkpoint_every: int = option(500, "iterations between resumable checkpoints", low=1, high=100_000_000)
 
     def validate(self) -> None:
@@ -295,6 +303,12 @@ class SamplingConfig(Config):
     section: ClassVar[str] = "flow config [sampling]"
     solver: str = option("rk4", "ODE solver", choices=SOLVERS)
     num_inference_steps: int = option(10, "ODE steps", low=1, high=MAX_INFERENCE_STEPS)
+    guidance_scale: float = option(
+        1.0,
+        "conditional flows: classifier-free guidance scale (1: none; needs label_dropout > 0)",
+        low=0,
+        high=100,
+    )
 
 
 PHASES: dict[str, type[Config]] = {

@@ -49,6 +49,56 @@ def save_tensors(
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
+def save_rows(path: str | os.PathLike, key: str, shape: tuple[int, int], rows: Iterator[Tensor]) -> None:
+    """A safetensors file holding one float32 ``[R, C]`` tensor written row by row (``rows`` yields ``[C]``
+    tensors): a tensor larger than memory, or a strided view of one, is saved without a contiguous copy."""
+    header = json.dumps(
+        {key: {"dtype": "F32", "shape": list(shape), "data_offsets": [0, 4 * shape[0] * shape[1]]}}
+    )
+    header += " " * (-len(header) % 8)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(len(header).to_bytes(8, "little") + header.encode())
+        count = 0
+        for row in rows:
+            if row.shape != (shape[1],):
+                raise WeightFormatError(
+                    f"{path}: row {count} of {key!r} has shape {tuple(row.shape)}, expected ({shape[1]},)"
+                )
+            f.write(row.detach().float().cpu().contiguous().numpy().tobytes())
+            count += 1
+        if count != shape[0]:
+            raise WeightFormatError(f"{path}: {count} rows of {key!r} written, expected {shape[0]}")
+
+
+def map_tensor(path: str | os.PathLike, key: str, shape: tuple[int, ...]) -> Tensor:
+    """The float32 tensor ``key`` of a safetensors file, memory-mapped copy-on-write (nothing read until used;
+    writes stay private), after checking its header names that key with this shape."""
+    import struct
+
+    import numpy as np
+    import torch
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            entry = json.loads(f.read(n)).get(key)
+        size = path.stat().st_size
+    except (OSError, struct.error, ValueError, AttributeError) as e:
+        raise WeightFormatError(f"{path}: not a readable safetensors file ({e})") from None
+    count = int(np.prod(shape))
+    if (
+        not isinstance(entry, dict)
+        or entry.get("dtype") != "F32"
+        or tuple(entry.get("shape", ())) != tuple(shape)
+    ):
+        raise WeightFormatError(f"{path}: expected {key!r} as float32 of shape {tuple(shape)}, got {entry}")
+    begin, end = entry["data_offsets"]
+    if end - begin != 4 * count or 8 + n + end > size:
+        raise WeightFormatError(f"{path}: {key!r} is truncated or its offsets are inconsistent")
+    return torch.from_numpy(np.memmap(path, np.float32, "c", 8 + n + begin, tuple(shape)))
+
+
 class Header(NamedTuple):
     shapes: dict[str, tuple[int, ...]]
     metadata: dict[str, str]
@@ -98,10 +148,11 @@ class FlatReader:
     """Ranges of a checkpoint's flat weight vector, read with ``os.pread`` straight from the safetensors
     file: nothing is mapped or cached, so reading a zoo column block by block keeps memory flat.
 
-    ``layout``: ``(key, shape, offset)`` entries in flat order (``ArchSpec.layout``).
+    ``layout``: ``(key, shape, offset)`` entries in flat order (``ArchSpec.layout``). ``rows``: the file is a
+    packed shard holding every tensor stacked ``[rows, *shape]`` (``read(..., row=i)`` reads network ``i``).
     """
 
-    def __init__(self, path: str | os.PathLike, layout) -> None:
+    def __init__(self, path: str | os.PathLike, layout, rows: int | None = None) -> None:
         import struct
 
         import torch
@@ -120,9 +171,10 @@ class FlatReader:
             entry = header.get(p.key)
             if entry is None:
                 raise WeightFormatError(f"{self.path}: key {p.key!r} is missing")
-            if tuple(entry["shape"]) != p.shape:
+            shape = p.shape if rows is None else (rows, *p.shape)
+            if tuple(entry["shape"]) != shape:
                 raise WeightFormatError(
-                    f"{self.path}: key {p.key!r} has shape {tuple(entry['shape'])}, expected {p.shape}"
+                    f"{self.path}: key {p.key!r} has shape {tuple(entry['shape'])}, expected {shape}"
                 )
             if entry["dtype"] not in DTYPE_NAMES:
                 raise WeightFormatError(
@@ -132,8 +184,8 @@ class FlatReader:
             self._entries.append((p, dtype, dtype.itemsize, entry["data_offsets"][0]))
         self._end = layout[-1].offset + layout[-1].numel
 
-    def read(self, start: int, stop: int) -> Tensor:
-        """Flat weights ``[stop - start]`` as float32."""
+    def read(self, start: int, stop: int, row: int = 0) -> Tensor:
+        """Flat weights ``[stop - start]`` (of network ``row`` in a packed shard) as float32."""
         import bisect
 
         import torch
@@ -146,7 +198,7 @@ class FlatReader:
             while pos < stop:
                 p, dtype, size, begin = self._entries[i]
                 lo, hi = pos - p.offset, min(stop, p.offset + p.numel) - p.offset
-                raw = os.pread(fd, (hi - lo) * size, self._start + begin + lo * size)
+                raw = os.pread(fd, (hi - lo) * size, self._start + begin + (row * p.numel + lo) * size)
                 if len(raw) != (hi - lo) * size:
                     raise WeightFormatError(f"{self.path}: truncated at key {p.key!r}")
                 out[pos - start : pos - start + hi - lo] = torch.frombuffer(bytearray(raw), dtype=dtype)

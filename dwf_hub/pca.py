@@ -56,6 +56,12 @@ def choose_k(variances: Tensor, n_components: int | float | None, rank: int, tot
     return k
 
 
+def _result(mean: Tensor, components: Tensor, variances: Tensor, total: float, rank: int) -> PCAResult:
+    """The ``k = len(components)`` leading components with their stds and share of the ``total`` variance."""
+    k = components.shape[0]
+    return PCAResult(mean, components, variances[:k].sqrt().float(), float(variances[:k].sum()) / total, rank)
+
+
 def _rank(spectrum: Tensor) -> int:
     """Components above 1e-10 of the largest in a decreasing ``spectrum``; refuses a zoo without variance."""
     rank = int((spectrum > spectrum[0] * 1e-10).sum()) if spectrum[0] > 0 else 0
@@ -86,13 +92,7 @@ def fit_pca(weights: Tensor, n_components: int | float | None = None) -> PCAResu
     components = coef.float() @ weights
     components.addr_(coef.sum(1).float(), mean, alpha=-1)  # in place: no third N x D-sized tensor
     components /= components.norm(dim=1, keepdim=True)
-    return PCAResult(
-        mean=mean,
-        components=components,
-        std=variances[:k].sqrt().float(),
-        explained_variance=float(variances[:k].sum()) / total,
-        rank=rank,
-    )
+    return _result(mean, components, variances, total, rank)
 
 
 def _centred_gram(weights: Tensor, mean: Tensor) -> Tensor:
@@ -146,13 +146,9 @@ def fit_pca_incremental(
     total = float(ipca.var_.astype(np.float64).sum()) * n_networks / (n_networks - 1)
     rank = _rank(variances)
     k = choose_k(variances, n_components, rank, total)
-    return PCAResult(
-        mean=torch.from_numpy(ipca.mean_.astype(np.float32)),
-        components=torch.from_numpy(np.ascontiguousarray(ipca.components_[:k], dtype=np.float32)),
-        std=variances[:k].sqrt().float(),
-        explained_variance=float(variances[:k].sum()) / total,
-        rank=rank,
-    )
+    mean = torch.from_numpy(ipca.mean_.astype(np.float32))
+    components = torch.from_numpy(np.ascontiguousarray(ipca.components_[:k], dtype=np.float32))
+    return _result(mean, components, variances, total, rank)
 
 
 def _wanted_components(n_components: int | float | None, n: int) -> int:
@@ -167,9 +163,9 @@ def _mean_and_gram(
     read_columns: Callable[[int, int], Tensor], n: int, d: int, block_size: int, starts
 ) -> tuple[Tensor, Tensor]:
     """Pass 1 of the dual PCA: column means ``[D]`` and ``S S^T [N, N]`` (float64) with ``S`` the matrix
-    minus member 0's row, one column block at a time."""
+    minus member 0's row, over this rank's column blocks ``starts`` (the other ranks' means stay 0)."""
     gram = torch.zeros(n, n, dtype=torch.float64)
-    mean = torch.empty(d)
+    mean = torch.zeros(d)
     for s in starts:
         x = read_columns(s, min(s + block_size, d))
         if x.shape != (n, min(block_size, d - s)):
@@ -200,7 +196,7 @@ def fit_pca_dual(
     large common mean (no cancellation, no overflow); the ``[N, N]`` products add up in float64. The
     centred Gram matrix is then ``H G H`` (``H = I - 11^T / N``), eigendecomposed by randomized SVD
     (Halko et al.; exact for PSD matrices up to the spectrum's tail). Pass 2 recovers the components
-    ``Λ^-1/2 U^T (X - 1 m^T)`` one column block at a time (``block_size`` columns; default ~128 MB). With ``components_path`` they are written
+    ``Λ^-1/2 U^T (X - 1 m^T)`` one column block at a time (``block_size`` columns; default ~64 MB). With ``components_path`` they are written
     there (a safetensors file, key ``components``) and returned memory-mapped, so a basis larger than
     memory is fine. Explained variance is a fraction of the total variance, ``trace(H G H) / (N - 1)``.
     """
@@ -209,24 +205,38 @@ def fit_pca_dual(
 
     n, d = n_networks, num_params
     _check_matrix(n, (n, d))
-    block_size = block_size or max(1, (1 << 25) // n)  # blocks of ~128 MB (float32)
-    starts = range(0, d, block_size)
+    ranks = Ranks()
+    # blocks of ~64 MB (float32), at least one per rank
+    block_size = block_size or max(1, min((1 << 24) // n, -(-d // ranks.count)))
+    starts = ranks.share(range(0, d, block_size))
     blocks = lambda desc: tqdm(starts, desc=desc, disable=not progress, leave=False)  # noqa: E731
     mean, gram = _mean_and_gram(read_columns, n, d, block_size, blocks("dual PCA: Gram matrix"))
+    ranks.sum(gram, mean)
     centre = torch.eye(n, dtype=torch.float64) - 1.0 / n
     gram = centre @ gram @ centre
     total = float(gram.trace()) / (n - 1)
     _rank(torch.tensor([total]))  # refuses a zoo without variance before the SVD
     wanted = _wanted_components(n_components, n)
     u, eig, _ = randomized_svd(gram.numpy(), wanted, n_oversamples=10, n_iter=7, random_state=seed)
-    variances = torch.from_numpy(eig.copy()) / (n - 1)
+    u, eig = ranks.from_main(torch.from_numpy(u.copy()), torch.from_numpy(eig.copy()))
+    variances = eig / (n - 1)
     rank = _rank(variances)
     k = choose_k(variances, n_components, rank, total)
-    coef = torch.from_numpy(u[:, :k].T.copy()) / torch.from_numpy(eig[:k].copy()).sqrt()[:, None]  # [k, N]
+    coef = u[:, :k].T / eig[:k].sqrt()[:, None]  # [k, N]
+    components = _recover_components(read_columns, coef, mean, blocks("dual PCA: components"), block_size,
+                                     ranks, components_path)  # fmt: skip
+    return _result(mean, components, variances, total, rank)
+
+
+def _recover_components(read_columns, coef: Tensor, mean: Tensor, starts, block_size: int, ranks: Ranks,
+                        path: str | os.PathLike | None) -> Tensor:  # fmt: skip
+    """Pass 2 of the dual PCA: ``coef [k, N] @ (X - 1 m^T)`` over this rank's column blocks, into the shared
+    file at ``path`` (returned memory-mapped) or a ``[k, D]`` tensor summed across ranks."""
+    k, d = coef.shape[0], mean.numel()
     coef32, coef_sum = coef.float(), coef.sum(1).float()
-    writer = _ComponentsFile(components_path, k, d) if components_path else None
-    components = None if writer else torch.empty(k, d)
-    for s in blocks("dual PCA: components"):
+    writer = ranks.components_file(path, k, d) if path else None
+    components = None if writer else torch.zeros(k, d)
+    for s in starts:
         e = min(s + block_size, d)
         block = coef32 @ read_columns(s, e)
         block.addr_(coef_sum, mean[s:e], alpha=-1)  # coef @ (X - 1 m^T) without the centred copy
@@ -234,28 +244,78 @@ def fit_pca_dual(
             writer.write_columns(s, block)
         else:
             components[:, s:e] = block
-    return PCAResult(
-        mean=mean,
-        components=writer.open() if writer else components,
-        std=variances[:k].sqrt().float(),
-        explained_variance=float(variances[:k].sum()) / total,
-        rank=rank,
-    )
+    ranks.wait()
+    if writer:
+        return writer.open()
+    ranks.sum(components)
+    return components
+
+
+class Ranks:
+    """The processes of an ``accelerate launch`` / ``torchrun`` job sharing one dual PCA (one process: no-ops)."""
+
+    def __init__(self) -> None:
+        from .distributed import process_state
+
+        state = process_state()
+        self.index, self.count = state.process_index, state.num_processes
+        self.main = state.is_main_process
+
+    def share(self, starts: range) -> range:
+        """This rank's contiguous share of the column blocks."""
+        per = -(-len(starts) // self.count)
+        return starts[self.index * per : (self.index + 1) * per]
+
+    def sum(self, *tensors: Tensor) -> None:
+        if self.count > 1:
+            import torch.distributed as dist
+
+            for t in tensors:
+                dist.all_reduce(t)
+
+    def from_main(self, *tensors: Tensor) -> tuple[Tensor, ...]:
+        """Rank 0's values everywhere (ranks on other machines may round an SVD differently)."""
+        if self.count > 1:
+            import torch.distributed as dist
+
+            for t in tensors:
+                dist.broadcast(t, 0)
+        return tensors
+
+    def wait(self) -> None:
+        if self.count > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def components_file(self, path: str | os.PathLike, k: int, d: int) -> _ComponentsFile:
+        """The file every rank writes its columns into (created by the main process; a path all ranks see)."""
+        if self.main:
+            _ComponentsFile.create(path, k, d)
+        self.wait()
+        return _ComponentsFile(path, k, d)
 
 
 class _ComponentsFile:
     """A ``[k, D]`` float32 safetensors file written column block by column block (``os.pwrite``)."""
 
     def __init__(self, path: str | os.PathLike, k: int, d: int) -> None:
+        self.path, self.k, self.d = str(path), k, d
+        self.start = 8 + len(self._header(k, d))
+
+    @staticmethod
+    def _header(k: int, d: int) -> str:
         import json
 
-        self.path, self.k, self.d = str(path), k, d
         header = json.dumps({"components": {"dtype": "F32", "shape": [k, d], "data_offsets": [0, 4 * k * d]}})
-        header += " " * (-len(header) % 8)
-        self.start = 8 + len(header)
-        with open(self.path, "wb") as f:
+        return header + " " * (-len(header) % 8)
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, k: int, d: int) -> None:
+        header = cls._header(k, d)
+        with open(path, "wb") as f:
             f.write(len(header).to_bytes(8, "little") + header.encode())
-            f.truncate(self.start + 4 * k * d)
+            f.truncate(8 + len(header) + 4 * k * d)
 
     def write_columns(self, start: int, block: Tensor) -> None:
         fd = os.open(self.path, os.O_WRONLY)
@@ -267,8 +327,9 @@ class _ComponentsFile:
 
     def open(self) -> Tensor:
         """The components, memory-mapped (copy-on-write) from the file."""
-        array = np.memmap(self.path, np.float32, "c", self.start, (self.k, self.d))
-        return torch.from_numpy(array)
+        from .io import map_tensor
+
+        return map_tensor(self.path, "components", (self.k, self.d))
 
 
 def exact_fits_in_memory(n: int, d: int, available_bytes: int | None = None) -> bool:

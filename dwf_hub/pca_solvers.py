@@ -1,6 +1,7 @@
 """PCA solvers by name (``PCA_SOLVERS``): how a codec's principal components are fitted on a zoo.
 
-Each is ``(zoo, num_params, n_components, batch_size, seed, progress) -> PCAResult``; ``zoo`` is a
+Each is ``(zoo, num_params, n_components, batch_size, seed, progress) -> PCAResult``; ``dual`` also takes
+``basis_path`` (a file all ranks see, for a basis larger than memory); ``zoo`` is a
 ``WeightZoo`` (``to_matrix``, ``iter_matrix``, ``read_columns``). The module stays light (the CLI builds
 its choices from it); the solvers import ``dwf_hub.pca`` when called.
 """
@@ -31,10 +32,12 @@ def _exact(zoo, d: int, k, batch: int, seed: int, progress: bool) -> PCAResult:
 
 
 @PCA_SOLVERS.register("dual")
-def _dual(zoo, d: int, k, batch: int, seed: int, progress: bool) -> PCAResult:
+def _dual(zoo, d: int, k, batch: int, seed: int, progress: bool, basis_path=None) -> PCAResult:
     from .pca import fit_pca_dual
 
-    return fit_pca_dual(zoo.read_columns, len(zoo), d, k, seed=seed, progress=progress)
+    return fit_pca_dual(
+        zoo.read_columns, len(zoo), d, k, components_path=basis_path, seed=seed, progress=progress
+    )
 
 
 @PCA_SOLVERS.register("incremental")

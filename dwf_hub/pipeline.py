@@ -26,7 +26,7 @@ __all__ = ["DeepWeightFlowOutput", "DeepWeightFlowPipeline"]
 
 COMPONENTS = {"velocity": VelocityModel, "codec": WeightCodec, "scheduler": FlowODEScheduler}
 CARD_INFO_NAME = "card.json"
-PROVENANCE = ("recipe", "canonicalization", "flow_config")
+PROVENANCE = ("recipe", "canonicalization", "flow_config", "conditions")
 
 
 class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
@@ -34,7 +34,9 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
 
     Provenance is pipeline config (``model_index.json``, as diffusers stores pipeline-level values):
     ``recipe`` (the training zoo's, so generated networks can be evaluated and recalibrated),
-    ``canonicalization`` (how that zoo was aligned to the codec's reference) and ``flow_config``.
+    ``canonicalization`` (how that zoo was aligned to the codec's reference) and ``flow_config``. A conditional
+    flow (``fit_conditional``) records ``conditions``: its ``labels``, each label's training ``zoos`` entry
+    and ``recipes``; ``pipe(condition="digits")`` then picks what to generate.
     """
 
     repo_type = "model"
@@ -48,11 +50,15 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         recipe: dict[str, Any] | None = None,
         canonicalization: dict[str, Any] | None = None,
         flow_config: dict[str, Any] | None = None,
+        conditions: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.register_modules(velocity=velocity, codec=codec, scheduler=scheduler)
-        self.register_to_config(recipe=recipe, canonicalization=canonicalization, flow_config=flow_config)
+        self.register_to_config(
+            recipe=recipe, canonicalization=canonicalization, flow_config=flow_config, conditions=conditions
+        )
         self.postprocessor = WeightPostprocessor(codec.arch, as_recipe(recipe, "pipeline recipe"))
+        self.condition_postprocessors = _condition_postprocessors(codec.arch, conditions, velocity)
         self.card_info: dict[str, Any] = {}
         self.hub_repo_id: str | None = None  # the Hub repo it was loaded from (generated zoos link to it)
 
@@ -63,6 +69,11 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
     @property
     def recipe(self) -> Recipe | None:
         return self.postprocessor.recipe
+
+    @property
+    def labels(self) -> list[str]:
+        """A conditional flow's condition labels (``[]``: unconditional)."""
+        return list(self.condition_postprocessors)
 
     @property
     def canonical(self) -> CanonicalizationRecord | None:
@@ -161,6 +172,8 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         return_dict: bool = True,
         calibration_data: Tensor | None = None,
         calibrate: bool = True,
+        condition: str | list[str] | None = None,
+        guidance_scale: float | None = None,
     ) -> DeepWeightFlowOutput | tuple:
         """Integrate the flow from ``N`` Gaussian samples in one batched solver pass.
 
@@ -170,12 +183,74 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         flow was fitted on; ``calibrate=False`` opts out and returns the flow's raw running statistics.
         ``output_type="pt"`` always returns raw weights. ``generator``: one, or a list of ``N`` (network ``i``
         drawn from ``generator[i]``, as diffusers' pipelines take them). The flow runs in the pipeline's dtype
-        (``pipe.to(torch.bfloat16)``, ``torch_dtype=``); weights come back as float32.
+        (``pipe.to(torch.bfloat16)``, ``torch_dtype=``); weights come back as float32. A conditional flow needs
+        ``condition``: one of ``pipe.labels`` for every network, or a list of ``N``; each network is post-processed
+        with its condition's recipe. ``guidance_scale`` (default: the fitted sampling config's) applies
+        classifier-free guidance ``v_none + s (v_label - v_none)``.
         """
+        check_output_type(output_type)
+        if isinstance(num_networks, int) and not isinstance(num_networks, bool) and num_networks >= 1:
+            check_memory(num_networks, self.arch.num_params + self.codec.latent_dim)
+        labels = self.label_ids(condition, num_networks)
+        x = self.sample_latents(num_networks, generator, num_inference_steps, solver, labels, guidance_scale)
+        weights = self.codec.decode(x).float().cpu()
+        if labels is None:
+            out = self.postprocessor.postprocess(weights, output_type, calibration_data, calibrate)
+        else:
+            out = self._postprocess_conditions(weights, labels, output_type, calibration_data, calibrate)
+        return out if return_dict else out.to_tuple()
+
+    def label_ids(self, condition: str | list[str] | None, num_networks: int) -> Tensor | None:
+        """``condition`` as label indices ``[N]`` (``None`` for an unconditional flow); unknown labels are
+        refused, naming the known ones."""
+        known = self.labels
+        if not known:
+            if condition is not None:
+                raise DWFError(f"condition={condition!r}: this flow is unconditional (fitted on one zoo)")
+            return None
+        if condition is None:
+            raise DWFError(f"this flow is conditional: give condition= one of {known}")
+        names = [condition] * num_networks if isinstance(condition, str) else list(condition)
+        if len(names) != num_networks:
+            raise DWFError(
+                f"{len(names)} conditions for {num_networks} networks: give one, or one per network"
+            )
+        unknown = sorted({str(n) for n in names} - set(known))
+        if unknown:
+            raise DWFError(f"unknown condition {unknown[0]!r}; this flow knows {known}")
+        return torch.tensor([known.index(n) for n in names])
+
+    def _postprocess_conditions(self, weights, labels, output_type, calibration_data, calibrate):
+        """Each condition's networks post-processed with its own recipe (BatchNorm data), in the input order."""
+        n = len(weights)
+        out = DeepWeightFlowOutput(weights=weights.clone(), state_dicts=[None] * n, networks=[None] * n)
+        for i, post in enumerate(self.condition_postprocessors.values()):
+            rows = (labels == i).nonzero().flatten().tolist()
+            if rows:
+                part = post.postprocess(weights[rows], output_type, calibration_data, calibrate)
+                out.weights[rows] = part.weights
+                for name in ("state_dicts", "networks"):
+                    for r, value in zip(rows, getattr(part, name) or [None] * len(rows), strict=True):
+                        getattr(out, name)[r] = value
+        out.state_dicts = out.state_dicts if output_type != "pt" else None
+        out.networks = out.networks if output_type == "model" else None
+        return out
+
+    @torch.no_grad()
+    def sample_latents(
+        self,
+        num_networks: int,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        num_inference_steps: int | None = None,
+        solver: str | None = None,
+        labels: Tensor | None = None,
+        guidance_scale: float | None = None,
+    ) -> Tensor:
+        """The flow's samples ``[N, K]`` in the codec's latent space (``codec.decode`` gives weights);
+        ``labels [N]`` (``label_ids``) for a conditional flow."""
         if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
             raise DWFError(f"num_networks must be a positive integer, got {num_networks!r}")
-        check_memory(num_networks, self.arch.num_params + self.codec.latent_dim)
-        check_output_type(output_type)
+        check_memory(num_networks, self.codec.latent_dim)
         device = self.velocity.device
         self.velocity.eval()
         self.scheduler.set_timesteps(num_inference_steps, device=device, solver=solver)
@@ -183,16 +258,41 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
             raise DWFError(
                 f"{len(generator)} generators for {num_networks} networks: give one, or one per network"
             )
-        shape = (num_networks, self.codec.latent_dim)
+        shape = (num_networks, self.velocity.config.dim)  # the codec's latent size, or the conditions' own
         x = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32).to(
             self.velocity.dtype
         )
         x = x * self.scheduler.init_noise_sigma
+        scale = self._guidance(labels, guidance_scale)
+        labels = None if labels is None else labels.to(device)
         for t in self.progress_bar(self.scheduler.timesteps):
-            x = self.scheduler.step(self.velocity(x, t), t, x).prev_sample
-        weights = self.codec.decode(x).float().cpu()
-        out = self.postprocessor.postprocess(weights, output_type, calibration_data, calibrate)
-        return out if return_dict else out.to_tuple()
+            v = self.velocity(x, t, labels)
+            if scale != 1.0:
+                v_none = self.velocity(x, t)
+                v = v_none + scale * (v - v_none)
+            x = self.scheduler.step(v, t, x).prev_sample
+        return x if labels is None else self.velocity.to_latent(x, labels)
+
+    def _guidance(self, labels: Tensor | None, guidance_scale: float | None) -> float:
+        """The classifier-free guidance scale to use (1: none), checked against how the flow was trained."""
+        flow = self.config.flow_config or {}
+        scale = (
+            guidance_scale
+            if guidance_scale is not None
+            else (flow.get("sampling") or {}).get("guidance_scale", 1.0)
+        )
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale <= 100:
+            raise DWFError(f"guidance_scale must be a number in [0, 100], got {scale!r}")
+        if scale != 1.0 and (labels is None or not (flow.get("training") or {}).get("label_dropout", 0.0)):
+            raise DWFError("guidance_scale != 1 needs a conditional flow trained with label_dropout > 0")
+        return float(scale)
+
+    def _postprocessor_of(self, condition: str | None) -> WeightPostprocessor:
+        return (
+            self.condition_postprocessors.get(condition, self.postprocessor)
+            if condition
+            else self.postprocessor
+        )
 
     @property
     def calibration_config(self) -> CalibrationConfig:
@@ -224,26 +324,137 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
 
     def generate_zoo(self, num_networks: int, seed: int = 0, **kwargs: Any):
         """Generate networks as a ``WeightZoo`` (same format as a trained zoo)."""
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-            raise DWFError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+        _check_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        return self.to_zoo(
-            self(num_networks=num_networks, generator=gen, output_type="state_dict", **kwargs), seed
-        )
+        out = self(num_networks=num_networks, generator=gen, output_type="state_dict", **kwargs)
+        return self.to_zoo(out, seed, kwargs.get("condition"))
 
-    def to_zoo(self, output: DeepWeightFlowOutput, seed: int | None = None):
-        """Wrap generated networks as a ``WeightZoo`` (records the generation seed when given)."""
+    def generate_to_disk(
+        self,
+        path: str | os.PathLike,
+        num_networks: int,
+        seed: int = 0,
+        networks_per_shard: int = 1000,
+        overwrite: bool = False,
+        progress: bool = True,
+        **kwargs: Any,
+    ) -> Path:
+        """Generate ``num_networks`` into a packed zoo folder, ``networks_per_shard`` at a time: sampled,
+        decoded, recalibrated and written chunk by chunk, so memory stays flat in ``num_networks`` (100,000
+        Iris networks, or 100 BERT-Bases one shard each). Same seed and shard size: same networks."""
+        from tqdm.auto import tqdm
+
+        from .zoo import write_packed_zoo
+
+        _check_seed(seed)
+        if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
+            raise DWFError(f"num_networks must be a positive integer, got {num_networks!r}")
+        if (
+            isinstance(networks_per_shard, bool)
+            or not isinstance(networks_per_shard, int)
+            or networks_per_shard < 1
+        ):
+            raise DWFError(f"networks_per_shard={networks_per_shard!r} must be a positive integer")
+        gen = torch.Generator().manual_seed(seed)
+        condition = kwargs.pop("condition", None)
+        if condition is not None and not isinstance(condition, str):
+            raise DWFError("generate_to_disk: condition must be one label (a str)")
+        self.label_ids(condition, 1)  # an unknown or missing label is refused before any work
+        _check_disk(Path(path), num_networks * self.arch.num_params * 4)
+        calibrate = kwargs.pop("calibrate", True) and self.arch.needs_calibration
+        data = kwargs.pop("calibration_data", None)
+        if calibrate and data is None:
+            data = self._postprocessor_of(condition).calibration_data()
+        starts = range(0, num_networks, networks_per_shard)
+        basis = self.codec.basis()[0][2] if self.codec.normalization.pca else self.codec.mean
+        # one decode buffer reused by every chunk: fresh memory's first touch costs more than the multiply
+        shape = (min(networks_per_shard, num_networks), self.arch.num_params)
+        buffer = torch.empty(shape, dtype=basis.dtype, device=basis.device)
+
+        def chunks():
+            for start in tqdm(starts, desc="generating", unit="shard", disable=not progress, leave=False):
+                n = min(networks_per_shard, num_networks - start)
+                labels = self.label_ids(condition, n)
+                latents = self.sample_latents(n, gen, labels=labels, **kwargs)
+                weights = self.codec.decode(latents, out=buffer[:n]).float()  # no copy when float32
+                if calibrate:
+                    weights = (
+                        self._postprocessor_of(condition).postprocess(weights, "state_dict", data).weights
+                    )
+                yield weights, [{"source": "generated", "seed": seed, "index": start + j} for j in range(n)]
+
+        info = self._generated_info(seed, condition)
+        return write_packed_zoo(path, self.arch, chunks(), self._recipe_of(condition), info, overwrite)
+
+    def to_zoo(self, output: DeepWeightFlowOutput, seed: int | None = None, condition: str | None = None):
+        """Wrap generated networks as a ``WeightZoo`` (records the generation seed when given; a conditional
+        flow's networks of one ``condition`` get that condition's recipe)."""
         from .zoo import WeightZoo
 
         state_dicts = output.state_dicts or [self.arch.unflatten(w) for w in output.weights]
         records = [{"source": "generated", "seed": seed, "index": i} for i in range(len(state_dicts))]
+        info = self._generated_info(seed, condition)
+        return WeightZoo(self.arch, state_dicts, records, recipe=self._recipe_of(condition), info=info)
+
+    def _recipe_of(self, condition: str | list[str] | None) -> Recipe | None:
+        if isinstance(condition, str) and condition in self.condition_postprocessors:
+            return self.condition_postprocessors[condition].recipe
+        return self.recipe
+
+    def _generated_info(self, seed: int | None, condition: str | list[str] | None = None) -> dict[str, Any]:
+        """The provenance a generated zoo records: generator settings, seed, flow repo, holdout, canonical form."""
         info = {"source": "generated", "generator": dict(self.scheduler.config), "seed": seed}
+        if condition is not None:
+            info["condition"] = condition
         if self.hub_repo_id:
             info["flow"] = self.hub_repo_id
         info["holdout"] = ((self.config.flow_config or {}).get("training") or {}).get("holdout", 0)
         if self.canonical:
             info["canonical"] = self.canonical.to_dict()
-        return WeightZoo(self.arch, state_dicts, records, recipe=self.recipe, info=info)
+        return info
+
+
+def _condition_postprocessors(
+    arch, conditions: dict[str, Any] | None, velocity
+) -> dict[str, WeightPostprocessor]:
+    """``label -> WeightPostprocessor`` (with that label's recipe) for a conditional flow; checked against the
+    velocity model's label count."""
+    if not conditions:
+        return {}
+    labels, recipes = conditions.get("labels"), conditions.get("recipes")
+    if (
+        not isinstance(labels, list)
+        or not all(isinstance(x, str) for x in labels)
+        or len(set(labels)) != len(labels)
+    ):
+        raise PipelineFormatError(f"pipeline conditions: 'labels' must be distinct strings, got {labels!r}")
+    if not isinstance(recipes, list) or len(recipes) != len(labels):
+        raise PipelineFormatError("pipeline conditions: one recipe (or null) per label")
+    if velocity.config.get("num_labels", 0) != len(labels):
+        raise PipelineFormatError(
+            f"pipeline conditions: {len(labels)} labels, but the velocity model has {velocity.config.get('num_labels', 0)}"
+        )
+    return {
+        label: WeightPostprocessor(arch, as_recipe(r, f"recipe of condition {label!r}"))
+        for label, r in zip(labels, recipes, strict=True)
+    }
+
+
+def _check_disk(path: Path, need: int) -> None:
+    """Refuse to start writing ``need`` bytes where the file system has less free space."""
+    import shutil
+
+    existing = next(p for p in [path, *path.absolute().parents] if p.exists())
+    free = shutil.disk_usage(existing).free
+    if need > free:
+        raise DWFError(
+            f"{path}: the generated networks need about {need / 2**30:.1f} GiB, the disk has {free / 2**30:.1f} GiB free"
+        )
+
+
+def _check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise DWFError(f"seed must be an integer in [0, 2**63), got {seed!r}")
 
 
 def _check_codec(folder: Path) -> None:
@@ -256,7 +467,7 @@ def _check_codec(folder: Path) -> None:
         arch = arch_from_config(json.loads(config.read_text()).get("arch"))
     except (json.JSONDecodeError, AttributeError) as e:
         raise PipelineFormatError(f"{config}: not a codec config ({e})") from None
-    for weights in folder.glob("*.safetensors"):
+    for weights in folder.glob("diffusion_pytorch_model*.safetensors"):
         mean = read_header(weights).shapes.get("mean")
         if mean != (arch.num_params,):
             raise PipelineFormatError(

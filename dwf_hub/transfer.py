@@ -185,7 +185,7 @@ def run_transfer(
     """Every (method, budget) cell into ``out/cells/`` (one atomic file each: a rerun skips finished cells),
     merged into ``out/results.json``, then the table and the figure. Under ``accelerate launch`` the cells are
     split between the processes (each is seeded on its own, so the table does not depend on the split)."""
-    from accelerate import PartialState
+    from .distributed import process_state
 
     cfg, source = recipe.transfer, recipe.source_recipe
     arch = pipeline.arch if pipeline is not None else source.arch_spec
@@ -195,7 +195,7 @@ def run_transfer(
     target = arch.with_outputs(outputs) if new_head else arch
     leading = [p.key for p in arch.layout if p.key not in arch.head_keys]
     frozen = frozenset(leading[: math.floor(cfg.freeze * len(leading))])
-    root, state = Path(out), PartialState()
+    root, state = Path(out), process_state()
     results = _resume(root, recipe) if state.is_main_process else None
     state.wait_for_everyone()
     results = results or _resume(root, recipe)

@@ -6,6 +6,10 @@ On disk::
     zoo.json                   format version, architecture config, recipe, info (written last)
     metadata.parquet           one row per model (``datasets.load_dataset(dir)`` reads it)
     checkpoints/*.safetensors  one checkpoint per model; its header metadata repeats the row
+
+or, for many networks (``save(networks_per_shard=k)``, ``write_packed_zoo``, ``dwf-hub generate`` of large N),
+packed shards ``checkpoints/shard_*.safetensors`` holding every tensor stacked ``[n, *shape]``; each row then
+names its shard and its ``shard_row`` — still one row per network, and few files per folder.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -31,6 +35,8 @@ from .formats import (
     METADATA_FILES,
     METADATA_NAME,
     RECORD_KEY,
+    SHARD_KEY,
+    SHARD_ROW_COLUMN,
     WEIGHTS_COLUMN,
     WEIGHTS_COLUMN_MAX_PARAMS,
     ZOO_CONFIG_NAME,
@@ -46,6 +52,18 @@ def checkpoint_name(index: int) -> str:
     return f"{CHECKPOINT_DIR}/model_{index:05d}.safetensors"
 
 
+def shard_name(index: int) -> str:
+    return f"{CHECKPOINT_DIR}/shard_{index:05d}.safetensors"
+
+
+class Packed(NamedTuple):
+    """Network ``row`` of the packed shard ``path`` (tensors stacked ``[rows, *shape]``)."""
+
+    path: Path
+    row: int
+    rows: int
+
+
 class WeightZoo(HubMixin):
     """``N`` networks of one architecture with one metadata record each.
 
@@ -58,7 +76,7 @@ class WeightZoo(HubMixin):
     def __init__(
         self,
         arch: ArchSpec,
-        members: Sequence[dict[str, Tensor] | Path],
+        members: Sequence[dict[str, Tensor] | Path | Packed],
         records: Sequence[dict[str, Any]] | None = None,
         recipe: Recipe | dict[str, Any] | None = None,
         info: dict[str, Any] | None = None,
@@ -132,6 +150,8 @@ class WeightZoo(HubMixin):
 
     def state_dict(self, index: int) -> dict[str, Tensor]:
         member = self._members[index]
+        if isinstance(member, Packed):
+            return self.arch.unflatten(self._reader(member).read(0, self.arch.num_params, member.row))
         if isinstance(member, Path):
             sd = load_tensors(member)
             self.arch.validate(sd, source=str(member))
@@ -141,6 +161,8 @@ class WeightZoo(HubMixin):
     def flat(self, index: int) -> Tensor:
         """Member ``index`` as flat float32 weights ``[D]``."""
         member = self._members[index]
+        if isinstance(member, Packed):
+            return self._reader(member).read(0, self.arch.num_params, member.row)
         src = str(member) if isinstance(member, Path) else f"zoo member {index}"
         return self.arch.flatten(self.state_dict(index), source=src)
 
@@ -160,15 +182,42 @@ class WeightZoo(HubMixin):
         """Columns ``[start, stop)`` of ``to_matrix()``: ``[N, stop - start]``, read from the checkpoint files
         without loading whole networks (for PCA of zoos larger than memory)."""
         out = torch.empty(len(self), stop - start)
-        readers = self.__dict__.setdefault("_readers", {})
         for i, member in enumerate(self._members):
-            if isinstance(member, Path):
-                if member not in readers:
-                    readers[member] = FlatReader(member, self.arch.layout)
-                out[i] = readers[member].read(start, stop)
+            if isinstance(member, (Path, Packed)):
+                out[i] = self._reader(member).read(start, stop, getattr(member, "row", 0))
             else:
                 out[i] = self.flat(i)[start:stop]
         return out
+
+    def _reader(self, member: Path | Packed) -> FlatReader:
+        """One cached reader per checkpoint file or packed shard."""
+        readers = self.__dict__.setdefault("_readers", {})
+        path = member.path if isinstance(member, Packed) else member
+        if path not in readers:
+            rows = member.rows if isinstance(member, Packed) else None
+            readers[path] = FlatReader(path, self.arch.layout, rows)
+        return readers[path]
+
+    @classmethod
+    def concatenate(
+        cls, zoos: Sequence[WeightZoo], info: dict[str, Any] | None = None, **tags: Sequence[Any]
+    ) -> WeightZoo:
+        """The members of ``zoos`` (one architecture) as one zoo with the first zoo's recipe; each keyword
+        ``name=[value per zoo]`` is added to every record of that zoo (e.g. ``condition=["a", "b"]``)."""
+        for name, values in tags.items():
+            if len(values) != len(zoos):
+                raise ZooFormatError(f"{name}: {len(values)} values for {len(zoos)} zoos")
+        members = [m for zoo in zoos for m in zoo._members]
+        records = [
+            {**r, **{k: v[i] for k, v in tags.items()}} for i, zoo in enumerate(zoos) for r in zoo.records
+        ]
+        return cls(
+            zoos[0].arch,
+            members,
+            records,
+            recipe=zoos[0].recipe,
+            info=info if info is not None else zoos[0].info,
+        )
 
     def subset(self, indices: Sequence[int]) -> WeightZoo:
         """The members ``indices`` (with their records) as a zoo of the same recipe and provenance."""
@@ -203,12 +252,25 @@ class WeightZoo(HubMixin):
         overwrite: bool = False,
         extra_tensors: dict[str, dict[str, Tensor]] | None = None,
         license: str | None = None,
+        networks_per_shard: int | None = None,
     ) -> Path:
         """Write the zoo as a dataset repo folder, whole or not at all (``artifacts.write_folder``): a folder
         that is not an empty one or a zoo of ours is refused unless ``overwrite``. ``repo_id`` only goes
         into the card's usage lines, ``license`` into its metadata (default: the recipe's); ``extra_tensors``: more safetensors files saved with the zoo
-        (``file name -> tensors``, e.g. the permutations ``canonicalize`` applied)."""
+        (``file name -> tensors``, e.g. the permutations ``canonicalize`` applied); ``networks_per_shard``:
+        packed shards of that many networks instead of one file per network."""
         root = Path(path)
+        if networks_per_shard is not None:
+            if extra_tensors:
+                raise ZooFormatError("extra_tensors: not supported with networks_per_shard (packed zoos)")
+            step = _check_shard_size(networks_per_shard)
+            chunks = (
+                (batch, self.records[start : start + step])
+                for start, batch in zip(range(0, len(self), step), self.iter_matrix(step), strict=True)
+            )
+            return write_packed_zoo(
+                root, self.arch, chunks, self.recipe, self.info, overwrite, repo_id, license
+            )
         with write_folder(root, overwrite, carry=[JOB_FILE], legacy_markers=[ZOO_CONFIG_NAME]) as stage:
             records = self._write(stage, root.absolute(), repo_id, license)
             for name, tensors in (extra_tensors or {}).items():
@@ -226,7 +288,8 @@ class WeightZoo(HubMixin):
 
         records, dtype = [], None
         for i in range(len(self)):
-            rec = {**self.records[i], "model_id": i, "checkpoint": checkpoint_name(i)}
+            own = {k: v for k, v in self.records[i].items() if k != SHARD_ROW_COLUMN}  # from a packed zoo
+            rec = {**own, "model_id": i, "checkpoint": checkpoint_name(i)}
             member, target = self._members[i], stage / rec["checkpoint"]
             target.parent.mkdir(exist_ok=True)
             header = read_header(member) if isinstance(member, Path) else None
@@ -272,7 +335,11 @@ class WeightZoo(HubMixin):
         records = [everything[i] for i in _select(everything, members)]
         if config["format_version"] >= 2:
             manifest = verify_files(
-                root, [r["checkpoint"] for r in records], "zoo", hashes=False, error=ZooFormatError
+                root,
+                dict.fromkeys(r["checkpoint"] for r in records),
+                "zoo",
+                hashes=False,
+                error=ZooFormatError,
             )
             unlisted = sorted(
                 {f for f in manifest if f.startswith(f"{CHECKPOINT_DIR}/")}
@@ -280,7 +347,8 @@ class WeightZoo(HubMixin):
             )
             if unlisted:
                 raise ZooFormatError(f"{root / METADATA_NAME}: no row for checkpoint {unlisted[0]}")
-        members = [_checked_member(root, rec, arch, config.get("dtype")) for rec in records]
+        headers: dict[Path, Any] = {}  # one header read per packed shard
+        members = [_checked_member(root, rec, arch, config.get("dtype"), headers) for rec in records]
         recipe = as_recipe(config.get("recipe"), f"{root / ZOO_CONFIG_NAME} recipe")
         return cls(arch, members, records, recipe=recipe, info=config.get("info"))
 
@@ -301,7 +369,7 @@ class WeightZoo(HubMixin):
         meta = download(repo_id_or_path, cls.repo_type, allow_patterns=METADATA_FILES, **hub)
         read_zoo_config(meta)  # a clear error before fetching checkpoints of something that is no zoo
         records = _read_parquet(meta / METADATA_NAME)
-        wanted = [records[i]["checkpoint"] for i in _select(records, members)]
+        wanted = list(dict.fromkeys(records[i]["checkpoint"] for i in _select(records, members)))
         root = download(repo_id_or_path, cls.repo_type, allow_patterns=[*METADATA_FILES, *wanted], **hub)
         return cls.load(root, members)
 
@@ -329,35 +397,34 @@ def _check_table(root: Path, rows: list[dict[str, Any]], config: dict[str, Any])
     count = config.get("num_models")
     if count is not None and count != len(rows):
         raise ZooFormatError(f"{table}: {len(rows)} rows, but {ZOO_CONFIG_NAME} says num_models = {count}")
-    seen: set[str] = set()
+    seen: set[tuple[str, Any]] = set()
     for i, rec in enumerate(rows):
-        name = rec["checkpoint"]
+        name, row = rec["checkpoint"], rec.get(SHARD_ROW_COLUMN)
         if not _CHECKPOINT_NAME.match(name) or ".." in name:
             raise ZooFormatError(
                 f"{table}: row {i} names checkpoint {name!r}, not a file name under {CHECKPOINT_DIR}/"
             )
-        if name in seen:
-            raise ZooFormatError(f"{table}: row {i} repeats checkpoint {name!r}")
-        seen.add(name)
+        if row is not None and (isinstance(row, bool) or not isinstance(row, int) or row < 0):
+            raise ZooFormatError(f"{table}: row {i} has {SHARD_ROW_COLUMN} {row!r}, not an index")
+        if (name, row) in seen:
+            raise ZooFormatError(
+                f"{table}: row {i} repeats checkpoint {name!r}" + (f" row {row}" if row is not None else "")
+            )
+        seen.add((name, row))
 
 
-def _checked_member(root: Path, rec: dict[str, Any], arch: ArchSpec, dtype: str | None) -> Path:
+def _checked_member(
+    root: Path, rec: dict[str, Any], arch: ArchSpec, dtype: str | None, headers: dict[Path, Any]
+) -> Path | Packed:
     """The checkpoint of row ``rec``, refused unless it is a regular file inside ``root`` whose header
-    matches the architecture, the zoo's dtype and the row itself."""
+    matches the architecture, the zoo's dtype and the row itself (``headers``: packed shards already read)."""
     ckpt = root / rec["checkpoint"]
+    if rec.get(SHARD_ROW_COLUMN) is not None:
+        return _checked_packed(root, ckpt, rec, arch, headers)
     if not inside(root, ckpt):
         raise ZooFormatError(f"{ckpt}: a symbolic link or outside the zoo folder; refusing to read it")
     header = read_header(ckpt)
-    shapes = {k: s for k, s in header.shapes.items() if not k.endswith("num_batches_tracked")}
-    expected = {p.key: p.shape for p in arch.layout}
-    if shapes != expected:
-        bad = sorted(set(shapes.items()) ^ set(expected.items()))[:3]
-        raise ZooFormatError(
-            f"{ckpt}: keys/shapes do not match architecture {arch!r}; first differences: {bad}"
-        )
-    kinds = {DTYPE_NAMES.get(v, v) for k, v in header.dtypes.items() if k in expected}
-    if dtype is not None and kinds != {dtype}:
-        raise ZooFormatError(f"{ckpt}: dtype {', '.join(sorted(kinds))}, but the zoo is {dtype}")
+    _check_shapes(ckpt, header, arch, dtype)
     stored = header.metadata.get(RECORD_KEY)
     if stored is not None:
         try:
@@ -370,6 +437,115 @@ def _checked_member(root: Path, rec: dict[str, Any], arch: ArchSpec, dtype: str 
         ):
             raise ZooFormatError(f"{ckpt}: its header record does not match its row in {METADATA_NAME}")
     return ckpt
+
+
+def _check_shapes(ckpt: Path, header, arch: ArchSpec, dtype: str | None, rows: int | None = None) -> None:
+    """The header's keys and shapes are the architecture's (stacked ``[rows, ...]`` in a packed shard)."""
+    shapes = {k: s for k, s in header.shapes.items() if not k.endswith("num_batches_tracked")}
+    expected = {p.key: p.shape if rows is None else (rows, *p.shape) for p in arch.layout}
+    if shapes != expected:
+        bad = sorted(set(shapes.items()) ^ set(expected.items()))[:3]
+        raise ZooFormatError(
+            f"{ckpt}: keys/shapes do not match architecture {arch!r}; first differences: {bad}"
+        )
+    kinds = {DTYPE_NAMES.get(v, v) for k, v in header.dtypes.items() if k in expected}
+    if dtype is not None and kinds != {dtype}:
+        raise ZooFormatError(f"{ckpt}: dtype {', '.join(sorted(kinds))}, but the zoo is {dtype}")
+
+
+def _checked_packed(
+    root: Path, ckpt: Path, rec: dict[str, Any], arch: ArchSpec, headers: dict[Path, Any]
+) -> Packed:
+    """Network ``shard_row`` of a packed shard whose header (read once per shard) agrees with the row."""
+    if ckpt not in headers:
+        if not inside(root, ckpt):
+            raise ZooFormatError(f"{ckpt}: a symbolic link or outside the zoo folder; refusing to read it")
+        header = read_header(ckpt)
+        try:
+            info = json.loads(header.metadata[SHARD_KEY])
+            first, count = int(info["first_model_id"]), int(info["count"])
+        except (KeyError, TypeError, ValueError):
+            raise ZooFormatError(
+                f"{ckpt}: not a packed shard (no valid {SHARD_KEY!r} header record)"
+            ) from None
+        _check_shapes(ckpt, header, arch, "float32", count)
+        headers[ckpt] = (first, count)
+    first, count = headers[ckpt]
+    row = rec[SHARD_ROW_COLUMN]
+    if row >= count or rec.get("model_id") != first + row:
+        raise ZooFormatError(
+            f"{ckpt}: row {row} of model {rec.get('model_id')} does not match the shard's header"
+        )
+    return Packed(ckpt, row, count)
+
+
+def write_packed_zoo(
+    path: str | os.PathLike,
+    arch: ArchSpec,
+    chunks: Iterable[tuple[Tensor, Sequence[dict[str, Any]]]],
+    recipe: Recipe | None = None,
+    info: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    repo_id: str | None = None,
+    license: str | None = None,
+) -> Path:
+    """A zoo folder written one chunk at a time: each ``(weights [n, D], n metadata rows)`` becomes one packed
+    shard and one row group of the table, so memory holds one chunk whatever the zoo's size. Written whole or
+    not at all, like ``WeightZoo.save``."""
+    import pyarrow.parquet as pq
+
+    from .cards import render_zoo_card
+
+    root, members, kinds, writer = Path(path), [], {}, None
+    with write_folder(root, overwrite, legacy_markers=[ZOO_CONFIG_NAME]) as stage:
+        (stage / CHECKPOINT_DIR).mkdir()
+        try:
+            for index, (weights, extra) in enumerate(chunks):
+                n, name, first = len(weights), shard_name(index), len(members)
+                if len(extra) != n:
+                    raise ZooFormatError(f"chunk {index}: {n} networks but {len(extra)} metadata rows")
+                tensors = {
+                    p.key: weights[:, p.offset : p.offset + p.numel].reshape(n, *p.shape) for p in arch.layout
+                }
+                save_tensors(
+                    stage / name,
+                    tensors,
+                    metadata={SHARD_KEY: json.dumps({"first_model_id": first, "count": n})},
+                )
+                rows = [
+                    {**e, "model_id": first + j, "checkpoint": name, SHARD_ROW_COLUMN: j}
+                    for j, e in enumerate(extra)
+                ]
+                small = arch.num_params <= WEIGHTS_COLUMN_MAX_PARAMS
+                table = _table(rows, weights.tolist() if small else None)
+                writer = writer or pq.ParquetWriter(stage / METADATA_NAME, table.schema)
+                writer.write_table(table.cast(writer.schema))
+                members += [Packed(root / name, j, n) for j in range(n)]
+                kinds.update({(e.get("seed"), e.get("init")): None for e in extra})
+        finally:
+            if writer is not None:
+                writer.close()
+        if not members:
+            raise ZooFormatError("a zoo needs at least one network; got no chunks")
+        card_rows = [
+            {k: v for k, v in zip(("seed", "init"), key, strict=True) if v is not None} for key in kinds
+        ]
+        zoo = WeightZoo(arch, members, recipe=recipe, info=info)
+        write_text(stage / CARD_NAME, render_zoo_card(zoo, card_rows, repo_id or "ORG/dwf-zoo-NAME", license))
+        config = {"format_version": ZOO_FORMAT_VERSION, "arch": arch.config, "dtype": "float32",
+                  "recipe": recipe and recipe.to_dict(), "info": dict(info or {}), "num_models": len(members)}  # fmt: skip
+        write_json(stage / ZOO_CONFIG_NAME, config)
+    return root
+
+
+def _check_shard_size(networks_per_shard: int) -> int:
+    if (
+        isinstance(networks_per_shard, bool)
+        or not isinstance(networks_per_shard, int)
+        or networks_per_shard < 1
+    ):
+        raise ZooFormatError(f"networks_per_shard={networks_per_shard!r} must be a positive integer")
+    return networks_per_shard
 
 
 def _select(records: list[dict[str, Any]], members: int | Sequence[int] | None) -> list[int]:
@@ -424,16 +600,22 @@ def read_zoo_config(root: Path) -> dict[str, Any]:
 
 
 def _write_parquet(path: Path, records: list[dict[str, Any]], weights: list[list[float]] | None) -> None:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from .io import atomic_path
 
+    with atomic_path(path) as tmp:
+        pq.write_table(_table(records, weights), tmp)
+
+
+def _table(records: list[dict[str, Any]], weights: list[list[float]] | None):
+    """The metadata rows (and, for small architectures, the flat weights column) as an Arrow table."""
+    import pyarrow as pa
+
     table = pa.Table.from_pylist(records)
     if weights is not None:
         table = table.append_column(WEIGHTS_COLUMN, pa.array(weights, type=pa.list_(pa.float32())))
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    return table
 
 
 def _read_parquet(path: Path) -> list[dict[str, Any]]:

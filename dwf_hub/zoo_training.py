@@ -268,12 +268,12 @@ def train_zoo(
     call resumes and trains only what is missing. A folder that is neither empty nor a zoo (or zoo job)
     of ours is refused before any training, unless ``overwrite``.
     """
-    from accelerate import PartialState
+    from .distributed import process_state
 
     recipe = load_recipe(recipe if not isinstance(recipe, os.PathLike) else str(recipe))
     if isinstance(num_models, bool) or not isinstance(num_models, int) or not 1 <= num_models <= MAX_MODELS:
         raise DWFError(f"num_models must be an integer in [1, {MAX_MODELS}], got {num_models!r}")
-    root, state = Path(out), PartialState()
+    root, state = Path(out), process_state()
     seeds = [seed + i for i in range(num_models)]
     job = {"recipe": recipe.to_dict(), "seeds": seeds}
     check_replaceable(

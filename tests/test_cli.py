@@ -155,6 +155,28 @@ def test_generate_rejects_zero_networks(workdir, capsys):
     assert "num_networks must be a positive integer" in capsys.readouterr().err
 
 
+def test_generate_packed_shards(workdir, capsys):
+    pipe, out = str(workdir / "pipe"), str(workdir / "packed")
+    assert (
+        main(["-q", "generate", pipe, "--num-networks", "7", "--networks-per-shard", "3", "--out", out]) == 0
+    )
+    assert len(WeightZoo.load(out)) == 7 and len(list((workdir / "packed" / "checkpoints").iterdir())) == 3
+    assert main(["generate", pipe, "--networks-per-shard", "0", "--out", str(workdir / "p0")]) == 2
+    assert "networks_per_shard=0 must be a positive integer" in capsys.readouterr().err
+    bad = [
+        "generate",
+        pipe,
+        "--networks-per-shard",
+        "2",
+        "--export",
+        str(workdir / "e"),
+        "--out",
+        str(workdir / "p1"),
+    ]
+    assert main(bad) == 2 and "--export" in capsys.readouterr().err
+    assert not (workdir / "p0").exists() and not (workdir / "p1").exists()
+
+
 def test_console_script_help_is_light():
     out = subprocess.run(
         [sys.executable, "-m", "dwf_hub.cli", "--help"], capture_output=True, text=True, check=True

@@ -164,3 +164,19 @@ def test_flow_config_validation():
         FlowConfig.from_flat(source_std=-1.0)
     with pytest.raises(DWFError, match="NaN"):
         train_flow(torch.tensor([[float("nan"), 1.0]]), _cfg(), 1.0, progress=False)
+
+
+def test_gradient_accumulation_averages_batches_and_labels_are_checked():
+    """Two accumulated batches per step: a different (seeded, finite) run from one batch per step; the
+    launcher's setting is read when the config leaves it at 1."""
+    data = torch.randn(32, 4) + 2.0
+    cfg = FlowConfig.from_flat({"hidden_dim": 16, "time_embed_dim": 4, "iterations": 30, "batch_size": 8})
+    acc = cfg.replace(gradient_accumulation=2)
+    one, l1 = train_flow(data, cfg, 1.0, progress=False)
+    two, l2 = train_flow(data, acc, 1.0, progress=False)
+    again, _ = train_flow(data, acc, 1.0, progress=False)
+    assert all(math.isfinite(v) for v in l2)
+    w = lambda m: torch.cat([p.flatten() for p in m.parameters()])  # noqa: E731
+    assert not torch.equal(w(one), w(two)) and torch.equal(w(two), w(again))
+    with pytest.raises(DWFError, match="flow labels"):
+        train_flow(data, cfg, 1.0, progress=False, labels=torch.zeros(32, dtype=torch.long) + 3, num_labels=2)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -127,6 +128,51 @@ def test_codec_round_trip(tiny_zoo, normalization, tmp_path):
     torch.testing.assert_close(loaded.decode(z), w, atol=1e-5, rtol=1e-5)
 
 
+def test_sharded_basis_saves_loads_memory_mapped_and_decodes_the_same(tiny_zoo, tmp_path):
+    """A basis above the shard size leaves the weights file: column shards, memory-mapped on load."""
+    from dwf_hub.codec import BASIS_FILE
+    from dwf_hub.pca import fit_pca_dual
+
+    w = tiny_zoo.to_matrix()
+    d = w.shape[1]
+    pca = fit_pca_dual(lambda s, e: w[:, s:e], len(w), d, 5, components_path=tmp_path / "basis.safetensors")
+    codec = WeightCodec.fit(tiny_zoo.arch, None, "whiten", reference=w[0], pca=pca, shard_bytes=4 * 5 * 30)
+    assert codec.config.basis_shard_columns == 30 and "components" not in codec.state_dict()
+    dense = WeightCodec.fit(tiny_zoo.arch, w, "whiten", 5)
+    z = codec.encode(w)
+    torch.testing.assert_close(z.abs(), dense.encode(w).abs(), atol=1e-3, rtol=1e-3)  # signs are arbitrary
+    torch.testing.assert_close(
+        codec.encode_columns(lambda s, e: w[:, s:e], len(w), 7), z, atol=1e-5, rtol=1e-5
+    )
+    fit = DeepWeightFlowPipeline(velocity=_velocity(5), codec=codec, scheduler=_scheduler())
+    fit.save_pretrained(tmp_path / "pipe")
+    shards = sorted(p.name for p in (tmp_path / "pipe" / "codec").glob("basis-*"))
+    assert shards == [BASIS_FILE.format(i, 3) for i in (1, 2, 3)]  # 83 weights in columns of 30
+    loaded = DeepWeightFlowPipeline.from_pretrained(tmp_path / "pipe").codec
+    maps = Path("/proc/self/maps").read_text()  # the shards are mapped files, not read into memory
+    assert len(loaded.basis()) == 3 and all(
+        str((tmp_path / "pipe" / "codec" / n).resolve()) in maps for n in shards
+    )
+    torch.testing.assert_close(loaded.decode(z), codec.decode(z), atol=1e-6, rtol=0)
+    out = torch.empty(len(z), d)
+    assert loaded.decode(z, out=out) is out
+    (tmp_path / "pipe" / "codec" / shards[1]).write_bytes(b"\0" * 8)
+    with pytest.raises(DWFError):
+        DeepWeightFlowPipeline.from_pretrained(tmp_path / "pipe")
+
+
+def _velocity(k):
+    from dwf_hub.flow.velocity import VelocityModel
+
+    return VelocityModel(k, hidden_dim=8, time_embed_dim=4)
+
+
+def _scheduler():
+    from dwf_hub.flow.scheduler import FlowODEScheduler
+
+    return FlowODEScheduler()
+
+
 def test_fit_without_canonicalization(tiny_zoo):
     from dwf_hub.fitting import default_flow_config, fit_pipeline
 
@@ -196,3 +242,53 @@ def test_diffusers_generic_entry_point_loads_a_saved_flow(tiny_fit, tmp_path):
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     expected = tiny_fit.pipeline(num_networks=2, generator=gen(), output_type="pt").weights
     torch.testing.assert_close(pipe(num_networks=2, generator=gen(), output_type="pt").weights, expected)
+
+
+def test_generate_to_disk_packs_shards_streams_and_reloads(tiny_fit, tmp_path):
+    """Chunked generation: K networks per packed shard, one row per network, the same networks as the
+    pipeline called chunk by chunk with the same generator; the packed zoo reads, re-saves and scores."""
+    pipe = tiny_fit.pipeline
+    pipe.generate_to_disk(tmp_path / "gen", 10, seed=3, networks_per_shard=4, progress=False)
+    shards = sorted(p.name for p in (tmp_path / "gen" / "checkpoints").iterdir())
+    assert shards == ["shard_00000.safetensors", "shard_00001.safetensors", "shard_00002.safetensors"]
+    zoo = WeightZoo.load(tmp_path / "gen")
+    assert len(zoo) == 10 and [r["shard_row"] for r in zoo.records] == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+    gen = torch.Generator().manual_seed(3)
+    expected = torch.cat([pipe(num_networks=n, generator=gen, output_type="pt").weights for n in (4, 4, 2)])
+    assert torch.equal(zoo.to_matrix(), expected)
+    assert torch.equal(zoo.read_columns(5, 20), expected[:, 5:20])
+    assert torch.equal(zoo.flat(6), expected[6]) and zoo.model(6) is not None
+    assert zoo.info["source"] == "generated" and zoo.recipe == pipe.recipe
+    sub = WeightZoo.load(tmp_path / "gen", members=[9, 0])
+    assert torch.equal(sub.to_matrix(), expected[[9, 0]])
+    zoo.save(tmp_path / "flat")  # back to one file per network
+    assert torch.equal(WeightZoo.load(tmp_path / "flat").to_matrix(), expected)
+    WeightZoo.load(tmp_path / "flat").save(tmp_path / "repacked", networks_per_shard=3)
+    assert torch.equal(WeightZoo.load(tmp_path / "repacked").to_matrix(), expected)
+    pipe.generate_to_disk(tmp_path / "again", 10, seed=3, networks_per_shard=4, progress=False)
+    for name in shards:  # deterministic
+        assert (tmp_path / "gen/checkpoints" / name).read_bytes() == (
+            tmp_path / "again/checkpoints" / name
+        ).read_bytes()
+
+
+def test_packed_zoo_refuses_inconsistent_rows(tiny_fit, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dwf_hub.artifacts import write_manifest
+    from dwf_hub.errors import ZooFormatError
+
+    tiny_fit.pipeline.generate_to_disk(tmp_path / "gen", 5, networks_per_shard=4, progress=False)
+    table = tmp_path / "gen" / "metadata.parquet"
+    rows = pq.read_table(table).to_pylist()
+    for bad, match in (({"shard_row": 7}, "does not match the shard"), ({"shard_row": -1}, "not an index"),
+                       ({"shard_row": 1}, "repeats checkpoint")):  # fmt: skip
+        edited = [dict(r) for r in rows]
+        edited[0].update(bad)
+        pq.write_table(pa.Table.from_pylist(edited), table)
+        write_manifest(tmp_path / "gen")  # consistent files, inconsistent rows
+        with pytest.raises(ZooFormatError, match=match):
+            WeightZoo.load(tmp_path / "gen")
+    with pytest.raises(DWFError, match="networks_per_shard"):
+        tiny_fit.pipeline.generate_to_disk(tmp_path / "x", 5, networks_per_shard=0, progress=False)

@@ -128,3 +128,8 @@ def test_recipes_and_card_templates_ship_inside_the_package(tmp_path):
     (wheel,) = tmp_path.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "dwf_hub/zoo_recipes/iris_mlp.toml" in names and "dwf_hub/model_cards/flow_card.md" in names
+    shipped = {
+        "dwf_hub/zoo_recipes/transfer/digits04_to_59_mlp.toml",
+        "dwf_hub/zoo_recipes/conditional/digits_halves_mlp.toml",
+    }
+    assert shipped <= set(names)

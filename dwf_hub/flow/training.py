@@ -30,10 +30,12 @@ STATE_FILE = "flow_state.safetensors"
 STATE_KEY = "dwf_flow_state"  # safetensors header key: iteration, fingerprint, optimizer groups, losses
 
 
-def _fingerprint(data: Tensor, cfg: FlowConfig, source_std: float) -> str:
+def _fingerprint(data: Tensor, cfg: FlowConfig, source_std: float, labels: Tensor | None = None) -> str:
     """Everything that changes the trained weights: a resumed run must agree on all of it (sampling
     settings and how often checkpoints are written may differ)."""
     h = hashlib.sha256(data.detach().cpu().contiguous().numpy().tobytes())
+    if labels is not None:
+        h.update(labels.cpu().numpy().tobytes())
     config = {
         "velocity": cfg.velocity.to_dict(),
         "training": cfg.training.fingerprint(),
@@ -150,11 +152,12 @@ class _Run:
             bar.set_postfix(loss=f"{self.losses[-1]:.4g}", refresh=False)
 
 
-def _new_run(dim: int, cfg: FlowConfig) -> _Run:
+def _new_run(dim: int, cfg: FlowConfig, num_labels: int = 0, latent_dim: int | None = None) -> _Run:
     t, v = cfg.training, cfg.velocity
     model = VelocityModel(
-        dim=dim, hidden_dim=v.hidden_dim, time_embed_dim=v.time_embed_dim, dropout=v.dropout
-    )
+        dim=dim, hidden_dim=v.hidden_dim, time_embed_dim=v.time_embed_dim, dropout=v.dropout,
+        num_labels=num_labels, label_latent_dim=latent_dim,
+    )  # fmt: skip
     opt = torch.optim.AdamW(
         model.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay, fused=True
     )
@@ -167,40 +170,85 @@ def _new_run(dim: int, cfg: FlowConfig) -> _Run:
     return _Run(model, opt, sched, ema)
 
 
-def _loss(model, x_all: Tensor, t: FlowTrainingConfig, source_std: float, beta, accelerator) -> Tensor:
-    """The flow-matching loss of one random batch."""
+def _loss(model, data: _Data, t: FlowTrainingConfig, source_std: float, beta, accelerator) -> Tensor:
+    """The flow-matching loss of one random batch (conditional: with the members' labels, a
+    ``label_dropout`` fraction of them replaced by "no label")."""
+    x_all = data.x
     n, b, device = x_all.shape[0], t.batch_size, x_all.device
-    x1 = x_all[torch.randint(0, n, (b,), device=device)]
+    idx = torch.randint(0, n, (b,), device=device)
+    x1 = x_all[idx]
+    labels = None
+    if data.labels is not None:
+        labels = data.labels[idx]
+        if t.label_dropout > 0:
+            labels = torch.where(torch.rand(b, device=device) < t.label_dropout, data.num_labels, labels)
     x0 = torch.randn_like(x1) * source_std
     if t.coupling == "ot":
         x0 = x0[ot_pairing(x0, x1)]
     time = torch.rand(b, device=device) if t.time_distribution == "uniform" else beta.sample((b,))
     xt = (1 - time[:, None]) * x0 + time[:, None] * x1 + t.sigma * torch.randn_like(x1)
     with accelerator.autocast():
-        pred = model(xt, time)
+        pred = model(xt, time, labels)
     return F.mse_loss(pred.float(), x1 - x0)
+
+
+@dataclass
+class _Data:
+    """Training latents ``x [N, K]`` and, for a conditional flow, their labels ``[N]`` in ``[0, num_labels)``."""
+
+    x: Tensor
+    labels: Tensor | None = None
+    num_labels: int = 0
+
+
+def _accumulated_loss(model, data: _Data, t, source_std, beta, accelerator) -> Tensor:
+    """Back-propagates ``gradient_accumulation_steps`` batches (``accelerator.backward`` scales each; DDP
+    all-reduces only on the last) and returns their mean loss."""
+    from contextlib import nullcontext
+
+    steps = accelerator.gradient_accumulation_steps
+    total = 0.0
+    for micro in range(steps):
+        with accelerator.no_sync(model) if micro < steps - 1 else nullcontext():
+            loss = _loss(model, data, t, source_std, beta, accelerator)
+            accelerator.backward(loss)
+        total = total + loss.detach()
+    return total / steps
 
 
 def _accelerator(t: FlowTrainingConfig):
     """The run's ``Accelerator``, seeded per process (under DDP each rank draws its own batches; rank 0 uses
     the seed as is). A launcher's mixed precision (``accelerate launch --mixed_precision bf16``) applies unless
-    the config sets one."""
+    the config sets one; the same for gradient accumulation."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
+
+    from ..distributed import use_cpu
 
     precision = (
         t.mixed_precision if t.mixed_precision != "no" else os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     )
-    accelerator = Accelerator(mixed_precision=precision)
+    # gradient_accumulation_steps=1 lets accelerate take the launcher's --gradient_accumulation_steps
+    accelerator = Accelerator(
+        mixed_precision=precision, gradient_accumulation_steps=t.gradient_accumulation, cpu=use_cpu()
+    )
     set_seed(t.seed, device_specific=True)
     return accelerator
 
 
-def _check_data(data: Tensor) -> None:
+def _check_data(data: Tensor, labels: Tensor | None, num_labels: int) -> None:
     if data.dim() != 2 or data.shape[0] < 1:
         raise DWFError(f"flow training data must be [N, K] with N >= 1, got shape {tuple(data.shape)}")
     if not torch.isfinite(data).all():
         raise DWFError("flow training data contains NaN or Inf values")
+    if labels is not None and (
+        labels.shape != (len(data),)
+        or labels.dtype != torch.long
+        or not 0 <= int(labels.min()) <= int(labels.max()) < num_labels
+    ):
+        raise DWFError(
+            f"flow labels must be [N] integers in [0, {num_labels}), got {tuple(labels.shape)} {labels.dtype}"
+        )
 
 
 def train_flow(
@@ -210,19 +258,24 @@ def train_flow(
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
     callback: Callable[[int, float], None] | None = None,
+    labels: Tensor | None = None,
+    num_labels: int = 0,
+    latent_dim: int | None = None,
 ) -> tuple[VelocityModel, list[float]]:
     """Train a velocity model on ``data [N, K]``; returns it (eval mode, CPU) and the loss curve.
+    ``labels [N]`` (integers in ``[0, num_labels)``) make it a conditional flow (``latent_dim``: the codec's
+    latent size its label maps lead to, when ``data`` is in per-condition coordinates).
 
     With ``checkpoint_dir``, state is saved every ``cfg.training.checkpoint_every`` iterations and a rerun
     with the same data and weight-changing settings resumes from the last checkpoint. ``callback(iteration,
     loss)`` runs after every step (for logging; an exception it raises stops training).
     """
-    _check_data(data)
+    _check_data(data, labels, num_labels)
     t = cfg.training
     accelerator = _accelerator(t)
-    run = _new_run(data.shape[1], cfg)
+    run = _new_run(data.shape[1], cfg, num_labels, latent_dim)
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    fingerprint = _fingerprint(data, cfg, source_std)
+    fingerprint = _fingerprint(data, cfg, source_std, labels)
     resumed = _load_state(folder, run.model, run.opt, run.sched, fingerprint, run.ema) if folder else None
     if resumed is not None:
         run.start, run.losses, run.window = resumed
@@ -231,15 +284,14 @@ def train_flow(
     device = accelerator.device
     if run.ema is not None:
         run.ema.to(device)
-    x_all = data.to(device, torch.float32)
+    train = _Data(data.to(device, torch.float32), None if labels is None else labels.to(device), num_labels)
     beta = torch.distributions.Beta(*(torch.tensor(float(v), device=device) for v in t.beta))
     bar = tqdm(range(run.start, t.iterations), desc="flow training", disable=not progress,
                initial=run.start, total=t.iterations)  # fmt: skip
     # AcceleratedOptimizer.step costs ~0.3 ms a call here and only forwards when nothing is scaled/distributed
     step_opt = opt.optimizer if accelerator.scaler is None and accelerator.num_processes == 1 else opt
     for it in bar:
-        loss = _loss(model, x_all, t, source_std, beta, accelerator)
-        accelerator.backward(loss)
+        loss = _accumulated_loss(model, train, t, source_std, beta, accelerator)
         step_opt.step()
         if run.ema is not None:
             run.ema.update_parameters(model)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accelerate import PartialState
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..archs import ArchSpec
+from ..distributed import process_state
 from ..errors import DWFError
 from ..permutations import PermutationSpec
 from ..provenance import CanonicalizationRecord
@@ -92,7 +92,7 @@ def canonicalize(
     spec = matching_spec(zoo.arch, permute_residual)
     method = method_of(spec)
     ref = zoo.state_dict(reference)
-    state = PartialState()  # under accelerate launch / torchrun: each rank matches its share of the chunks
+    state = process_state()  # under accelerate launch / torchrun: each rank matches its share of the chunks
     chunk = max(1, min(chunk_params // zoo.arch.num_params, -(-len(zoo) // state.num_processes)))
     starts = list(range(0, len(zoo), chunk))
     done: list[tuple[int, dict[str, Tensor], dict[str, Tensor], float]] = []

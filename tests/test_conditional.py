@@ -1,0 +1,147 @@
+"""Conditional generation (paper Appendix K): one flow for several zoos of one architecture."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from conftest import TINY_RECIPE
+
+from dwf_hub.cli import main
+from dwf_hub.conditional import load_conditional_recipe
+from dwf_hub.errors import DWFError
+from dwf_hub.fitting import fit_conditional
+from dwf_hub.flow.velocity import VelocityModel
+from dwf_hub.pipeline import DeepWeightFlowPipeline
+from dwf_hub.recipes import Recipe
+from dwf_hub.zoo import WeightZoo
+from dwf_hub.zoo_training import train_zoo
+
+
+def _recipe(name: str, **arch) -> Recipe:
+    d = copy.deepcopy(TINY_RECIPE)
+    d["name"] = name
+    d["arch"].update(arch)
+    return Recipe.from_dict(d)
+
+
+@pytest.fixture(scope="module")
+def zoos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cond")
+    a = train_zoo(_recipe("iris_a"), 6, root / "a", seed=0, progress=False)
+    b = train_zoo(_recipe("iris_b"), 6, root / "b", seed=50, progress=False)
+    return root, a, b
+
+
+@pytest.fixture(scope="module")
+def fitted(zoos):
+    _, a, b = zoos
+    cfg = a.recipe.flow_config(label_dropout=0.2, holdout=1)
+    return fit_conditional([a, b], ["a", "b"], cfg, progress=False)
+
+
+def _gen(pipe, n=4, seed=0, **kw):
+    return pipe(num_networks=n, generator=torch.Generator().manual_seed(seed), output_type="pt", **kw).weights
+
+
+def test_label_embedding_conditions_the_field():
+    torch.manual_seed(0)
+    v = VelocityModel(5, hidden_dim=16, time_embed_dim=4, num_labels=2).eval()
+    torch.nn.init.normal_(v.net[-1].weight)
+    x, t = torch.randn(3, 5), torch.rand(3)
+    a, b = v(x, t, torch.tensor([0, 0, 0])), v(x, t, torch.tensor([1, 1, 1]))
+    assert not torch.allclose(a, b)
+    assert torch.equal(v(x, t), v(x, t, torch.tensor([2, 2, 2])))  # no label = index num_labels
+    with pytest.raises(ValueError, match="unconditional"):
+        VelocityModel(5, hidden_dim=16, time_embed_dim=4)(x, t, torch.tensor([0, 0, 0]))
+
+
+def test_conditional_flow_generates_per_condition_and_round_trips(fitted, tmp_path):
+    pipe = fitted.pipeline
+    assert pipe.labels == ["a", "b"]
+    conditions = [r["condition"] for r in fitted.training_zoo.records]
+    assert conditions == ["a"] * 5 + ["b"] * 5 and len(fitted.heldout_zoo) == 2
+    wa, wb = _gen(pipe, condition="a"), _gen(pipe, condition="b")
+    assert wa.shape == (4, pipe.arch.num_params) and not torch.allclose(wa, wb)
+    mixed = _gen(pipe, n=3, condition=["b", "a", "b"])
+    assert torch.isfinite(mixed).all()
+    out = pipe(num_networks=3, condition=["b", "a", "b"], generator=torch.Generator().manual_seed(0))
+    assert len(out.networks) == 3 and torch.equal(out.weights, mixed)
+    pipe.save_pretrained(tmp_path / "flow")
+    loaded = DeepWeightFlowPipeline.from_pretrained(tmp_path / "flow")
+    assert loaded.labels == ["a", "b"] and loaded.config.conditions["zoos"][0] == "iris_a"
+    assert torch.equal(_gen(loaded, condition="b"), wb)
+    zoo = loaded.generate_zoo(3, seed=1, condition="b")
+    assert zoo.recipe.name == "iris_b" and zoo.info["condition"] == "b"
+    guided = _gen(loaded, condition="a", guidance_scale=2.0)
+    assert torch.isfinite(guided).all() and not torch.allclose(guided, wa)
+
+
+def test_conditional_bad_input(fitted, zoos, tiny_fit):
+    pipe = fitted.pipeline
+    with pytest.raises(DWFError, match=r"unknown condition 'c'; this flow knows \['a', 'b'\]"):
+        _gen(pipe, condition="c")
+    with pytest.raises(DWFError, match=r"conditional: give condition= one of \['a', 'b'\]"):
+        _gen(pipe)
+    with pytest.raises(DWFError, match="2 conditions for 4 networks"):
+        _gen(pipe, condition=["a", "b"])
+    with pytest.raises(DWFError, match="unconditional"):
+        _gen(tiny_fit.pipeline, condition="a")
+    with pytest.raises(DWFError, match="label_dropout"):
+        _gen(tiny_fit.pipeline, guidance_scale=3.0)
+    root, a, b = zoos
+    other = train_zoo(
+        _recipe("iris_wide", layer_sizes=[4, 8, 5, 3]), 4, root / "wide", seed=0, progress=False
+    )
+    with pytest.raises(DWFError, match="needs one architecture"):
+        fit_conditional([a, other], ["a", "wide"], progress=False)
+    with pytest.raises(DWFError, match="one label per zoo"):
+        fit_conditional([a, b], ["a"], progress=False)
+    with pytest.raises(DWFError, match="distinct"):
+        fit_conditional([a, b], ["a", "a"], progress=False)
+
+
+def test_conditional_cli(zoos, capsys):
+    root = zoos[0]
+    fit = ["-q", "fit", str(root / "a"), str(root / "b"), "--iterations", "20", "--hidden-dim", "16"]
+    assert main([*fit, "--labels", "first,second", "--out", str(root / "flow")]) == 0
+    gen = ["-q", "generate", str(root / "flow"), "--num-networks", "3"]
+    assert main([*gen, "--condition", "second", "--out", str(root / "g")]) == 0
+    generated = WeightZoo.load(root / "g")
+    assert len(generated) == 3 and generated.recipe.name == "iris_b"
+    assert main([*gen, "--condition", "third", "--out", str(root / "g2")]) == 2
+    assert "unknown condition 'third'; this flow knows ['first', 'second']" in capsys.readouterr().err
+    assert main([*fit, "--out", str(root / "f2")]) == 2
+    assert "--labels needs one name per zoo" in capsys.readouterr().err
+    assert main([*fit, "--labels", "x", "--out", str(root / "f3")]) == 2
+    assert not (root / "g2").exists() and not (root / "f2").exists() and not (root / "f3").exists()
+
+
+def test_conditional_recipes_ship_and_agree_on_the_architecture(tmp_path):
+    for name in ("digits_halves_mlp", "digits_halves_smallcnn", "mnist_fashion_mlp"):
+        recipe = load_conditional_recipe(name)
+        specs = {r.arch_spec for r in recipe.recipes().values()}
+        assert len(specs) == 1 and len(recipe.conditions) == 2
+        assert recipe.flow_config().training.iterations >= 8000
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[conditions]\nx = "digits04_mlp"\ny = "digits04_smallcnn"\n')
+    with pytest.raises(DWFError, match="one architecture per conditional flow"):
+        load_conditional_recipe(bad).recipes()
+    bad.write_text('name = "bad"\n[conditions]\nx = "digits04_mlp"\n')
+    with pytest.raises(DWFError, match="at least two labels"):
+        load_conditional_recipe(bad)
+
+
+def test_condition_coordinates_are_each_conditions_whitened_pca():
+    from dwf_hub.fitting import condition_coordinates
+
+    g = torch.Generator().manual_seed(0)
+    latents = torch.cat([torch.randn(12, 6, generator=g) * 3 + 5, torch.randn(8, 6, generator=g)])
+    latents[12:, 4:] = 0.0  # condition 1 spans fewer directions
+    ids = torch.tensor([0] * 12 + [1] * 8)
+    offsets, maps, coords = condition_coordinates(latents, ids, 2)
+    back = offsets[ids] + torch.bmm(coords[:, None, :], maps[ids])[:, 0]
+    torch.testing.assert_close(back, latents, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(coords[:12].std(0), torch.ones(6), atol=1e-4, rtol=1e-4)
+    assert coords.shape == (20, 6) and torch.all(coords[12:, 4:] == 0)  # rank 4, padded
