@@ -172,7 +172,7 @@ def test_gradient_accumulation_averages_batches_and_labels_are_checked():
     data = torch.randn(32, 4) + 2.0
     cfg = FlowConfig.from_flat({"hidden_dim": 16, "time_embed_dim": 4, "iterations": 30, "batch_size": 8})
     acc = cfg.replace(gradient_accumulation=2)
-    one, l1 = train_flow(data, cfg, 1.0, progress=False)
+    one, _ = train_flow(data, cfg, 1.0, progress=False)
     two, l2 = train_flow(data, acc, 1.0, progress=False)
     again, _ = train_flow(data, acc, 1.0, progress=False)
     assert all(math.isfinite(v) for v in l2)
