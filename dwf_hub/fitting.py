@@ -17,7 +17,7 @@ from .codec import WeightCodec
 from .configs import FlowConfig
 from .errors import DWFError
 from .flow.scheduler import FlowODEScheduler
-from .flow.training import train_flow
+from .flow.training import FlowConditions, train_flow
 from .matching import canonicalize
 from .normalizations import NORMALIZATIONS
 from .pca_solvers import PCA_SOLVERS, resolve_pca_solver
@@ -145,11 +145,12 @@ def fit_conditional(
 ) -> FitResult:
     """One flow for several zoos of one architecture, conditioned on a label per zoo (paper Appendix K).
 
-    Every zoo keeps its last ``holdout`` members out; the fitted members of all zoos are aligned to one
-    reference (member ``reference`` of the first zoo), share one codec (PCA over all of them), and train one
+    Every zoo keeps its last ``holdout`` members out and is aligned to its own member ``reference`` (the codec's
+    reference, for ``pipe.canonicalize``, is the first zoo's); all share one codec (PCA over all of them) and one
     velocity model with a label embedding on each condition's own whitened coordinates
-    (``condition_coordinates``; the maps back to the codec's latent live in the velocity model). ``pipe(condition=label)`` generates for that zoo. Defaults: the
-    first zoo recipe's ``[flow]``. ``training_zoo`` / ``heldout_zoo`` hold every zoo's members, each record
+    (``condition_coordinates``; the maps back to the codec's latent live in the velocity model), each condition
+    starting from its own source mean. ``pipe(condition=label)`` generates for that zoo. Defaults: the first
+    zoo recipe's ``[flow]``. ``training_zoo`` / ``heldout_zoo`` hold every zoo's members, each record
     tagged with its ``condition``.
     """
     opened = [open_zoo(z) for z in zoos]
@@ -158,23 +159,24 @@ def fit_conditional(
     for zoo in opened:
         _check_sizes(zoo, cfg)
     t0 = time.perf_counter()
-    parts = [zoo.split_holdout(cfg.training.holdout) for zoo in opened]
+    # each zoo aligned to its own reference member: a foreign reference aligns a zoo of another task loosely
+    parts = [_training_zoo(zoo, cfg, progress).split_holdout(cfg.training.holdout) for zoo in opened]
     training = _tagged([p[0] for p in parts], labels)
     heldout = _tagged([p[1] for p in parts], labels) if cfg.training.holdout else None
-    training = _training_zoo(training, cfg, progress)
     timings = {"canonicalize": time.perf_counter() - t0}
     codec, latents = fit_codec(training, cfg, progress, checkpoint_dir)
     timings["codec"] = time.perf_counter() - t0 - timings["canonicalize"]
     ids = torch.tensor([labels.index(r["condition"]) for r in training.records])
     offsets, maps, coords = condition_coordinates(latents, ids, len(labels))
     source_std = _source_std(cfg, coords)
+    sources = SOURCE_SEPARATION * source_std * _directions(len(labels), coords.shape[1])
     t0 = time.perf_counter()
+    flow_conditions = FlowConditions(ids, len(labels), latents.shape[1], sources)
     velocity, losses = train_flow(
-        coords, cfg, source_std, checkpoint_dir, progress, labels=ids, num_labels=len(labels),
-        latent_dim=latents.shape[1],
-    )  # fmt: skip
-    velocity.label_offsets.copy_(offsets)
-    velocity.label_maps.copy_(maps)
+        coords, cfg, source_std, checkpoint_dir, progress, conditions=flow_conditions
+    )
+    for name, value in (("label_offsets", offsets), ("label_maps", maps), ("label_sources", sources)):
+        getattr(velocity, name).copy_(value)
     timings["flow_training"] = time.perf_counter() - t0
     scheduler = _scheduler(cfg, source_std)
     canonical = training.canonical if cfg.canonicalization.canonicalize else None
@@ -189,6 +191,20 @@ def fit_conditional(
     )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
     return FitResult(pipe, training, heldout, losses, timings)
+
+
+SOURCE_SEPARATION = (
+    6.0  # conditions' source means this many source stds apart (times sqrt(2)): paths do not cross
+)
+
+
+def _directions(count: int, dim: int) -> Tensor:
+    """``count`` unit directions ``[count, dim]``: the first axes (orthonormal), or seeded random ones beyond ``dim``."""
+    if count <= dim:
+        return torch.eye(dim)[:count]
+    return torch.nn.functional.normalize(
+        torch.randn(count, dim, generator=torch.Generator().manual_seed(0)), dim=1
+    )
 
 
 def condition_coordinates(latents: Tensor, ids: Tensor, num_labels: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -230,9 +246,9 @@ def _check_collection(zoos: list[WeightZoo], labels: list[str]) -> None:
 
 
 def _tagged(zoos: list[WeightZoo], labels: list[str]) -> WeightZoo:
-    """All members of ``zoos`` as one zoo, each record tagged with its zoo's ``condition`` label."""
-    info = {k: v for k, v in zoos[0].info.items() if k != "canonical"}
-    return WeightZoo.concatenate(zoos, info=info, condition=labels)
+    """All members of ``zoos`` as one zoo (the first zoo's provenance), each record tagged with its zoo's
+    ``condition`` label."""
+    return WeightZoo.concatenate(zoos, condition=labels)
 
 
 def _zoo_name(given: WeightZoo | str | os.PathLike, zoo: WeightZoo) -> str:

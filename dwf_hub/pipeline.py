@@ -265,6 +265,8 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         x = x * self.scheduler.init_noise_sigma
         scale = self._guidance(labels, guidance_scale)
         labels = None if labels is None else labels.to(device)
+        if labels is not None:
+            x = x + self.velocity.label_sources[labels].to(x.dtype)
         for t in self.progress_bar(self.scheduler.timesteps):
             v = self.velocity(x, t, labels)
             if scale != 1.0:

@@ -57,11 +57,15 @@ def test_label_embedding_conditions_the_field():
         VelocityModel(5, hidden_dim=16, time_embed_dim=4)(x, t, torch.tensor([0, 0, 0]))
 
 
-def test_conditional_flow_generates_per_condition_and_round_trips(fitted, tmp_path):
+def test_conditional_flow_generates_per_condition_and_round_trips(fitted, zoos, tmp_path):
     pipe = fitted.pipeline
     assert pipe.labels == ["a", "b"]
     conditions = [r["condition"] for r in fitted.training_zoo.records]
     assert conditions == ["a"] * 5 + ["b"] * 5 and len(fitted.heldout_zoo) == 2
+    _, a, b = zoos  # each zoo aligned to its own reference member: both references unchanged
+    assert torch.equal(fitted.training_zoo.flat(0), a.flat(0)) and torch.equal(
+        fitted.training_zoo.flat(5), b.flat(0)
+    )
     wa, wb = _gen(pipe, condition="a"), _gen(pipe, condition="b")
     assert wa.shape == (4, pipe.arch.num_params) and not torch.allclose(wa, wb)
     mixed = _gen(pipe, n=3, condition=["b", "a", "b"])

@@ -8,7 +8,7 @@ import torch
 from dwf_hub.configs import FlowConfig
 from dwf_hub.errors import DWFError, UnknownNameError
 from dwf_hub.flow.scheduler import FlowODEScheduler
-from dwf_hub.flow.training import train_flow
+from dwf_hub.flow.training import FlowConditions, train_flow
 from dwf_hub.flow.velocity import VelocityModel
 
 
@@ -179,4 +179,10 @@ def test_gradient_accumulation_averages_batches_and_labels_are_checked():
     w = lambda m: torch.cat([p.flatten() for p in m.parameters()])  # noqa: E731
     assert not torch.equal(w(one), w(two)) and torch.equal(w(two), w(again))
     with pytest.raises(DWFError, match="flow labels"):
-        train_flow(data, cfg, 1.0, progress=False, labels=torch.zeros(32, dtype=torch.long) + 3, num_labels=2)
+        train_flow(
+            data,
+            cfg,
+            1.0,
+            progress=False,
+            conditions=FlowConditions(torch.zeros(32, dtype=torch.long) + 3, 2),
+        )

@@ -30,12 +30,16 @@ STATE_FILE = "flow_state.safetensors"
 STATE_KEY = "dwf_flow_state"  # safetensors header key: iteration, fingerprint, optimizer groups, losses
 
 
-def _fingerprint(data: Tensor, cfg: FlowConfig, source_std: float, labels: Tensor | None = None) -> str:
+def _fingerprint(
+    data: Tensor, cfg: FlowConfig, source_std: float, conditions: FlowConditions | None = None
+) -> str:
     """Everything that changes the trained weights: a resumed run must agree on all of it (sampling
     settings and how often checkpoints are written may differ)."""
     h = hashlib.sha256(data.detach().cpu().contiguous().numpy().tobytes())
-    if labels is not None:
-        h.update(labels.cpu().numpy().tobytes())
+    if conditions is not None:
+        h.update(conditions.labels.cpu().numpy().tobytes())
+        if conditions.sources is not None:
+            h.update(conditions.sources.cpu().numpy().tobytes())
     config = {
         "velocity": cfg.velocity.to_dict(),
         "training": cfg.training.fingerprint(),
@@ -152,11 +156,12 @@ class _Run:
             bar.set_postfix(loss=f"{self.losses[-1]:.4g}", refresh=False)
 
 
-def _new_run(dim: int, cfg: FlowConfig, num_labels: int = 0, latent_dim: int | None = None) -> _Run:
+def _new_run(dim: int, cfg: FlowConfig, conditions: FlowConditions | None = None) -> _Run:
     t, v = cfg.training, cfg.velocity
     model = VelocityModel(
         dim=dim, hidden_dim=v.hidden_dim, time_embed_dim=v.time_embed_dim, dropout=v.dropout,
-        num_labels=num_labels, label_latent_dim=latent_dim,
+        num_labels=conditions.num_labels if conditions else 0,
+        label_latent_dim=conditions.latent_dim if conditions else None,
     )  # fmt: skip
     opt = torch.optim.AdamW(
         model.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay, fused=True
@@ -177,12 +182,14 @@ def _loss(model, data: _Data, t: FlowTrainingConfig, source_std: float, beta, ac
     n, b, device = x_all.shape[0], t.batch_size, x_all.device
     idx = torch.randint(0, n, (b,), device=device)
     x1 = x_all[idx]
-    labels = None
-    if data.labels is not None:
-        labels = data.labels[idx]
+    labels, shift, c = None, 0.0, data.conditions
+    if c is not None:
+        labels = c.labels[idx]
+        shift = c.sources[labels] if c.sources is not None else 0.0
         if t.label_dropout > 0:
-            labels = torch.where(torch.rand(b, device=device) < t.label_dropout, data.num_labels, labels)
-    x0 = torch.randn_like(x1) * source_std
+            labels = torch.where(torch.rand(b, device=device) < t.label_dropout, c.num_labels, labels)
+    x0 = torch.randn_like(x1) * source_std + shift
+    x1 = x1 + shift
     if t.coupling == "ot":
         x0 = x0[ot_pairing(x0, x1)]
     time = torch.rand(b, device=device) if t.time_distribution == "uniform" else beta.sample((b,))
@@ -193,12 +200,27 @@ def _loss(model, data: _Data, t: FlowTrainingConfig, source_std: float, beta, ac
 
 
 @dataclass
+class FlowConditions:
+    """What makes a flow conditional: each training row's label ``[N]`` in ``[0, num_labels)``, the codec's
+    latent size the velocity model's label maps lead to (when the data are per-condition coordinates), and each
+    condition's source mean ``[L, D]`` (its source samples and targets are shifted by it)."""
+
+    labels: Tensor
+    num_labels: int
+    latent_dim: int | None = None
+    sources: Tensor | None = None
+
+    def to(self, device) -> FlowConditions:
+        sources = None if self.sources is None else self.sources.to(device, torch.float32)
+        return FlowConditions(self.labels.to(device), self.num_labels, self.latent_dim, sources)
+
+
+@dataclass
 class _Data:
-    """Training latents ``x [N, K]`` and, for a conditional flow, their labels ``[N]`` in ``[0, num_labels)``."""
+    """Training latents ``x [N, K]`` and, for a conditional flow, its conditions."""
 
     x: Tensor
-    labels: Tensor | None = None
-    num_labels: int = 0
+    conditions: FlowConditions | None = None
 
 
 def _accumulated_loss(model, data: _Data, t, source_std, beta, accelerator) -> Tensor:
@@ -236,19 +258,21 @@ def _accelerator(t: FlowTrainingConfig):
     return accelerator
 
 
-def _check_data(data: Tensor, labels: Tensor | None, num_labels: int) -> None:
+def _check_data(data: Tensor, conditions: FlowConditions | None) -> None:
     if data.dim() != 2 or data.shape[0] < 1:
         raise DWFError(f"flow training data must be [N, K] with N >= 1, got shape {tuple(data.shape)}")
     if not torch.isfinite(data).all():
         raise DWFError("flow training data contains NaN or Inf values")
-    if labels is not None and (
-        labels.shape != (len(data),)
-        or labels.dtype != torch.long
-        or not 0 <= int(labels.min()) <= int(labels.max()) < num_labels
-    ):
-        raise DWFError(
-            f"flow labels must be [N] integers in [0, {num_labels}), got {tuple(labels.shape)} {labels.dtype}"
-        )
+    if conditions is not None:
+        labels, n = conditions.labels, conditions.num_labels
+        if (
+            labels.shape != (len(data),)
+            or labels.dtype != torch.long
+            or not 0 <= int(labels.min()) <= int(labels.max()) < n
+        ):
+            raise DWFError(
+                f"flow labels must be [N] integers in [0, {n}), got {tuple(labels.shape)} {labels.dtype}"
+            )
 
 
 def train_flow(
@@ -258,24 +282,21 @@ def train_flow(
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
     callback: Callable[[int, float], None] | None = None,
-    labels: Tensor | None = None,
-    num_labels: int = 0,
-    latent_dim: int | None = None,
+    conditions: FlowConditions | None = None,
 ) -> tuple[VelocityModel, list[float]]:
     """Train a velocity model on ``data [N, K]``; returns it (eval mode, CPU) and the loss curve.
-    ``labels [N]`` (integers in ``[0, num_labels)``) make it a conditional flow (``latent_dim``: the codec's
-    latent size its label maps lead to, when ``data`` is in per-condition coordinates).
+    ``conditions`` make it a conditional flow.
 
     With ``checkpoint_dir``, state is saved every ``cfg.training.checkpoint_every`` iterations and a rerun
     with the same data and weight-changing settings resumes from the last checkpoint. ``callback(iteration,
     loss)`` runs after every step (for logging; an exception it raises stops training).
     """
-    _check_data(data, labels, num_labels)
+    _check_data(data, conditions)
     t = cfg.training
     accelerator = _accelerator(t)
-    run = _new_run(data.shape[1], cfg, num_labels, latent_dim)
+    run = _new_run(data.shape[1], cfg, conditions)
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    fingerprint = _fingerprint(data, cfg, source_std, labels)
+    fingerprint = _fingerprint(data, cfg, source_std, conditions)
     resumed = _load_state(folder, run.model, run.opt, run.sched, fingerprint, run.ema) if folder else None
     if resumed is not None:
         run.start, run.losses, run.window = resumed
@@ -284,7 +305,7 @@ def train_flow(
     device = accelerator.device
     if run.ema is not None:
         run.ema.to(device)
-    train = _Data(data.to(device, torch.float32), None if labels is None else labels.to(device), num_labels)
+    train = _Data(data.to(device, torch.float32), conditions.to(device) if conditions else None)
     beta = torch.distributions.Beta(*(torch.tensor(float(v), device=device) for v in t.beta))
     bar = tqdm(range(run.start, t.iterations), desc="flow training", disable=not progress,
                initial=run.start, total=t.iterations)  # fmt: skip

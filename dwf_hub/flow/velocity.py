@@ -15,7 +15,8 @@ class VelocityModel(ModelMixin, ConfigMixin):
     Appendix K) a learned label embedding ``Embedding(num_labels + 1, te)`` is added to it — index
     ``num_labels`` is "no label" (classifier-free guidance, and ``labels=None``). A conditional flow lives in
     each condition's own whitened coordinates: a sample ``x [D]`` of condition ``l`` is the codec latent
-    ``label_offsets[l] + x @ label_maps[l]`` (``[K]``; see ``to_latent``); body ``Linear(D+te, h)-LN-GELU-Dropout ->
+    ``label_offsets[l] + (x - label_sources[l]) @ label_maps[l]`` (``[K]``; see ``to_latent``): each condition's
+    flow starts from and ends around its own point ``label_sources[l]``, so the conditions' paths do not cross; body ``Linear(D+te, h)-LN-GELU-Dropout ->
     Linear(h, h/2)-LN-GELU-Dropout -> Linear(h/2, h)-LN-GELU -> Linear(h, D)`` with the last layer
     zero-initialised, so the untrained field is 0.
     """
@@ -40,6 +41,7 @@ class VelocityModel(ModelMixin, ConfigMixin):
             k = label_latent_dim or dim
             self.register_buffer("label_offsets", torch.zeros(num_labels, k))
             self.register_buffer("label_maps", torch.zeros(num_labels, dim, k))
+            self.register_buffer("label_sources", torch.zeros(num_labels, dim))
         self.net = nn.Sequential(
             nn.Linear(dim + te, h), nn.LayerNorm(h), nn.GELU(), nn.Dropout(dropout),
             nn.Linear(h, h // 2), nn.LayerNorm(h // 2), nn.GELU(), nn.Dropout(dropout),
@@ -52,6 +54,7 @@ class VelocityModel(ModelMixin, ConfigMixin):
     def to_latent(self, x: Tensor, labels: Tensor) -> Tensor:
         """Conditional samples ``x [N, D]`` of ``labels [N]`` -> codec latents ``[N, K]``."""
         maps = self.label_maps[labels].to(x.dtype)
+        x = x - self.label_sources[labels].to(x.dtype)
         return self.label_offsets[labels].to(x.dtype) + torch.bmm(x[:, None, :], maps)[:, 0]
 
     def forward(self, x: Tensor, t: Tensor | float, labels: Tensor | None = None) -> Tensor:
