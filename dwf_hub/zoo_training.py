@@ -278,11 +278,14 @@ def train_zoo(
     job = {"recipe": recipe.to_dict(), "seeds": seeds}
     check_replaceable(
         root, overwrite, legacy_markers=[ZOO_CONFIG_NAME]
-    )  # every rank: an error is raised everywhere
-    if state.is_main_process and overwrite and root.is_dir() and not (root / JOB_FILE).is_file():
-        shutil.rmtree(root)  # asked for: start from an empty folder
-    _claim_job(root, job, write=state.is_main_process)  # every rank checks; the main process writes
+    )  # every rank: errors raised everywhere
+    state.wait_for_everyone()  # every rank has looked at the folder before the main process writes into it
+    if state.is_main_process:
+        if overwrite and root.is_dir() and not (root / JOB_FILE).is_file():
+            shutil.rmtree(root)  # asked for: start from an empty folder
+        _claim_job(root, job)
     state.wait_for_everyone()
+    _claim_job(root, job, write=False)  # every rank checks the job it joins
     paths = [root / checkpoint_name(i) for i in range(num_models)]
     pending = [i for i, p in enumerate(paths) if _finished(p) is None]
     if len(pending) < num_models:
