@@ -189,8 +189,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         classifier-free guidance ``v_none + s (v_label - v_none)``.
         """
         check_output_type(output_type)
-        if isinstance(num_networks, int) and not isinstance(num_networks, bool) and num_networks >= 1:
-            check_memory(num_networks, self.arch.num_params + self.codec.latent_dim)
+        check_memory(_count(num_networks), self.arch.num_params + self.codec.latent_dim)
         labels = self.label_ids(condition, num_networks)
         x = self.sample_latents(num_networks, generator, num_inference_steps, solver, labels, guidance_scale)
         weights = self.codec.decode(x).float().cpu()
@@ -248,9 +247,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
     ) -> Tensor:
         """The flow's samples ``[N, K]`` in the codec's latent space (``codec.decode`` gives weights);
         ``labels [N]`` (``label_ids``) for a conditional flow."""
-        if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
-            raise DWFError(f"num_networks must be a positive integer, got {num_networks!r}")
-        check_memory(num_networks, self.codec.latent_dim)
+        check_memory(_count(num_networks), self.codec.latent_dim)
         device = self.velocity.device
         self.velocity.eval()
         self.scheduler.set_timesteps(num_inference_steps, device=device, solver=solver)
@@ -346,17 +343,11 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         Iris networks, or 100 BERT-Bases one shard each). Same seed and shard size: same networks."""
         from tqdm.auto import tqdm
 
-        from .zoo import write_packed_zoo
+        from .zoo import check_shard_size, write_packed_zoo
 
         _check_seed(seed)
-        if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
-            raise DWFError(f"num_networks must be a positive integer, got {num_networks!r}")
-        if (
-            isinstance(networks_per_shard, bool)
-            or not isinstance(networks_per_shard, int)
-            or networks_per_shard < 1
-        ):
-            raise DWFError(f"networks_per_shard={networks_per_shard!r} must be a positive integer")
+        _count(num_networks)
+        check_shard_size(networks_per_shard)
         gen = torch.Generator().manual_seed(seed)
         condition = kwargs.pop("condition", None)
         if condition is not None and not isinstance(condition, str):
@@ -452,6 +443,13 @@ def _check_disk(path: Path, need: int) -> None:
         raise DWFError(
             f"{path}: the generated networks need about {need / 2**30:.1f} GiB, the disk has {free / 2**30:.1f} GiB free"
         )
+
+
+def _count(num_networks: Any) -> int:
+    """``num_networks``, refused unless a positive integer."""
+    if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
+        raise DWFError(f"num_networks must be a positive integer, got {num_networks!r}")
+    return num_networks
 
 
 def _check_seed(seed: Any) -> None:

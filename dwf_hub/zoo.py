@@ -263,7 +263,7 @@ class WeightZoo(HubMixin):
         if networks_per_shard is not None:
             if extra_tensors:
                 raise ZooFormatError("extra_tensors: not supported with networks_per_shard (packed zoos)")
-            step = _check_shard_size(networks_per_shard)
+            step = check_shard_size(networks_per_shard)
             chunks = (
                 (batch, self.records[start : start + step])
                 for start, batch in zip(range(0, len(self), step), self.iter_matrix(step), strict=True)
@@ -538,7 +538,8 @@ def write_packed_zoo(
     return root
 
 
-def _check_shard_size(networks_per_shard: int) -> int:
+def check_shard_size(networks_per_shard: int) -> int:
+    """``networks_per_shard``, refused unless a positive integer."""
     if (
         isinstance(networks_per_shard, bool)
         or not isinstance(networks_per_shard, int)
