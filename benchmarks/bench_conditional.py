@@ -1,6 +1,7 @@
 """One conditional flow vs one unconditional flow per zoo (paper Appendix K, Table 19), offline.
 
-    python benchmarks/bench_conditional.py [--recipes digits_halves_mlp] [--num-models 100] [--holdout 20]
+    python benchmarks/bench_conditional.py [--recipes digits_halves_mlp,digits_halves_mlp_smallcnn]
+                                           [--num-models 100] [--holdout 20]
                                            [--seeds 0,1] [--dir bench_out/conditional]
 
 For each conditional recipe: one zoo per condition (``--num-models`` members, seeds apart), the last
@@ -8,7 +9,8 @@ For each conditional recipe: one zoo per condition (``--num-models`` members, se
 recipe's own unconditional flow, both fitted on the same members. 100 networks per condition and generator,
 each scored on its condition's test split by the same permutation-invariant procedure as the frontier
 benchmark (novelty: distance to the nearest seen member of that condition after aligning to it; diversity;
-held-out ratio), with noise and interpolation of that condition's zoo at the conditional set's novelty.
+held-out ratio), with noise and interpolation of that condition's zoo at the conditional set's novelty (their
+hidden units recalibrated to their parents' statistics when the flows' are: ``unit_recalibration``).
 """
 
 from __future__ import annotations
@@ -29,10 +31,6 @@ from dwf_hub.zoo_training import train_zoo
 
 def pm(r: dict) -> str:
     return f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}"
-
-
-def subset(zoo, label: str):
-    return zoo.subset([i for i, r in enumerate(zoo.records) if r["condition"] == label])
 
 
 def run(name: str, a: argparse.Namespace, root: Path) -> list[dict]:
@@ -59,8 +57,9 @@ def run(name: str, a: argparse.Namespace, root: Path) -> list[dict]:
         for label, zoo, recipe in zip(labels, zoos, recipes.values(), strict=True):
             x, y = recipe.split("test")
             both = next(iter(flows.values()))[0]
-            seen, held = subset(both.training_zoo, label), subset(both.heldout_zoo, label)
-            frontier = Frontier(seen, x, y, held, num_networks=100, seed=seed)
+            seen, held = both.condition_zoos[label]
+            units = both.pipeline.codec_of(label).has_unit_targets  # baselines recalibrated as the flows are
+            frontier = Frontier(seen, x, y, held, num_networks=100, seed=seed, recalibrate_units=units)
             if seed == a.seeds[0]:
                 z = score_many(zoo.arch, seen.to_matrix(), x, y)
                 r = {"mean": float(z.mean()), "std": float(z.std(unbiased=False)), "min": float(z.min())}

@@ -167,6 +167,12 @@ def print_rows(rows: list[dict]) -> None:
               f"| {r.get('heldout_ratio', float('nan')):.2f} | {deltas[0]} | {deltas[1]} |")  # fmt: skip
 
 
+def finish_panel(ax, title: str) -> None:
+    """Title, accuracy–novelty axis labels and legend of one figure panel."""
+    ax.set(title=title, xlabel="novelty ratio (permutation-invariant)", ylabel="mean test accuracy (%)")
+    ax.legend(fontsize=7)
+
+
 def plot(results: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -191,12 +197,7 @@ def plot(results: list[dict], path: Path) -> None:
         ax.axhline(
             100 * sum(res["zoo_test"]) / len(res["zoo_test"]), color="g", lw=0.8, ls=":", label="zoo mean"
         )
-        ax.set(
-            title=res["recipe"],
-            xlabel="novelty ratio (permutation-invariant)",
-            ylabel="mean test accuracy (%)",
-        )
-        ax.legend(fontsize=7)
+        finish_panel(ax, res["recipe"])
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -9,6 +9,10 @@ networks. Both work on a canonical zoo and hand back networks exactly as the flo
 - ``interpolation``: ``(1 - alpha) * a + alpha / (k - 1) * (b_1 + ... + b_{k-1})`` for ``k`` distinct random
   members ``a, b_i``: ``k = 2`` is the classic pairwise interpolation (``alpha = 0.5`` the midpoint),
   ``alpha = (k - 1) / k`` the plain average of ``k`` members.
+
+With ``recalibrate_units`` (MLPs, SmallCNNs), every network's hidden units are reset to the same mixture of its parents'
+pre-activation statistics (REPAIR; ``dwf_hub.unit_recalibration``): what a flow fitted with unit recalibration
+does to its samples, so the two are compared on equal terms.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class ZooBaseline:
     sigma: float = 0.1
     alpha: float = 0.5
     k: int = 2
+    recalibrate_units: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in BASELINES:
@@ -50,6 +55,10 @@ class ZooBaseline:
             raise DWFError(
                 f"interpolation baseline: k must be between 2 and the zoo size {len(self.zoo)}, got {self.k}"
             )
+        if self.recalibrate_units:
+            from .unit_recalibration import check_supported
+
+            check_supported(self.zoo.arch)
         if not self.zoo.is_canonical:
             from .matching import canonicalize
 
@@ -76,15 +85,36 @@ class ZooBaseline:
 
     def sample(self, num_networks: int, generator: torch.Generator | None = None) -> Tensor:
         """Raw weights ``[N, D]`` (before BatchNorm recalibration)."""
+        return self._draw(num_networks, generator)[0]
+
+    def _draw(self, num_networks: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """Raw weights ``[N, D]`` and each network's parents as mixing weights over the zoo ``[N, M]``."""
         w, m = self._matrix, len(self._matrix)
+        mixing = torch.zeros(num_networks, m)
         if self.kind == "noise":
             first = torch.randint(0, m, (num_networks,), generator=generator)
             noise = torch.randn(num_networks, w.shape[1], generator=generator)
-            return w[first] + self.sigma * self.tensor_spread * noise
+            mixing[torch.arange(num_networks), first] = 1.0
+            return w[first] + self.sigma * self.tensor_spread * noise, mixing
         picks = torch.stack([torch.randperm(m, generator=generator)[: self.k] for _ in range(num_networks)])
         coef = torch.full((self.k,), self.alpha / (self.k - 1))
         coef[0] = 1 - self.alpha
-        return torch.einsum("k,nkd->nd", coef, w[picks])
+        mixing.scatter_add_(1, picks, coef.expand(num_networks, -1).contiguous())
+        return torch.einsum("k,nkd->nd", coef, w[picks]), mixing
+
+    def _unit_targets(self, mixing: Tensor, calibration_data: Tensor | None) -> Tensor | None:
+        """``[N, S]``: the parents' hidden-unit statistics mixed as the networks are (``recalibrate_units``)."""
+        if not self.recalibrate_units:
+            return None
+        from .postprocess import recipe_calibration_data
+        from .unit_recalibration import unit_statistics
+
+        data = (
+            calibration_data
+            if calibration_data is not None
+            else recipe_calibration_data(self.arch, self.zoo.recipe)
+        )
+        return mixing @ unit_statistics(self.arch, self._matrix, data)
 
     @torch.no_grad()
     def __call__(
@@ -100,8 +130,11 @@ class ZooBaseline:
         if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
             raise DWFError(f"num_networks must be a positive integer, got {num_networks!r}")
         check_memory(num_networks, 2 * self.arch.num_params)
-        weights = self.sample(num_networks, generator)
-        out = postprocess(self.arch, weights, output_type, self.zoo.recipe, calibration_data, calibrate)
+        weights, mixing = self._draw(num_networks, generator)
+        targets = self._unit_targets(mixing, calibration_data) if calibrate and output_type != "pt" else None
+        out = postprocess(
+            self.arch, weights, output_type, self.zoo.recipe, calibration_data, calibrate, targets
+        )
         return out if return_dict else out.to_tuple()
 
     def generate_zoo(self, num_networks: int, seed: int = 0, **kwargs: Any) -> WeightZoo:
@@ -109,6 +142,8 @@ class ZooBaseline:
         gen = torch.Generator().manual_seed(seed)
         out = self(num_networks, generator=gen, output_type="state_dict", **kwargs)
         info = {"source": f"baseline:{self.kind}", "baseline": {"kind": self.kind, **self.knob}, "seed": seed}
+        if self.recalibrate_units and kwargs.get("calibrate", True):
+            info["unit_recalibration"] = True
         info["canonical"] = dict(self.zoo.info["canonical"])
         records = [{"source": f"baseline:{self.kind}", "seed": seed, "index": i} for i in range(num_networks)]
         return WeightZoo(self.arch, out.state_dicts, records, recipe=self.zoo.recipe, info=info)

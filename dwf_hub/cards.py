@@ -139,9 +139,21 @@ def render_flow_card(
         evaluation=ev,
         repo_id=repo_id,
         citation=CITATION,
-        conditions=list(zip(pipe.labels, (pipe.config.conditions or {}).get("zoos", []), strict=False)),
+        conditions=_conditions(pipe),
     )
     return str(card)
+
+
+def _conditions(pipe: DeepWeightFlowPipeline) -> list[tuple[str, str, str | None]]:
+    """``(label, zoo, architecture)`` per condition; the architecture only in a multi-architecture flow."""
+    zoos = (pipe.config.conditions or {}).get("zoos", [])
+    multi = pipe.condition_codecs is not None
+    return [
+        (label, zoo, f"{a.name}, {a.num_params:,} weights" if multi else None)
+        for label, zoo, a in zip(
+            pipe.labels, zoos, (pipe.codec_of(x).arch for x in pipe.labels), strict=False
+        )
+    ]
 
 
 def _evaluation(evaluation: dict[str, Any], title: str, base_zoo: str | None) -> tuple[list, dict[str, Any]]:

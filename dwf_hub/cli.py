@@ -221,7 +221,7 @@ def _baseline(a: argparse.Namespace) -> None:
 
     _check_out(a)
     knob = {"sigma": a.sigma} if a.kind == "noise" else {"alpha": a.alpha, "k": a.k}
-    baseline = ZooBaseline(open_zoo(a.zoo), a.kind, **knob)
+    baseline = ZooBaseline(open_zoo(a.zoo), a.kind, **knob, recalibrate_units=a.recalibrate_units)
     zoo = baseline.generate_zoo(a.num_networks, seed=a.seed)
     zoo.save(a.out, overwrite=a.overwrite)
     print(
@@ -550,6 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sigma", type=float, default=0.1, help="noise: std relative to each tensor's spread")
     b.add_argument("--alpha", type=float, default=0.5, help="interpolation: weight off the first member")
     b.add_argument("--k", type=int, default=2, help="interpolation: members combined")
+    b.add_argument(
+        "--recalibrate-units",
+        action="store_true",
+        help="MLPs, SmallCNNs: reset hidden units to the parents' pre-activation statistics (as flows fitted with "
+        "unit_recalibration do)",
+    )
     b.set_defaults(func=_baseline)
 
     ft = sub.add_parser(

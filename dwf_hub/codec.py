@@ -36,7 +36,9 @@ class WeightCodec(ModelMixin, ConfigMixin):
 
     Buffers: ``mean [D]``, ``scale [D]`` (per-weight normalisation), ``components [K, D]`` and
     ``component_std [K]`` (``pca``/``whiten``: orthonormal principal directions and the zoo's standard
-    deviation along each), ``reference [D]`` (the network every training member was aligned to).
+    deviation along each), ``reference [D]`` (the network every training member was aligned to), and with
+    ``unit_statistics`` set, ``unit_target_map [K + 1, S]`` (latent -> every hidden unit's target
+    pre-activation mean and std, ``unit_recalibration``).
     """
 
     @register_to_config
@@ -47,10 +49,12 @@ class WeightCodec(ModelMixin, ConfigMixin):
         latent_dim: int | None = None,
         explained_variance: float | None = None,
         basis_shard_columns: int | None = None,
+        unit_statistics: int | None = None,
     ) -> None:
         """``latent_dim``: number of principal components (``pca``/``whiten``); ``explained_variance``: the
         fraction of the zoo's total variance they hold; ``basis_shard_columns``: the basis lives in column
-        shards of that many weights (``None``: a buffer in the weights file)."""
+        shards of that many weights (``None``: a buffer in the weights file); ``unit_statistics``: the number
+        of hidden-unit statistics ``S`` the latent predicts (``None``: no unit recalibration)."""
         super().__init__()
         norm = NORMALIZATIONS[normalization]
         d = arch_from_config(arch).num_params
@@ -82,6 +86,16 @@ class WeightCodec(ModelMixin, ConfigMixin):
                     f"codec config: basis_shard_columns={basis_shard_columns!r} must be a positive integer"
                 )
         self._shards: list[tuple[int, int, Tensor]] = []  # (start, stop, [K, stop - start]) when sharded
+        if unit_statistics is not None:
+            if (
+                isinstance(unit_statistics, bool)
+                or not isinstance(unit_statistics, int)
+                or unit_statistics < 1
+            ):
+                raise DWFError(
+                    f"codec config: unit_statistics={unit_statistics!r} must be a positive integer"
+                )
+            self.register_buffer("unit_target_map", torch.zeros(self.latent_dim + 1, unit_statistics))
 
     @cached_property
     def arch(self) -> ArchSpec:
@@ -145,6 +159,23 @@ class WeightCodec(ModelMixin, ConfigMixin):
             ref = (weights[0] if reference is None else reference).detach().float()
             codec.reference = ref.clone() if ref._base is not None else ref  # a row of a matrix: its own copy
         return codec
+
+    def set_unit_targets(self, target_map: Tensor) -> None:
+        """Attach ``unit_target_map [K + 1, S]`` (``unit_recalibration.fit_target_map`` on the training latents)."""
+        self.register_to_config(unit_statistics=target_map.shape[1])
+        self.register_buffer("unit_target_map", target_map.float().to(self.mean.device))
+
+    @property
+    def has_unit_targets(self) -> bool:
+        return self.config.get("unit_statistics") is not None
+
+    def unit_targets(self, latents: Tensor) -> Tensor | None:
+        """``[N, S]`` hidden-unit target statistics of ``latents [N, K]`` (``None`` without a target map)."""
+        if not self.has_unit_targets:
+            return None
+        from .unit_recalibration import predict_targets
+
+        return predict_targets(self.unit_target_map, latents.float().to(self.unit_target_map.device)).cpu()
 
     def encode_columns(self, read_columns: Callable[[int, int], Tensor], n: int, block_size: int) -> Tensor:
         """``encode`` of the ``[N, D]`` matrix whose column blocks ``read_columns(start, stop)`` returns, one
@@ -237,3 +268,27 @@ class WeightCodec(ModelMixin, ConfigMixin):
 
     def reference_state_dict(self) -> dict[str, Tensor]:
         return self.arch.unflatten(self.reference)
+
+
+class CodecCollection(ModelMixin, ConfigMixin):
+    """The codecs of a multi-architecture conditional flow's further conditions (experimental): codec ``i``
+    decodes condition ``i + 1`` (condition 0 uses the pipeline's own ``codec``). ``codecs``: their configs;
+    ``members``: the codecs."""
+
+    @register_to_config
+    def __init__(self, codecs: list[dict[str, Any]]) -> None:
+        super().__init__()
+        if not isinstance(codecs, list) or not all(isinstance(c, dict) for c in codecs):
+            raise DWFError(
+                f"codec collection config: 'codecs' must be a list of codec configs, got {codecs!r}"
+            )
+        if any(c.get("basis_shard_columns") for c in codecs):
+            raise DWFError("codec collection: a sharded basis (over 1 GiB) is not supported in a collection")
+        self.members = torch.nn.ModuleList(WeightCodec(**c) for c in codecs)
+
+    @classmethod
+    def of(cls, codecs: list[WeightCodec]) -> CodecCollection:
+        """A collection holding ``codecs`` (their buffers, not copies)."""
+        collection = cls([{k: v for k, v in c.config.items() if not k.startswith("_")} for c in codecs])
+        collection.members = torch.nn.ModuleList(codecs)
+        return collection

@@ -2,7 +2,8 @@
 conditional flow's settings — ``zoo_recipes/conditional/NAME.toml``::
 
     name = "digits_halves_mlp"
-    [conditions]            # label = zoo recipe (shipped name or TOML path); one architecture for all
+    [conditions]            # label = zoo recipe (shipped name or TOML path); one architecture, or several
+                            # (experimental: each zoo its own PCA codec, one flow over a common latent size)
     digits04 = "digits04_mlp"
     digits59 = "digits59_mlp"
     [flow]                  # FlowConfig keys, as a zoo recipe's [flow]
@@ -20,6 +21,7 @@ from typing import Any
 
 from .configs import FlowConfig
 from .errors import DWFError
+from .normalizations import NORMALIZATIONS
 from .recipes import Recipe, load_recipe, read_toml
 from .resources import shipped
 
@@ -36,14 +38,18 @@ class ConditionalRecipe:
     description: str = ""
 
     def recipes(self) -> dict[str, Recipe]:
-        """``label -> Recipe``; refused unless every recipe builds the same architecture."""
+        """``label -> Recipe``; recipes of different architectures (experimental) need a PCA codec."""
         recipes = {label: load_recipe(r) for label, r in self.conditions.items()}
-        first_label, first = next(iter(recipes.items()))
+        (first_label, first), normalization = (
+            next(iter(recipes.items())),
+            self.flow_config().codec.normalization,
+        )
         for label, recipe in recipes.items():
-            if recipe.arch_spec != first.arch_spec:
+            if recipe.arch_spec != first.arch_spec and not NORMALIZATIONS[normalization].pca:
                 raise DWFError(
                     f"conditional recipe {self.name!r}: condition {label!r} is {recipe.arch_spec!r}, "
-                    f"{first_label!r} is {first.arch_spec!r} (one architecture per conditional flow)"
+                    f"{first_label!r} is {first.arch_spec!r}: several architectures need a PCA latent "
+                    f"(normalization 'whiten' or 'pca', got {normalization!r})"
                 )
         return recipes
 

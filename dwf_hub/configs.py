@@ -224,6 +224,12 @@ class CodecConfig(Config):
         choices=PCA_SOLVERS,
     )
     pca_batch_size: int = option(32, "networks per batch of the incremental PCA", low=1, high=1 << 20)
+    unit_recalibration: str = option(
+        "auto",
+        "reset generated networks' hidden units to the pre-activation mean/std the latent predicts (REPAIR); "
+        "auto: for MLPs and SmallCNNs with a pca/whiten codec and a recipe, on: required, off: never",
+        choices=("auto", "on", "off"),
+    )
 
     def validate(self) -> None:
         if isinstance(self.n_components, float):

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .codec import WeightCodec
+from .codec import CodecCollection, WeightCodec
 from .configs import FlowConfig
 from .errors import DWFError
 from .flow.scheduler import FlowODEScheduler
@@ -31,11 +31,14 @@ logger = logging.getLogger(__name__)
 @dataclass
 class FitResult:
     pipeline: DeepWeightFlowPipeline
-    training_zoo: WeightZoo
-    """The zoo the flow was trained on (canonical unless canonicalization was off)."""
+    training_zoo: WeightZoo | None
+    """The zoo the flow was trained on (canonical unless canonicalization was off; ``None`` for a conditional
+    flow over several architectures: see ``condition_zoos``)."""
     heldout_zoo: WeightZoo | None
     losses: list[float]
     timings: dict[str, float] = field(default_factory=dict)
+    condition_zoos: dict[str, tuple[WeightZoo, WeightZoo | None]] = field(default_factory=dict)
+    """A conditional flow's ``label -> (fitted members, held-out members)``."""
 
 
 def default_flow_config(zoo: WeightZoo, preset: str = "dwf", **overrides: Any) -> FlowConfig:
@@ -96,6 +99,36 @@ def fit_codec(
     return codec, codec.encode(matrix)
 
 
+def fit_unit_targets(codec: WeightCodec, zoos: list[WeightZoo], latents: Tensor, mode: str = "auto") -> bool:
+    """Give ``codec`` the map from its latent to every hidden unit's pre-activation mean and std on calibration
+    data (``unit_recalibration``), fitted on the members of ``zoos`` (each on its own recipe's data; a
+    conditional flow's zoos) and their ``latents [N, K]`` (in that order). ``mode``: ``auto`` (where it
+    applies: an architecture with ``unit_layers``, a pca/whiten codec, recipes), ``on`` (refused where it does not apply) or ``off``.
+    Returns whether the map was attached."""
+    from .postprocess import recipe_calibration_data
+    from .unit_recalibration import fit_target_map, supports, unit_statistics
+
+    if mode == "off":
+        return False
+    arch = zoos[0].arch
+    missing = [
+        why
+        for why, ok in (
+            (f"{arch.name} networks (no unit_layers: it has normalization layers)", supports(arch)),
+            (f"a {codec.config.normalization!r} codec (pca/whiten only)", codec.normalization.pca),
+            ("no recipe (no calibration data)", all(z.recipe is not None for z in zoos)),
+        )
+        if not ok
+    ]
+    if missing:
+        if mode == "on":
+            raise DWFError(f"unit_recalibration='on' does not apply: {'; '.join(missing)}")
+        return False
+    stats = [unit_statistics(arch, z.to_matrix(), recipe_calibration_data(arch, z.recipe)) for z in zoos]
+    codec.set_unit_targets(fit_target_map(latents, torch.cat(stats)))
+    return True
+
+
 def _source_std(cfg: FlowConfig, data: Tensor) -> float:
     """The Gaussian source's std: the training data's (``matched``) or the configured value."""
     return float(data.std()) if cfg.training.source_std == "matched" else float(cfg.training.source_std)
@@ -120,6 +153,7 @@ def fit_pipeline(
     training, heldout = _training_zoo(zoo, cfg, progress).split_holdout(cfg.training.holdout)
     timings = {"canonicalize": time.perf_counter() - t0}
     codec, latents = fit_codec(training, cfg, progress, checkpoint_dir)
+    fit_unit_targets(codec, [training], latents, cfg.codec.unit_recalibration)
     timings["codec"] = time.perf_counter() - t0 - timings["canonicalize"]
     source_std = _source_std(cfg, latents)
     t0 = time.perf_counter()
@@ -143,54 +177,76 @@ def fit_conditional(
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
 ) -> FitResult:
-    """One flow for several zoos of one architecture, conditioned on a label per zoo (paper Appendix K).
+    """One flow for several zoos, conditioned on a label per zoo (paper Appendix K).
 
-    Every zoo keeps its last ``holdout`` members out and is aligned to its own member ``reference`` (the codec's
-    reference, for ``pipe.canonicalize``, is the first zoo's); all share one codec (PCA over all of them) and one
-    velocity model with a label embedding on each condition's own whitened coordinates
-    (``condition_coordinates``; the maps back to the codec's latent live in the velocity model), each condition
-    starting from its own source mean. ``pipe(condition=label)`` generates for that zoo. Defaults: the first
-    zoo recipe's ``[flow]``. ``training_zoo`` / ``heldout_zoo`` hold every zoo's members, each record
-    tagged with its ``condition``.
+    Every zoo keeps its last ``holdout`` members out and is aligned to its own member ``reference``. Zoos of one
+    architecture share one codec (PCA over all of them; its reference, for ``pipe.canonicalize``, is the first
+    zoo's); zoos of different architectures (experimental; a PCA codec is required) each get their own codec, the
+    flow running over a latent as wide as the widest. One velocity model with a label embedding works on each
+    condition's own whitened coordinates (``condition_coordinates``; the maps back to the codec latent live in the
+    velocity model), each condition starting from its own source mean. ``pipe(condition=label)`` generates for
+    that zoo. Defaults: the first zoo recipe's ``[flow]``. ``condition_zoos`` holds every zoo's fitted and held-out
+    members; for one architecture ``training_zoo`` / ``heldout_zoo`` hold them all, each record tagged with its
+    ``condition`` (``None`` across architectures).
     """
     opened = [open_zoo(z) for z in zoos]
-    _check_collection(opened, labels)
     cfg = config or default_flow_config(opened[0])
+    multi = _check_collection(opened, labels, cfg)
     for zoo in opened:
         _check_sizes(zoo, cfg)
     t0 = time.perf_counter()
     # each zoo aligned to its own reference member: a foreign reference aligns a zoo of another task loosely
     parts = [_training_zoo(zoo, cfg, progress).split_holdout(cfg.training.holdout) for zoo in opened]
-    training = _tagged([p[0] for p in parts], labels)
-    heldout = _tagged([p[1] for p in parts], labels) if cfg.training.holdout else None
     timings = {"canonicalize": time.perf_counter() - t0}
-    codec, latents = fit_codec(training, cfg, progress, checkpoint_dir)
+    codecs, ids, (offsets, maps, coords), training, heldout = _collection_latents(
+        parts, labels, cfg, multi, progress, checkpoint_dir
+    )
     timings["codec"] = time.perf_counter() - t0 - timings["canonicalize"]
-    ids = torch.tensor([labels.index(r["condition"]) for r in training.records])
-    offsets, maps, coords = condition_coordinates(latents, ids, len(labels))
     source_std = _source_std(cfg, coords)
     sources = SOURCE_SEPARATION * source_std * _directions(len(labels), coords.shape[1])
     t0 = time.perf_counter()
-    flow_conditions = FlowConditions(ids, len(labels), latents.shape[1], sources)
+    flow_conditions = FlowConditions(ids, len(labels), maps.shape[2], sources)
     velocity, losses = train_flow(
         coords, cfg, source_std, checkpoint_dir, progress, conditions=flow_conditions
     )
     for name, value in (("label_offsets", offsets), ("label_maps", maps), ("label_sources", sources)):
         getattr(velocity, name).copy_(value)
     timings["flow_training"] = time.perf_counter() - t0
-    scheduler = _scheduler(cfg, source_std)
-    canonical = training.canonical if cfg.canonicalization.canonicalize else None
+    canonical = parts[0][0].canonical if cfg.canonicalization.canonicalize else None
     conditions = {
         "labels": list(labels),
         "zoos": [_zoo_name(z, o) for z, o in zip(zoos, opened, strict=True)],
         "recipes": [z.recipe and z.recipe.to_dict() for z in opened],
     }
     pipe = DeepWeightFlowPipeline(
-        velocity=velocity, codec=codec, scheduler=scheduler, canonicalization=canonical and canonical.to_dict(),
-        flow_config=cfg.to_dict(), conditions=conditions,
+        velocity=velocity, codec=codecs[0], scheduler=_scheduler(cfg, source_std),
+        canonicalization=canonical and canonical.to_dict(), flow_config=cfg.to_dict(), conditions=conditions,
+        condition_codecs=CodecCollection.of(codecs[1:]) if multi else None,
     )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
-    return FitResult(pipe, training, heldout, losses, timings)
+    result = FitResult(pipe, training, heldout, losses, timings)
+    result.condition_zoos = {label: p for label, p in zip(labels, parts, strict=True)}
+    return result
+
+
+def _collection_latents(
+    parts, labels: list[str], cfg: FlowConfig, multi: bool, progress: bool, checkpoint_dir
+):
+    """Codecs, member labels ``[N]``, ``(offsets, maps, coordinates)`` and, for one architecture, the tagged
+    fitted / held-out zoos of a conditional fit's ``parts`` (per zoo: fitted and held-out members)."""
+    mode = cfg.codec.unit_recalibration
+    if multi:  # each zoo its own codec
+        fitted = [fit_codec(p[0], cfg, progress) for p in parts]
+        for (codec, latents), p in zip(fitted, parts, strict=True):
+            fit_unit_targets(codec, [p[0]], latents, mode)
+        ids = torch.cat([torch.full((len(p[0]),), i) for i, p in enumerate(parts)])
+        return [f[0] for f in fitted], ids, _stacked_coordinates([f[1] for f in fitted]), None, None
+    training = _tagged([p[0] for p in parts], labels)
+    heldout = _tagged([p[1] for p in parts], labels) if cfg.training.holdout else None
+    codec, latents = fit_codec(training, cfg, progress, checkpoint_dir)
+    fit_unit_targets(codec, [p[0] for p in parts], latents, mode)  # one map, each zoo on its own data
+    ids = torch.tensor([labels.index(r["condition"]) for r in training.records])
+    return [codec], ids, condition_coordinates(latents, ids, len(labels)), training, heldout
 
 
 SOURCE_SEPARATION = (
@@ -230,19 +286,37 @@ def condition_coordinates(latents: Tensor, ids: Tensor, num_labels: int) -> tupl
     return offsets, maps, coords
 
 
-def _check_collection(zoos: list[WeightZoo], labels: list[str]) -> None:
-    """One distinct, non-empty label per zoo; one architecture for all (a shared latent space across
-    architectures is not built)."""
+def _stacked_coordinates(latents: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """``condition_coordinates`` for conditions with their own codecs (latents ``[N_l, K_l]``, one per
+    condition, in label order): ``(offsets [L, K], maps [L, R, K], coordinates [sum N_l, R])`` padded to the
+    largest ``K`` and ``R``; condition ``l``'s codec decodes the first ``K_l`` latent columns."""
+    parts = [condition_coordinates(z, torch.zeros(len(z), dtype=torch.long), 1) for z in latents]
+    k, r = max(p[1].shape[2] for p in parts), max(p[1].shape[1] for p in parts)
+    offsets, maps = torch.zeros(len(parts), k), torch.zeros(len(parts), r, k)
+    coords = torch.zeros(sum(len(z) for z in latents), r)
+    row = 0
+    for label, (o, m, c) in enumerate(parts):
+        offsets[label, : o.shape[1]] = o[0]
+        maps[label, : m.shape[1], : m.shape[2]] = m[0]
+        coords[row : row + len(c), : c.shape[1]] = c
+        row += len(c)
+    return offsets, maps, coords
+
+
+def _check_collection(zoos: list[WeightZoo], labels: list[str], cfg: FlowConfig) -> bool:
+    """One distinct, non-empty label per zoo; ``True`` when the zoos' architectures differ (then the codec must
+    be a PCA one: each zoo gets its own, the flow works on a common latent size)."""
     if len(zoos) != len(labels):
         raise DWFError(f"{len(zoos)} zoos but {len(labels)} labels: give one label per zoo")
     if len(set(labels)) != len(labels) or not all(isinstance(x, str) and x.strip() for x in labels):
         raise DWFError(f"labels must be distinct non-empty names, got {labels}")
-    for zoo, label in zip(zoos[1:], labels[1:], strict=True):
-        if zoo.arch != zoos[0].arch:
-            raise DWFError(
-                f"zoo {label!r} is {zoo.arch!r}, zoo {labels[0]!r} is {zoos[0].arch!r}: a conditional flow "
-                "needs one architecture (several architectures would need a shared PCA latent, not built)"
-            )
+    other = next(((z, x) for z, x in zip(zoos, labels, strict=True) if z.arch != zoos[0].arch), None)
+    if other and not NORMALIZATIONS[cfg.codec.normalization].pca:
+        raise DWFError(
+            f"zoo {other[1]!r} is {other[0].arch!r}, zoo {labels[0]!r} is {zoos[0].arch!r}: zoos of different "
+            f"architectures need a PCA latent (normalization 'whiten' or 'pca', got {cfg.codec.normalization!r})"
+        )
+    return other is not None
 
 
 def _tagged(zoos: list[WeightZoo], labels: list[str]) -> WeightZoo:

@@ -39,7 +39,8 @@ class Frontier:
     """Scores sets against ``seen`` (the canonical networks a generator was fitted on) on ``(x, y)``.
 
     ``heldout``: zoo members the generator never saw (for ``heldout_ratio``); ``num_networks`` and ``seed``:
-    how many baseline networks are drawn for each setting.
+    how many baseline networks are drawn for each setting; ``recalibrate_units``: baselines reset their networks'
+    hidden units to their parents' statistics (set it when the generated set's units were recalibrated).
     """
 
     seen: WeightZoo
@@ -48,6 +49,7 @@ class Frontier:
     heldout: WeightZoo | None = None
     num_networks: int = 100
     seed: int = 0
+    recalibrate_units: bool = False
     scorer: NoveltyScorer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -77,7 +79,7 @@ class Frontier:
         """``num_networks`` networks of baseline ``kind`` at ``knob``, recalibrated like generated ones."""
         key = (kind, *sorted(knob.items()))
         if key not in self._baselines:
-            baseline = ZooBaseline(self.seen, kind, **knob)
+            baseline = ZooBaseline(self.seen, kind, **knob, recalibrate_units=self.recalibrate_units)
             gen = torch.Generator().manual_seed(self.seed)
             self._baselines[key] = baseline(
                 self.num_networks, generator=gen, output_type="state_dict"

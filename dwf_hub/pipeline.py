@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor, nn
 
-from .codec import WeightCodec
+from .codec import CodecCollection, WeightCodec
 from .configs import CalibrationConfig
 from .errors import DWFError, PipelineFormatError
 from .flow.scheduler import FlowODEScheduler
@@ -41,6 +41,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
 
     repo_type = "model"
     model_cpu_offload_seq = "velocity"
+    _optional_components: ClassVar[list[str]] = ["condition_codecs"]
 
     def __init__(
         self,
@@ -51,20 +52,49 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         canonicalization: dict[str, Any] | None = None,
         flow_config: dict[str, Any] | None = None,
         conditions: dict[str, Any] | None = None,
+        condition_codecs: CodecCollection | None = None,
     ) -> None:
         super().__init__()
-        self.register_modules(velocity=velocity, codec=codec, scheduler=scheduler)
+        self.register_modules(
+            velocity=velocity, codec=codec, scheduler=scheduler, condition_codecs=condition_codecs
+        )
         self.register_to_config(
             recipe=recipe, canonicalization=canonicalization, flow_config=flow_config, conditions=conditions
         )
         self.postprocessor = WeightPostprocessor(codec.arch, as_recipe(recipe, "pipeline recipe"))
-        self.condition_postprocessors = _condition_postprocessors(codec.arch, conditions, velocity)
+        codecs = [codec, *(condition_codecs.members if condition_codecs is not None else [])]
+        self.condition_postprocessors = _condition_postprocessors(codecs, conditions, velocity)
         self.card_info: dict[str, Any] = {}
         self.hub_repo_id: str | None = None  # the Hub repo it was loaded from (generated zoos link to it)
 
     @property
     def arch(self):
+        """The architecture generated (a multi-architecture conditional flow: the first condition's; see
+        ``codec_of``)."""
         return self.codec.arch
+
+    def codec_of(self, condition: str | None) -> WeightCodec:
+        """The codec that decodes ``condition``'s networks: its own in a multi-architecture conditional flow
+        (``condition_codecs``), else the pipeline's ``codec``."""
+        extra = self.condition_codecs
+        if extra is None or condition is None:
+            return self.codec
+        self.label_ids(condition, 1)
+        index = self.labels.index(condition)
+        return self.codec if index == 0 else extra.members[index - 1]
+
+    def _codec_for(self, labels: Tensor | None) -> WeightCodec:
+        """The one codec decoding every network of ``labels [N]``; a multi-architecture flow is refused a mix
+        of conditions (their networks have different sizes)."""
+        if labels is None or self.condition_codecs is None:
+            return self.codec
+        used = sorted(set(labels.tolist()))
+        if len(used) > 1:
+            names = [self.labels[i] for i in used]
+            raise DWFError(
+                f"conditions {names} have their own architectures: generate one condition per call"
+            )
+        return self.codec_of(self.labels[used[0]])
 
     @property
     def recipe(self) -> Recipe | None:
@@ -189,14 +219,18 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         classifier-free guidance ``v_none + s (v_label - v_none)``.
         """
         check_output_type(output_type)
-        check_memory(_count(num_networks), self.arch.num_params + self.codec.latent_dim)
-        labels = self.label_ids(condition, num_networks)
+        labels = self.label_ids(condition, _count(num_networks))
+        codec = self._codec_for(labels)
+        check_memory(num_networks, codec.arch.num_params + codec.latent_dim)
         x = self.sample_latents(num_networks, generator, num_inference_steps, solver, labels, guidance_scale)
-        weights = self.codec.decode(x).float().cpu()
+        latents = x[:, : codec.latent_dim]
+        weights, targets = codec.decode(latents).float().cpu(), codec.unit_targets(latents)
         if labels is None:
-            out = self.postprocessor.postprocess(weights, output_type, calibration_data, calibrate)
+            out = self.postprocessor.postprocess(weights, output_type, calibration_data, calibrate, targets)
         else:
-            out = self._postprocess_conditions(weights, labels, output_type, calibration_data, calibrate)
+            out = self._postprocess_conditions(
+                weights, labels, output_type, calibration_data, calibrate, targets
+            )
         return out if return_dict else out.to_tuple()
 
     def label_ids(self, condition: str | list[str] | None, num_networks: int) -> Tensor | None:
@@ -219,14 +253,23 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
             raise DWFError(f"unknown condition {unknown[0]!r}; this flow knows {known}")
         return torch.tensor([known.index(n) for n in names])
 
-    def _postprocess_conditions(self, weights, labels, output_type, calibration_data, calibrate):
-        """Each condition's networks post-processed with its own recipe (BatchNorm data), in the input order."""
+    def _postprocess_conditions(
+        self, weights, labels, output_type, calibration_data, calibrate, targets=None
+    ):
+        """Each condition's networks post-processed with its own recipe (BatchNorm and unit-recalibration
+        data; ``targets [N, S]``: the unit targets), in the input order."""
         n = len(weights)
         out = DeepWeightFlowOutput(weights=weights.clone(), state_dicts=[None] * n, networks=[None] * n)
         for i, post in enumerate(self.condition_postprocessors.values()):
             rows = (labels == i).nonzero().flatten().tolist()
             if rows:
-                part = post.postprocess(weights[rows], output_type, calibration_data, calibrate)
+                part = post.postprocess(
+                    weights[rows],
+                    output_type,
+                    calibration_data,
+                    calibrate,
+                    None if targets is None else targets[rows],
+                )
                 out.weights[rows] = part.weights
                 for name in ("state_dicts", "networks"):
                     for r, value in zip(rows, getattr(part, name) or [None] * len(rows), strict=True):
@@ -304,29 +347,33 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         return self.postprocessor.calibration_data()
 
     def canonicalize(
-        self, model: nn.Module | dict[str, Tensor], max_iter: int | None = None
+        self, model: nn.Module | dict[str, Tensor], max_iter: int | None = None, condition: str | None = None
     ) -> nn.Module | dict[str, Tensor]:
         """Align any network of this architecture to the bundled reference (same function, new order),
-        with the settings the training zoo was canonicalized with."""
+        with the settings the training zoo was canonicalized with; a multi-architecture conditional flow
+        aligns to ``condition``'s reference."""
         from .matching import align_state_dict
 
         sd = model.state_dict() if isinstance(model, nn.Module) else model
-        record = self.canonical
+        record, codec = self.canonical, self.codec_of(condition)
         aligned, _ = align_state_dict(
-            self.arch,
-            self.codec.reference_state_dict(),
+            codec.arch,
+            codec.reference_state_dict(),
             sd,
             max_iter=max_iter or (record.max_iter if record else None),
             permute_residual=record.permute_residual if record else True,
         )
-        return self.arch.instantiate(aligned) if isinstance(model, nn.Module) else aligned
+        return codec.arch.instantiate(aligned) if isinstance(model, nn.Module) else aligned
 
     def generate_zoo(self, num_networks: int, seed: int = 0, **kwargs: Any):
         """Generate networks as a ``WeightZoo`` (same format as a trained zoo)."""
         _check_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         out = self(num_networks=num_networks, generator=gen, output_type="state_dict", **kwargs)
-        return self.to_zoo(out, seed, kwargs.get("condition"))
+        condition = kwargs.get("condition")
+        codec = self.codec_of(condition) if isinstance(condition, str) else self.codec
+        units = kwargs.get("calibrate", True) and codec.has_unit_targets
+        return self.to_zoo(out, seed, kwargs.get("condition"), units)
 
     def generate_to_disk(
         self,
@@ -353,15 +400,17 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         if condition is not None and not isinstance(condition, str):
             raise DWFError("generate_to_disk: condition must be one label (a str)")
         self.label_ids(condition, 1)  # an unknown or missing label is refused before any work
-        _check_disk(Path(path), num_networks * self.arch.num_params * 4)
-        calibrate = kwargs.pop("calibrate", True) and self.arch.needs_calibration
+        codec = self.codec_of(condition)
+        arch = codec.arch
+        _check_disk(Path(path), num_networks * arch.num_params * 4)
+        calibrate = kwargs.pop("calibrate", True) and (arch.needs_calibration or codec.has_unit_targets)
         data = kwargs.pop("calibration_data", None)
         if calibrate and data is None:
             data = self._postprocessor_of(condition).calibration_data()
         starts = range(0, num_networks, networks_per_shard)
-        basis = self.codec.basis()[0][2] if self.codec.normalization.pca else self.codec.mean
+        basis = codec.basis()[0][2] if codec.normalization.pca else codec.mean
         # one decode buffer reused by every chunk: fresh memory's first touch costs more than the multiply
-        shape = (min(networks_per_shard, num_networks), self.arch.num_params)
+        shape = (min(networks_per_shard, num_networks), arch.num_params)
         buffer = torch.empty(shape, dtype=basis.dtype, device=basis.device)
 
         def chunks():
@@ -369,34 +418,53 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
                 n = min(networks_per_shard, num_networks - start)
                 labels = self.label_ids(condition, n)
                 latents = self.sample_latents(n, gen, labels=labels, **kwargs)
-                weights = self.codec.decode(latents, out=buffer[:n]).float()  # no copy when float32
+                latents = latents[:, : codec.latent_dim]
+                weights = codec.decode(latents, out=buffer[:n]).float()  # no copy when float32
                 if calibrate:
-                    weights = (
-                        self._postprocessor_of(condition).postprocess(weights, "state_dict", data).weights
-                    )
+                    post = self._postprocessor_of(condition)
+                    weights = post.postprocess(
+                        weights, "state_dict", data, True, codec.unit_targets(latents)
+                    ).weights
                 yield weights, [{"source": "generated", "seed": seed, "index": start + j} for j in range(n)]
 
-        info = self._generated_info(seed, condition)
-        return write_packed_zoo(path, self.arch, chunks(), self._recipe_of(condition), info, overwrite)
+        info = self._generated_info(seed, condition, calibrate and codec.has_unit_targets)
+        return write_packed_zoo(path, arch, chunks(), self._recipe_of(condition), info, overwrite)
 
-    def to_zoo(self, output: DeepWeightFlowOutput, seed: int | None = None, condition: str | None = None):
-        """Wrap generated networks as a ``WeightZoo`` (records the generation seed when given; a conditional
-        flow's networks of one ``condition`` get that condition's recipe)."""
+    def to_zoo(
+        self,
+        output: DeepWeightFlowOutput,
+        seed: int | None = None,
+        condition: str | None = None,
+        units_recalibrated: bool | None = None,
+    ):
+        """Wrap generated networks as a ``WeightZoo`` (records the generation seed when given, and whether the
+        hidden units were recalibrated — by default, when the codec has unit targets and the output is not raw
+        ``"pt"`` weights: pass ``False`` for outputs of ``calibrate=False``; a conditional flow's networks of
+        one ``condition`` get that condition's recipe)."""
         from .zoo import WeightZoo
 
-        state_dicts = output.state_dicts or [self.arch.unflatten(w) for w in output.weights]
+        codec = self.codec_of(condition if isinstance(condition, str) else None)
+        arch = codec.arch
+        if units_recalibrated is None:
+            units_recalibrated = codec.has_unit_targets and output.state_dicts is not None
+        state_dicts = output.state_dicts or [arch.unflatten(w) for w in output.weights]
         records = [{"source": "generated", "seed": seed, "index": i} for i in range(len(state_dicts))]
-        info = self._generated_info(seed, condition)
-        return WeightZoo(self.arch, state_dicts, records, recipe=self._recipe_of(condition), info=info)
+        info = self._generated_info(seed, condition, units_recalibrated)
+        return WeightZoo(arch, state_dicts, records, recipe=self._recipe_of(condition), info=info)
 
     def _recipe_of(self, condition: str | list[str] | None) -> Recipe | None:
         if isinstance(condition, str) and condition in self.condition_postprocessors:
             return self.condition_postprocessors[condition].recipe
         return self.recipe
 
-    def _generated_info(self, seed: int | None, condition: str | list[str] | None = None) -> dict[str, Any]:
-        """The provenance a generated zoo records: generator settings, seed, flow repo, holdout, canonical form."""
+    def _generated_info(
+        self, seed: int | None, condition: str | list[str] | None = None, units_recalibrated: bool = False
+    ) -> dict[str, Any]:
+        """The provenance a generated zoo records: generator settings, seed, flow repo, holdout, canonical form,
+        and ``unit_recalibration`` when the hidden units were reset (baselines are compared the same way)."""
         info = {"source": "generated", "generator": dict(self.scheduler.config), "seed": seed}
+        if units_recalibrated:
+            info["unit_recalibration"] = True
         if condition is not None:
             info["condition"] = condition
         if self.hub_repo_id:
@@ -408,11 +476,13 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
 
 
 def _condition_postprocessors(
-    arch, conditions: dict[str, Any] | None, velocity
+    codecs: list[WeightCodec], conditions: dict[str, Any] | None, velocity
 ) -> dict[str, WeightPostprocessor]:
-    """``label -> WeightPostprocessor`` (with that label's recipe) for a conditional flow; checked against the
-    velocity model's label count."""
+    """``label -> WeightPostprocessor`` (with that label's recipe and architecture) for a conditional flow;
+    checked against the velocity model's label count and the codecs (one, or one per label)."""
     if not conditions:
+        if len(codecs) > 1:
+            raise PipelineFormatError("pipeline: condition_codecs given, but no conditions")
         return {}
     labels, recipes = conditions.get("labels"), conditions.get("recipes")
     if (
@@ -427,9 +497,14 @@ def _condition_postprocessors(
         raise PipelineFormatError(
             f"pipeline conditions: {len(labels)} labels, but the velocity model has {velocity.config.get('num_labels', 0)}"
         )
+    if len(codecs) not in (1, len(labels)):
+        raise PipelineFormatError(
+            f"pipeline conditions: {len(labels)} labels, but {len(codecs)} codecs (one, or one per label)"
+        )
+    archs = [c.arch for c in codecs] * (len(labels) // len(codecs))
     return {
         label: WeightPostprocessor(arch, as_recipe(r, f"recipe of condition {label!r}"))
-        for label, r in zip(labels, recipes, strict=True)
+        for label, r, arch in zip(labels, recipes, archs, strict=True)
     }
 
 
@@ -473,6 +548,33 @@ def _check_codec(folder: Path) -> None:
             raise PipelineFormatError(
                 f"{config}: architecture {arch!r} has {arch.num_params} weights, but {weights.name} holds {mean}"
             )
+
+
+def _check_codec_collection(path: Path, entry: Any) -> None:
+    """A multi-architecture flow's ``condition_codecs`` component (absent: ``[null, null]``): our class, and
+    each codec's architecture agreeing with its saved buffers (config and headers only)."""
+    from .archs import arch_from_config
+    from .io import read_header
+
+    if entry in (None, [None, None]):
+        return
+    expected = [CodecCollection.__module__, CodecCollection.__name__]
+    if entry != expected:
+        raise PipelineFormatError(f"{path}: component 'condition_codecs' is {entry!r}, expected {expected}")
+    config = path / "condition_codecs" / CodecCollection.config_name
+    try:
+        codecs = json.loads(config.read_text())["codecs"]
+        archs = [arch_from_config(c["arch"]) for c in codecs]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise PipelineFormatError(f"{config}: not a codec collection config ({e})") from None
+    for weights in (path / "condition_codecs").glob("diffusion_pytorch_model*.safetensors"):
+        shapes = read_header(weights).shapes
+        for i, arch in enumerate(archs):
+            mean = shapes.get(f"members.{i}.mean")
+            if mean is not None and mean != (arch.num_params,):
+                raise PipelineFormatError(
+                    f"{config}: codec {i} is {arch!r} ({arch.num_params} weights), but {weights.name} holds {mean}"
+                )
 
 
 def _read_card_info(path: Path) -> dict[str, Any]:
@@ -521,7 +623,9 @@ def _check_pipeline_dir(path: Path) -> None:
                 f"{path}: component {name!r} has no safetensors weights in {path / name}"
             )
     _check_codec(path / "codec")
-    extra = sorted(k for k in spec if not k.startswith("_") and k not in COMPONENTS and k not in PROVENANCE)
+    _check_codec_collection(path, spec.get("condition_codecs"))
+    known = {*COMPONENTS, *PROVENANCE, "condition_codecs"}
+    extra = sorted(k for k in spec if not k.startswith("_") and k not in known)
     if extra:
         raise PipelineFormatError(f"{index}: unexpected entries {extra}")
 

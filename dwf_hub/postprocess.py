@@ -81,8 +81,11 @@ class WeightPostprocessor:
         output_type: str = "model",
         calibration_data: Tensor | None = None,
         calibrate: bool = True,
+        unit_targets: Tensor | None = None,
     ) -> DeepWeightFlowOutput:
-        return postprocess(self.arch, weights, output_type, self.recipe, calibration_data, calibrate)
+        return postprocess(
+            self.arch, weights, output_type, self.recipe, calibration_data, calibrate, unit_targets
+        )
 
 
 def postprocess(
@@ -92,11 +95,19 @@ def postprocess(
     recipe: Recipe | None = None,
     calibration_data: Tensor | None = None,
     calibrate: bool = True,
+    unit_targets: Tensor | None = None,
 ) -> DeepWeightFlowOutput:
     """``weights [N, D]`` -> output of ``output_type``; BatchNorm networks are recalibrated on
-    ``calibration_data`` or the recipe's training split (``weights``, state dicts and modules agree). Each
-    network owns its tensors (saving one writes only its own weights)."""
+    ``calibration_data`` or the recipe's training split (``weights``, state dicts and modules agree); with
+    ``unit_targets [N, S]``, hidden units (MLPs, SmallCNNs) are reset to those pre-activation statistics on the same
+    data first (``unit_recalibration``). Each network owns its tensors (saving one writes only its own
+    weights). ``output_type="pt"`` and ``calibrate=False`` return the weights as generated."""
     check_output_type(output_type)
+    if unit_targets is not None and calibrate and output_type != "pt":
+        from .unit_recalibration import recalibrate_units
+
+        data = calibration_data if calibration_data is not None else recipe_calibration_data(arch, recipe)
+        weights = recalibrate_units(arch, weights, unit_targets, data)
     own = lambda w: {k: v.clone() for k, v in arch.unflatten(w).items()}  # noqa: E731
     state_dicts = [own(w) for w in weights] if output_type != "pt" else None
     calibrating = state_dicts is not None and arch.needs_calibration and calibrate

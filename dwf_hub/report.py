@@ -92,7 +92,8 @@ def build_report(
     holdout = generated.info.get("holdout", 0) if holdout is None else holdout
     seen, heldout = reference.split_holdout(holdout)
     gen_w, _ = aligned_matrices(generated, reference, progress)
-    frontier = Frontier(seen, x, y, heldout, num_networks=len(generated), seed=seed)
+    units = bool(generated.info.get("unit_recalibration"))  # baselines recalibrated as the generated set was
+    frontier = Frontier(seen, x, y, heldout, len(generated), seed, recalibrate_units=units)
     sets, scores = _score_sets(frontier, gen_w, noise)
     sweeps = {kind: frontier.sweep(kind) for kind in (BASELINES if baselines else ())}
     matched = _match_baselines(frontier, sweeps, sets, scores)

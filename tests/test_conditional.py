@@ -1,4 +1,5 @@
-"""Conditional generation (paper Appendix K): one flow for several zoos of one architecture."""
+"""Conditional generation (paper Appendix K): one flow for several zoos, of one architecture or (experimental)
+several."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dwf_hub.conditional import load_conditional_recipe
 from dwf_hub.errors import DWFError
 from dwf_hub.fitting import fit_conditional
 from dwf_hub.flow.velocity import VelocityModel
-from dwf_hub.pipeline import DeepWeightFlowPipeline
+from dwf_hub.pipeline import DeepWeightFlowPipeline, _check_codec_collection
 from dwf_hub.recipes import Recipe
 from dwf_hub.zoo import WeightZoo
 from dwf_hub.zoo_training import train_zoo
@@ -41,8 +42,10 @@ def fitted(zoos):
     return fit_conditional([a, b], ["a", "b"], cfg, progress=False)
 
 
-def _gen(pipe, n=4, seed=0, **kw):
-    return pipe(num_networks=n, generator=torch.Generator().manual_seed(seed), output_type="pt", **kw).weights
+def _gen(pipe, n=4, seed=0, output_type="pt", **kw):
+    return pipe(
+        num_networks=n, generator=torch.Generator().manual_seed(seed), output_type=output_type, **kw
+    ).weights
 
 
 def test_label_embedding_conditions_the_field():
@@ -71,7 +74,9 @@ def test_conditional_flow_generates_per_condition_and_round_trips(fitted, zoos, 
     mixed = _gen(pipe, n=3, condition=["b", "a", "b"])
     assert torch.isfinite(mixed).all()
     out = pipe(num_networks=3, condition=["b", "a", "b"], generator=torch.Generator().manual_seed(0))
-    assert len(out.networks) == 3 and torch.equal(out.weights, mixed)
+    ready = _gen(pipe, n=3, condition=["b", "a", "b"], output_type="state_dict")  # units recalibrated
+    assert len(out.networks) == 3 and torch.equal(out.weights, ready) and not torch.allclose(ready, mixed)
+    assert pipe.codec.has_unit_targets  # one map over both zoos, each zoo's statistics on its own data
     pipe.save_pretrained(tmp_path / "flow")
     loaded = DeepWeightFlowPipeline.from_pretrained(tmp_path / "flow")
     assert loaded.labels == ["a", "b"] and loaded.config.conditions["zoos"][0] == "iris_a"
@@ -98,8 +103,9 @@ def test_conditional_bad_input(fitted, zoos, tiny_fit):
     other = train_zoo(
         _recipe("iris_wide", layer_sizes=[4, 8, 5, 3]), 4, root / "wide", seed=0, progress=False
     )
-    with pytest.raises(DWFError, match="needs one architecture"):
-        fit_conditional([a, other], ["a", "wide"], progress=False)
+    raw = a.recipe.flow_config(normalization="none")
+    with pytest.raises(DWFError, match=r"zoo 'wide' is .*different architectures need a PCA latent"):
+        fit_conditional([a, other], ["a", "wide"], raw, progress=False)
     with pytest.raises(DWFError, match="one label per zoo"):
         fit_conditional([a, b], ["a"], progress=False)
     with pytest.raises(DWFError, match="distinct"):
@@ -123,14 +129,16 @@ def test_conditional_cli(zoos, capsys):
 
 
 def test_conditional_recipes_ship_and_agree_on_the_architecture(tmp_path):
-    for name in ("digits_halves_mlp", "digits_halves_smallcnn", "mnist_fashion_mlp"):
+    for name, archs in (("digits_halves_mlp", 1), ("digits_halves_smallcnn", 1), ("mnist_fashion_mlp", 1),
+                        ("digits_halves_mlp_smallcnn", 2)):  # fmt: skip
         recipe = load_conditional_recipe(name)
         specs = {r.arch_spec for r in recipe.recipes().values()}
-        assert len(specs) == 1 and len(recipe.conditions) == 2
+        assert len(specs) == archs and len(recipe.conditions) == 2
         assert recipe.flow_config().training.iterations >= 8000
     bad = tmp_path / "bad.toml"
-    bad.write_text('name = "bad"\n[conditions]\nx = "digits04_mlp"\ny = "digits04_smallcnn"\n')
-    with pytest.raises(DWFError, match="one architecture per conditional flow"):
+    two = '[conditions]\nx = "digits04_mlp"\ny = "digits04_smallcnn"\n'
+    bad.write_text(f'name = "bad"\n{two}[flow]\nnormalization = "none"\n')
+    with pytest.raises(DWFError, match="several architectures need a PCA latent"):
         load_conditional_recipe(bad).recipes()
     bad.write_text('name = "bad"\n[conditions]\nx = "digits04_mlp"\n')
     with pytest.raises(DWFError, match="at least two labels"):
@@ -149,3 +157,41 @@ def test_condition_coordinates_are_each_conditions_whitened_pca():
     torch.testing.assert_close(back, latents, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(coords[:12].std(0), torch.ones(6), atol=1e-4, rtol=1e-4)
     assert coords.shape == (20, 6) and torch.all(coords[12:, 4:] == 0)  # rank 4, padded
+
+
+def test_multi_architecture_flow_decodes_each_condition_with_its_own_codec(zoos, tmp_path, capsys):
+    root, a, _ = zoos
+    wide = train_zoo(
+        _recipe("iris_wide", layer_sizes=[4, 8, 5, 3]), 6, root / "wide6", seed=7, progress=False
+    )
+    fit = fit_conditional([a, wide], ["a", "wide"], a.recipe.flow_config(holdout=1), progress=False)
+    pipe = fit.pipeline
+    assert fit.training_zoo is None and len(fit.condition_zoos["wide"][0]) == 5
+    assert pipe.codec_of("wide").arch == wide.arch and pipe.codec_of("a").arch == a.arch
+    wa, ww = _gen(pipe, condition="a"), _gen(pipe, n=3, condition="wide")
+    assert wa.shape == (4, a.arch.num_params) and ww.shape == (3, wide.arch.num_params)
+    # each condition lands on its own zoo: closer to its fitted members than their spread
+    for w, zoo in ((wa, fit.condition_zoos["a"][0]), (ww, fit.condition_zoos["wide"][0])):
+        m = zoo.to_matrix()
+        assert torch.cdist(w, m).min(1).values.max() < torch.cdist(m, m).max()
+    with pytest.raises(DWFError, match=r"conditions \['a', 'wide'\] have their own architectures"):
+        _gen(pipe, n=2, condition=["a", "wide"])
+    generated = pipe.generate_zoo(2, seed=1, condition="wide")
+    assert generated.arch == wide.arch and generated.recipe.name == "iris_wide"
+    aligned = pipe.canonicalize(wide.state_dict(3), condition="wide")
+    assert aligned.keys() == wide.state_dict(3).keys()
+    pipe.save_pretrained(tmp_path / "multi")
+    assert "`wide`: zoo `iris_wide` (mlp, 103 weights" in (tmp_path / "multi" / "README.md").read_text()
+    loaded = DeepWeightFlowPipeline.from_pretrained(tmp_path / "multi")
+    assert torch.equal(_gen(loaded, n=3, condition="wide"), ww)
+    packed = loaded.generate_to_disk(tmp_path / "packed", 3, seed=1, condition="wide", progress=False)
+    assert WeightZoo.load(packed).arch == wide.arch
+    gen = ["-q", "generate", str(tmp_path / "multi"), "--num-networks", "2", "--out", str(tmp_path / "g")]
+    assert main([*gen, "--condition", "wide"]) == 0 and WeightZoo.load(tmp_path / "g").arch == wide.arch
+    # a codec collection whose saved buffers do not match its architectures is refused (headers only)
+    cfg = tmp_path / "multi" / "condition_codecs" / "config.json"
+    cfg.write_text(cfg.read_text().replace("8,", "7,", 1))
+    with pytest.raises(DWFError, match=r"codec 0 is .*\(93 weights\), but .* holds \(103,\)"):
+        _check_codec_collection(tmp_path / "multi", ["dwf_hub.codec", "CodecCollection"])
+    with pytest.raises(DWFError, match="component 'condition_codecs' is"):
+        _check_codec_collection(tmp_path / "multi", ["os", "system"])

@@ -105,7 +105,9 @@ def test_generate_zoo_uses_zoo_format(tiny_fit, tmp_path):
     loaded = WeightZoo.load(tmp_path / "gen")
     assert len(loaded) == 6 and loaded.recipe == tiny_fit.pipeline.recipe
     assert all(r["source"] == "generated" for r in loaded.records)
-    assert torch.equal(loaded.to_matrix(), _gen(tiny_fit.pipeline, 6, seed=4, output_type="pt").weights)
+    assert torch.equal(
+        loaded.to_matrix(), _gen(tiny_fit.pipeline, 6, seed=4, output_type="state_dict").weights
+    )
 
 
 @pytest.mark.parametrize("normalization", ["none", "center", "standardize", "pca", "whiten"])
@@ -254,7 +256,9 @@ def test_generate_to_disk_packs_shards_streams_and_reloads(tiny_fit, tmp_path):
     zoo = WeightZoo.load(tmp_path / "gen")
     assert len(zoo) == 10 and [r["shard_row"] for r in zoo.records] == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
     gen = torch.Generator().manual_seed(3)
-    expected = torch.cat([pipe(num_networks=n, generator=gen, output_type="pt").weights for n in (4, 4, 2)])
+    expected = torch.cat(
+        [pipe(num_networks=n, generator=gen, output_type="state_dict").weights for n in (4, 4, 2)]
+    )
     assert torch.equal(zoo.to_matrix(), expected)
     assert torch.equal(zoo.read_columns(5, 20), expected[:, 5:20])
     assert torch.equal(zoo.flat(6), expected[6]) and zoo.model(6) is not None

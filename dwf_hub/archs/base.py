@@ -75,6 +75,12 @@ class ArchSpec(ABC):
         return False
 
     @property
+    def unit_layers(self) -> tuple[str, ...]:
+        """Modules (names, in forward order) whose outputs are hidden pre-activations that unit recalibration may
+        reset (``dwf_hub.unit_recalibration``): for architectures without normalization layers; ``()``: none."""
+        return ()
+
+    @property
     def task(self) -> str:
         """``classification`` (outputs are logits) or ``regression`` (one output per sample)."""
         return "classification"

@@ -52,6 +52,10 @@ class MLPSpec(ArchSpec):
     def build(self) -> nn.Module:
         return MLP(self.layer_sizes, self.activation)
 
+    @property
+    def unit_layers(self) -> tuple[str, ...]:
+        return tuple(f"layers.{i}" for i in range(len(self.layer_sizes) - 2))
+
     def permutation_spec(self) -> PermutationSpec:
         n = len(self.layer_sizes) - 1
         axes = {}

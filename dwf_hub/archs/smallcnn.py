@@ -58,6 +58,10 @@ class SmallCNNSpec(ArchSpec):
     def build(self) -> nn.Module:
         return SmallCNN(self.in_channels, self.channels, self.hidden, self.num_classes)
 
+    @property
+    def unit_layers(self) -> tuple[str, ...]:
+        return ("conv1", "conv2", "conv3", "fc1")
+
     def permutation_spec(self) -> PermutationSpec:
         return PermutationSpec(
             {

@@ -1,0 +1,119 @@
+"""REPAIR-style recalibration of networks without normalization layers (Jordan et al., "REPAIR: REnormalizing
+Permuted Activations for Interpolation Repair", ICLR 2023): every hidden unit's (channel's) pre-activation mean
+and std on calibration inputs are reset to targets, by scaling the unit's incoming weights and shifting its bias
+— what BatchNorm recalibration does for networks that have BatchNorm.
+
+Mixing aligned networks (interpolation, or a generator's samples between zoo members) shrinks hidden units'
+variance; resetting each unit to the same mixture of its parents' statistics restores much of the lost accuracy.
+Baselines take their parents' statistics; a flow's samples take theirs from the codec latent through an affine
+map fitted on the zoo (``fit_target_map``: exact on every member, so a mixture of members' latents maps to the
+mixture of their statistics). Architectures opt in by naming their hidden layers (``ArchSpec.unit_layers``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .archs import ArchSpec
+from .errors import DWFError
+
+_EPS = 1e-6
+
+
+def supports(arch: ArchSpec) -> bool:
+    return bool(arch.unit_layers)
+
+
+def check_supported(arch: ArchSpec) -> None:
+    if not supports(arch):
+        raise DWFError(
+            f"unit recalibration needs an architecture without normalization layers that names its hidden "
+            f"layers (mlp, smallcnn), not {arch.name}"
+        )
+
+
+def _moments(z: Tensor) -> tuple[Tensor, Tensor]:
+    """Per channel (dim 1) mean and std of a layer output ``[B, C, ...]`` over every other dim."""
+    z = z.transpose(0, 1).reshape(z.shape[1], -1)
+    return z.mean(1), z.std(1)
+
+
+CHUNK = 16  # networks per vectorized pass (a SmallCNN's first layer on 1,024 images: 64 MB each)
+
+
+def _statistics(arch: ArchSpec, stacked: dict[str, Tensor], names: tuple[str, ...], x: Tensor) -> Tensor:
+    """``[n, S]``: per-unit means, then stds, of the outputs of modules ``names`` for the stacked networks
+    (``key -> [n, *shape]``) on ``x [B, ...]``, in one vectorized pass (``torch.func``)."""
+    from torch.func import functional_call, vmap
+
+    from .scoring import _Caller
+
+    caller = _Caller(arch, arch.functional_model(False))
+    modules = dict(caller.model.named_modules())
+
+    def one(params: dict[str, Tensor], xb: Tensor) -> Tensor:
+        outs: list[Tensor] = []
+        handles = [modules[n].register_forward_hook(lambda _m, _i, out: outs.append(out)) for n in names]
+        try:
+            functional_call(caller, {f"model.{k}": v for k, v in params.items()}, (xb,))
+        finally:
+            for h in handles:
+                h.remove()
+        return torch.cat([t for z in outs for t in _moments(z)])
+
+    return vmap(one, in_dims=(0, None))(stacked, x)
+
+
+@torch.no_grad()
+def unit_statistics(arch: ArchSpec, weights: Tensor, x: Tensor) -> Tensor:
+    """``[N, S]``: for each of ``weights [N, D]``, every hidden layer's per-unit pre-activation means, then stds,
+    on inputs ``x [B, ...]``, layer after layer (``S = 2 * hidden units``)."""
+    from .scoring import stack_matrix
+
+    check_supported(arch)
+    return torch.cat([
+        _statistics(arch, stack_matrix(arch, weights[s : s + CHUNK]), arch.unit_layers, x)
+        for s in range(0, len(weights), CHUNK)
+    ])  # fmt: skip
+
+
+@torch.no_grad()
+def recalibrate_units(arch: ArchSpec, weights: Tensor, targets: Tensor, x: Tensor) -> Tensor:
+    """``weights [N, D]`` with every hidden unit's pre-activation mean and std on ``x [B, ...]`` set to
+    ``targets [N, S]`` (``unit_statistics`` layout), layer after layer; a new tensor."""
+    from .scoring import stack_matrix
+
+    check_supported(arch)
+    need = unit_statistics(arch, weights[:1], x).shape[1]
+    if targets.shape != (len(weights), need):
+        raise DWFError(
+            f"unit recalibration: targets have shape {tuple(targets.shape)}, the networks need ({len(weights)}, {need})"
+        )
+    weights = weights.clone()
+    for s in range(0, len(weights), CHUNK):
+        stacked, target, k = stack_matrix(arch, weights[s : s + CHUNK]), targets[s : s + CHUNK], 0
+        for name in arch.unit_layers:  # views into ``weights``: updated in place, layer after layer
+            w, b = stacked[f"{name}.weight"], stacked[f"{name}.bias"]
+            units = b.shape[1]
+            stats = _statistics(arch, stacked, (name,), x)
+            mean, std = stats[:, :units], stats[:, units:]
+            t_mean, t_std = target[:, k : k + units], target[:, k + units : k + 2 * units].clamp_min(_EPS)
+            k += 2 * units
+            scale = t_std / (std + _EPS)
+            w.mul_(scale.view(*scale.shape, *[1] * (w.dim() - 2)))
+            b.copy_((b - mean) * scale + t_mean)
+    return weights
+
+
+def fit_target_map(coords: Tensor, stats: Tensor) -> Tensor:
+    """``[K + 1, S]``: the minimum-norm affine least-squares map from coordinates ``[N, K]`` to statistics
+    ``[N, S]`` (last row: the intercept); exact on every member when ``K >= N - 1``."""
+    a = torch.cat([coords.double(), torch.ones(len(coords), 1, dtype=torch.float64)], 1)
+    return torch.linalg.pinv(a) @ stats.double()
+
+
+def predict_targets(target_map: Tensor, coords: Tensor) -> Tensor:
+    """``[N, S]`` target statistics of coordinates ``[N, K]``."""
+    m = target_map.to(coords.dtype)
+    return coords @ m[:-1] + m[-1]
