@@ -76,10 +76,12 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
     def codec_of(self, condition: str | None) -> WeightCodec:
         """The codec that decodes ``condition``'s networks: its own in a multi-architecture conditional flow
         (``condition_codecs``), else the pipeline's ``codec``."""
-        extra = self.condition_codecs
-        if extra is None or condition is None:
+        if condition is None:
             return self.codec
-        self.label_ids(condition, 1)
+        self.label_ids(condition, 1)  # an unknown label, or any label for an unconditional flow, is refused
+        extra = self.condition_codecs
+        if extra is None:
+            return self.codec
         index = self.labels.index(condition)
         return self.codec if index == 0 else extra.members[index - 1]
 

@@ -180,6 +180,8 @@ def test_multi_architecture_flow_decodes_each_condition_with_its_own_codec(zoos,
     assert generated.arch == wide.arch and generated.recipe.name == "iris_wide"
     aligned = pipe.canonicalize(wide.state_dict(3), condition="wide")
     assert aligned.keys() == wide.state_dict(3).keys()
+    with pytest.raises(DWFError, match="unknown condition 'x'"):
+        pipe.canonicalize(wide.state_dict(3), condition="x")
     pipe.save_pretrained(tmp_path / "multi")
     assert "`wide`: zoo `iris_wide` (mlp, 103 weights" in (tmp_path / "multi" / "README.md").read_text()
     loaded = DeepWeightFlowPipeline.from_pretrained(tmp_path / "multi")
