@@ -85,7 +85,8 @@ def recalibrate_units(arch: ArchSpec, weights: Tensor, targets: Tensor, x: Tenso
     from .scoring import stack_matrix
 
     check_supported(arch)
-    need = unit_statistics(arch, weights[:1], x).shape[1]
+    biases = {p.key: p.numel for p in arch.layout}
+    need = 2 * sum(biases[f"{name}.bias"] for name in arch.unit_layers)
     if targets.shape != (len(weights), need):
         raise DWFError(
             f"unit recalibration: targets have shape {tuple(targets.shape)}, the networks need ({len(weights)}, {need})"
