@@ -18,7 +18,7 @@ does to its samples, so the two are compared on equal terms.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -43,6 +43,9 @@ class ZooBaseline:
     alpha: float = 0.5
     k: int = 2
     recalibrate_units: bool = False
+    parent_statistics: Tensor | None = field(default=None, repr=False)
+    """``unit_statistics`` of the zoo on the recipe's calibration data, when already computed (a ``Frontier``
+    shares one across its settings); computed on first use otherwise."""
 
     def __post_init__(self) -> None:
         if self.kind not in BASELINES:
@@ -109,12 +112,12 @@ class ZooBaseline:
         from .postprocess import recipe_calibration_data
         from .unit_recalibration import unit_statistics
 
-        data = (
-            calibration_data
-            if calibration_data is not None
-            else recipe_calibration_data(self.arch, self.zoo.recipe)
-        )
-        return mixing @ unit_statistics(self.arch, self._matrix, data)
+        if calibration_data is not None:
+            return mixing @ unit_statistics(self.arch, self._matrix, calibration_data)
+        if self.parent_statistics is None:
+            data = recipe_calibration_data(self.arch, self.zoo.recipe)
+            self.parent_statistics = unit_statistics(self.arch, self._matrix, data)
+        return mixing @ self.parent_statistics
 
     @torch.no_grad()
     def __call__(

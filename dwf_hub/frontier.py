@@ -59,6 +59,7 @@ class Frontier:
         self.scorer = NoveltyScorer(self.seen.arch, train, held)
         self.metric = self.seen.arch.metric
         self._baselines: dict[tuple, Tensor] = {}  # (kind, knob) -> weights: a matched setting is drawn once
+        self._parent_statistics: Tensor | None = None  # seen networks' unit statistics, once
 
     def score(
         self, weights: Tensor, quick: bool = False, heldout: bool = True, diversity: bool = True
@@ -79,11 +80,13 @@ class Frontier:
         """``num_networks`` networks of baseline ``kind`` at ``knob``, recalibrated like generated ones."""
         key = (kind, *sorted(knob.items()))
         if key not in self._baselines:
-            baseline = ZooBaseline(self.seen, kind, **knob, recalibrate_units=self.recalibrate_units)
+            baseline = ZooBaseline(self.seen, kind, **knob, recalibrate_units=self.recalibrate_units,
+                                   parent_statistics=self._parent_statistics)  # fmt: skip
             gen = torch.Generator().manual_seed(self.seed)
             self._baselines[key] = baseline(
                 self.num_networks, generator=gen, output_type="state_dict"
             ).weights
+            self._parent_statistics = baseline.parent_statistics  # computed once, shared by every setting
         return self._baselines[key]
 
     def sweep(self, kind: str, grid: tuple[dict[str, float], ...] | None = None) -> list[dict[str, Any]]:

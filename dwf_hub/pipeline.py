@@ -372,10 +372,8 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         _check_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         out = self(num_networks=num_networks, generator=gen, output_type="state_dict", **kwargs)
-        condition = kwargs.get("condition")
-        codec = self.codec_of(condition) if isinstance(condition, str) else self.codec
-        units = kwargs.get("calibrate", True) and codec.has_unit_targets
-        return self.to_zoo(out, seed, kwargs.get("condition"), units)
+        recalibrated = None if kwargs.get("calibrate", True) else False  # None: as the codec does
+        return self.to_zoo(out, seed, kwargs.get("condition"), recalibrated)
 
     def generate_to_disk(
         self,
