@@ -48,7 +48,8 @@ def invariant_distances(
     """
     from .matching import matching_spec
     from .matching.canonicalize import DEFAULT_ITERATIONS, method_of
-    from .matching.weight_matching import weight_matching_pairs
+    from .matching.weight_matching import matched_inner_products
+    from .scoring import stack_matrix
 
     n, m, d = len(query), len(pool), arch.num_params
     if query.dim() != 2 or pool.dim() != 2 or query.shape[1] != d or pool.shape[1] != d:
@@ -63,7 +64,7 @@ def invariant_distances(
     pairs = torch.stack([torch.arange(n).repeat_interleave(k), cols.flatten()], 1)  # [N k, 2] (query, pool)
     spec = matching_spec(arch, permute_residual)
     max_iter = max_iter or DEFAULT_ITERATIONS[method_of(spec)]
-    q_sd, p_sd = [arch.unflatten(w) for w in query], [arch.unflatten(w) for w in pool]
+    q_st, p_st = stack_matrix(arch, query), stack_matrix(arch, pool)  # key -> [N or M, ...] views
     # ||pi(q) - p||^2 = |q|^2 + |p|^2 - 2 <pi(q), p>: the matcher's objective is <pi(q), p> over the keys
     # it permutes; the rest of the inner product is unchanged by pi.
     fixed = torch.zeros(d, dtype=torch.bool)
@@ -75,10 +76,10 @@ def invariant_distances(
     step = max(1, int(chunk_weights // d))
     for s in range(0, len(pairs), step):
         qi, pj = pairs[s : s + step].unbind(1)
-        results = weight_matching_pairs(
-            spec, [p_sd[j] for j in pj.tolist()], [q_sd[i] for i in qi.tolist()], max_iter=max_iter
+        keys = spec.axes_to_perm
+        inner = matched_inner_products(
+            spec, {k: p_st[k][pj] for k in keys}, {k: q_st[k][qi] for k in keys}, max_iter=max_iter
         )
-        inner = torch.tensor([r.objective for r in results], dtype=torch.float64)
         inner += (q64[qi][:, fixed] * p64[pj][:, fixed]).sum(1)
         dist = (sq_q[qi] + sq_p[pj] - 2 * inner).clamp_min(0).sqrt()
         out[qi, pj] = torch.minimum(out[qi, pj], dist)

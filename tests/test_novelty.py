@@ -8,7 +8,7 @@ import torch
 from dwf_hub.archs import get_arch_class
 from dwf_hub.errors import DWFError
 from dwf_hub.matching import canonicalize, weight_matching_many
-from dwf_hub.matching.weight_matching import weight_matching_pairs
+from dwf_hub.matching.weight_matching import matched_inner_products, weight_matching_pairs
 from dwf_hub.novelty import NoveltyScorer, invariant_distances, nearest
 from dwf_hub.permutations import apply_permutation, random_permutation
 
@@ -61,6 +61,11 @@ def test_pairs_equal_one_reference_at_a_time(tiny_zoo):
         one = weight_matching_many(spec, refs[i], [others[i]], seed=1, workers=1)[0]
         assert all(torch.equal(r.perm[p], one.perm[p]) for p in r.perm)
         assert r.objective == pytest.approx(one.objective, rel=1e-6)
+    stacked = [
+        {k: torch.stack([sd[k] for sd in group]) for k in spec.axes_to_perm} for group in (refs, others)
+    ]
+    inner = matched_inner_products(spec, *stacked, seed=1)  # the same descent without per-pair results
+    torch.testing.assert_close(inner, torch.tensor([r.objective for r in pairs], dtype=torch.float64))
     with pytest.raises(ValueError, match="3 references for 8 networks"):
         weight_matching_pairs(spec, refs[:3], others)
 

@@ -15,9 +15,10 @@ linear assignment per head pair, restricted to that pair's dimensions.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +27,8 @@ from torch import Tensor
 
 from ..errors import WeightFormatError
 from ..permutations import HeadGroup, PermutationSpec
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -162,15 +165,20 @@ def _threaded(
         stacked = {k: torch.stack([r[k].detach().float() for r in refs]) for k in keys}
         return _match_group(spec, stacked, [others[i] for i in idx], max_iter, seed, int(idx[0]))
 
-    workers = min(workers or min(2, torch.get_num_threads()), len(others))
+    return [r for part in _in_threads(group, len(others), workers) for r in part]
+
+
+def _in_threads(fn: Callable[[np.ndarray], T], n: int, workers: int | None) -> list[T]:
+    """``fn`` on ``workers`` consecutive shares of ``range(n)`` (default: two, at most torch's thread count),
+    each thread with single-threaded torch; results in order."""
+    workers = min(workers or min(2, torch.get_num_threads()), n)
     if workers <= 1:
-        return group(np.arange(len(others)))
+        return [fn(np.arange(n))]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(workers) as pool:
-            parts = pool.map(group, np.array_split(np.arange(len(others)), workers))
-            return [r for part in parts for r in part]
+            return list(pool.map(fn, np.array_split(np.arange(n), workers)))
     finally:
         torch.set_num_threads(threads)
 
@@ -184,6 +192,12 @@ def _stack_members(
     """``key -> [M, ...]`` float copies of the members, refused (naming the network) if not finite or so
     large that the matching costs would overflow."""
     cur = {k: torch.stack([o[k].detach().float() for o in others]) for k in keys}
+    _check_members(cur, first_index)
+    return cur
+
+
+def _check_members(cur: dict[str, Tensor], first_index: int) -> None:
+    """Refuse stacked members (``key -> [M, ...]``) that are not finite or too large to match."""
     for k, w in cur.items():
         bad = (~torch.isfinite(w)).flatten(1).any(1).nonzero()
         if len(bad):
@@ -195,7 +209,6 @@ def _stack_members(
             raise WeightFormatError(
                 f"network {first_index + int(huge[0])}: key {k!r} has values beyond {MAX_MAGNITUDE:g} in magnitude"
             )
-    return cur
 
 
 class _Descent:
@@ -274,7 +287,9 @@ class _Descent:
         if p in self.head_of:
             cols = np.stack([_block_assignment(c, self.head_of[p][i]) for c, i in zip(cost, todo)])
         else:
-            cols = np.stack([_assignment(c) for c in cost])
+            reduced = cost.max(2, keepdims=True) - cost  # _assignment's offsets, for all members at once
+            reduced -= reduced.min(1, keepdims=True)
+            cols = np.stack([linear_sum_assignment(c)[1] for c in reduced])
         old_val = _total(cost, self.perm_np[p][todo])
         better = _total(cost, cols) > old_val + 1e-7 * np.maximum(1.0, np.abs(old_val))
         changed = todo[better].tolist()
@@ -293,18 +308,13 @@ class _Descent:
         self.version[p][changed] += 1
 
 
-def _match_group(
-    spec: PermutationSpec,
-    reference: dict[str, Tensor],
-    others: Sequence[dict[str, Tensor]],
-    max_iter: int,
-    seed: int,
-    first_index: int = 0,
-) -> list[MatchResult]:
-    """Coordinate descent for ``others`` against ``reference`` (``key -> [R, ...]``, R = 1: one shared
-    reference, R = M: one per network)."""
-    keys = list(spec.axes_to_perm)
-    state = _Descent(spec, reference, _stack_members(keys, others, first_index))
+def _descend(
+    spec: PermutationSpec, reference: dict[str, Tensor], cur: dict[str, Tensor], max_iter: int, seed: int
+) -> tuple[_Descent, np.ndarray]:
+    """Coordinate descent of the stacked members ``cur`` (``key -> [M, ...]``, permuted in place) against
+    ``reference`` (``key -> [R, ...]``, R = 1: one shared reference, R = M: one per member); returns the
+    final state and each member's number of sweeps."""
+    state = _Descent(spec, reference, cur)
     state.pair_heads()
     m, names = state.m, sorted(state.sizes)
     iterations, active = np.full(m, max_iter), np.ones(m, dtype=bool)
@@ -318,8 +328,27 @@ def _match_group(
         active &= improved
         if not active.any():
             break
-    cur, perm = state.cur, state.perm
-    objectives = sum((cur[k].flatten(1).double() * reference[k].flatten(1).double()).sum(1) for k in keys)
+    return state, iterations
+
+
+def _objectives(reference: dict[str, Tensor], cur: dict[str, Tensor]) -> Tensor:
+    """``[M]`` float64 ``sum_k <reference[k], cur[k]>`` per member."""
+    return sum((cur[k].flatten(1).double() * reference[k].flatten(1).double()).sum(1) for k in cur)
+
+
+def _match_group(
+    spec: PermutationSpec,
+    reference: dict[str, Tensor],
+    others: Sequence[dict[str, Tensor]],
+    max_iter: int,
+    seed: int,
+    first_index: int = 0,
+) -> list[MatchResult]:
+    """Coordinate descent for ``others`` against ``reference`` (``key -> [R, ...]``, R = 1 or M)."""
+    keys = list(spec.axes_to_perm)
+    state, iterations = _descend(spec, reference, _stack_members(keys, others, first_index), max_iter, seed)
+    cur, perm, names = state.cur, state.perm, sorted(state.sizes)
+    objectives = _objectives(reference, cur)
     aligned = {k: [t.to(others[i][k].dtype) for i, t in enumerate(cur[k].unbind())] for k in keys}
     return [
         MatchResult(
@@ -328,8 +357,32 @@ def _match_group(
             int(iterations[i]),
             {k: aligned[k][i] for k in keys},
         )
-        for i in range(m)
+        for i in range(len(iterations))
     ]
+
+
+def matched_inner_products(
+    spec: PermutationSpec,
+    references: dict[str, Tensor],
+    others: dict[str, Tensor],
+    max_iter: int = 100,
+    seed: int = 0,
+    workers: int | None = None,
+) -> Tensor:
+    """``[M]``: the objective ``weight_matching_pairs`` reaches for each pair ``(others[k][i], references[k][i])``
+    of stacked networks (``key -> [M, ...]`` over the keys ``spec`` permutes), without building per-pair
+    results — for distances between many small networks, where that bookkeeping costs more than the
+    matching (``benchmarks/bench_evaluate.py``). ``workers`` as in ``weight_matching_many``."""
+    keys = list(spec.axes_to_perm)
+    cur = {k: others[k].detach().float() for k in keys}
+    _check_members(cur, 0)
+
+    def group(idx: np.ndarray) -> Tensor:
+        ref, part = ({k: v[idx] for k, v in d.items()} for d in ({k: references[k] for k in keys}, cur))
+        state, _ = _descend(spec, {k: v.float() for k, v in ref.items()}, part, max_iter, seed)
+        return _objectives(ref, state.cur)
+
+    return torch.cat(_in_threads(group, len(cur[keys[0]]), workers))
 
 
 def weight_matching(
