@@ -262,7 +262,7 @@ def _report(a: argparse.Namespace, zoo, ref) -> dict:
     m, (scale, suffix) = report["metric"], unit(report["metric"])
     gen, seen = report["accuracy"]["generated"], report["accuracy"]["zoo"]
     ratios = ", ".join(f"{k.replace('_', ' ')} {fmt_ratio(report[k]['generated'])}"
-                       for k in ("novelty_ratio", "diversity_ratio", "heldout_ratio"))  # fmt: skip
+                       for k in ("novelty_ratio", "diversity_ratio", "heldout_ratio", "function_novelty_ratio"))  # fmt: skip
     print(f"{report['num_generated']} networks, {a.split} {m}{suffix} {scale * gen['mean']:.2f} ± "
           f"{scale * gen['std']:.2f}; reference {scale * seen['mean']:.2f} ± {scale * seen['std']:.2f}; {ratios}")  # fmt: skip
     print(report["verdict"].replace("**", ""))

@@ -15,6 +15,15 @@ from .report import fmt_ratio
 
 RECIPE = "iris_mlp"
 HOLDOUT_FRACTION = 0.2  # of the zoo kept out of flow training, for the held-out ratio
+BASELINE_KEYS = (
+    "accuracy_mean",
+    "novelty_ratio",
+    "function_novelty_ratio",
+    "knob",
+    "reached",
+    "beats",
+    "significant",
+)
 
 
 def _pct(summary: dict[str, Any], prefix: str) -> str:
@@ -92,12 +101,14 @@ def _summary(
         **run,
         **{f"zoo_accuracy_{k}": acc["zoo"][k] for k in ("mean", "std", "min")},
         **{f"generated_accuracy_{k}": acc["generated"][k] for k in ("mean", "std", "min", "max")},
-        **{m: report[m]["generated"] for m in ("novelty_ratio", "diversity_ratio", "heldout_ratio")},
-        "baselines": {
-            kind: {
-                k: b[k] for k in ("accuracy_mean", "novelty_ratio", "knob", "reached", "beats", "significant")
-            }
-            for kind, b in report["baselines"].items()
+        **{
+            m: report[m]["generated"]
+            for m in ("novelty_ratio", "diversity_ratio", "heldout_ratio", "function_novelty_ratio")
+        },
+        "heldout_members": _heldout_row(report),
+        **{
+            key: {kind: {k: b[k] for k in BASELINE_KEYS} for kind, b in report[key].items()}
+            for key in ("baselines", "baselines_function")
         },
         "miou_generated_to_zoo": report["table17"]["gen→orig"]["miou_mean"],
         "verdict": report["verdict"],
@@ -106,18 +117,33 @@ def _summary(
     }
 
 
-def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(set, networks, test accuracy, novelty) rows of the demo table."""
+def _heldout_row(report: dict[str, Any]) -> dict[str, Any] | None:
+    """Accuracy and novelty of the held-out zoo members: the values of genuinely new networks."""
+    name = "held-out zoo members"
+    if name not in report["accuracy"]:
+        return None
+    acc = report["accuracy"][name]
+    return {"accuracy_mean": acc["mean"], "accuracy_std": acc["std"],
+            **{m: report[m][name] for m in ("novelty_ratio", "function_novelty_ratio")}}  # fmt: skip
+
+
+def _rows(s: dict[str, Any]) -> list[tuple[str, ...]]:
+    """(set, networks, test accuracy, novelty, function novelty) rows of the demo table."""
     zoo = {"accuracy_mean": s["zoo_accuracy_mean"], "accuracy_std": s["zoo_accuracy_std"]}
     gen = {"accuracy_mean": s["generated_accuracy_mean"], "accuracy_std": s["generated_accuracy_std"]}
     rows = [
-        ("zoo (fitted on)", str(s["num_models"] - s["holdout"]), _pct(zoo, "accuracy"), "0"),
-        ("generated", str(s["num_generated"]), _pct(gen, "accuracy"), f"{s['novelty_ratio']:.3f}"),
-    ]
-    for kind, b in s["baselines"].items():
-        knob = ", ".join(f"{k}={v:.3g}" for k, v in b["knob"].items())
-        rows.append((f"{kind} ({knob})", str(s["num_generated"]), f"{100 * b['accuracy_mean']:.2f}",
-                     f"{b['novelty_ratio']:.3f}"))  # fmt: skip
+        ("zoo (fitted on)", str(s["num_models"] - s["holdout"]), _pct(zoo, "accuracy"), "0", "0"),
+        ("generated", str(s["num_generated"]), _pct(gen, "accuracy"), fmt_ratio(s["novelty_ratio"]),
+         fmt_ratio(s["function_novelty_ratio"])),
+    ]  # fmt: skip
+    if (h := s.get("heldout_members")) is not None:
+        rows.append(("zoo members held out", str(s["holdout"]), _pct(h, "accuracy"), fmt_ratio(h["novelty_ratio"]),
+                     fmt_ratio(h["function_novelty_ratio"])))  # fmt: skip
+    for key, how in (("baselines", ""), ("baselines_function", "function-matched, ")):
+        for kind, b in s.get(key, {}).items():
+            knob = ", ".join(f"{k}={v:.3g}" for k, v in b["knob"].items())
+            rows.append((f"{kind} ({how}{knob})", str(s["num_generated"]), f"{100 * b['accuracy_mean']:.2f}",
+                         fmt_ratio(b["novelty_ratio"]), fmt_ratio(b["function_novelty_ratio"])))  # fmt: skip
     return rows
 
 
@@ -125,16 +151,17 @@ def render_report(s: dict[str, Any]) -> str:
     lines = [
         f"# DeepWeightFlow demo: {s['recipe']}",
         "",
-        "| | networks | test accuracy (%) | novelty |",
-        "|---|---|---|---|",
-        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in _rows(s)],
+        "| | networks | test accuracy (%) | novelty | function novelty |",
+        "|---|---|---|---|---|",
+        *["| " + " | ".join(row) + " |" for row in _rows(s)],
         "",
         s["verdict"],
         "",
         f"Novelty ratio {s['novelty_ratio']:.3f}, diversity ratio {s['diversity_ratio']:.3f}, held-out ratio "
         f"{fmt_ratio(s['heldout_ratio'])} (permutation-invariant: each network aligned to each zoo network; the flow "
-        f"never saw the last {s['holdout']} zoo members). The baselines are set to the generated networks' "
-        "novelty. The full comparison (paper Table 17 metrics, sweeps, figures) is in "
+        f"never saw the last {s['holdout']} zoo members). Function novelty compares predicted class probabilities "
+        "instead of weights; the held-out members show what genuinely new networks score. The baselines are set "
+        "to the generated networks' novelty. The full comparison (paper Table 17 metrics, sweeps, figures) is in "
         "[evaluation/report.md](evaluation/report.md).",
         "",
         "| phase | seconds |",
@@ -146,9 +173,11 @@ def render_report(s: dict[str, Any]) -> str:
 
 
 def print_summary(s: dict[str, Any]) -> None:
-    print(f"{'':<34}{'networks':>9}  {'test accuracy (%)':>18}  {'novelty':>8}")
-    for a, b, c, d in _rows(s):
-        print(f"{a:<34}{b:>9}  {c:>18}  {d:>8}")
+    rows = _rows(s)
+    w = max(len(r[0]) for r in rows) + 2
+    print(f"{'':<{w}}{'networks':>9}  {'test accuracy (%)':>18}  {'novelty':>8}  {'function novelty':>16}")
+    for a, b, c, d, e in rows:
+        print(f"{a:<{w}}{b:>9}  {c:>18}  {d:>8}  {e:>16}")
     print(f"diversity ratio {s['diversity_ratio']:.3f}, held-out ratio {fmt_ratio(s['heldout_ratio'])}")
     print(s["verdict"].replace("**", ""))
     print("timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in s["timings"].items()))

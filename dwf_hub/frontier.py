@@ -16,8 +16,8 @@ from torch import Tensor
 
 from .baselines import ZooBaseline
 from .metrics import summarize
-from .novelty import NoveltyScorer
-from .scoring import score_many
+from .novelty import NoveltyScorer, function_distances, nearest
+from .scoring import function_values, metric_of_outputs, outputs_many
 from .zoo import WeightZoo
 
 NOISE_GRID: tuple[dict[str, float], ...] = tuple(
@@ -31,7 +31,7 @@ INTERPOLATION_GRID: tuple[dict[str, float], ...] = (
 GRIDS = {"noise": NOISE_GRID, "interpolation": INTERPOLATION_GRID}
 COPIES = {"noise": {"sigma": 0.0}, "interpolation": {"alpha": 0.0, "k": 2}}  # novelty 0: the zoo itself
 QUICK_CANDIDATES = 8  # sweeps align each network to its 8 nearest training networks only
-MATCH_TOLERANCE = 0.05  # novelty ratios this close count as matched
+MATCH_TOLERANCE = 0.05  # novelty ratios this close (relative, above 1) count as matched
 
 
 @dataclass
@@ -60,21 +60,42 @@ class Frontier:
         self.metric = self.seen.arch.metric
         self._baselines: dict[tuple, Tensor] = {}  # (kind, knob) -> weights: a matched setting is drawn once
         self._parent_statistics: Tensor | None = None  # seen networks' unit statistics, once
+        self._seen_functions: Tensor | None = None  # seen networks' function values on x [M, B, C], once
+        self._function_scale = 0.0
 
     def score(
         self, weights: Tensor, quick: bool = False, heldout: bool = True, diversity: bool = True
     ) -> dict[str, Any]:
         """Task metric summary (``mean``, ``std``, ``min``, ``max``) and novelty figures of ``weights [N, D]``;
         ``quick``: novelty only, from each network's nearest candidates (for sweeps); ``heldout=False``: no
-        held-out ratio (for the held-out members themselves); ``diversity=False``: no diversity ratio."""
-        scores = score_many(self.seen.arch, weights, self.x, self.y)
-        out: dict[str, Any] = {"metric": self.metric, **summarize(scores)}
+        held-out ratio (for the held-out members themselves); ``diversity=False``: no diversity ratio.
+        Every score has ``function_novelty_ratio`` (``None`` if the seen networks all compute one function)."""
+        outputs = outputs_many(self.seen.arch, weights, self.x)
+        out: dict[str, Any] = {
+            "metric": self.metric,
+            **summarize(metric_of_outputs(self.seen.arch, outputs, self.y)),
+        }
         if quick:
             nn = self.scorer.distances(weights, self.scorer.train, candidates=QUICK_CANDIDATES)
             out["novelty_ratio"] = float(nn.min(1).values.median()) / self.scorer.scale
         else:
             out.update(self.scorer.score(weights, diversity, heldout))
+        out["function_novelty_ratio"] = self.function_novelty(outputs)
         return out
+
+    def function_novelty(self, outputs: Tensor) -> float | None:
+        """Median function distance from networks with ``outputs [N, B, C]`` on ``x`` to their nearest seen
+        network, over the seen networks' own median nearest-other function distance."""
+        if self._seen_functions is None:
+            self._seen_functions = function_values(
+                self.seen.arch, outputs_many(self.seen.arch, self.scorer.train, self.x)
+            )
+            among = nearest(function_distances(self._seen_functions, self._seen_functions), exclude_self=True)
+            self._function_scale = float(among.median())
+        if self._function_scale <= 0:
+            return None
+        to_seen = nearest(function_distances(function_values(self.seen.arch, outputs), self._seen_functions))
+        return float(to_seen.median()) / self._function_scale
 
     def baseline_weights(self, kind: str, knob: dict[str, float]) -> Tensor:
         """``num_networks`` networks of baseline ``kind`` at ``knob``, recalibrated like generated ones."""
@@ -97,33 +118,43 @@ class Frontier:
         ]
 
     def matched(
-        self, kind: str, novelty: float, sweep: list[dict[str, Any]] | None = None, diversity: bool = True
+        self,
+        kind: str,
+        novelty: float,
+        sweep: list[dict[str, Any]] | None = None,
+        diversity: bool = True,
+        key: str = "novelty_ratio",
     ) -> dict[str, Any]:
-        """Baseline ``kind`` at the setting whose novelty is closest to ``novelty`` (the knob interpolated
-        between the two grid settings that bracket it), fully scored. ``reached`` is False when no setting
-        of the grid is as novel: the row is then the most novel setting."""
+        """Baseline ``kind`` at the setting whose novelty (``key``: ``novelty_ratio`` or
+        ``function_novelty_ratio``) is closest to ``novelty`` (the knob interpolated between the two grid
+        settings that bracket it), fully scored. ``reached`` is False when no setting of the grid is as
+        novel: the row is then the most novel setting."""
         sweep = sweep or self.sweep(kind)
-        knob = _interpolate_knob([{"knob": COPIES[kind], "novelty_ratio": 0.0}, *sweep], novelty)
+        knob = _interpolate_knob([{"knob": COPIES[kind], key: 0.0}, *sweep], novelty, key)
         row = {
             "kind": kind,
             "knob": knob,
+            "matched_on": key,
             **self.score(self.baseline_weights(kind, knob), diversity=diversity),
         }
-        row["reached"] = row["novelty_ratio"] >= novelty - MATCH_TOLERANCE
+        row["reached"] = row[key] is not None and row[key] >= novelty - MATCH_TOLERANCE * max(1.0, novelty)
         return row
 
 
-def _interpolate_knob(sweep: list[dict[str, Any]], target: float) -> dict[str, float]:
-    """The knob between two consecutive grid rows whose quick novelties bracket ``target`` (linear in the
+def _interpolate_knob(
+    sweep: list[dict[str, Any]], target: float, key: str = "novelty_ratio"
+) -> dict[str, float]:
+    """The knob between two consecutive grid rows whose quick ``key`` values bracket ``target`` (linear in the
     knob; rows of different ``k`` are not mixed: the nearer one is taken), else the most novel row's."""
+    sweep = [r for r in sweep if r[key] is not None]
     for a, b in pairwise(sweep):
-        lo, hi = a["novelty_ratio"], b["novelty_ratio"]
+        lo, hi = a[key], b[key]
         if min(lo, hi) <= target <= max(lo, hi) and hi != lo:
             if a["knob"].get("k") != b["knob"].get("k"):
                 return dict(a["knob"] if abs(lo - target) <= abs(hi - target) else b["knob"])
             f = (target - lo) / (hi - lo)
             return {n: (v + f * (b["knob"][n] - v) if n != "k" else v) for n, v in a["knob"].items()}
-    return dict(max(sweep, key=lambda r: r["novelty_ratio"])["knob"])
+    return dict(max(sweep, key=lambda r: r[key])["knob"])
 
 
 def compare(generated: dict[str, Any], baseline: dict[str, Any], n: int = 100) -> dict[str, Any]:

@@ -14,6 +14,11 @@ whether or not it is canonical, so nothing gains from how it was aligned.
   members themselves (each against the other held-out ones), which takes out the effect of the seen pool
   being larger. A generator that generalizes is as close to the unseen members as to the seen ones (~1); one
   that memorizes sits next to seen members (~0); interpolations of seen members land in between.
+- ``function_novelty_ratio``: the novelty ratio of what the networks compute rather than of their weights —
+  distances between their outputs on the evaluation inputs (``function_distances``). Every weight change that
+  keeps the function (permutations, rescaling a ReLU unit's weights in and out) is invisible to it, and so is
+  a weight-space correction that moves weights without changing predictions; a network that is merely worse
+  also looks new to it, so it is read with the task metric, like the others.
 """
 
 from __future__ import annotations
@@ -84,6 +89,13 @@ def invariant_distances(
         dist = (sq_q[qi] + sq_p[pj] - 2 * inner).clamp_min(0).sqrt()
         out[qi, pj] = torch.minimum(out[qi, pj], dist)
     return out.float()
+
+
+def function_distances(query: Tensor, pool: Tensor) -> Tensor:
+    """``[N, M]`` root-mean-square distance, over shared inputs, between the function values
+    (``scoring.function_values``) of each query network ``[N, B, C]`` and each pool network ``[M, B, C]``."""
+    b = query.shape[1]
+    return (torch.cdist(query.flatten(1).double(), pool.flatten(1).double()) / b**0.5).float()
 
 
 def nearest(distances: Tensor, exclude_self: bool = False) -> Tensor:

@@ -34,11 +34,12 @@ def verdict(
     miou: float | None,
     baselines: dict[str, dict[str, Any]] | None = None,
     metric: str = "accuracy",
+    function_baselines: dict[str, dict[str, Any]] | None = None,
 ) -> str:
-    """Plain sentences: are the generated networks new, and do they beat each baseline at their novelty?
-    (``miou``: error overlap with the zoo, classification only.)"""
+    """Plain sentences: are the generated networks new, and do they beat each baseline at their novelty —
+    in weight space (``baselines``) and in function space (``function_baselines``)? (``miou``: error
+    overlap with the zoo, classification only.)"""
     overlap = "" if miou is None else f", error overlap with the zoo mIoU {miou:.2f}"
-    scale = unit(metric)[0]
     if novelty < MEMORIZED:
         text = (f"**Generated networks look memorized**: a generated network sits {novelty:.2f}× as far from its "
                 f"nearest zoo network as zoo networks sit from each other{overlap}.")  # fmt: skip
@@ -48,10 +49,22 @@ def verdict(
     else:
         text = (f"Generated networks are new: as far from the zoo as its own networks are from each other "
                 f"(novelty ratio {novelty:.2f}){overlap}.")  # fmt: skip
-    for kind, b in (baselines or {}).items():
+    text += _comparisons(baselines or {}, metric, "novelty_ratio", "the same novelty")
+    if function_baselines:
+        text += " In function space" + _comparisons(
+            function_baselines, metric, "function_novelty_ratio", "the same function novelty"
+        ).replace(" The generator", ", the generator", 1)
+    return text
+
+
+def _comparisons(baselines: dict[str, dict[str, Any]], metric: str, key: str, same: str) -> str:
+    """One sentence per baseline: does the generator beat it at the generated set's ``key``?"""
+    scale, text = unit(metric)[0], ""
+    for kind, b in baselines.items():
         knob = ", ".join(f"{k} {v:.3g}" for k, v in b["knob"].items())
-        where = (f"at the same novelty ({kind} {knob}: novelty {b['novelty_ratio']:.2f})" if b["reached"] else
-                 f"(it reaches at most novelty {b['novelty_ratio']:.2f}, at {knob})")  # fmt: skip
+        label = key.replace("_ratio", "").replace("_", " ")
+        where = (f"at {same} ({kind} {knob}: {label} {b[key]:.2f})" if b["reached"] else
+                 f"(it reaches at most {label} {b[key]:.2f}, at {knob})")  # fmt: skip
         outcome = "**beats**" if b["beats"] else "**does not beat**"
         noise = "" if b.get("significant", True) else " (a difference within twice its standard error)"
         text += (f" The generator {outcome} the {kind} baseline {where}: {scale * b['mean']:.2f} vs "
@@ -97,6 +110,7 @@ def build_report(
     sets, scores = _score_sets(frontier, gen_w, noise)
     sweeps = {kind: frontier.sweep(kind) for kind in (BASELINES if baselines else ())}
     matched = _match_baselines(frontier, sweeps, sets, scores)
+    by_function = _match_baselines(frontier, sweeps, sets, scores, key="function_novelty_ratio")
     preds = _predictions(reference.arch, sets, x)
     table = _table17(sets, preds, y)
     novelty = scores["generated"]["novelty_ratio"]
@@ -105,9 +119,9 @@ def build_report(
         "holdout": holdout,
         "accuracy": {k: {s: v[s] for s in ("mean", "std", "min", "max")} for k, v in scores.items()},
         **{m: {k: v.get(m) for k, v in scores.items() if k != "zoo"}
-           for m in ("novelty_ratio", "diversity_ratio", "heldout_ratio")},
-        "baselines": matched, "sweeps": sweeps, "table17": table,
-        "verdict": verdict(novelty, table["gen→orig"]["miou_mean"], matched, frontier.metric),
+           for m in ("novelty_ratio", "diversity_ratio", "heldout_ratio", "function_novelty_ratio")},
+        "baselines": matched, "baselines_function": by_function, "sweeps": sweeps, "table17": table,
+        "verdict": verdict(novelty, table["gen→orig"]["miou_mean"], matched, frontier.metric, by_function),
         "memorized": novelty < MEMORIZED,
     }  # fmt: skip
     root = Path(out)
@@ -168,25 +182,31 @@ def _table17(
     return table
 
 
+MATCHED_NAME = {"novelty_ratio": "matched", "function_novelty_ratio": "function-matched"}
+
+
 def _match_baselines(
     frontier,
     sweeps: dict[str, list[dict[str, Any]]],
     sets: dict[str, Tensor],
     scores: dict[str, dict[str, Any]],
+    key: str = "novelty_ratio",
 ) -> dict[str, dict[str, Any]]:
-    """Each swept baseline at the generated set's novelty, added to ``sets`` / ``scores`` as ``KIND (matched)``;
-    returns the summary rows (the accuracy at a novelty is asked, so no diversity is computed)."""
+    """Each swept baseline at the generated set's novelty (``key``: weight or function novelty), added to
+    ``sets`` / ``scores`` as ``KIND (matched)`` / ``KIND (function-matched)``; returns the summary rows (the
+    accuracy at a novelty is asked, so no diversity is computed)."""
     from .frontier import compare
 
     generated, matched = scores["generated"], {}
+    if generated[key] is None:
+        return matched
     for kind, sweep in sweeps.items():
-        row = frontier.matched(kind, generated["novelty_ratio"], sweep, diversity=False)
-        sets[f"{kind} (matched)"], scores[f"{kind} (matched)"] = (
-            frontier.baseline_weights(kind, row["knob"]),
-            row,
-        )
+        row = frontier.matched(kind, generated[key], sweep, diversity=False, key=key)
+        name = f"{kind} ({MATCHED_NAME[key]})"
+        sets[name], scores[name] = frontier.baseline_weights(kind, row["knob"]), row
         matched[kind] = {
             "accuracy_mean": row["mean"], "accuracy_std": row["std"], "novelty_ratio": row["novelty_ratio"],
+            "function_novelty_ratio": row["function_novelty_ratio"],
             "knob": row["knob"], "reached": row["reached"], **compare(generated, row, frontier.num_networks),
             "mean": generated["mean"], "baseline_mean": row["mean"],
         }  # fmt: skip
@@ -279,6 +299,22 @@ def fmt_ratio(v: float | None) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
+def _baseline_table(baselines: dict[str, dict[str, Any]], where: str, scale: float, suffix: str) -> list[str]:
+    """Markdown lines: each baseline at the generated networks' ``where`` (novelty or function novelty)."""
+    if not baselines:
+        return []
+    lines = ["", f"Baselines at the generated networks' {where}:", "",
+             f"| baseline | setting | novelty | function novelty | mean{suffix} | generated − baseline "
+             "| generator beats it | beyond 2 standard errors |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for kind, b in baselines.items():
+        knob = ", ".join(f"{k}={v:.3g}" for k, v in b["knob"].items())
+        reach = "" if b["reached"] else " (most novel setting; cannot reach)"
+        lines.append(f"| {kind} | {knob}{reach} | {b['novelty_ratio']:.3f} | {fmt_ratio(b['function_novelty_ratio'])} "
+                     f"| {scale * b['accuracy_mean']:.2f} | {scale * b['difference']:+.2f} | {'yes' if b['beats'] else 'no'} "
+                     f"| {'yes' if b['significant'] else 'no'} |")  # fmt: skip
+    return lines
+
+
 def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
     metric = summary["metric"]
     scale, suffix = unit(metric)
@@ -290,26 +326,21 @@ def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
         f"{summary['num_generated']} generated networks vs. the {summary['num_zoo']} zoo networks the generator "
         f"was fitted on ({summary['holdout']} more held out), on the {summary['split']} split. Novelty, "
         "diversity and held-out ratios are permutation-invariant (each network aligned to each zoo network); "
-        "see the README's Novelty section.",
+        "function novelty compares what networks compute on the split's inputs instead of their weights (held-out "
+        "members show the value of genuinely new networks); see the README's Novelty section.",
         "",
-        f"| set | {metric}{suffix} | novelty | diversity | held-out ratio |",
-        "|---|---|---|---|---|",
+        f"| set | {metric}{suffix} | novelty | diversity | held-out ratio | function novelty |",
+        "|---|---|---|---|---|---|",
     ]
+    ratios = ("novelty_ratio", "diversity_ratio", "heldout_ratio", "function_novelty_ratio")
     for k, s in summary["accuracy"].items():
-        nov, div, held = (summary[m].get(k) for m in ("novelty_ratio", "diversity_ratio", "heldout_ratio"))
         lines.append(
-            f"| {k} | {_stats(s, metric)} | {fmt_ratio(nov)} | {fmt_ratio(div)} | {fmt_ratio(held)} |"
+            f"| {k} | {_stats(s, metric)} | "
+            + " | ".join(fmt_ratio(summary[m].get(k)) for m in ratios)
+            + " |"
         )
-    if summary["baselines"]:
-        lines += ["", "Baselines at the generated networks' novelty:", "",
-                  f"| baseline | setting | novelty | mean{suffix} | generated − baseline | generator beats it "
-                  "| beyond 2 standard errors |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-        for kind, b in summary["baselines"].items():
-            knob = ", ".join(f"{k}={v:.3g}" for k, v in b["knob"].items())
-            reach = "" if b["reached"] else " (most novel setting; cannot reach)"
-            lines.append(f"| {kind} | {knob}{reach} | {b['novelty_ratio']:.3f} | {scale * b['accuracy_mean']:.2f} "
-                         f"| {scale * b['difference']:+.2f} | {'yes' if b['beats'] else 'no'} "
-                         f"| {'yes' if b['significant'] else 'no'} |")  # fmt: skip
+    for key, where in (("baselines", "novelty"), ("baselines_function", "function novelty")):
+        lines += _baseline_table(summary.get(key) or {}, where, scale, suffix)
     lines += [
         "",
         "Set-to-set metrics (paper Table 17, canonical weight space; per-network values averaged over the first "

@@ -75,8 +75,19 @@ def score_many(
 ) -> Tensor:
     """``[N]``: every network's ``arch.metric`` on ``(x [B, ...], y [B])`` — accuracy of the argmax for
     classification, Spearman's rho of the single output for regression; ``weights`` is ``[N, D]`` or stacked."""
+    return metric_of_outputs(arch, outputs_many(arch, weights, x, chunk), y)
+
+
+def metric_of_outputs(arch: ArchSpec, outputs: Tensor, y: Tensor) -> Tensor:
+    """``[N]``: ``arch.metric`` of outputs ``[N, B, C]`` against ``y [B]``."""
     if arch.task == "classification":
-        return (predict_many(arch, weights, x, chunk) == y.cpu()).float().mean(1)
+        return (outputs.argmax(-1) == y.cpu()).float().mean(1)
     from .metrics import spearman
 
-    return spearman(outputs_many(arch, weights, x, chunk)[..., 0], y).float()
+    return spearman(outputs[..., 0], y).float()
+
+
+def function_values(arch: ArchSpec, outputs: Tensor) -> Tensor:
+    """What a network computes, as compared by function-space novelty: ``outputs [N, B, C]`` -> class
+    probabilities (classification; logits have a free offset) or the outputs themselves (regression)."""
+    return outputs.float().softmax(-1) if arch.task == "classification" else outputs.float()

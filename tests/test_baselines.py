@@ -132,7 +132,10 @@ def test_matched_baselines_land_on_the_target_novelty(canonical):
     for kind in ("noise", "interpolation"):
         row = frontier.matched(kind, 0.3)
         assert row["reached"] and abs(row["novelty_ratio"] - 0.3) < 0.1, row
-        assert {"mean", "std", "diversity_ratio", "heldout_ratio"} <= set(row)
+        assert {"mean", "std", "diversity_ratio", "heldout_ratio", "function_novelty_ratio"} <= set(row)
+        target = row["function_novelty_ratio"] / 2  # a function novelty this baseline's sweep brackets
+        by_function = frontier.matched(kind, target, key="function_novelty_ratio")
+        assert by_function["reached"] and abs(by_function["function_novelty_ratio"] - target) < 0.25 * target
 
 
 def test_cli_baseline(tiny_zoo, tmp_path, capsys):

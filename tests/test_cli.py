@@ -200,8 +200,11 @@ def test_demo_small(tmp_path):
         "generated_accuracy_mean",
         "generated_accuracy_std",
         "novelty_ratio",
+        "function_novelty_ratio",
     ):
         assert isinstance(summary[key], float)
+    assert all(isinstance(b["function_novelty_ratio"], float) for b in summary["baselines"].values())
+    assert summary["heldout_members"] is None  # 6 members: too few to hold any out
     assert {"zoo_training", "canonicalization", "flow_training", "generation", "evaluation", "total"} <= set(
         summary["timings"]
     )

@@ -121,3 +121,30 @@ def test_fit_holdout_flows_into_evaluation(tiny_zoo):
     assert {"novelty_ratio", "diversity_ratio", "heldout_ratio"} <= set(ev)
     with pytest.raises(DWFError, match="holdout=7 must leave at least 2"):
         fit_pipeline(tiny_zoo, default_flow_config(tiny_zoo, holdout=7), progress=False)
+
+
+def test_function_novelty_sees_functions_not_weights(tiny_zoo):
+    """Permuted copies, and copies whose first ReLU layer is rescaled (weights in x c, out / c), compute the
+    zoo's own functions: function novelty 0, though rescaling moves them in weight space; noise is seen."""
+    from dwf_hub.frontier import Frontier
+
+    canonical = canonicalize(tiny_zoo, progress=False).zoo
+    arch, x, y = canonical.arch, *canonical.recipe.task.split("val")
+    assert arch.layout[0].key == "layers.0.weight" and arch.layout[2].key == "layers.1.weight"
+    frontier = Frontier(canonical, x, y, num_networks=8)
+    w = frontier.scorer.train
+    c = torch.rand(arch.layout[0].shape[0], generator=torch.Generator().manual_seed(0)) * 3 + 0.5  # > 0
+    rescaled = []
+    for row in _permuted(arch, w, seed=3):
+        sd = {k: v.clone() for k, v in arch.unflatten(row).items()}
+        sd["layers.0.weight"] *= c[:, None]
+        sd["layers.0.bias"] *= c
+        sd["layers.1.weight"] /= c
+        rescaled.append(arch.flatten(sd))
+    rescaled = torch.stack(rescaled)
+    scores = frontier.score(rescaled, diversity=False)
+    assert scores["function_novelty_ratio"] < 1e-3 and scores["novelty_ratio"] > 0.2
+    noisy = frontier.score(
+        w + 0.3 * w.std() * torch.randn(w.shape, generator=torch.Generator().manual_seed(1))
+    )
+    assert noisy["function_novelty_ratio"] > 0.2

@@ -80,12 +80,21 @@ def test_report_flags_memorized_copies(tiny_zoo, tmp_path):
     assert set(s["table17"]) == {
         "orig→orig", "orig→gen", "gen→orig", "gen→gen", "noise σ=0.01→orig",
         "noise (matched)→orig", "interpolation (matched)→orig",
+        "noise (function-matched)→orig", "interpolation (function-matched)→orig",
     }  # fmt: skip
-    # Near-copies: both baselines are matched down to the same tiny novelty.
+    # Near-copies: both baselines are matched down to the same tiny novelty, in weights and in functions.
+    assert (
+        s["function_novelty_ratio"]["generated"] < 0.05 and "In function space, the generator" in s["verdict"]
+    )
     for kind in ("noise", "interpolation"):
         b = s["baselines"][kind]
         assert b["reached"] and abs(b["novelty_ratio"] - s["novelty_ratio"]["generated"]) < 0.05
-        assert set(b) >= {"accuracy_mean", "novelty_ratio", "knob", "beats"}
+        assert set(b) >= {"accuracy_mean", "novelty_ratio", "function_novelty_ratio", "knob", "beats"}
+        f = s["baselines_function"][kind]
+        assert (
+            f["reached"]
+            and abs(f["function_novelty_ratio"] - s["function_novelty_ratio"]["generated"]) < 0.05
+        )
     for name in (
         "report.md",
         "summary.json",

@@ -1,0 +1,99 @@
+"""Weight-space vs function-space novelty: which sets are new in what they compute, not just in their weights.
+
+    python benchmarks/bench_function_novelty.py [--zoos iris_mlp,digits_mlp] [--seed 0]
+                                                [--out bench_out/frontier] [--cnn-out bench_out/frontier_cnn]
+
+The frontier benchmark's zoos (100 members, cached in ``--out``, SmallCNN in ``--cnn-out``; 80 fitted, 20 held
+out). Every set is scored on the test split by ``Frontier.score``: task metric, permutation-invariant novelty and
+function novelty (distance between class probabilities, over the zoo's own nearest-other scale). Rows: the
+held-out members (what genuinely new networks of the zoo's kind score), zoo + noise and interpolation of
+members at fixed settings (up to the plain mean of all fitted members, a reviewer's "mean + REPAIR"), plain
+and with unit recalibration, and the recipe's default flow (``seed``) plain and recalibrated. Prints one markdown table per zoo and saves ``function_novelty.png`` in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench_frontier import finish_panel, pm, sample
+
+from dwf_hub.fitting import fit_pipeline
+from dwf_hub.frontier import Frontier
+from dwf_hub.matching import canonicalize
+from dwf_hub.recipes import load_recipe
+from dwf_hub.zoo import WeightZoo
+from dwf_hub.zoo_training import train_zoo
+
+SETTINGS = (
+    ("noise", {"sigma": 0.05}),
+    ("noise", {"sigma": 0.3}),
+    ("interpolation", {"alpha": 0.5, "k": 2}),
+    ("interpolation", {"alpha": 0.9, "k": 10}),  # average of 10 members
+    ("interpolation", {"alpha": 79 / 80, "k": 80}),  # the mean of all 80 fitted members: one network
+)
+
+
+def run_zoo(recipe: str, root: Path, seed: int) -> list[dict]:
+    folder = root / recipe / "zoo"
+    zoo = (
+        WeightZoo.load(folder) if folder.is_dir() else train_zoo(recipe, 100, folder, seed=0, progress=False)
+    )
+    seen, heldout = canonicalize(zoo, progress=False).zoo.split_holdout(20)
+    x, y = zoo.recipe.task.split("test")
+    frontiers = {units: Frontier(seen, x, y, heldout, recalibrate_units=units) for units in (False, True)}
+    rows = [{"set": "held-out members", **frontiers[False].score(heldout.to_matrix(), heldout=False)}]
+    for units, frontier in frontiers.items():
+        for kind, knob in SETTINGS:
+            name = f"{kind} {', '.join(f'{k}={v:g}' for k, v in knob.items())}"
+            row = frontier.score(frontier.baseline_weights(kind, knob), heldout=False)
+            rows.append({"set": name + (", recalibrated" if units else ""), **row})
+    for mode in ("off", "auto"):
+        pipe = fit_pipeline(
+            seen, load_recipe(recipe).flow_config(seed=seed, unit_recalibration=mode), progress=False
+        )
+        units = pipe.pipeline.codec.has_unit_targets
+        row = frontiers[units].score(sample(pipe.pipeline, 100, seed), heldout=False)
+        rows.append({"set": "flow (recipe default)" + (", recalibrated" if units else ""), **row})
+    print(f"\n## {recipe}\n")
+    print("| set | test acc (%) | min | novelty | diversity | function novelty |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['set']} | {pm(r)} | {100 * r['min']:.1f} | {r['novelty_ratio']:.3f} "
+              f"| {r['diversity_ratio']:.3f} | {r['function_novelty_ratio']:.3f} |")  # fmt: skip
+    return rows
+
+
+def plot(results: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
+    for ax, (recipe, rows) in zip(axes[0], results.items(), strict=True):
+        for r in rows:
+            ax.scatter(r["novelty_ratio"], r["function_novelty_ratio"], s=20 + 2 * (100 * r["mean"] - 50),
+                       marker="*" if r["set"].startswith("flow") else "o", label=f"{r['set']} ({100 * r['mean']:.1f} %)")  # fmt: skip
+        finish_panel(ax, recipe)
+        ax.set(xlabel="novelty ratio (weights, permutation-invariant)", ylabel="function novelty ratio")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--zoos", default="iris_mlp,digits_mlp")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="bench_out/frontier")
+    p.add_argument("--cnn-out", default="bench_out/frontier_cnn")
+    a = p.parse_args()
+    results = {
+        name: run_zoo(name, Path(a.cnn_out if "cnn" in name else a.out), a.seed) for name in a.zoos.split(",")
+    }
+    plot(results, Path(a.out) / "function_novelty.png")
+    print(f"\nfigure: {Path(a.out) / 'function_novelty.png'}")
+
+
+if __name__ == "__main__":
+    main()
