@@ -109,8 +109,7 @@ def build_report(
     frontier = Frontier(seen, x, y, heldout, len(generated), seed, recalibrate_units=units)
     sets, scores = _score_sets(frontier, gen_w, noise)
     sweeps = {kind: frontier.sweep(kind) for kind in (BASELINES if baselines else ())}
-    matched = _match_baselines(frontier, sweeps, sets, scores)
-    by_function = _match_baselines(frontier, sweeps, sets, scores, key="function_novelty_ratio")
+    matched, by_function = (_match_baselines(frontier, sweeps, sets, scores, key) for key in MATCHED_NAME)
     preds = _predictions(reference.arch, sets, x)
     table = _table17(sets, preds, y)
     novelty = scores["generated"]["novelty_ratio"]
@@ -254,24 +253,28 @@ def _figures(
     ax.legend(fontsize=7)
     files["nearest-neighbour distances"] = _save(fig, root / "nn_distance_hist.png")
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    plot_frontier(ax, summary)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, key in zip(axes, ("novelty_ratio", "function_novelty_ratio"), strict=True):
+        plot_frontier(ax, summary, key)
     files["accuracy vs novelty"] = _save(fig, root / "accuracy_vs_novelty.png")
     return files
 
 
-def plot_frontier(ax, summary: dict[str, Any]) -> None:
-    """The accuracy–novelty plane: each baseline's sweep as a line, every scored set as a point."""
+def plot_frontier(ax, summary: dict[str, Any], key: str = "novelty_ratio") -> None:
+    """The accuracy–novelty plane (``key``: weight or function novelty): each baseline's sweep as a line,
+    every scored set as a point."""
     scale, suffix = unit(summary["metric"])
     for kind, rows in summary["sweeps"].items():
-        ax.plot([r["novelty_ratio"] for r in rows], [scale * r["mean"] for r in rows], "o--", ms=3,
-                alpha=0.6, label=f"{kind} (sweep)")  # fmt: skip
+        pts = [(r[key], scale * r["mean"]) for r in rows if r.get(key) is not None]
+        ax.plot(*zip(*pts), "o--", ms=3, alpha=0.6, label=f"{kind} (sweep)")
     for name, stats in summary["accuracy"].items():
-        nov = 0.0 if name == "zoo" else summary["novelty_ratio"][name]
-        ax.scatter([nov], [scale * stats["mean"]], s=60 if name == "generated" else 30,
-                   marker="*" if name == "generated" else "o", zorder=3, label=name)  # fmt: skip
-    ax.set(xlabel="novelty ratio (permutation-invariant)", ylabel=f"mean {summary['split']} {summary['metric']}{suffix}",
-           title=f"{summary['metric'].capitalize()} vs. novelty")  # fmt: skip
+        nov = 0.0 if name == "zoo" else summary[key].get(name)
+        if nov is not None:
+            ax.scatter([nov], [scale * stats["mean"]], s=60 if name == "generated" else 30,
+                       marker="*" if name == "generated" else "o", zorder=3, label=name)  # fmt: skip
+    what = "novelty ratio (permutation-invariant)" if key == "novelty_ratio" else "function novelty ratio"
+    ax.set(xlabel=what, ylabel=f"mean {summary['split']} {summary['metric']}{suffix}",
+           title=f"{summary['metric'].capitalize()} vs. {what.split(' (')[0]}")  # fmt: skip
     ax.legend(fontsize=7)
 
 
