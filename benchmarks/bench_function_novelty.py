@@ -1,6 +1,6 @@
 """Weight-space vs function-space novelty: which sets are new in what they compute, not just in their weights.
 
-    python benchmarks/bench_function_novelty.py [--zoos iris_mlp,digits_mlp] [--seed 0]
+    python benchmarks/bench_function_novelty.py [--zoos iris_mlp,digits_mlp] [--seed 0] [--temperatures 1]
                                                 [--out bench_out/frontier] [--cnn-out bench_out/frontier_cnn]
 
 The frontier benchmark's zoos (100 members, cached in ``--out``, SmallCNN in ``--cnn-out``; 80 fitted, 20 held
@@ -38,7 +38,7 @@ SETTINGS = (
 MEAN_SIGMAS = (0.1, 0.3, 0.5)
 
 
-def run_zoo(recipe: str, root: Path, seed: int) -> list[dict]:
+def run_zoo(recipe: str, root: Path, seed: int, temperatures: tuple[float, ...] = (1.0,)) -> list[dict]:
     folder = root / recipe / "zoo"
     zoo = (
         WeightZoo.load(folder) if folder.is_dir() else train_zoo(recipe, 100, folder, seed=0, progress=False)
@@ -58,9 +58,11 @@ def run_zoo(recipe: str, root: Path, seed: int) -> list[dict]:
         cfg = load_recipe(recipe).flow_config(seed=seed, unit_recalibration=mode)
         pipe = fit_pipeline(seen, cfg, progress=False).pipeline
         units = pipe.codec.has_unit_targets
-        row = frontiers[units].score(sample(pipe, 100, seed), heldout=False)
-        rows.append({"set": "flow (recipe default)" + (", recalibrated" if units else ""), **row})
-        flows += matched_rows(frontiers[units], rows[-1])
+        for t in temperatures:
+            row = frontiers[units].score(sample(pipe, 100, seed, t), heldout=False)
+            name = "flow (recipe default" + (f", temperature {t:g}" if t != 1 else "") + ")"
+            rows.append({"set": name + (", recalibrated" if units else ""), **row})
+            flows += matched_rows(frontiers[units], rows[-1])
     print(f"\n## {recipe}\n")
     print("| set | test acc (%) | min | novelty | diversity | function novelty |")
     print("|---|---|---|---|---|---|")
@@ -114,7 +116,7 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
     for ax, (recipe, rows) in zip(axes[0], results.items(), strict=True):
         for r in rows:
-            ax.scatter(r["novelty_ratio"], r["function_novelty_ratio"], s=20 + 2 * (100 * r["mean"] - 50),
+            ax.scatter(r["novelty_ratio"], r["function_novelty_ratio"], s=10 + r["mean"] * 90,
                        marker="*" if r["set"].startswith("flow") else "o", label=f"{r['set']} ({100 * r['mean']:.1f} %)")  # fmt: skip
         finish_panel(ax, recipe)
         ax.set(xlabel="novelty ratio (weights, permutation-invariant)", ylabel="function novelty ratio")
@@ -128,12 +130,18 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench_out/frontier")
     p.add_argument("--cnn-out", default="bench_out/frontier_cnn")
+    p.add_argument(
+        "--temperatures", default="1", help="sampling temperatures of the flows (source std scale)"
+    )
+    p.add_argument("--figure", default="function_novelty.png", help="file name in --out")
     a = p.parse_args()
+    temperatures = tuple(float(t) for t in a.temperatures.split(","))
     results = {
-        name: run_zoo(name, Path(a.cnn_out if "cnn" in name else a.out), a.seed) for name in a.zoos.split(",")
+        name: run_zoo(name, Path(a.cnn_out if "cnn" in name else a.out), a.seed, temperatures)
+        for name in a.zoos.split(",")
     }
-    plot(results, Path(a.out) / "function_novelty.png")
-    print(f"\nfigure: {Path(a.out) / 'function_novelty.png'}")
+    plot(results, Path(a.out) / a.figure)
+    print(f"\nfigure: {Path(a.out) / a.figure}")
 
 
 if __name__ == "__main__":
