@@ -1,10 +1,11 @@
 """Weight-space vs function-space novelty: which sets are new in what they compute, not just in their weights.
 
     python benchmarks/bench_function_novelty.py [--zoos iris_mlp,digits_mlp] [--seed 0] [--temperatures 1]
+                                                [--modes off,auto] [--split test] [--figure function_novelty.png]
                                                 [--out bench_out/frontier] [--cnn-out bench_out/frontier_cnn]
 
 The frontier benchmark's zoos (100 members, cached in ``--out``, SmallCNN in ``--cnn-out``; 80 fitted, 20 held
-out). Every set is scored on the test split by ``Frontier.score``: task metric, permutation-invariant novelty and
+out). Every set is scored on the test split (``--split val`` for choosing settings) by ``Frontier.score``: task metric, permutation-invariant novelty and
 function novelty (distance between class probabilities, over the zoo's own nearest-other scale). Rows: the
 held-out members (what genuinely new networks of the zoo's kind score), zoo + noise and interpolation of
 members at fixed settings (up to the plain mean of all fitted members), plain and with unit recalibration, a
@@ -38,13 +39,13 @@ SETTINGS = (
 MEAN_SIGMAS = (0.1, 0.3, 0.5)
 
 
-def run_zoo(recipe: str, root: Path, seed: int, temperatures: tuple[float, ...] = (1.0,)) -> list[dict]:
+def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> list[dict]:
     folder = root / recipe / "zoo"
     zoo = (
         WeightZoo.load(folder) if folder.is_dir() else train_zoo(recipe, 100, folder, seed=0, progress=False)
     )
     seen, heldout = canonicalize(zoo, progress=False).zoo.split_holdout(20)
-    x, y = zoo.recipe.task.split("test")
+    x, y = zoo.recipe.task.split(a.split)
     frontiers = {units: Frontier(seen, x, y, heldout, recalibrate_units=units) for units in (False, True)}
     rows = [{"set": "held-out members", **frontiers[False].score(heldout.to_matrix(), heldout=False)}]
     for units, frontier in frontiers.items():
@@ -54,23 +55,23 @@ def run_zoo(recipe: str, root: Path, seed: int, temperatures: tuple[float, ...] 
             rows.append({"set": name + (", recalibrated" if units else ""), **row})
     rows += mean_plus_noise(frontiers[True], seen)
     flows = []
-    for mode in ("off", "auto"):
-        cfg = load_recipe(recipe).flow_config(seed=seed, unit_recalibration=mode)
+    for mode in a.modes.split(","):
+        cfg = load_recipe(recipe).flow_config(seed=a.seed, unit_recalibration=mode)
         pipe = fit_pipeline(seen, cfg, progress=False).pipeline
         units = pipe.codec.has_unit_targets
-        for t in temperatures:
-            row = frontiers[units].score(sample(pipe, 100, seed, t), heldout=False)
+        for t in a.temperatures:
+            row = frontiers[units].score(sample(pipe, 100, a.seed, t), heldout=False)
             name = "flow (recipe default" + (f", temperature {t:g}" if t != 1 else "") + ")"
             rows.append({"set": name + (", recalibrated" if units else ""), **row})
             flows += matched_rows(frontiers[units], rows[-1])
     print(f"\n## {recipe}\n")
-    print("| set | test acc (%) | min | novelty | diversity | function novelty |")
+    print(f"| set | {a.split} acc (%) | min | novelty | diversity | function novelty |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['set']} | {pm(r)} | {100 * r['min']:.1f} | {r['novelty_ratio']:.3f} "
               f"| {r['diversity_ratio']:.3f} | {r['function_novelty_ratio']:.3f} |")  # fmt: skip
     print(
-        "\n| flow | matched on | baseline | setting | novelty | function novelty | test acc (%) | flow − baseline |"
+        f"\n| flow | matched on | baseline | setting | novelty | function novelty | {a.split} acc (%) | flow − baseline |"
     )
     print("|---|---|---|---|---|---|---|---|")
     print(*flows, sep="\n")
@@ -133,12 +134,13 @@ def main() -> None:
     p.add_argument(
         "--temperatures", default="1", help="sampling temperatures of the flows (source std scale)"
     )
+    p.add_argument("--modes", default="off,auto", help="unit recalibration modes of the flows")
+    p.add_argument("--split", default="test", help="val: for choosing settings")
     p.add_argument("--figure", default="function_novelty.png", help="file name in --out")
     a = p.parse_args()
-    temperatures = tuple(float(t) for t in a.temperatures.split(","))
+    a.temperatures = tuple(float(t) for t in a.temperatures.split(","))
     results = {
-        name: run_zoo(name, Path(a.cnn_out if "cnn" in name else a.out), a.seed, temperatures)
-        for name in a.zoos.split(",")
+        name: run_zoo(name, Path(a.cnn_out if "cnn" in name else a.out), a) for name in a.zoos.split(",")
     }
     plot(results, Path(a.out) / a.figure)
     print(f"\nfigure: {Path(a.out) / a.figure}")
