@@ -250,7 +250,7 @@ def _evaluate(a: argparse.Namespace) -> None:
 def _report(a: argparse.Namespace, zoo, ref) -> dict:
     """``evaluate --out``: the comparison report; prints its verdict and the generated set's line."""
     from .errors import DWFError
-    from .report import build_report, fmt_ratio, unit
+    from .report import RATIOS, build_report, fmt_ratio, unit
 
     if ref is None:
         raise DWFError("--out writes a comparison report: give the training zoo with --reference")
@@ -262,7 +262,7 @@ def _report(a: argparse.Namespace, zoo, ref) -> dict:
     m, (scale, suffix) = report["metric"], unit(report["metric"])
     gen, seen = report["accuracy"]["generated"], report["accuracy"]["zoo"]
     ratios = ", ".join(f"{k.replace('_', ' ')} {fmt_ratio(report[k]['generated'])}"
-                       for k in ("novelty_ratio", "diversity_ratio", "heldout_ratio", "function_novelty_ratio"))  # fmt: skip
+                       for k in RATIOS)  # fmt: skip
     print(f"{report['num_generated']} networks, {a.split} {m}{suffix} {scale * gen['mean']:.2f} ± "
           f"{scale * gen['std']:.2f}; reference {scale * seen['mean']:.2f} ± {scale * seen['std']:.2f}; {ratios}")  # fmt: skip
     print(report["verdict"].replace("**", ""))

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .report import fmt_ratio
+from .report import RATIOS, fmt_ratio
 
 RECIPE = "iris_mlp"
 HOLDOUT_FRACTION = 0.2  # of the zoo kept out of flow training, for the held-out ratio
@@ -101,10 +101,7 @@ def _summary(
         **run,
         **{f"zoo_accuracy_{k}": acc["zoo"][k] for k in ("mean", "std", "min")},
         **{f"generated_accuracy_{k}": acc["generated"][k] for k in ("mean", "std", "min", "max")},
-        **{
-            m: report[m]["generated"]
-            for m in ("novelty_ratio", "diversity_ratio", "heldout_ratio", "function_novelty_ratio")
-        },
+        **{m: report[m]["generated"] for m in RATIOS},
         "heldout_members": _heldout_row(report),
         **{
             key: {kind: {k: b[k] for k in BASELINE_KEYS} for kind, b in report[key].items()}

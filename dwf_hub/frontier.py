@@ -134,7 +134,6 @@ class Frontier:
         row = {
             "kind": kind,
             "knob": knob,
-            "matched_on": key,
             **self.score(self.baseline_weights(kind, knob), diversity=diversity),
         }
         row["reached"] = row[key] is not None and row[key] >= novelty - MATCH_TOLERANCE * max(1.0, novelty)

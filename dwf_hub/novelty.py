@@ -78,10 +78,9 @@ def invariant_distances(
     q64, p64 = query.double(), pool.double()
     sq_q, sq_p = (q64**2).sum(1), (p64**2).sum(1)
     out = plain.clone()
-    step = max(1, int(chunk_weights // d))
+    step, keys = max(1, int(chunk_weights // d)), spec.axes_to_perm
     for s in range(0, len(pairs), step):
         qi, pj = pairs[s : s + step].unbind(1)
-        keys = spec.axes_to_perm
         inner = matched_inner_products(
             spec, {k: p_st[k][pj] for k in keys}, {k: q_st[k][qi] for k in keys}, max_iter=max_iter
         )

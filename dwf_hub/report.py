@@ -22,6 +22,7 @@ from .errors import DWFError
 from .zoo import WeightZoo
 
 MEMORIZED, PARTLY_NEW = 0.5, 0.8  # novelty-ratio thresholds of the verdict
+RATIOS = ("novelty_ratio", "diversity_ratio", "heldout_ratio", "function_novelty_ratio")  # per scored set
 
 
 def unit(metric: str) -> tuple[float, str]:
@@ -118,7 +119,7 @@ def build_report(
         "holdout": holdout,
         "accuracy": {k: {s: v[s] for s in ("mean", "std", "min", "max")} for k, v in scores.items()},
         **{m: {k: v.get(m) for k, v in scores.items() if k != "zoo"}
-           for m in ("novelty_ratio", "diversity_ratio", "heldout_ratio", "function_novelty_ratio")},
+           for m in RATIOS},
         "baselines": matched, "baselines_function": by_function, "sweeps": sweeps, "table17": table,
         "verdict": verdict(novelty, table["gen→orig"]["miou_mean"], matched, frontier.metric, by_function),
         "memorized": novelty < MEMORIZED,
@@ -335,11 +336,10 @@ def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
         f"| set | {metric}{suffix} | novelty | diversity | held-out ratio | function novelty |",
         "|---|---|---|---|---|---|",
     ]
-    ratios = ("novelty_ratio", "diversity_ratio", "heldout_ratio", "function_novelty_ratio")
     for k, s in summary["accuracy"].items():
         lines.append(
             f"| {k} | {_stats(s, metric)} | "
-            + " | ".join(fmt_ratio(summary[m].get(k)) for m in ratios)
+            + " | ".join(fmt_ratio(summary[m].get(k)) for m in RATIOS)
             + " |"
         )
     for key, where in (("baselines", "novelty"), ("baselines_function", "function novelty")):

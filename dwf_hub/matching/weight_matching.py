@@ -60,14 +60,19 @@ def _permute_rows(w: Tensor, axis: int, members: Tensor, perm: Tensor) -> None:
 
 
 def _assignment(cost: np.ndarray) -> np.ndarray:
-    """Columns of the maximising assignment of ``cost [n, n]``.
+    """Columns of the maximising assignment of ``cost [n, n]``."""
+    return _assignments(cost[None])[0]
 
-    Row and column offsets do not change the optimum; taking them out first makes scipy's solver
-    markedly faster on the nearly rank-one costs of BatchNorm'd networks.
+
+def _assignments(cost: np.ndarray) -> np.ndarray:
+    """``[T, n]``: columns of the maximising assignment of each ``cost [T, n, n]``.
+
+    Row and column offsets do not change the optimum; taking them out first (for all T at once) makes
+    scipy's solver markedly faster on the nearly rank-one costs of BatchNorm'd networks.
     """
-    reduced = cost.max(1, keepdims=True) - cost
-    reduced -= reduced.min(0, keepdims=True)
-    return linear_sum_assignment(reduced)[1]
+    reduced = cost.max(2, keepdims=True) - cost
+    reduced -= reduced.min(1, keepdims=True)
+    return np.stack([linear_sum_assignment(c)[1] for c in reduced])
 
 
 def _block_assignment(cost: np.ndarray, heads: np.ndarray) -> np.ndarray:
@@ -287,9 +292,7 @@ class _Descent:
         if p in self.head_of:
             cols = np.stack([_block_assignment(c, self.head_of[p][i]) for c, i in zip(cost, todo)])
         else:
-            reduced = cost.max(2, keepdims=True) - cost  # _assignment's offsets, for all members at once
-            reduced -= reduced.min(1, keepdims=True)
-            cols = np.stack([linear_sum_assignment(c)[1] for c in reduced])
+            cols = _assignments(cost)
         old_val = _total(cost, self.perm_np[p][todo])
         better = _total(cost, cols) > old_val + 1e-7 * np.maximum(1.0, np.abs(old_val))
         changed = todo[better].tolist()
