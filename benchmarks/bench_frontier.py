@@ -63,15 +63,11 @@ def at_novelty(sweep: list[dict], novelty: float) -> tuple[float, bool]:
     return pts[0][1], True
 
 
-def sample(pipe, n: int, seed: int, temperature: float = 1.0) -> torch.Tensor:
-    """``n`` generated networks (BN recalibrated), the source std scaled by ``temperature``."""
-    std = pipe.scheduler.config.source_std
-    pipe.scheduler.register_to_config(source_std=std * temperature)
-    try:
-        out = pipe(num_networks=n, generator=torch.Generator().manual_seed(seed), output_type="state_dict")
-    finally:
-        pipe.scheduler.register_to_config(source_std=std)
-    return out.weights
+def sample(pipe, n: int, seed: int, temperature: float | None = None) -> torch.Tensor:
+    """``n`` generated networks (BN recalibrated), the source std scaled by ``temperature`` (None: the
+    pipeline's own)."""
+    gen = torch.Generator().manual_seed(seed)
+    return pipe(num_networks=n, generator=gen, output_type="state_dict", temperature=temperature).weights
 
 
 def run_zoo(recipe: str, a: argparse.Namespace, root: Path) -> dict:

@@ -1,6 +1,6 @@
 """Weight-space vs function-space novelty: which sets are new in what they compute, not just in their weights.
 
-    python benchmarks/bench_function_novelty.py [--zoos iris_mlp,digits_mlp] [--seed 0] [--temperatures 1]
+    python benchmarks/bench_function_novelty.py [--zoos iris_mlp,digits_mlp] [--seed 0] [--temperatures default]
                                                 [--modes off,auto] [--split test] [--figure function_novelty.png]
                                                 [--out bench_out/frontier] [--cnn-out bench_out/frontier_cnn]
 
@@ -61,7 +61,7 @@ def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> list[dict]:
         units = pipe.codec.has_unit_targets
         for t in a.temperatures:
             row = frontiers[units].score(sample(pipe, 100, a.seed, t), heldout=False)
-            name = "flow (recipe default" + (f", temperature {t:g}" if t != 1 else "") + ")"
+            name = "flow (recipe default" + (f", temperature {t:g}" if t is not None else "") + ")"
             rows.append({"set": name + (", recalibrated" if units else ""), **row})
             flows += matched_rows(frontiers[units], rows[-1])
     print(f"\n## {recipe}\n")
@@ -132,13 +132,15 @@ def main() -> None:
     p.add_argument("--out", default="bench_out/frontier")
     p.add_argument("--cnn-out", default="bench_out/frontier_cnn")
     p.add_argument(
-        "--temperatures", default="1", help="sampling temperatures of the flows (source std scale)"
+        "--temperatures",
+        default="default",
+        help="sampling temperatures of the flows (source std scale; 'default': the recipe's)",
     )
     p.add_argument("--modes", default="off,auto", help="unit recalibration modes of the flows")
     p.add_argument("--split", default="test", help="val: for choosing settings")
     p.add_argument("--figure", default="function_novelty.png", help="file name in --out")
     a = p.parse_args()
-    a.temperatures = tuple(float(t) for t in a.temperatures.split(","))
+    a.temperatures = tuple(None if t == "default" else float(t) for t in a.temperatures.split(","))
     results = {
         name: run_zoo(name, Path(a.cnn_out if "cnn" in name else a.out), a) for name in a.zoos.split(",")
     }

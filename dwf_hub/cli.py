@@ -187,9 +187,12 @@ def _fit(a: argparse.Namespace) -> None:
 def _generate(a: argparse.Namespace) -> None:
     from .artifacts import check_replaceable
     from .errors import DWFError
+    from .flow.scheduler import check_temperature
     from .pipeline import DeepWeightFlowPipeline
 
     _check_out(a)
+    if a.temperature is not None:
+        check_temperature(a.temperature)  # before loading anything
     per_shard = a.networks_per_shard
     if per_shard is None and a.num_networks > PACK_ABOVE:
         per_shard = PACK_ABOVE
@@ -199,7 +202,7 @@ def _generate(a: argparse.Namespace) -> None:
         check_replaceable(Path(a.export), a.overwrite)
     pipe = DeepWeightFlowPipeline.from_pretrained(a.pipeline)
     given = {"num_inference_steps": a.steps, "solver": a.solver, "condition": a.condition,
-             "guidance_scale": a.guidance_scale}  # fmt: skip
+             "guidance_scale": a.guidance_scale, "temperature": a.temperature}  # fmt: skip
     kwargs = {k: v for k, v in given.items() if v is not None}
     if per_shard is not None:  # streamed: memory flat in the number of networks
         pipe.generate_to_disk(a.out, a.num_networks, a.seed, per_shard, a.overwrite, not a.quiet, **kwargs)
@@ -510,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="classifier-free guidance (default: the pipeline's)",
     )
+    g.add_argument("--temperature", type=float, default=None,
+                   help="source std multiplier (default: the pipeline's; < 1 samples nearer the zoo's modes)")  # fmt: skip
     g.add_argument("--networks-per-shard", type=int, default=None, metavar="K",
                    help=f"write K networks per safetensors shard, generating K at a time (memory flat in N); "
                         f"default: one file per network up to {PACK_ABOVE} networks, else {PACK_ABOVE} per shard")  # fmt: skip

@@ -187,6 +187,7 @@ class CalibrationConfig(Config):
 
 # -- flow fitting: one config per phase ------------------------------------------------------------
 MAX_INFERENCE_STEPS = 100_000
+MAX_TEMPERATURE = 10.0
 MAX_LATENT = 1 << 20  # widths and dimensions beyond this would allocate tens of GB in the velocity model
 
 
@@ -309,6 +310,13 @@ class SamplingConfig(Config):
     section: ClassVar[str] = "flow config [sampling]"
     solver: str = option("rk4", "ODE solver", choices=SOLVERS)
     num_inference_steps: int = option(10, "ODE steps", low=1, high=MAX_INFERENCE_STEPS)
+    temperature: float = option(
+        1.0,
+        "the source std at sampling times this (< 1: samples nearer the zoo's modes)",
+        low=0,
+        open_low=True,
+        high=MAX_TEMPERATURE,
+    )
     guidance_scale: float = option(
         1.0,
         "conditional flows: classifier-free guidance scale (1: none; needs label_dropout > 0)",

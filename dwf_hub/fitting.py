@@ -136,7 +136,12 @@ def _source_std(cfg: FlowConfig, data: Tensor) -> float:
 
 def _scheduler(cfg: FlowConfig, source_std: float) -> FlowODEScheduler:
     s = cfg.sampling
-    return FlowODEScheduler(solver=s.solver, num_inference_steps=s.num_inference_steps, source_std=source_std)
+    return FlowODEScheduler(
+        solver=s.solver,
+        num_inference_steps=s.num_inference_steps,
+        source_std=source_std,
+        temperature=s.temperature,
+    )
 
 
 def fit_pipeline(

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from .codec import CodecCollection, WeightCodec
 from .configs import CalibrationConfig
 from .errors import DWFError, PipelineFormatError
-from .flow.scheduler import FlowODEScheduler
+from .flow.scheduler import FlowODEScheduler, check_temperature
 from .flow.velocity import VelocityModel
 from .hub import HubMixin
 from .postprocess import DeepWeightFlowOutput, WeightPostprocessor, check_memory, check_output_type
@@ -206,6 +206,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         calibrate: bool = True,
         condition: str | list[str] | None = None,
         guidance_scale: float | None = None,
+        temperature: float | None = None,
     ) -> DeepWeightFlowOutput | tuple:
         """Integrate the flow from ``N`` Gaussian samples in one batched solver pass.
 
@@ -218,13 +219,16 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         (``pipe.to(torch.bfloat16)``, ``torch_dtype=``); weights come back as float32. A conditional flow needs
         ``condition``: one of ``pipe.labels`` for every network, or a list of ``N``; each network is post-processed
         with its condition's recipe. ``guidance_scale`` (default: the fitted sampling config's) applies
-        classifier-free guidance ``v_none + s (v_label - v_none)``.
+        classifier-free guidance ``v_none + s (v_label - v_none)``. ``temperature`` (default: the scheduler's,
+        i.e. the fitted sampling config's) multiplies the source std the samples start from.
         """
         check_output_type(output_type)
         labels = self.label_ids(condition, _count(num_networks))
         codec = self._codec_for(labels)
         check_memory(num_networks, codec.arch.num_params + codec.latent_dim)
-        x = self.sample_latents(num_networks, generator, num_inference_steps, solver, labels, guidance_scale)
+        x = self.sample_latents(
+            num_networks, generator, num_inference_steps, solver, labels, guidance_scale, temperature
+        )
         latents = x[:, : codec.latent_dim]
         weights, targets = codec.decode(latents).float().cpu(), codec.unit_targets(latents)
         if labels is None:
@@ -289,6 +293,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         solver: str | None = None,
         labels: Tensor | None = None,
         guidance_scale: float | None = None,
+        temperature: float | None = None,
     ) -> Tensor:
         """The flow's samples ``[N, K]`` in the codec's latent space (``codec.decode`` gives weights);
         ``labels [N]`` (``label_ids``) for a conditional flow."""
@@ -304,7 +309,10 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         x = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32).to(
             self.velocity.dtype
         )
-        x = x * self.scheduler.init_noise_sigma
+        sigma = self.scheduler.init_noise_sigma
+        if temperature is not None:
+            sigma = self.scheduler.config.source_std * check_temperature(temperature)
+        x = x * sigma
         scale = self._guidance(labels, guidance_scale)
         labels = None if labels is None else labels.to(device)
         if labels is not None:

@@ -42,6 +42,25 @@ def test_generation_is_seeded(tiny_fit):
     assert not torch.equal(a, euler)
 
 
+def test_sampling_temperature_scales_the_source(tiny_zoo, tmp_path):
+    from dwf_hub.configs import FlowConfig
+    from dwf_hub.fitting import fit_pipeline
+
+    cfg = FlowConfig.from_flat({"iterations": 30, "hidden_dim": 32, "temperature": 0.5})
+    pipe = fit_pipeline(tiny_zoo, cfg, progress=False).pipeline
+    assert pipe.scheduler.config.temperature == 0.5
+    pipe.save_pretrained(tmp_path / "pipe")
+    loaded = DeepWeightFlowPipeline.from_pretrained(tmp_path / "pipe")
+    default = _gen(loaded, 8, output_type="pt").weights
+    assert torch.equal(default, _gen(pipe, 8, output_type="pt", temperature=0.5).weights)
+    assert not torch.equal(default, _gen(pipe, 8, output_type="pt", temperature=1.0).weights)
+    # the ODE is continuous: a near-zero source sends every sample to nearly one network
+    spread = {t: _gen(pipe, 8, output_type="pt", temperature=t).weights.std(0).mean() for t in (1e-4, 1.0)}
+    assert spread[1e-4] < 0.01 * spread[1.0]
+    with pytest.raises(DWFError, match="temperature must be a number in"):
+        _gen(pipe, temperature=0.0)
+
+
 def test_save_and_load_round_trip(tiny_fit, tmp_path):
     tiny_fit.pipeline.save_pretrained(tmp_path / "pipe")
     index = json.loads((tmp_path / "pipe" / "model_index.json").read_text())

@@ -18,9 +18,17 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerOutput
 from torch import Tensor
 
-from ..configs import MAX_INFERENCE_STEPS
+from ..configs import MAX_INFERENCE_STEPS, MAX_TEMPERATURE
 from ..errors import DWFError
 from .solvers import SOLVERS
+
+
+def check_temperature(temperature: object) -> float:
+    """A sampling temperature: a number in (0, 10] (the source std is multiplied by it)."""
+    ok = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+    if not ok or not 0 < temperature <= MAX_TEMPERATURE:
+        raise DWFError(f"temperature must be a number in (0, {MAX_TEMPERATURE:g}], got {temperature!r}")
+    return float(temperature)
 
 
 class FlowODEScheduler(SchedulerMixin, ConfigMixin):
@@ -34,8 +42,10 @@ class FlowODEScheduler(SchedulerMixin, ConfigMixin):
         source_std: float = 1.0,
         t_start: float = 0.0,
         t_end: float = 1.0,
+        temperature: float = 1.0,
     ) -> None:
         SOLVERS[solver]  # an unknown name raises, naming the known ones
+        check_temperature(temperature)
         for name, value in (("source_std", source_std), ("t_start", t_start), ("t_end", t_end)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise DWFError(f"scheduler config: {name}={value!r} must be a finite number")
@@ -48,8 +58,12 @@ class FlowODEScheduler(SchedulerMixin, ConfigMixin):
 
     @property
     def init_noise_sigma(self) -> float:
-        """Std of the Gaussian source distribution."""
-        return float(self.config.source_std)
+        """Std the samples start from: the source's (training) std times the sampling temperature."""
+        return float(self.config.source_std) * self.temperature
+
+    @property
+    def temperature(self) -> float:
+        return float(self.config.temperature)
 
     @property
     def order(self) -> int:
