@@ -107,6 +107,7 @@ def _summary(
             key: {kind: {k: b[k] for k in BASELINE_KEYS} for kind, b in report[key].items()}
             for key in ("baselines", "baselines_function")
         },
+        "beats": report["beats"],
         "miou_generated_to_zoo": report["table17"]["gen→orig"]["miou_mean"],
         "verdict": report["verdict"],
         "flow_config": flow_config,

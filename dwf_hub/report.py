@@ -38,8 +38,8 @@ def verdict(
     function_baselines: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """Plain sentences: are the generated networks new, and do they beat each baseline at their novelty —
-    in weight space (``baselines``) and in function space (``function_baselines``)? (``miou``: error
-    overlap with the zoo, classification only.)"""
+    in function space (``function_baselines``, first: what the networks compute) and in weight space
+    (``baselines``), then overall (both)? (``miou``: error overlap with the zoo, classification only.)"""
     overlap = "" if miou is None else f", error overlap with the zoo mIoU {miou:.2f}"
     if novelty < MEMORIZED:
         text = (f"**Generated networks look memorized**: a generated network sits {novelty:.2f}× as far from its "
@@ -50,12 +50,29 @@ def verdict(
     else:
         text = (f"Generated networks are new: as far from the zoo as its own networks are from each other "
                 f"(novelty ratio {novelty:.2f}){overlap}.")  # fmt: skip
-    text += _comparisons(baselines or {}, metric, "novelty_ratio", "the same novelty")
-    if function_baselines:
-        text += " In function space" + _comparisons(
-            function_baselines, metric, "function_novelty_ratio", "the same function novelty"
-        ).replace(" The generator", ", the generator", 1)
+    spaces = (("function", function_baselines or {}, "function_novelty_ratio", "the same function novelty"),
+              ("weight", baselines or {}, "novelty_ratio", "the same novelty"))  # fmt: skip
+    for space, rows, key, same in spaces:
+        if rows:
+            text += f" In {space} space" + _comparisons(rows, metric, key, same).replace(
+                " The generator", ", the generator", 1
+            )
+    overall = beats_overall(baselines or {}, function_baselines or {})
+    if overall:
+        won = [k for k, v in overall.items() if v]
+        text += f" Overall (both spaces): beats {', '.join(won) or 'none'} ({len(won)} of {len(overall)} baselines)."
     return text
+
+
+def beats_overall(
+    baselines: dict[str, dict[str, Any]], function_baselines: dict[str, dict[str, Any]]
+) -> dict[str, bool]:
+    """``{kind: bool}``: the generator beats the baseline at its weight novelty and, where function novelty
+    exists, at its function novelty too."""
+    return {
+        kind: bool(b["beats"]) and bool(function_baselines.get(kind, {"beats": True})["beats"])
+        for kind, b in baselines.items()
+    }
 
 
 def _comparisons(baselines: dict[str, dict[str, Any]], metric: str, key: str, same: str) -> str:
@@ -120,7 +137,8 @@ def build_report(
         "accuracy": {k: {s: v[s] for s in ("mean", "std", "min", "max")} for k, v in scores.items()},
         **{m: {k: v.get(m) for k, v in scores.items() if k != "zoo"}
            for m in RATIOS},
-        "baselines": matched, "baselines_function": by_function, "sweeps": sweeps, "table17": table,
+        "baselines": matched, "baselines_function": by_function, "beats": beats_overall(matched, by_function),
+        "sweeps": sweeps, "table17": table,
         "verdict": verdict(novelty, table["gen→orig"]["miou_mean"], matched, frontier.metric, by_function),
         "memorized": novelty < MEMORIZED,
     }  # fmt: skip

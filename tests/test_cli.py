@@ -226,6 +226,9 @@ def test_demo_small(tmp_path):
         assert isinstance(summary[key], float)
     assert all(isinstance(b["function_novelty_ratio"], float) for b in summary["baselines"].values())
     assert summary["heldout_members"] is None  # 6 members: too few to hold any out
+    assert set(summary["beats"]) == set(summary["baselines"]) and all(
+        summary["beats"][k] <= summary["baselines"][k]["beats"] for k in summary["beats"]
+    )
     assert {"zoo_training", "canonicalization", "flow_training", "generation", "evaluation", "total"} <= set(
         summary["timings"]
     )

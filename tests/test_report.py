@@ -86,7 +86,10 @@ def test_report_flags_memorized_copies(tiny_zoo, tmp_path):
     assert (
         s["function_novelty_ratio"]["generated"] < 0.05 and "In function space, the generator" in s["verdict"]
     )
+    verdict = s["verdict"]
+    assert verdict.index("In function space") < verdict.index("In weight space") < verdict.index("Overall")
     for kind in ("noise", "interpolation"):
+        assert s["beats"][kind] == (s["baselines"][kind]["beats"] and s["baselines_function"][kind]["beats"])
         b = s["baselines"][kind]
         assert b["reached"] and abs(b["novelty_ratio"] - s["novelty_ratio"]["generated"]) < 0.05
         assert set(b) >= {"accuracy_mean", "novelty_ratio", "function_novelty_ratio", "knob", "beats"}
@@ -138,3 +141,21 @@ def test_vectorized_predictions_match_a_loop(tiny_zoo):
     with torch.no_grad():
         looped = torch.stack([tiny_zoo.model(i)(x).argmax(-1) for i in range(len(tiny_zoo))])
     assert torch.equal(batched, looped)
+
+
+def test_overall_verdict_needs_both_spaces():
+    from dwf_hub.report import beats_overall, verdict
+
+    def row(beats: bool) -> dict:
+        return {"beats": beats, "reached": True, "knob": {"sigma": 0.1}, "mean": 0.9, "baseline_mean": 0.8,
+                "novelty_ratio": 0.7, "function_novelty_ratio": 2.0}  # fmt: skip
+
+    weight = {"noise": row(True), "interpolation": row(True)}
+    function = {"noise": row(True), "interpolation": row(False)}  # wins in weights only: not a win
+    assert beats_overall(weight, function) == {"noise": True, "interpolation": False}
+    assert beats_overall(weight, {}) == {"noise": True, "interpolation": True}  # no function novelty measured
+    text = verdict(0.7, None, weight, "accuracy", function)
+    assert text.index("In function space") < text.index("In weight space")
+    assert text.endswith("Overall (both spaces): beats noise (1 of 2 baselines).")
+    lost = verdict(0.7, None, {"noise": row(False)}, "accuracy", {"noise": row(True)})
+    assert lost.endswith("beats none (0 of 1 baselines).")
