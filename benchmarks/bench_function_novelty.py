@@ -26,6 +26,7 @@ from dwf_hub.fitting import fit_pipeline
 from dwf_hub.frontier import Frontier
 from dwf_hub.matching import canonicalize
 from dwf_hub.recipes import load_recipe
+from dwf_hub.report import fmt_ratio
 from dwf_hub.zoo import WeightZoo
 from dwf_hub.zoo_training import train_zoo
 
@@ -60,16 +61,16 @@ def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> list[dict]:
         pipe = fit_pipeline(seen, cfg, progress=False).pipeline
         units = pipe.codec.has_unit_targets
         for t in a.temperatures:
-            row = frontiers[units].score(sample(pipe, 100, a.seed, t), heldout=False)
+            row = frontiers[units].score(sample(pipe, 100, a.seed, t))  # with the held-out ratio
             name = "flow (recipe default" + (f", temperature {t:g}" if t is not None else "") + ")"
             rows.append({"set": name + (", recalibrated" if units else ""), **row})
             flows += matched_rows(frontiers[units], rows[-1])
     print(f"\n## {recipe}\n")
-    print(f"| set | {a.split} acc (%) | min | novelty | diversity | function novelty |")
-    print("|---|---|---|---|---|---|")
+    print(f"| set | {a.split} acc (%) | min | novelty | diversity | held-out | function novelty |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['set']} | {pm(r)} | {100 * r['min']:.1f} | {r['novelty_ratio']:.3f} "
-              f"| {r['diversity_ratio']:.3f} | {r['function_novelty_ratio']:.3f} |")  # fmt: skip
+              f"| {r['diversity_ratio']:.3f} | {fmt_ratio(r.get('heldout_ratio'))} | {r['function_novelty_ratio']:.3f} |")  # fmt: skip
     print(
         f"\n| flow | matched on | baseline | setting | novelty | function novelty | {a.split} acc (%) | flow − baseline |"
     )
