@@ -1,6 +1,6 @@
 """The trivial generators a weight generator must beat (Zeng et al., "Generative modeling of weights:
-generalization or memorization?"): training networks plus Gaussian noise, and interpolations of training
-networks. Both work on a canonical zoo and hand back networks exactly as the flow pipeline does
+generalization or memorization?"): training networks plus Gaussian noise, interpolations of training
+networks, and a reviewer's third, the zoo's mean plus noise. All work on a canonical zoo and hand back networks exactly as the flow pipeline does
 (``DeepWeightFlowOutput``, BatchNorm recalibrated, ``generate_zoo`` in the zoo format).
 
 - ``noise``: a random member plus ``N(0, (sigma * s_k)^2)`` on every entry of tensor ``k``, where ``s_k``
@@ -9,6 +9,8 @@ networks. Both work on a canonical zoo and hand back networks exactly as the flo
 - ``interpolation``: ``(1 - alpha) * a + alpha / (k - 1) * (b_1 + ... + b_{k-1})`` for ``k`` distinct random
   members ``a, b_i``: ``k = 2`` is the classic pairwise interpolation (``alpha = 0.5`` the midpoint),
   ``alpha = (k - 1) / k`` the plain average of ``k`` members.
+- ``mean_noise``: the mean of all members plus the same noise as ``noise`` (``sigma = 0``: one network, the
+  mean). Never closer to the zoo than the mean is, so it is compared only where it reaches (``frontier``).
 
 With ``recalibrate_units`` (MLPs, SmallCNNs), every network's hidden units are reset to the same mixture of its parents'
 pre-activation statistics (REPAIR; ``dwf_hub.unit_recalibration``): what a flow fitted with unit recalibration
@@ -29,13 +31,14 @@ from .errors import DWFError
 from .postprocess import DeepWeightFlowOutput, check_memory, postprocess
 from .zoo import WeightZoo
 
-BASELINES = ("noise", "interpolation")
+BASELINES = ("noise", "interpolation", "mean_noise")
 
 
 @dataclass
 class ZooBaseline:
     """``baseline(num_networks=N)`` -> ``N`` networks made from the members of ``zoo`` (canonical, or
-    canonicalized on creation). ``kind``: ``noise`` (knob ``sigma``) or ``interpolation`` (``alpha``, ``k``)."""
+    canonicalized on creation). ``kind``: ``noise`` or ``mean_noise`` (knob ``sigma``), or ``interpolation``
+    (``alpha``, ``k``)."""
 
     zoo: WeightZoo
     kind: str = "noise"
@@ -75,7 +78,7 @@ class ZooBaseline:
     @property
     def knob(self) -> dict[str, float]:
         """The setting that defines this baseline (for tables and reports)."""
-        return {"sigma": self.sigma} if self.kind == "noise" else {"alpha": self.alpha, "k": self.k}
+        return {"alpha": self.alpha, "k": self.k} if self.kind == "interpolation" else {"sigma": self.sigma}
 
     @cached_property
     def tensor_spread(self) -> Tensor:
@@ -94,6 +97,9 @@ class ZooBaseline:
         """Raw weights ``[N, D]`` and each network's parents as mixing weights over the zoo ``[N, M]``."""
         w, m = self._matrix, len(self._matrix)
         mixing = torch.zeros(num_networks, m)
+        if self.kind == "mean_noise":  # every network's parents: all members, equally
+            noise = torch.randn(num_networks, w.shape[1], generator=generator)
+            return w.mean(0) + self.sigma * self.tensor_spread * noise, mixing + 1.0 / m
         if self.kind == "noise":
             first = torch.randint(0, m, (num_networks,), generator=generator)
             noise = torch.randn(num_networks, w.shape[1], generator=generator)

@@ -223,7 +223,7 @@ def _baseline(a: argparse.Namespace) -> None:
     from .zoo import open_zoo
 
     _check_out(a)
-    knob = {"sigma": a.sigma} if a.kind == "noise" else {"alpha": a.alpha, "k": a.k}
+    knob = {"alpha": a.alpha, "k": a.k} if a.kind == "interpolation" else {"sigma": a.sigma}
     baseline = ZooBaseline(open_zoo(a.zoo), a.kind, **knob, recalibrate_units=a.recalibrate_units)
     zoo = baseline.generate_zoo(a.num_networks, seed=a.seed)
     zoo.save(a.out, overwrite=a.overwrite)
@@ -539,20 +539,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--no-baselines",
         action="store_true",
-        help="skip the noise / interpolation baselines at matched novelty",
+        help="skip the baselines (noise, interpolation, mean + noise) at matched novelty",
     )
     e.set_defaults(func=_evaluate)
 
     b = sub.add_parser(
-        "baseline", **kw, help="networks from a trivial generator: zoo + noise, or interpolation"
+        "baseline",
+        **kw,
+        help="networks from a trivial generator: zoo + noise, interpolation, or zoo mean + noise",
     )
-    b.add_argument("kind", choices=["noise", "interpolation"])
+    b.add_argument(
+        "kind", choices=["noise", "interpolation", "mean_noise"]
+    )  # baselines.BASELINES (pulls torch)
     b.add_argument("zoo", help="zoo folder or Hub dataset repo id (canonicalized first unless it is)")
     b.add_argument("--out", required=True, help="zoo folder for the baseline networks")
     b.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     b.add_argument("--num-networks", type=int, default=100, help="networks to draw")
     b.add_argument("--seed", type=_seed, default=0, help="seed of the draws")
-    b.add_argument("--sigma", type=float, default=0.1, help="noise: std relative to each tensor's spread")
+    b.add_argument(
+        "--sigma", type=float, default=0.1, help="noise, mean_noise: std relative to each tensor's spread"
+    )
     b.add_argument("--alpha", type=float, default=0.5, help="interpolation: weight off the first member")
     b.add_argument("--k", type=int, default=2, help="interpolation: members combined")
     b.add_argument(

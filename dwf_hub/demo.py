@@ -21,7 +21,9 @@ BASELINE_KEYS = (
     "function_novelty_ratio",
     "knob",
     "reached",
+    "too_novel",
     "beats",
+    "comparable",
     "significant",
 )
 

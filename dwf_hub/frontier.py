@@ -28,7 +28,8 @@ INTERPOLATION_GRID: tuple[dict[str, float], ...] = (
     {"alpha": 2 / 3, "k": 3},
     {"alpha": 3 / 4, "k": 4},
 )
-GRIDS = {"noise": NOISE_GRID, "interpolation": INTERPOLATION_GRID}
+MEAN_NOISE_GRID: tuple[dict[str, float], ...] = tuple({"sigma": s} for s in (0.0, 0.1, 0.2, 0.3, 0.5, 0.75))
+GRIDS = {"noise": NOISE_GRID, "interpolation": INTERPOLATION_GRID, "mean_noise": MEAN_NOISE_GRID}
 COPIES = {"noise": {"sigma": 0.0}, "interpolation": {"alpha": 0.0, "k": 2}}  # novelty 0: the zoo itself
 QUICK_CANDIDATES = 8  # sweeps align each network to its 8 nearest training networks only
 MATCH_TOLERANCE = 0.05  # novelty ratios this close (relative, above 1) count as matched
@@ -128,15 +129,20 @@ class Frontier:
         """Baseline ``kind`` at the setting whose novelty (``key``: ``novelty_ratio`` or
         ``function_novelty_ratio``) is closest to ``novelty`` (the knob interpolated between the two grid
         settings that bracket it), fully scored. ``reached`` is False when no setting of the grid is as
-        novel: the row is then the most novel setting."""
+        novel: the row is then the most novel setting; ``too_novel`` is True when every setting is more novel
+        (``mean_noise``, which cannot copy the zoo): the row is then the least novel setting."""
         sweep = sweep or self.sweep(kind)
-        knob = _interpolate_knob([{"knob": COPIES[kind], key: 0.0}, *sweep], novelty, key)
+        copies = [{"knob": COPIES[kind], key: 0.0}] if kind in COPIES else []
+        knob = _interpolate_knob([*copies, *sweep], novelty, key)
         row = {
             "kind": kind,
             "knob": knob,
             **self.score(self.baseline_weights(kind, knob), diversity=diversity),
         }
-        row["reached"] = row[key] is not None and row[key] >= novelty - MATCH_TOLERANCE * max(1.0, novelty)
+        tol = MATCH_TOLERANCE * max(1.0, novelty)
+        row["reached"] = row[key] is not None and row[key] >= novelty - tol
+        floor = min((r[key] for r in [*copies, *sweep] if r[key] is not None), default=0.0)
+        row["too_novel"] = novelty < floor - tol
         return row
 
 
@@ -144,8 +150,11 @@ def _interpolate_knob(
     sweep: list[dict[str, Any]], target: float, key: str = "novelty_ratio"
 ) -> dict[str, float]:
     """The knob between two consecutive grid rows whose quick ``key`` values bracket ``target`` (linear in the
-    knob; rows of different ``k`` are not mixed: the nearer one is taken), else the most novel row's."""
+    knob; rows of different ``k`` are not mixed: the nearer one is taken), else the nearest end's: the least
+    novel row's below every row, the most novel row's above."""
     sweep = [r for r in sweep if r[key] is not None]
+    if sweep and target < min(r[key] for r in sweep):
+        return dict(min(sweep, key=lambda r: r[key])["knob"])
     for a, b in pairwise(sweep):
         lo, hi = a[key], b[key]
         if min(lo, hi) <= target <= max(lo, hi) and hi != lo:
@@ -159,10 +168,14 @@ def _interpolate_knob(
 def compare(generated: dict[str, Any], baseline: dict[str, Any], n: int = 100) -> dict[str, Any]:
     """Does the generated set beat ``baseline`` (a ``Frontier.matched`` row)? ``beats``: at matched novelty,
     higher mean metric; when the baseline cannot reach the generated set's novelty, at least its metric at
-    its most novel setting (the generated set then dominates it). ``significant``: the difference exceeds
-    twice its standard error over networks (``n`` per set; the test split is shared, so its own sampling
-    noise is not in it)."""
+    its most novel setting (the generated set then dominates it). When every setting of the baseline is more
+    novel (``too_novel``), the generated set cannot be shown to beat it: ``comparable`` is then False unless the
+    baseline is also at least as good (it dominates the generated set). ``significant``: the difference
+    exceeds twice its standard error over networks (``n`` per set; the test split is shared, so its own
+    sampling noise is not in it)."""
     d = generated["mean"] - baseline["mean"]
-    beats = d > 0 if baseline["reached"] else d >= 0
+    too_novel = bool(baseline.get("too_novel", False))
+    beats = not too_novel and (d > 0 if baseline["reached"] else d >= 0)
     se = ((generated.get("std", 0.0) ** 2 + baseline.get("std", 0.0) ** 2) / n) ** 0.5
-    return {"beats": bool(beats), "difference": d, "significant": bool(abs(d) > 2 * se)}
+    return {"beats": bool(beats), "difference": d, "significant": bool(abs(d) > 2 * se),
+            "comparable": not too_novel or d <= 0}  # fmt: skip

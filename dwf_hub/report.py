@@ -60,19 +60,22 @@ def verdict(
     overall = beats_overall(baselines or {}, function_baselines or {})
     if overall:
         won = [k for k, v in overall.items() if v]
-        text += f" Overall (both spaces): beats {', '.join(won) or 'none'} ({len(won)} of {len(overall)} baselines)."
+        text += (f" Overall (both spaces): beats {', '.join(won) or 'none'} ({len(won)} of the {len(overall)} "
+                 "baselines it can be compared with).")  # fmt: skip
     return text
 
 
 def beats_overall(
     baselines: dict[str, dict[str, Any]], function_baselines: dict[str, dict[str, Any]]
 ) -> dict[str, bool]:
-    """``{kind: bool}``: the generator beats the baseline at its weight novelty and, where function novelty
-    exists, at its function novelty too."""
-    return {
-        kind: bool(b["beats"]) and bool(function_baselines.get(kind, {"beats": True})["beats"])
-        for kind, b in baselines.items()
-    }
+    """``{kind: bool}``: the generator beats the baseline in every space (weight novelty, function novelty where
+    measured) where the two can be compared (``frontier.compare``); a baseline comparable in neither is left out."""
+    out = {}
+    for kind, b in baselines.items():
+        rows = [r for r in (b, function_baselines.get(kind)) if r is not None and r.get("comparable", True)]
+        if rows:
+            out[kind] = all(bool(r["beats"]) for r in rows)
+    return out
 
 
 def _comparisons(baselines: dict[str, dict[str, Any]], metric: str, key: str, same: str) -> str:
@@ -83,7 +86,11 @@ def _comparisons(baselines: dict[str, dict[str, Any]], metric: str, key: str, sa
         label = key.replace("_ratio", "").replace("_", " ")
         where = (f"at {same} ({kind} {knob}: {label} {b[key]:.2f})" if b["reached"] else
                  f"(it reaches at most {label} {b[key]:.2f}, at {knob})")  # fmt: skip
+        if b.get("too_novel"):
+            where = f"(more novel at every setting; its least novel, {knob}, has {label} {b[key]:.2f})"
         outcome = "**beats**" if b["beats"] else "**does not beat**"
+        if not b.get("comparable", True):
+            outcome = "**cannot be compared with**"
         noise = "" if b.get("significant", True) else " (a difference within twice its standard error)"
         text += (f" The generator {outcome} the {kind} baseline {where}: {scale * b['mean']:.2f} vs "
                  f"{scale * b['baseline_mean']:.2f}{noise}.")  # fmt: skip
@@ -104,8 +111,8 @@ def build_report(
     """Compare ``generated`` with the training zoo ``reference`` into folder ``out``.
 
     ``holdout``: the last members of ``reference`` were not fitted on (default: what ``generated``
-    records); ``noise``: extra zoo + noise rows at these relative sigmas; ``baselines``: also find the
-    noise and interpolation settings at the generated set's novelty and compare. Every set is scored with
+    records); ``noise``: extra zoo + noise rows at these relative sigmas; ``baselines``: also find each
+    baseline's (``baselines.BASELINES``) setting at the generated set's novelty and compare. Every set is scored with
     the architecture's task metric (accuracy, or Spearman's rho for regression).
     """
     from .evaluation import aligned_matrices
@@ -135,8 +142,7 @@ def build_report(
         "split": split, "metric": frontier.metric, "num_zoo": len(seen), "num_generated": len(generated),
         "holdout": holdout,
         "accuracy": {k: {s: v[s] for s in ("mean", "std", "min", "max")} for k, v in scores.items()},
-        **{m: {k: v.get(m) for k, v in scores.items() if k != "zoo"}
-           for m in RATIOS},
+        **{m: {k: v.get(m) for k, v in scores.items() if k != "zoo"} for m in RATIOS},
         "baselines": matched, "baselines_function": by_function, "beats": beats_overall(matched, by_function),
         "sweeps": sweeps, "table17": table,
         "verdict": verdict(novelty, table["gen→orig"]["miou_mean"], matched, frontier.metric, by_function),
@@ -225,7 +231,8 @@ def _match_baselines(
         matched[kind] = {
             "accuracy_mean": row["mean"], "accuracy_std": row["std"], "novelty_ratio": row["novelty_ratio"],
             "function_novelty_ratio": row["function_novelty_ratio"],
-            "knob": row["knob"], "reached": row["reached"], **compare(generated, row, frontier.num_networks),
+            "knob": row["knob"], "reached": row["reached"], "too_novel": row["too_novel"],
+            **compare(generated, row, frontier.num_networks),
             "mean": generated["mean"], "baseline_mean": row["mean"],
         }  # fmt: skip
     return matched
@@ -331,10 +338,16 @@ def _baseline_table(baselines: dict[str, dict[str, Any]], where: str, scale: flo
     for kind, b in baselines.items():
         knob = ", ".join(f"{k}={v:.3g}" for k, v in b["knob"].items())
         reach = "" if b["reached"] else " (most novel setting; cannot reach)"
+        if b.get("too_novel"):
+            reach = " (least novel setting; always more novel)"
         lines.append(f"| {kind} | {knob}{reach} | {b['novelty_ratio']:.3f} | {fmt_ratio(b['function_novelty_ratio'])} "
-                     f"| {scale * b['accuracy_mean']:.2f} | {scale * b['difference']:+.2f} | {'yes' if b['beats'] else 'no'} "
+                     f"| {scale * b['accuracy_mean']:.2f} | {scale * b['difference']:+.2f} | {_beats_cell(b)} "
                      f"| {'yes' if b['significant'] else 'no'} |")  # fmt: skip
     return lines
+
+
+def _beats_cell(b: dict[str, Any]) -> str:
+    return "not comparable" if not b.get("comparable", True) else "yes" if b["beats"] else "no"
 
 
 def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:

@@ -1,4 +1,5 @@
-"""The trivial generators (zoo + noise, interpolation) and matching them to a generated set's novelty."""
+"""The trivial generators (zoo + noise, interpolation, zoo mean + noise) and matching them to a generated set's
+novelty."""
 
 from __future__ import annotations
 
@@ -48,6 +49,18 @@ def test_interpolation_mixes_distinct_members(canonical):
     assert torch.cdist(avg3, triples, compute_mode="donot_use_mm_for_euclid_dist").min(1).values.max() < 1e-5
     same = ZooBaseline(canonical, "interpolation", alpha=0.0).sample(5, torch.Generator().manual_seed(2))
     assert all((row == w).all(1).any() for row in same)
+
+
+def test_mean_noise_perturbs_the_zoo_mean(canonical):
+    w = canonical.to_matrix()
+    base = ZooBaseline(canonical, "mean_noise", sigma=0.0)
+    assert torch.allclose(base.sample(3, torch.Generator().manual_seed(0)), w.mean(0).expand(3, -1))
+    noisy = ZooBaseline(canonical, "mean_noise", sigma=0.4).sample(2000, torch.Generator().manual_seed(1))
+    rel = (noisy - w.mean(0)) / base.tensor_spread
+    assert rel.std().item() == pytest.approx(0.4, rel=0.05) and base.knob == {"sigma": 0.0}
+    # parents for unit recalibration: every member, equally
+    mixing = ZooBaseline(canonical, "mean_noise", sigma=0.1)._draw(4, torch.Generator().manual_seed(2))[1]
+    assert torch.allclose(mixing, torch.full((4, len(w)), 1 / len(w)))
 
 
 def test_baselines_hand_back_networks_like_the_pipeline(tiny_zoo, tmp_path):
@@ -122,6 +135,13 @@ def test_knob_is_interpolated_between_bracketing_settings():
     assert compare(spread, {"mean": 0.88, "std": 0.05, "reached": True})["significant"] is True
     assert not compare(gen, {"mean": 0.95, "reached": True})["beats"]
     assert not compare(gen, {"mean": 0.95, "reached": False})["beats"]
+    # a baseline more novel at every setting: never beaten; comparable only when it dominates
+    more_novel_worse = compare(gen, {"mean": 0.8, "reached": True, "too_novel": True})
+    assert not more_novel_worse["beats"] and not more_novel_worse["comparable"]
+    dominating = compare(gen, {"mean": 0.95, "reached": True, "too_novel": True})
+    assert not dominating["beats"] and dominating["comparable"]
+    below = [{"knob": {"sigma": 0.0}, "novelty_ratio": 0.5}, {"knob": {"sigma": 0.2}, "novelty_ratio": 0.9}]
+    assert _interpolate_knob(below, 0.1) == {"sigma": 0.0}  # below every setting: the least novel one
 
 
 def test_matched_baselines_land_on_the_target_novelty(canonical):
@@ -129,6 +149,9 @@ def test_matched_baselines_land_on_the_target_novelty(canonical):
     x, y = canonical.recipe.task.split("val")
     seen, heldout = canonical.split_holdout(2)
     frontier = Frontier(seen, x, y, heldout, num_networks=40)
+    mean_noise = frontier.matched("mean_noise", 0.0)  # nothing but a copy is this close to the zoo
+    assert mean_noise["too_novel"] and mean_noise["knob"] == {"sigma": 0.0}
+    assert not frontier.matched("noise", 0.0)["too_novel"]
     for kind in ("noise", "interpolation"):
         row = frontier.matched(kind, 0.3)
         assert row["reached"] and abs(row["novelty_ratio"] - 0.3) < 0.1, row
@@ -165,3 +188,15 @@ def test_cli_baseline(tiny_zoo, tmp_path, capsys):
         == 2
     )
     assert "k must be between 2 and the zoo size 8" in capsys.readouterr().err
+    mean = ["-q", "baseline", "mean_noise", str(tmp_path / "zoo"), "--num-networks", "4", "--sigma", "0.1"]
+    assert main([*mean, "--out", str(tmp_path / "mean")]) == 0
+    assert WeightZoo.load(tmp_path / "mean").info["baseline"] == {"kind": "mean_noise", "sigma": 0.1}
+
+
+def test_cli_knows_every_baseline():
+    from dwf_hub.baselines import BASELINES
+    from dwf_hub.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    kind = next(a for a in sub.choices["baseline"]._actions if a.dest == "kind")
+    assert tuple(kind.choices) == BASELINES

@@ -79,8 +79,8 @@ def test_report_flags_memorized_copies(tiny_zoo, tmp_path):
     assert s["table17"]["gen→orig"]["miou_mean"] > 0.99
     assert set(s["table17"]) == {
         "orig→orig", "orig→gen", "gen→orig", "gen→gen", "noise σ=0.01→orig",
-        "noise (matched)→orig", "interpolation (matched)→orig",
-        "noise (function-matched)→orig", "interpolation (function-matched)→orig",
+        *(f"{kind} ({how})→orig" for kind in ("noise", "interpolation", "mean_noise")
+          for how in ("matched", "function-matched")),
     }  # fmt: skip
     # Near-copies: both baselines are matched down to the same tiny novelty, in weights and in functions.
     assert (
@@ -98,6 +98,13 @@ def test_report_flags_memorized_copies(tiny_zoo, tmp_path):
             f["reached"]
             and abs(f["function_novelty_ratio"] - s["function_novelty_ratio"]["generated"]) < 0.05
         )
+    # the zoo mean + noise is never as close to the zoo as copies: not beaten, compared only if it dominates
+    for rows in (s["baselines"], s["baselines_function"]):
+        m = rows["mean_noise"]
+        assert m["too_novel"] and not m["beats"] and m["comparable"] == (m["difference"] <= 0)
+    assert ("mean_noise" in s["beats"]) == any(
+        r["mean_noise"]["comparable"] for r in (s["baselines"], s["baselines_function"])
+    )
     for name in (
         "report.md",
         "summary.json",
@@ -156,6 +163,10 @@ def test_overall_verdict_needs_both_spaces():
     assert beats_overall(weight, {}) == {"noise": True, "interpolation": True}  # no function novelty measured
     text = verdict(0.7, None, weight, "accuracy", function)
     assert text.index("In function space") < text.index("In weight space")
-    assert text.endswith("Overall (both spaces): beats noise (1 of 2 baselines).")
+    assert text.endswith("Overall (both spaces): beats noise (1 of the 2 baselines it can be compared with).")
     lost = verdict(0.7, None, {"noise": row(False)}, "accuracy", {"noise": row(True)})
-    assert lost.endswith("beats none (0 of 1 baselines).")
+    assert lost.endswith("beats none (0 of the 1 baselines it can be compared with).")
+    apart = {**row(False), "too_novel": True, "comparable": False}  # more novel, less accurate: no verdict
+    mixed = verdict(0.7, None, {**weight, "mean_noise": apart}, "accuracy", {**function, "mean_noise": apart})
+    assert "cannot be compared with** the mean_noise baseline (more novel at every setting" in mixed
+    assert beats_overall({"mean_noise": apart}, {"mean_noise": apart}) == {}
