@@ -251,7 +251,9 @@ def _figures(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names, metric = list(sets), summary["metric"]
+    # per-network figures: the function-matched baselines would double the legends (they are in the tables
+    # and on the accuracy-vs-novelty panels)
+    names, metric = [k for k in sets if MATCHED_NAME["function_novelty_ratio"] not in k], summary["metric"]
     scale, suffix = unit(metric)
     files = {}
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -308,7 +310,7 @@ def _save(fig, path: Path) -> str:
     from .io import atomic_path
 
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+        fig.savefig(tmp, dpi=100, format="png")
     import matplotlib.pyplot as plt
 
     plt.close(fig)
