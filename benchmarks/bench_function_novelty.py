@@ -3,6 +3,7 @@
     python benchmarks/bench_function_novelty.py [--zoos iris_mlp,digits_mlp] [--seed 0] [--temperatures default]
                                                 [--modes off,auto] [--split test] [--figure function_novelty.png]
                                                 [--out bench_out/frontier] [--cnn-out bench_out/frontier_cnn]
+                                                [--set KEY=VALUE ...]  # flow config overrides
 
 The frontier benchmark's zoos (100 members, cached in ``--out``, SmallCNN in ``--cnn-out``; 80 fitted, 20 held
 out). Every set is scored on the test split (``--split val`` for choosing settings) by ``Frontier.score``: task metric, permutation-invariant novelty and
@@ -17,6 +18,7 @@ flow, every baseline at its weight novelty and at its function novelty (``max``:
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from bench_frontier import finish_panel, pm, sample
@@ -57,12 +59,15 @@ def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> list[dict]:
             rows.append({"set": name + (", recalibrated" if units else ""), **row})
     flows = []
     for mode in a.modes.split(","):
-        cfg = load_recipe(recipe).flow_config(seed=a.seed, unit_recalibration=mode)
+        cfg = load_recipe(recipe).flow_config(seed=a.seed, unit_recalibration=mode, **a.overrides)
         pipe = fit_pipeline(seen, cfg, progress=False).pipeline
         units = pipe.codec.has_unit_targets
         for t in a.temperatures:
             row = frontiers[units].score(sample(pipe, 100, a.seed, t))  # with the held-out ratio
-            name = "flow (recipe default" + (f", temperature {t:g}" if t is not None else "") + ")"
+            changed = [f"{k}={v}" for k, v in a.overrides.items()] + (
+                [f"temperature {t:g}"] if t is not None else []
+            )
+            name = f"flow (recipe default{''.join(', ' + c for c in changed)})"
             rows.append({"set": name + (", recalibrated" if units else ""), **row})
             flows += matched_rows(frontiers[units], rows[-1])
     print(f"\n## {recipe}\n")
@@ -110,6 +115,14 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _value(text: str):
+    """A ``--set`` value: JSON where it parses (numbers, true, null), else the plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--zoos", default="iris_mlp,digits_mlp")
@@ -124,7 +137,10 @@ def main() -> None:
     p.add_argument("--modes", default="off,auto", help="unit recalibration modes of the flows")
     p.add_argument("--split", default="test", help="val: for choosing settings")
     p.add_argument("--figure", default="function_novelty.png", help="file name in --out")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="flow config override, e.g. --set coupling=ot --set ema_decay=0.999")  # fmt: skip
     a = p.parse_args()
+    a.overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in a.set)}
     a.temperatures = tuple(None if t == "default" else float(t) for t in a.temperatures.split(","))
     results = {
         name: run_zoo(name, Path(a.cnn_out if "cnn" in name else a.out), a) for name in a.zoos.split(",")

@@ -1,7 +1,8 @@
 """The trivial generators a weight generator must beat (Zeng et al., "Generative modeling of weights:
 generalization or memorization?"): training networks plus Gaussian noise, interpolations of training
-networks, and a reviewer's third, the zoo's mean plus noise. All work on a canonical zoo and hand back networks exactly as the flow pipeline does
-(``DeepWeightFlowOutput``, BatchNorm recalibrated, ``generate_zoo`` in the zoo format).
+networks, and a reviewer's third, the zoo's mean plus noise. All work on a canonical zoo and hand back
+networks exactly as the flow pipeline does (``DeepWeightFlowOutput``, BatchNorm recalibrated, ``generate_zoo``
+in the zoo format).
 
 - ``noise``: a random member plus ``N(0, (sigma * s_k)^2)`` on every entry of tensor ``k``, where ``s_k``
   is the standard deviation of tensor ``k``'s values over the whole canonical zoo (so ``sigma`` is relative

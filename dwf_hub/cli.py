@@ -548,9 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
         **kw,
         help="networks from a trivial generator: zoo + noise, interpolation, or zoo mean + noise",
     )
-    b.add_argument(
-        "kind", choices=["noise", "interpolation", "mean_noise"]
-    )  # baselines.BASELINES (pulls torch)
+    # baselines.BASELINES written out: importing it would pull torch into every command's start (test_cli)
+    b.add_argument("kind", choices=["noise", "interpolation", "mean_noise"])
     b.add_argument("zoo", help="zoo folder or Hub dataset repo id (canonicalized first unless it is)")
     b.add_argument("--out", required=True, help="zoo folder for the baseline networks")
     b.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)

@@ -24,7 +24,7 @@ from .solvers import SOLVERS
 
 
 def check_temperature(temperature: object) -> float:
-    """A sampling temperature: a number in (0, 10] (the source std is multiplied by it)."""
+    """A sampling temperature: a number in (0, ``MAX_TEMPERATURE``] (the source std is multiplied by it)."""
     ok = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
     if not ok or not 0 < temperature <= MAX_TEMPERATURE:
         raise DWFError(f"temperature must be a number in (0, {MAX_TEMPERATURE:g}], got {temperature!r}")
