@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from .codec import CodecCollection, WeightCodec
 from .configs import CalibrationConfig
 from .errors import DWFError, PipelineFormatError
-from .flow.scheduler import FlowODEScheduler, check_temperature
+from .flow.scheduler import FlowODEScheduler
 from .flow.velocity import VelocityModel
 from .hub import HubMixin
 from .postprocess import DeepWeightFlowOutput, WeightPostprocessor, check_memory, check_output_type
@@ -309,10 +309,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         x = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32).to(
             self.velocity.dtype
         )
-        sigma = self.scheduler.init_noise_sigma
-        if temperature is not None:
-            sigma = self.scheduler.config.source_std * check_temperature(temperature)
-        x = x * sigma
+        x = x * self.scheduler.start_sigma(temperature)
         scale = self._guidance(labels, guidance_scale)
         labels = None if labels is None else labels.to(device)
         if labels is not None:

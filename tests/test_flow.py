@@ -45,7 +45,7 @@ def test_scheduler_timesteps_and_config(tmp_path):
     with pytest.raises(DWFError, match="num_inference_steps"):
         s.set_timesteps(0)
     warm = FlowODEScheduler(source_std=0.3, temperature=0.5)
-    assert warm.init_noise_sigma == pytest.approx(0.15)
+    assert warm.init_noise_sigma == pytest.approx(0.15) and warm.start_sigma(2.0) == pytest.approx(0.6)
     for bad in (0, -1.0, float("nan"), 11.0, True):
         with pytest.raises(DWFError, match="temperature must be a number in"):
             FlowODEScheduler(temperature=bad)

@@ -59,7 +59,12 @@ class FlowODEScheduler(SchedulerMixin, ConfigMixin):
     @property
     def init_noise_sigma(self) -> float:
         """Std the samples start from: the source's (training) std times the sampling temperature."""
-        return float(self.config.source_std) * self.temperature
+        return self.start_sigma()
+
+    def start_sigma(self, temperature: float | None = None) -> float:
+        """``init_noise_sigma`` at ``temperature`` (default: the configured one)."""
+        t = self.temperature if temperature is None else check_temperature(temperature)
+        return float(self.config.source_std) * t
 
     @property
     def temperature(self) -> float:
