@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 import torch
+from bench_residuals import projector
 
 from dwf_hub.matching import canonicalize
 from dwf_hub.postprocess import recipe_calibration_data
@@ -54,8 +55,7 @@ def main() -> None:
     for n in [int(s) for s in a.sizes.split(",")]:
         train = w[:n]
         mean = train.mean(0)
-        _, _, vh = torch.linalg.svd(train - mean, full_matrices=False)
-        projected = mean + (unseen - mean) @ vh.T @ vh
+        projected = projector(train)(unseen)
         outside = ((projected - unseen).norm(dim=1) / (unseen - mean).norm(dim=1)).mean()
         scale = torch.cdist(unseen, train).min(1).values.median()
         novelty = torch.cdist(mean[None], train).min() / scale
