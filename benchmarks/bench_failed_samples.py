@@ -32,12 +32,12 @@ from dwf_hub.zoo_training import train_zoo
 GROUPS = (("failed (< 50 %)", 0.0, 0.5), ("middle (50–90 %)", 0.5, 0.9), ("good (≥ 90 %)", 0.9, 1.01))
 
 
-def geometry(z: Tensor, members: Tensor) -> dict[str, Tensor]:
+def geometry(z: Tensor, members: Tensor, exclude_self: bool = False) -> dict[str, Tensor]:
     """Per row of ``z [N, K]``: latent norm, nearest-member distance over the members' median nearest-other
     distance (``members [M, K]``), second-nearest over nearest distance."""
     own = torch.cdist(members, members).fill_diagonal_(float("inf")).min(1).values.median()
     d = torch.cdist(z, members)
-    if torch.equal(z, members):  # the members themselves: their nearest *other* member
+    if exclude_self:  # ``z`` is ``members``: each one's nearest *other* member
         d = d.fill_diagonal_(float("inf"))
     two = d.topk(2, largest=False).values
     return {"norm": z.norm(dim=1), "nearest": two[:, 0] / own, "second_over_nearest": two[:, 1] / two[:, 0]}
@@ -72,7 +72,7 @@ def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> dict:
           "| second / nearest |\n|---|---|---|---|---|---|---|")  # fmt: skip
     rows = {}
     for name, (lat, acc) in sets.items():
-        g = geometry(lat, members)
+        g = geometry(lat, members, exclude_self=name == "fitted members")
         rows[name] = {"acc": acc, **g}
         groups = [(name, acc > -1)] if name != "samples" else [(f"samples: {label}", (acc >= lo) & (acc < hi)) for label, lo, hi in GROUPS]  # fmt: skip
         for label, m in groups:
