@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DWFError
-from .formats import MANIFEST_NAME
+from .formats import JOB_FILE, MANIFEST_NAME
 
 logger = logging.getLogger(__name__)
 MANIFEST_FORMAT = "dwf_hub manifest 1"
@@ -202,6 +202,43 @@ def write_folder(
             _swap_in(stage, target)
         finally:
             shutil.rmtree(stage, ignore_errors=True)  # after the swap it holds the old folder
+
+
+def claim_job(folder: Path, job: dict[str, Any], refusal: str, write: bool = True) -> bool:
+    """Mark ``folder`` as ``job``'s (a JSON table, in ``JOB_FILE``; when ``write``), or raise ``refusal`` if it
+    holds another job. Returns whether it already held this one (a rerun: resume)."""
+    from .io import write_json
+
+    path = folder / JOB_FILE
+    if path.is_file():
+        if json.loads(path.read_text()) != json.loads(json.dumps(job)):
+            raise DWFError(refusal)
+        return True
+    if write:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(path, job)
+    return False
+
+
+@contextlib.contextmanager
+def resumable_job(target: str | os.PathLike, job: dict[str, Any], overwrite: bool = False) -> Iterator[Path]:
+    """A work folder beside artifact ``target`` (``.NAME.job``, holding ``job``) for a long job that writes
+    ``target`` at its end: what an interrupted run finished stays there and a rerun of the same job finds it;
+    another job waiting there is refused unless ``overwrite`` (which starts over). Removed once the block
+    succeeds; ``target`` itself stays the old artifact (or absent) until the block writes it."""
+    target = Path(target).absolute()
+    folder = target.parent / f".{target.name}.job"
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise DWFError(f"{folder}: exists and is not a folder; refusing to use it")
+    with _lock(folder):
+        if overwrite and folder.is_dir():
+            shutil.rmtree(folder)
+        refusal = (f"{target}: an interrupted job with other settings is waiting to resume in {folder}; rerun it "
+                   "with its settings, or pass --overwrite / overwrite=True to start over")  # fmt: skip
+        if claim_job(folder, job, refusal):
+            logger.info("%s: resuming the interrupted job in %s", target, folder)
+        yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def inside(root: Path, path: Path) -> bool:

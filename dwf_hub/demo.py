@@ -19,6 +19,7 @@ BASELINE_KEYS = (
     "accuracy_mean",
     "novelty_ratio",
     "function_novelty_ratio",
+    "diversity_ratio",
     "knob",
     "reached",
     "too_novel",

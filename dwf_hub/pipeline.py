@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -392,48 +393,64 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
     ) -> Path:
         """Generate ``num_networks`` into a packed zoo folder, ``networks_per_shard`` at a time: sampled,
         decoded, recalibrated and written chunk by chunk, so memory stays flat in ``num_networks`` (100,000
-        Iris networks, or 100 BERT-Bases one shard each). Same seed and shard size: same networks."""
-        from tqdm.auto import tqdm
+        Iris networks, or 100 BERT-Bases one shard each). Same seed and shard size: same networks.
 
+        Resumable: each finished shard waits in ``.NAME.job`` beside ``path`` with the generator's state after
+        it, and the same call after an interruption generates only the rest (the same networks as one
+        uninterrupted run; other settings are refused unless ``overwrite``). Until the zoo is written that
+        folder takes as much disk again."""
+        from .artifacts import check_replaceable, resumable_job
+        from .formats import ZOO_CONFIG_NAME
         from .zoo import check_shard_size, write_packed_zoo
 
         _check_seed(seed)
         _count(num_networks)
         check_shard_size(networks_per_shard)
-        gen = torch.Generator().manual_seed(seed)
         condition = kwargs.pop("condition", None)
         if condition is not None and not isinstance(condition, str):
             raise DWFError("generate_to_disk: condition must be one label (a str)")
         self.label_ids(condition, 1)  # an unknown or missing label is refused before any work
+        check_replaceable(Path(path).absolute(), overwrite, [ZOO_CONFIG_NAME])
         codec = self.codec_of(condition)
         arch = codec.arch
-        _check_disk(Path(path), num_networks * arch.num_params * 4)
+        _check_disk(Path(path), 2 * num_networks * arch.num_params * 4)
         calibrate = kwargs.pop("calibrate", True) and (arch.needs_calibration or codec.has_unit_targets)
         data = kwargs.pop("calibration_data", None)
         if calibrate and data is None:
             data = self._postprocessor_of(condition).calibration_data()
-        starts = range(0, num_networks, networks_per_shard)
         basis = codec.basis()[0][2] if codec.normalization.pca else codec.mean
         # one decode buffer reused by every chunk: fresh memory's first touch costs more than the multiply
         shape = (min(networks_per_shard, num_networks), arch.num_params)
         buffer = torch.empty(shape, dtype=basis.dtype, device=basis.device)
 
-        def chunks():
-            for start in tqdm(starts, desc="generating", unit="shard", disable=not progress, leave=False):
-                n = min(networks_per_shard, num_networks - start)
-                labels = self.label_ids(condition, n)
-                latents = self.sample_latents(n, gen, labels=labels, **kwargs)
-                latents = latents[:, : codec.latent_dim]
-                weights = codec.decode(latents, out=buffer[:n]).float()  # no copy when float32
-                if calibrate:
-                    post = self._postprocessor_of(condition)
-                    weights = post.postprocess(
-                        weights, "state_dict", data, True, codec.unit_targets(latents)
-                    ).weights
-                yield weights, [{"source": "generated", "seed": seed, "index": start + j} for j in range(n)]
+        def make(gen: torch.Generator, n: int) -> Tensor:
+            latents = self.sample_latents(n, gen, labels=self.label_ids(condition, n), **kwargs)
+            latents = latents[:, : codec.latent_dim]
+            weights = codec.decode(latents, out=buffer[:n]).float()  # no copy when float32
+            if calibrate:
+                post = self._postprocessor_of(condition)
+                weights = post.postprocess(
+                    weights, "state_dict", data, True, codec.unit_targets(latents)
+                ).weights
+            return weights
 
+        settings = {"seed": seed, "num_networks": num_networks, "networks_per_shard": networks_per_shard,
+                    "condition": condition, "calibrate": calibrate, "options": _job_value(kwargs)}  # fmt: skip
+        job = {"generate": {**settings, "calibration_data": _job_value(data), "pipeline": self.fingerprint()}}
         info = self._generated_info(seed, condition, calibrate and codec.has_unit_targets)
-        return write_packed_zoo(path, arch, chunks(), self._recipe_of(condition), info, overwrite)
+        with resumable_job(path, job, overwrite) as folder:
+            chunks = _job_shards(folder, num_networks, networks_per_shard, seed, make, progress)
+            return write_packed_zoo(path, arch, chunks, self._recipe_of(condition), info, overwrite)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the pipeline's weights (velocity, codecs) and configuration: the same flow or not."""
+        h = hashlib.sha256(json.dumps(dict(self.config), sort_keys=True, default=str).encode())
+        for name in ("velocity", "codec", "condition_codecs"):
+            module = getattr(self, name, None)
+            for key, t in (module.state_dict() if module is not None else {}).items():
+                h.update(f"{name}.{key}:{tuple(t.shape)}:{t.dtype}".encode())
+                h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
 
     def to_zoo(
         self,
@@ -511,6 +528,54 @@ def _condition_postprocessors(
         label: WeightPostprocessor(arch, as_recipe(r, f"recipe of condition {label!r}"))
         for label, r, arch in zip(labels, recipes, archs, strict=True)
     }
+
+
+def _job_value(value: Any) -> Any:
+    """``value`` as it identifies a generation job in JSON: tensors by their SHA-256, containers item by item."""
+    if isinstance(value, Tensor):
+        data = value.detach().cpu().contiguous()
+        return (
+            f"tensor {tuple(data.shape)} {data.dtype} sha256 "
+            + hashlib.sha256(data.view(torch.uint8).numpy().tobytes()).hexdigest()
+        )
+    if isinstance(value, dict):
+        return {str(k): _job_value(v) for k, v in sorted(value.items())}
+    if isinstance(value, list | tuple):
+        return [_job_value(v) for v in value]
+    return value if value is None or isinstance(value, bool | int | float | str) else repr(value)
+
+
+def _job_shards(folder: Path, total: int, per_shard: int, seed: int, make, progress: bool):
+    """``(weights [n, D], rows)`` per shard of a generation job: the shards an interrupted run finished in
+    ``folder`` (read back), then the rest, made by ``make(generator, n)`` from the generator's state after the
+    last finished one and kept in ``folder`` before they are handed on."""
+    from safetensors import safe_open
+    from tqdm.auto import tqdm
+
+    from .io import save_tensors
+
+    gen, starts = torch.Generator().manual_seed(seed), range(0, total, per_shard)
+    paths = [folder / f"shard_{i:05d}.safetensors" for i in range(len(starts))]
+    done = 0
+    while done < len(paths) and paths[done].is_file():  # written atomically: present means complete
+        done += 1
+    if done:
+        with safe_open(paths[done - 1], "pt") as f:
+            gen.set_state(f.get_tensor("generator_state"))
+    bar = tqdm(
+        total=len(starts), initial=done, desc="generating", unit="shard", disable=not progress, leave=False
+    )
+    for i, start in enumerate(starts):
+        n = min(per_shard, total - start)
+        if i < done:
+            with safe_open(paths[i], "pt") as f:
+                weights = f.get_tensor("weights")
+        else:
+            weights = make(gen, n)
+            save_tensors(paths[i], {"weights": weights, "generator_state": gen.get_state()})
+            bar.update()
+        yield weights, [{"source": "generated", "seed": seed, "index": start + j} for j in range(n)]
+    bar.close()
 
 
 def _check_disk(path: Path, need: int) -> None:

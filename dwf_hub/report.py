@@ -93,8 +93,17 @@ def _comparisons(baselines: dict[str, dict[str, Any]], metric: str, key: str, sa
             outcome = "**cannot be compared with**"
         noise = "" if b.get("significant", True) else " (a difference within twice its standard error)"
         text += (f" The generator {outcome} the {kind} baseline {where}: {scale * b['mean']:.2f} vs "
-                 f"{scale * b['baseline_mean']:.2f}{noise}.")  # fmt: skip
+                 f"{scale * b['baseline_mean']:.2f}{noise}{_narrower(b)}.")  # fmt: skip
     return text
+
+
+def _narrower(b: dict[str, Any]) -> str:
+    """A clause for a baseline not beaten on the metric whose networks are less diverse than the generated ones
+    (a lone network plus small noise can be accurate at a novelty without being a varied set)."""
+    ours, theirs = b.get("generated_diversity_ratio"), b.get("diversity_ratio")
+    if b["beats"] or ours is None or theirs is None or theirs >= ours:
+        return ""
+    return f", but its networks are less diverse (diversity {theirs:.2f} vs {ours:.2f})"
 
 
 def build_report(
@@ -218,20 +227,20 @@ def _match_baselines(
 ) -> dict[str, dict[str, Any]]:
     """Each swept baseline at the generated set's novelty (``key``: weight or function novelty), added to
     ``sets`` / ``scores`` as ``KIND (matched)`` / ``KIND (function-matched)``; returns the summary rows (the
-    accuracy at a novelty is asked, so no diversity is computed)."""
+    diversity is scored too: a baseline that wins on accuracy with a narrower set is said to)."""
     from .frontier import compare
 
     generated, matched = scores["generated"], {}
     if generated[key] is None:
         return matched
     for kind, sweep in sweeps.items():
-        row = frontier.matched(kind, generated[key], sweep, diversity=False, key=key)
+        row = frontier.matched(kind, generated[key], sweep, key=key)
         name = f"{kind} ({MATCHED_NAME[key]})"
         sets[name], scores[name] = frontier.baseline_weights(kind, row["knob"]), row
         matched[kind] = {
             "accuracy_mean": row["mean"], "accuracy_std": row["std"], "novelty_ratio": row["novelty_ratio"],
-            "function_novelty_ratio": row["function_novelty_ratio"],
-            "knob": row["knob"], "reached": row["reached"], "too_novel": row["too_novel"],
+            "function_novelty_ratio": row["function_novelty_ratio"], "diversity_ratio": row["diversity_ratio"],
+            "generated_diversity_ratio": generated["diversity_ratio"], "knob": row["knob"], "reached": row["reached"], "too_novel": row["too_novel"],
             **compare(generated, row, frontier.num_networks),
             "mean": generated["mean"], "baseline_mean": row["mean"],
         }  # fmt: skip
@@ -335,14 +344,15 @@ def _baseline_table(baselines: dict[str, dict[str, Any]], where: str, scale: flo
     if not baselines:
         return []
     lines = ["", f"Baselines at the generated networks' {where}:", "",
-             f"| baseline | setting | novelty | function novelty | mean{suffix} | generated − baseline "
-             "| generator beats it | beyond 2 standard errors |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             f"| baseline | setting | novelty | function novelty | diversity | mean{suffix} | generated − baseline "
+             "| generator beats it | beyond 2 standard errors |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for kind, b in baselines.items():
         knob = ", ".join(f"{k}={v:.3g}" for k, v in b["knob"].items())
         reach = "" if b["reached"] else " (most novel setting; cannot reach)"
         if b.get("too_novel"):
             reach = " (least novel setting; always more novel)"
         lines.append(f"| {kind} | {knob}{reach} | {b['novelty_ratio']:.3f} | {fmt_ratio(b['function_novelty_ratio'])} "
+                     f"| {fmt_ratio(b.get('diversity_ratio'))} "
                      f"| {scale * b['accuracy_mean']:.2f} | {scale * b['difference']:+.2f} | {_beats_cell(b)} "
                      f"| {'yes' if b['significant'] else 'no'} |")  # fmt: skip
     return lines

@@ -21,14 +21,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .archs import ArchSpec
-from .artifacts import check_replaceable
+from .artifacts import check_replaceable, claim_job
 from .configs import TrainingConfig
 from .data import TaskData
 from .errors import DWFError, WeightFormatError
 from .formats import JOB_FILE, ZOO_CONFIG_NAME
 from .hub import PRETRAINED_FILES, download
 from .init_schemes import initialise
-from .io import read_header, save_tensors, write_json
+from .io import read_header, save_tensors
 from .optim import lr_factor, make_optimizer
 from .recipes import Recipe, load_recipe
 from .scoring import BatchedForward, score_many
@@ -231,14 +231,10 @@ def _train_chunks(
 def _claim_job(root: Path, job: dict[str, Any], write: bool = True) -> None:
     """Mark ``root`` as this job's folder (when ``write``), or refuse if it holds another job (recipe, size
     or seeds)."""
-    job_path = root / JOB_FILE
-    if job_path.is_file():
-        if json.loads(job_path.read_text()) != json.loads(json.dumps(job)):
-            raise DWFError(
-                f"{root} holds a zoo job with another recipe, size or seed; use a new --out folder to train this one"
-            )
-    elif write:
-        write_json(job_path, job)
+    refusal = (
+        f"{root} holds a zoo job with another recipe, size or seed; use a new --out folder to train this one"
+    )
+    claim_job(root, job, refusal, write)
 
 
 logger = logging.getLogger(__name__)

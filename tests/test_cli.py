@@ -213,7 +213,10 @@ def test_demo_small(tmp_path):
         "function_novelty_ratio",
     ):
         assert isinstance(summary[key], float)
-    assert all(isinstance(b["function_novelty_ratio"], float) for b in summary["baselines"].values())
+    assert all(
+        isinstance(b["function_novelty_ratio"], float) and isinstance(b["diversity_ratio"], float)
+        for b in summary["baselines"].values()
+    )
     assert summary["heldout_members"] is None  # 6 members: too few to hold any out
     assert set(summary["beats"]) <= set(summary["baselines"]) == {"noise", "interpolation", "mean_noise"}
     for kind, won in summary["beats"].items():

@@ -295,6 +295,50 @@ def test_generate_to_disk_packs_shards_streams_and_reloads(tiny_fit, tmp_path):
         ).read_bytes()
 
 
+def test_generate_to_disk_resumes_after_an_interruption(tiny_fit, tmp_path, monkeypatch):
+    """Killed after two of four shards, the same call again generates only the other two, and the zoo is the
+    one an uninterrupted run writes; other settings are refused while the job waits, unless overwrite."""
+    pipe, calls = tiny_fit.pipeline, []
+    real = pipe.sample_latents
+
+    def interrupted(n, gen, **kw):  # stands in for the process dying during the third shard
+        calls.append(n)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(n, gen, **kw)
+
+    monkeypatch.setattr(pipe, "sample_latents", interrupted)
+    args = dict(seed=5, networks_per_shard=3, progress=False, temperature=0.9)
+    with pytest.raises(KeyboardInterrupt):
+        pipe.generate_to_disk(tmp_path / "gen", 10, **args)
+    job = tmp_path / ".gen.job"
+    assert sorted(p.name for p in job.glob("shard_*")) == [
+        "shard_00000.safetensors",
+        "shard_00001.safetensors",
+    ]
+    assert not (tmp_path / "gen").exists()  # nothing half-written where the zoo goes
+    with pytest.raises(DWFError, match="an interrupted job with other settings is waiting to resume"):
+        pipe.generate_to_disk(tmp_path / "gen", 10, **{**args, "seed": 6})
+    with pytest.raises(DWFError, match="other settings"):
+        pipe.generate_to_disk(tmp_path / "gen", 10, **{**args, "temperature": 1.0})
+    calls.clear()
+    pipe.generate_to_disk(tmp_path / "gen", 10, **args)
+    assert calls == [3, 1] and not job.exists()  # only the missing shards
+    monkeypatch.undo()
+    pipe.generate_to_disk(tmp_path / "whole", 10, **args)
+    assert torch.equal(
+        WeightZoo.load(tmp_path / "gen").to_matrix(), WeightZoo.load(tmp_path / "whole").to_matrix()
+    )
+    monkeypatch.setattr(pipe, "sample_latents", interrupted)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        pipe.generate_to_disk(tmp_path / "gen", 10, **args)  # over the finished zoo: it stays until the end
+    assert len(WeightZoo.load(tmp_path / "gen")) == 10
+    monkeypatch.undo()
+    pipe.generate_to_disk(tmp_path / "gen", 4, **{**args, "seed": 6}, overwrite=True)  # starts over
+    assert len(WeightZoo.load(tmp_path / "gen")) == 4 and not job.exists()
+
+
 def test_packed_zoo_refuses_inconsistent_rows(tiny_fit, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -93,6 +93,8 @@ def test_report_flags_memorized_copies(tiny_zoo, tmp_path):
         b = s["baselines"][kind]
         assert b["reached"] and abs(b["novelty_ratio"] - s["novelty_ratio"]["generated"]) < 0.05
         assert set(b) >= {"accuracy_mean", "novelty_ratio", "function_novelty_ratio", "knob", "beats"}
+        assert b["generated_diversity_ratio"] == s["diversity_ratio"]["generated"]
+        assert b["diversity_ratio"] == s["diversity_ratio"][f"{kind} (matched)"] > 0
         f = s["baselines_function"][kind]
         assert (
             f["reached"]
@@ -170,3 +172,9 @@ def test_overall_verdict_needs_both_spaces():
     mixed = verdict(0.7, None, {**weight, "mean_noise": apart}, "accuracy", {**function, "mean_noise": apart})
     assert "cannot be compared with** the mean_noise baseline (more novel at every setting" in mixed
     assert beats_overall({"mean_noise": apart}, {"mean_noise": apart}) == {}
+    # a baseline that wins on accuracy with a narrower set is said to; a wider or beaten one is not
+    narrow = {**row(False), "diversity_ratio": 0.1, "generated_diversity_ratio": 0.4}
+    said = verdict(0.7, None, {"mean_noise": narrow}, "accuracy")
+    assert "90.00 vs 80.00, but its networks are less diverse (diversity 0.10 vs 0.40)." in said
+    for quiet in ({**narrow, "diversity_ratio": 0.5}, {**narrow, "beats": True}, row(False)):
+        assert "less diverse" not in verdict(0.7, None, {"mean_noise": quiet}, "accuracy")
