@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -438,7 +439,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
                     "condition": condition, "calibrate": calibrate, "options": _job_value(kwargs)}  # fmt: skip
         job = {"generate": {**settings, "calibration_data": _job_value(data), "pipeline": self.fingerprint()}}
         info = self._generated_info(seed, condition, calibrate and codec.has_unit_targets)
-        with resumable_job(path, job, overwrite) as folder:
+        with _without_solver_bars(self), resumable_job(path, job, overwrite) as folder:
             chunks = _job_shards(folder, num_networks, networks_per_shard, seed, make, progress)
             return write_packed_zoo(path, arch, chunks, self._recipe_of(condition), info, overwrite)
 
@@ -528,6 +529,17 @@ def _condition_postprocessors(
         label: WeightPostprocessor(arch, as_recipe(r, f"recipe of condition {label!r}"))
         for label, r, arch in zip(labels, recipes, archs, strict=True)
     }
+
+
+@contextlib.contextmanager
+def _without_solver_bars(pipe: DiffusionPipeline):
+    """No progress bar per ODE solve inside (a chunked loop shows one bar over its chunks)."""
+    bars = dict(getattr(pipe, "_progress_bar_config", {}))
+    pipe.set_progress_bar_config(**{**bars, "disable": True})
+    try:
+        yield
+    finally:
+        pipe.set_progress_bar_config(**bars)
 
 
 def _job_value(value: Any) -> Any:

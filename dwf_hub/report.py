@@ -98,10 +98,10 @@ def _comparisons(baselines: dict[str, dict[str, Any]], metric: str, key: str, sa
 
 
 def _narrower(b: dict[str, Any]) -> str:
-    """A clause for a baseline not beaten on the metric whose networks are less diverse than the generated ones
-    (a lone network plus small noise can be accurate at a novelty without being a varied set)."""
+    """A clause for a comparable baseline not beaten on the metric whose networks are less diverse than the
+    generated ones (a lone network plus small noise can be accurate at a novelty without being a varied set)."""
     ours, theirs = b.get("generated_diversity_ratio"), b.get("diversity_ratio")
-    if b["beats"] or ours is None or theirs is None or theirs >= ours:
+    if b["beats"] or not b.get("comparable", True) or ours is None or theirs is None or theirs >= ours:
         return ""
     return f", but its networks are less diverse (diversity {theirs:.2f} vs {ours:.2f})"
 

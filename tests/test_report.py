@@ -176,5 +176,9 @@ def test_overall_verdict_needs_both_spaces():
     narrow = {**row(False), "diversity_ratio": 0.1, "generated_diversity_ratio": 0.4}
     said = verdict(0.7, None, {"mean_noise": narrow}, "accuracy")
     assert "90.00 vs 80.00, but its networks are less diverse (diversity 0.10 vs 0.40)." in said
-    for quiet in ({**narrow, "diversity_ratio": 0.5}, {**narrow, "beats": True}, row(False)):
+    for quiet in (
+        {**narrow, "diversity_ratio": 0.5},
+        {**narrow, "beats": True},
+        {**narrow, "comparable": False},
+    ):
         assert "less diverse" not in verdict(0.7, None, {"mean_noise": quiet}, "accuracy")
