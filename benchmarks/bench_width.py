@@ -100,6 +100,7 @@ def plot(results: dict[int, list[dict]], path: Path) -> None:
         nov.plot(xs, [r["novelty_ratio"] for _, r in pts], "o-", label=name)
     for ax, label in ((acc, "accuracy (%)"), (nov, "novelty ratio")):
         ax.set(xscale="log", xlabel="hidden width", ylabel=label, xticks=widths, xticklabels=widths)
+        ax.minorticks_off()
         ax.grid(alpha=0.3)
     acc.legend(fontsize=8)
     fig.tight_layout()
