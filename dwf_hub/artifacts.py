@@ -228,8 +228,9 @@ def resumable_job(target: str | os.PathLike, job: dict[str, Any], overwrite: boo
     succeeds; ``target`` itself stays the old artifact (or absent) until the block writes it."""
     target = Path(target).absolute()
     folder = target.parent / f".{target.name}.job"
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-        raise DWFError(f"{folder}: exists and is not a folder; refusing to use it")
+    foreign = folder.is_dir() and any(folder.iterdir()) and not (folder / JOB_FILE).is_file()
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()) or foreign:
+        raise DWFError(f"{folder}: exists and is not a job folder of ours; refusing to use it (move it away)")
     with _lock(folder):
         if overwrite and folder.is_dir():
             shutil.rmtree(folder)

@@ -337,6 +337,11 @@ def test_generate_to_disk_resumes_after_an_interruption(tiny_fit, tmp_path, monk
     monkeypatch.undo()
     pipe.generate_to_disk(tmp_path / "gen", 4, **{**args, "seed": 6}, overwrite=True)  # starts over
     assert len(WeightZoo.load(tmp_path / "gen")) == 4 and not job.exists()
+    job.mkdir()  # someone else's folder where the job would go: never used, never removed
+    (job / "notes.txt").write_text("mine")
+    with pytest.raises(DWFError, match="is not a job folder of ours"):
+        pipe.generate_to_disk(tmp_path / "gen", 4, **args, overwrite=True)
+    assert (job / "notes.txt").read_text() == "mine"
 
 
 def test_packed_zoo_refuses_inconsistent_rows(tiny_fit, tmp_path):
