@@ -450,7 +450,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
             module = getattr(self, name, None)
             for key, t in (module.state_dict() if module is not None else {}).items():
                 h.update(f"{name}.{key}:{tuple(t.shape)}:{t.dtype}".encode())
-                h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+                h.update(_tensor_bytes(t))
         return h.hexdigest()
 
     def to_zoo(
@@ -542,14 +542,16 @@ def _without_solver_bars(pipe: DiffusionPipeline):
         pipe.set_progress_bar_config(**bars)
 
 
+def _tensor_bytes(t: Tensor) -> bytes:
+    """A tensor's raw bytes (any dtype), for hashing."""
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()  # 0-d: as 1-d
+
+
 def _job_value(value: Any) -> Any:
     """``value`` as it identifies a generation job in JSON: tensors by their SHA-256, containers item by item."""
     if isinstance(value, Tensor):
-        data = value.detach().cpu().contiguous()
-        return (
-            f"tensor {tuple(data.shape)} {data.dtype} sha256 "
-            + hashlib.sha256(data.view(torch.uint8).numpy().tobytes()).hexdigest()
-        )
+        digest = hashlib.sha256(_tensor_bytes(value)).hexdigest()
+        return f"tensor {tuple(value.shape)} {value.dtype} sha256 {digest}"
     if isinstance(value, dict):
         return {str(k): _job_value(v) for k, v in sorted(value.items())}
     if isinstance(value, list | tuple):
