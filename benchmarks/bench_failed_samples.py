@@ -2,6 +2,7 @@
 
     python benchmarks/bench_failed_samples.py [--zoos digits_smallcnn,digits_mlp] [--num 200] [--seed 0]
                                               [--split val] [--out bench_out/frontier] [--cnn-out bench_out/frontier_cnn]
+                                              [--set KEY=VALUE ...]  # flow config overrides
 
 The frontier benchmark's zoos (100 members cached in ``--out`` / ``--cnn-out``, 80 fitted, 20 held out) and the
 recipe's default flow. Every sample is decoded and post-processed as the pipeline does (unit recalibration
@@ -20,6 +21,7 @@ import argparse
 from pathlib import Path
 
 import torch
+from bench_frontier import add_overrides, overrides
 from torch import Tensor
 
 from dwf_hub.fitting import fit_pipeline
@@ -50,7 +52,8 @@ def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> dict:
     )
     seen, heldout = canonicalize(zoo, progress=False).zoo.split_holdout(20)
     x, y = zoo.recipe.task.split(a.split)
-    pipe = fit_pipeline(seen, load_recipe(recipe).flow_config(seed=a.seed), progress=False).pipeline
+    cfg = load_recipe(recipe).flow_config(seed=a.seed, **overrides(a))
+    pipe = fit_pipeline(seen, cfg, progress=False).pipeline
     z = pipe.sample_latents(a.num, torch.Generator().manual_seed(a.seed))
     raw = pipe.codec.decode(z).float()
     ready = pipe.postprocessor.postprocess(raw, "state_dict", None, True, pipe.codec.unit_targets(z)).weights
@@ -108,6 +111,7 @@ def main() -> None:
     p.add_argument("--split", default="val")
     p.add_argument("--out", default="bench_out/frontier")
     p.add_argument("--cnn-out", default="bench_out/frontier_cnn")
+    add_overrides(p)
     a = p.parse_args()
     results = {
         name: run_zoo(name, Path(a.cnn_out if "cnn" in name else a.out), a) for name in a.zoos.split(",")

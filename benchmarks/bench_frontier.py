@@ -47,6 +47,24 @@ SWEEPS = {
 TEMPERATURES = (0.8, 1.0, 1.2)
 
 
+def add_overrides(p: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable): flow config overrides; ``overrides(args)`` reads them."""
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="flow config override, e.g. --set coupling=ot --set ema_decay=0.999")  # fmt: skip
+
+
+def overrides(a: argparse.Namespace) -> dict:
+    """The ``--set`` values, JSON where they parse (numbers, true, null), else plain strings."""
+
+    def value(text: str):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+
+    return {k: value(v) for k, v in (s.split("=", 1) for s in a.set)}
+
+
 def pm(r: dict, key: str = "") -> str:
     return f"{100 * r[key + 'mean']:.2f} ± {100 * r[key + 'std']:.2f}"
 

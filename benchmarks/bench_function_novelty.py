@@ -10,7 +10,7 @@ out). Every set is scored on the test split (``--split val`` for choosing settin
 function novelty (distance between class probabilities, over the zoo's own nearest-other scale). Rows: the
 held-out members (what genuinely new networks of the zoo's kind score), zoo + noise and interpolation of
 members at fixed settings (up to the plain mean of all fitted members), plain and with unit recalibration, a
-reviewer's zoo mean + noise (``mean_noise``), and the recipe's default flow (``seed``) plain and recalibrated; then, for each
+reviewer's zoo mean + noise (``mean_noise``) and Gaussian (``gaussian``), and the recipe's default flow (``seed``) plain and recalibrated; then, for each
 flow, every baseline at its weight novelty and at its function novelty (``max``: the baseline's most novel setting,
 ``min``: its least novel one, more novel than the flow). Prints one markdown table per zoo and saves ``function_novelty.png`` in ``--out``.
 """
@@ -18,14 +18,13 @@ flow, every baseline at its weight novelty and at its function novelty (``max``:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from bench_frontier import finish_panel, pm, sample
+from bench_frontier import add_overrides, finish_panel, overrides, pm, sample
 
 from dwf_hub.baselines import BASELINES
 from dwf_hub.fitting import fit_pipeline
-from dwf_hub.frontier import Frontier
+from dwf_hub.frontier import COPIES, Frontier
 from dwf_hub.matching import canonicalize
 from dwf_hub.recipes import load_recipe
 from dwf_hub.report import fmt_ratio
@@ -37,9 +36,12 @@ SETTINGS = (
     ("noise", {"sigma": 0.3}),
     ("interpolation", {"alpha": 0.5, "k": 2}),
     ("interpolation", {"alpha": 0.9, "k": 10}),  # average of 10 members
+    ("interpolation", {"alpha": 0.6, "k": 80}),  # a member shrunk 60 % toward the mean of the others
     ("interpolation", {"alpha": 79 / 80, "k": 80}),  # the mean of all 80 fitted members: one network
     ("mean_noise", {"sigma": 0.1}),  # a reviewer's baseline: that mean plus noise
     ("mean_noise", {"sigma": 0.3}),
+    ("gaussian", {"scale": 0.5}),  # a Gaussian fitted to the members' in-span parts, at half its std
+    ("gaussian", {"scale": 1.0}),
 )
 
 
@@ -77,23 +79,25 @@ def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> list[dict]:
         print(f"| {r['set']} | {pm(r)} | {100 * r['min']:.1f} | {r['novelty_ratio']:.3f} "
               f"| {r['diversity_ratio']:.3f} | {fmt_ratio(r.get('heldout_ratio'))} | {r['function_novelty_ratio']:.3f} |")  # fmt: skip
     print(
-        f"\n| flow | matched on | baseline | setting | novelty | function novelty | {a.split} acc (%) | flow − baseline |"
+        f"\n| flow | matched on | baseline | setting | novelty | function novelty | diversity | {a.split} acc (%) "
+        "| flow − baseline |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     print(*flows, sep="\n")
     return rows
 
 
 def matched_rows(frontier: Frontier, flow: dict) -> list[str]:
     """Markdown rows: each baseline (treated as the flow's samples were) at the flow's weight novelty and at
-    its function novelty, with the flow's accuracy margin (``max``: the baseline's most novel setting)."""
+    its function novelty (and those that cannot copy the zoo at its diversity), with the flow's accuracy margin (``max``: the baseline's most novel setting)."""
     lines = []
-    for key in ("novelty_ratio", "function_novelty_ratio"):
-        for kind in BASELINES:
-            b = frontier.matched(kind, flow[key], diversity=False, key=key)
+    for key in ("novelty_ratio", "function_novelty_ratio", "diversity_ratio"):
+        for kind in BASELINES if key != "diversity_ratio" else [k for k in BASELINES if k not in COPIES]:
+            sweep = frontier.sweep(kind, diversity=True) if key == "diversity_ratio" else None
+            b = frontier.matched(kind, flow[key], sweep, diversity=key == "diversity_ratio", key=key)
             knob = ", ".join(f"{k}={v:.3g}" for k, v in b["knob"].items())
             lines.append(f"| {flow['set']} | {key.replace('_ratio', '').replace('_', ' ')} | {kind} | {knob} "
-                         f"| {b['novelty_ratio']:.3f} | {b['function_novelty_ratio']:.3f} | {pm(b)} "
+                         f"| {b['novelty_ratio']:.3f} | {b['function_novelty_ratio']:.3f} | {fmt_ratio(b.get('diversity_ratio'))} | {pm(b)} "
                          f"| {100 * (flow['mean'] - b['mean']):+.2f}{' (min)' if b['too_novel'] else '' if b['reached'] else ' (max)'} |")  # fmt: skip
     return lines
 
@@ -115,14 +119,6 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def _value(text: str):
-    """A ``--set`` value: JSON where it parses (numbers, true, null), else the plain string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--zoos", default="iris_mlp,digits_mlp")
@@ -137,10 +133,9 @@ def main() -> None:
     p.add_argument("--modes", default="off,auto", help="unit recalibration modes of the flows")
     p.add_argument("--split", default="test", help="val: for choosing settings")
     p.add_argument("--figure", default="function_novelty.png", help="file name in --out")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="flow config override, e.g. --set coupling=ot --set ema_decay=0.999")  # fmt: skip
+    add_overrides(p)
     a = p.parse_args()
-    a.overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in a.set)}
+    a.overrides = overrides(a)
     a.temperatures = tuple(None if t == "default" else float(t) for t in a.temperatures.split(","))
     results = {
         name: run_zoo(name, Path(a.cnn_out if "cnn" in name else a.out), a) for name in a.zoos.split(",")

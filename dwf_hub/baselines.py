@@ -1,8 +1,8 @@
 """The trivial generators a weight generator must beat (Zeng et al., "Generative modeling of weights:
 generalization or memorization?"): training networks plus Gaussian noise, interpolations of training
-networks, and a reviewer's third, the zoo's mean plus noise. All work on a canonical zoo and hand back
-networks exactly as the flow pipeline does (``DeepWeightFlowOutput``, BatchNorm recalibrated, ``generate_zoo``
-in the zoo format).
+networks, and a reviewer's two more: the zoo's mean plus noise, and a Gaussian fitted to the zoo. All work on
+a canonical zoo and hand back networks exactly as the flow pipeline does (``DeepWeightFlowOutput``, BatchNorm
+recalibrated, ``generate_zoo`` in the zoo format).
 
 - ``noise``: a random member plus ``N(0, (sigma * s_k)^2)`` on every entry of tensor ``k``, where ``s_k``
   is the standard deviation of tensor ``k``'s values over the whole canonical zoo (so ``sigma`` is relative
@@ -12,6 +12,11 @@ in the zoo format).
   ``alpha = (k - 1) / k`` the plain average of ``k`` members.
 - ``mean_noise``: the mean of all members plus the same noise as ``noise`` (``sigma = 0``: one network, the
   mean). Never closer to the zoo than the mean is, so it is compared only where it reaches (``frontier``).
+- ``gaussian``: a Gaussian in canonical weight space fitted to the members' *in-span parts* (each member
+  projected onto the affine span of the others: what a generator confined to the span of its training members
+  can reach of an unseen one), drawn with its covariance times ``scale ** 2`` (``scale = 0``: the mean, so it
+  too is compared only where it reaches). Fitted to the members themselves it would mix their private parts
+  (the 98 % of a digits member outside its peers' span) into noise that breaks every network (RESULTS.md).
 
 With ``recalibrate_units`` (MLPs, SmallCNNs), every network's hidden units are reset to the same mixture of its parents'
 pre-activation statistics (REPAIR; ``dwf_hub.unit_recalibration``): what a flow fitted with unit recalibration
@@ -32,20 +37,21 @@ from .errors import DWFError
 from .postprocess import DeepWeightFlowOutput, check_memory, postprocess
 from .zoo import WeightZoo
 
-BASELINES = ("noise", "interpolation", "mean_noise")
+BASELINES = ("noise", "interpolation", "mean_noise", "gaussian")
 
 
 @dataclass
 class ZooBaseline:
     """``baseline(num_networks=N)`` -> ``N`` networks made from the members of ``zoo`` (canonical, or
-    canonicalized on creation). ``kind``: ``noise`` or ``mean_noise`` (knob ``sigma``), or ``interpolation``
-    (``alpha``, ``k``)."""
+    canonicalized on creation). ``kind``: ``noise`` or ``mean_noise`` (knob ``sigma``), ``interpolation``
+    (``alpha``, ``k``) or ``gaussian`` (``scale``)."""
 
     zoo: WeightZoo
     kind: str = "noise"
     sigma: float = 0.1
     alpha: float = 0.5
     k: int = 2
+    scale: float = 1.0
     recalibrate_units: bool = False
     parent_statistics: Tensor | None = field(default=None, repr=False)
     """``unit_statistics`` of the zoo on the recipe's calibration data, when already computed (a ``Frontier``
@@ -58,6 +64,8 @@ class ZooBaseline:
             raise DWFError(f"noise baseline: sigma must be a finite number >= 0, got {self.sigma}")
         if not (math.isfinite(self.alpha) and 0 <= self.alpha <= 1):
             raise DWFError(f"interpolation baseline: alpha must be in [0, 1], got {self.alpha}")
+        if not (math.isfinite(self.scale) and self.scale >= 0):
+            raise DWFError(f"gaussian baseline: scale must be a finite number >= 0, got {self.scale}")
         if self.kind == "interpolation" and not 2 <= self.k <= len(self.zoo):
             raise DWFError(
                 f"interpolation baseline: k must be between 2 and the zoo size {len(self.zoo)}, got {self.k}"
@@ -79,7 +87,9 @@ class ZooBaseline:
     @property
     def knob(self) -> dict[str, float]:
         """The setting that defines this baseline (for tables and reports)."""
-        return {"alpha": self.alpha, "k": self.k} if self.kind == "interpolation" else {"sigma": self.sigma}
+        if self.kind == "interpolation":
+            return {"alpha": self.alpha, "k": self.k}
+        return {"scale": self.scale} if self.kind == "gaussian" else {"sigma": self.sigma}
 
     @cached_property
     def tensor_spread(self) -> Tensor:
@@ -89,6 +99,27 @@ class ZooBaseline:
             block = w[:, p.offset : p.offset + p.numel]
             out[p.offset : p.offset + p.numel] = block.std() if block.numel() > 1 else 0.0
         return out
+
+    @cached_property
+    def in_span_parts(self) -> Tensor:
+        """``[M, M]``: row ``j`` mixes the members into member ``j``'s projection onto the affine span of the
+        other members. Computed from their Gram matrix (``M x M``), so a ResNet-size zoo costs no ``D``-sized
+        decomposition."""
+        w = self._matrix.double()
+        gram, m = w @ w.T, len(w)
+        coef = torch.zeros(m, m, dtype=torch.float64)
+        for j in range(m):
+            others = torch.cat([torch.arange(j), torch.arange(j + 1, m)])
+            centre = torch.zeros(m, dtype=torch.float64)
+            centre[others] = 1.0 / len(others)
+            spread = -centre.expand(len(others), -1).clone()  # rows: each other member minus their mean
+            spread[torch.arange(len(others)), others] += 1.0
+            target = -centre
+            target[j] += 1.0
+            # the others' centred Gram matrix has a null direction (their mean): a relative cutoff drops it
+            inv = torch.linalg.pinv(spread @ gram @ spread.T, hermitian=True, rtol=1e-10)
+            coef[j] = centre + spread.T @ inv @ (spread @ gram @ target)
+        return coef
 
     def sample(self, num_networks: int, generator: torch.Generator | None = None) -> Tensor:
         """Raw weights ``[N, D]`` (before BatchNorm recalibration)."""
@@ -101,6 +132,11 @@ class ZooBaseline:
         if self.kind == "mean_noise":  # every network's parents: all members, equally
             noise = torch.randn(num_networks, w.shape[1], generator=generator)
             return w.mean(0) + self.sigma * self.tensor_spread * noise, mixing + 1.0 / m
+        if self.kind == "gaussian":  # parents for recalibration: all members, equally (the mean's statistics)
+            parts = self.in_span_parts
+            z = torch.randn(num_networks, m, generator=generator, dtype=parts.dtype)
+            coef = parts.mean(0) + self.scale * z @ (parts - parts.mean(0)) / max(m - 1, 1) ** 0.5
+            return (coef @ w.double()).to(w.dtype), mixing + 1.0 / m
         if self.kind == "noise":
             first = torch.randint(0, m, (num_networks,), generator=generator)
             noise = torch.randn(num_networks, w.shape[1], generator=generator)

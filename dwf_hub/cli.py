@@ -223,13 +223,12 @@ def _baseline(a: argparse.Namespace) -> None:
     from .zoo import open_zoo
 
     _check_out(a)
-    knob = {"alpha": a.alpha, "k": a.k} if a.kind == "interpolation" else {"sigma": a.sigma}
-    baseline = ZooBaseline(open_zoo(a.zoo), a.kind, **knob, recalibrate_units=a.recalibrate_units)
+    knobs = {"sigma": a.sigma, "alpha": a.alpha, "k": a.k, "scale": a.scale}
+    baseline = ZooBaseline(open_zoo(a.zoo), a.kind, **knobs, recalibrate_units=a.recalibrate_units)
     zoo = baseline.generate_zoo(a.num_networks, seed=a.seed)
     zoo.save(a.out, overwrite=a.overwrite)
-    print(
-        f"{len(zoo)} {a.kind} baseline networks ({', '.join(f'{k}={v}' for k, v in knob.items())}) in {a.out}"
-    )
+    knob = ", ".join(f"{k}={v}" for k, v in baseline.knob.items())
+    print(f"{len(zoo)} {a.kind} baseline networks ({knob}) in {a.out}")
 
 
 def _evaluate(a: argparse.Namespace) -> None:
@@ -539,17 +538,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--no-baselines",
         action="store_true",
-        help="skip the baselines (noise, interpolation, mean + noise) at matched novelty",
+        help="skip the baselines (noise, interpolation, mean + noise, Gaussian) at matched novelty",
     )
     e.set_defaults(func=_evaluate)
 
     b = sub.add_parser(
         "baseline",
         **kw,
-        help="networks from a trivial generator: zoo + noise, interpolation, or zoo mean + noise",
+        help="networks from a trivial generator: zoo + noise, interpolation, zoo mean + noise, or a Gaussian",
     )
     # baselines.BASELINES written out: importing it would pull torch into every command's start (test_cli)
-    b.add_argument("kind", choices=["noise", "interpolation", "mean_noise"])
+    b.add_argument("kind", choices=["noise", "interpolation", "mean_noise", "gaussian"])
     b.add_argument("zoo", help="zoo folder or Hub dataset repo id (canonicalized first unless it is)")
     b.add_argument("--out", required=True, help="zoo folder for the baseline networks")
     b.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
@@ -560,6 +559,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--alpha", type=float, default=0.5, help="interpolation: weight off the first member")
     b.add_argument("--k", type=int, default=2, help="interpolation: members combined")
+    b.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="gaussian: std relative to the fitted Gaussian's (0: the mean)",
+    )
     b.add_argument(
         "--recalibrate-units",
         action="store_true",

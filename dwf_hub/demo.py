@@ -107,8 +107,11 @@ def _summary(
         **{m: report[m]["generated"] for m in RATIOS},
         "heldout_members": _heldout_row(report),
         **{
-            key: {kind: {k: b[k] for k in BASELINE_KEYS} for kind, b in report[key].items()}
-            for key in ("baselines", "baselines_function")
+            key: {
+                kind: {k: b[k] for k in (*BASELINE_KEYS, "outcome") if k in b}
+                for kind, b in report[key].items()
+            }
+            for key in ("baselines", "baselines_function", "baselines_diversity")
         },
         "beats": report["beats"],
         "miou_generated_to_zoo": report["table17"]["gen→orig"]["miou_mean"],
@@ -140,7 +143,8 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, ...]]:
     if (h := s.get("heldout_members")) is not None:
         rows.append(("zoo members held out", str(s["holdout"]), _pct(h, "accuracy"), fmt_ratio(h["novelty_ratio"]),
                      fmt_ratio(h["function_novelty_ratio"])))  # fmt: skip
-    for key, how in (("baselines", ""), ("baselines_function", "function-matched, ")):
+    for key, how in (("baselines", ""), ("baselines_function", "function-matched, "),
+                     ("baselines_diversity", "diversity-matched, ")):  # fmt: skip
         for kind, b in s.get(key, {}).items():
             knob = ", ".join(f"{k}={v:.3g}" for k, v in b["knob"].items())
             rows.append((f"{kind} ({how}{knob})", str(s["num_generated"]), f"{100 * b['accuracy_mean']:.2f}",

@@ -29,7 +29,15 @@ INTERPOLATION_GRID: tuple[dict[str, float], ...] = (
     {"alpha": 3 / 4, "k": 4},
 )
 MEAN_NOISE_GRID: tuple[dict[str, float], ...] = tuple({"sigma": s} for s in (0.0, 0.1, 0.2, 0.3, 0.5, 0.75))
-GRIDS = {"noise": NOISE_GRID, "interpolation": INTERPOLATION_GRID, "mean_noise": MEAN_NOISE_GRID}
+GAUSSIAN_GRID: tuple[dict[str, float], ...] = tuple(
+    {"scale": s} for s in (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5)
+)
+GRIDS = {
+    "noise": NOISE_GRID,
+    "interpolation": INTERPOLATION_GRID,
+    "mean_noise": MEAN_NOISE_GRID,
+    "gaussian": GAUSSIAN_GRID,
+}
 COPIES = {"noise": {"sigma": 0.0}, "interpolation": {"alpha": 0.0, "k": 2}}  # novelty 0: the zoo itself
 QUICK_CANDIDATES = 8  # sweeps align each network to its 8 nearest training networks only
 MATCH_TOLERANCE = 0.05  # novelty ratios this close (relative, above 1) count as matched
@@ -68,8 +76,9 @@ class Frontier:
         self, weights: Tensor, quick: bool = False, heldout: bool = True, diversity: bool = True
     ) -> dict[str, Any]:
         """Task metric summary (``mean``, ``std``, ``min``, ``max``) and novelty figures of ``weights [N, D]``;
-        ``quick``: novelty only, from each network's nearest candidates (for sweeps); ``heldout=False``: no
-        held-out ratio (for the held-out members themselves); ``diversity=False``: no diversity ratio.
+        ``quick``: novelty (and diversity, if asked) only, from each network's nearest candidates (for sweeps);
+        ``heldout=False``: no held-out ratio (for the held-out members themselves); ``diversity=False``: no
+        diversity ratio.
         Every score has ``function_novelty_ratio`` (``None`` if the seen networks all compute one function)."""
         outputs = outputs_many(self.seen.arch, weights, self.x)
         out: dict[str, Any] = {
@@ -79,6 +88,9 @@ class Frontier:
         if quick:
             nn = self.scorer.distances(weights, self.scorer.train, candidates=QUICK_CANDIDATES)
             out["novelty_ratio"] = float(nn.min(1).values.median()) / self.scorer.scale
+            if diversity:
+                among = self.scorer.distances(weights, weights, candidates=QUICK_CANDIDATES)
+                out["diversity_ratio"] = float(nearest(among, exclude_self=True).median()) / self.scorer.scale
         else:
             out.update(self.scorer.score(weights, diversity, heldout))
         out["function_novelty_ratio"] = self.function_novelty(outputs)
@@ -111,10 +123,16 @@ class Frontier:
             self._parent_statistics = baseline.parent_statistics  # computed once, shared by every setting
         return self._baselines[key]
 
-    def sweep(self, kind: str, grid: tuple[dict[str, float], ...] | None = None) -> list[dict[str, Any]]:
-        """Quick scores of baseline ``kind`` over its grid (default ``GRIDS[kind]``), one row per setting."""
+    def sweep(
+        self, kind: str, grid: tuple[dict[str, float], ...] | None = None, diversity: bool = False
+    ) -> list[dict[str, Any]]:
+        """Quick scores of baseline ``kind`` over its grid (default ``GRIDS[kind]``), one row per setting
+        (``diversity``: with a quick diversity ratio, for matching on it)."""
         return [
-            {"knob": dict(knob), **self.score(self.baseline_weights(kind, knob), quick=True)}
+            {
+                "knob": dict(knob),
+                **self.score(self.baseline_weights(kind, knob), quick=True, diversity=diversity),
+            }
             for knob in grid or GRIDS[kind]
         ]
 
@@ -127,12 +145,12 @@ class Frontier:
         key: str = "novelty_ratio",
     ) -> dict[str, Any]:
         """Baseline ``kind`` at the setting whose novelty (``key``: ``novelty_ratio`` or
-        ``function_novelty_ratio``) is closest to ``novelty`` (the knob interpolated between the two grid
-        settings that bracket it), fully scored. ``reached`` is False when no setting of the grid is as
+        ``function_novelty_ratio``; or ``diversity_ratio``, given a sweep that has it) is closest to ``novelty``
+        (the knob interpolated between the two grid settings that bracket it), fully scored. ``reached`` is False when no setting of the grid is as
         novel: the row is then the most novel setting; ``too_novel`` is True when every setting is more novel
-        (``mean_noise``, which cannot copy the zoo): the row is then the least novel setting."""
+        (``mean_noise``, ``gaussian``: they cannot copy the zoo): the row is then the least novel setting."""
         sweep = sweep or self.sweep(kind)
-        copies = [{"knob": COPIES[kind], key: 0.0}] if kind in COPIES else []
+        copies = [{"knob": COPIES[kind], key: 0.0}] if kind in COPIES and key != "diversity_ratio" else []
         knob = _interpolate_knob([*copies, *sweep], novelty, key)
         row = {
             "kind": kind,

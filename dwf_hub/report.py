@@ -36,10 +36,12 @@ def verdict(
     baselines: dict[str, dict[str, Any]] | None = None,
     metric: str = "accuracy",
     function_baselines: dict[str, dict[str, Any]] | None = None,
+    diversity_baselines: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """Plain sentences: are the generated networks new, and do they beat each baseline at their novelty —
     in function space (``function_baselines``, first: what the networks compute) and in weight space
-    (``baselines``), then overall (both)? (``miou``: error overlap with the zoo, classification only.)"""
+    (``baselines``), then overall (both)? Baselines that cannot copy the zoo are also set to the generated
+    set's diversity (``diversity_baselines``). (``miou``: error overlap with the zoo, classification only.)"""
     overlap = "" if miou is None else f", error overlap with the zoo mIoU {miou:.2f}"
     if novelty < MEMORIZED:
         text = (f"**Generated networks look memorized**: a generated network sits {novelty:.2f}× as far from its "
@@ -57,6 +59,7 @@ def verdict(
             text += f" In {space} space" + _comparisons(rows, metric, key, same).replace(
                 " The generator", ", the generator", 1
             )
+    text += _at_diversity(diversity_baselines or {}, metric)
     overall = beats_overall(baselines or {}, function_baselines or {})
     if overall:
         won = [k for k, v in overall.items() if v]
@@ -95,6 +98,37 @@ def _comparisons(baselines: dict[str, dict[str, Any]], metric: str, key: str, sa
         text += (f" The generator {outcome} the {kind} baseline {where}: {scale * b['mean']:.2f} vs "
                  f"{scale * b['baseline_mean']:.2f}{noise}{_narrower(b)}.")  # fmt: skip
     return text
+
+
+def _at_diversity(baselines: dict[str, dict[str, Any]], metric: str) -> str:
+    """One sentence per baseline set to the generated set's diversity: which of the two is more accurate and
+    which more novel (a baseline that cannot copy the zoo is more novel at every setting, so matching it on
+    novelty says only whether it dominates; at equal diversity the accuracy a generator's variety costs shows)."""
+    scale, text = unit(metric)[0], ""
+    for kind, b in baselines.items():
+        knob = ", ".join(f"{k} {v:.3g}" for k, v in b["knob"].items())
+        ours, theirs = f"{scale * b['mean']:.2f}", f"{scale * b['baseline_mean']:.2f}"
+        novelty = f"novelty {b['novelty_ratio']:.2f} vs {b['generated_novelty_ratio']:.2f}"
+        where = "At the generated networks' diversity" if b["reached"] else "At its most diverse setting"
+        outcome = {
+            "generator dominates": f"the generator is more accurate ({ours} vs {theirs}) and at least as novel ({novelty}): it dominates",
+            "baseline dominates": f"the baseline is as accurate ({theirs} vs {ours}) and at least as novel ({novelty}): it dominates",
+            "generator more accurate": f"the generator is more accurate ({ours} vs {theirs}), the baseline more novel ({novelty})",
+            "baseline more accurate": f"the baseline is more accurate ({theirs} vs {ours}), the generator more novel ({novelty})",
+        }[diversity_outcome(b)]  # fmt: skip
+        noise = "" if b["significant"] else " (an accuracy difference within twice its standard error)"
+        text += (f" {where} (the {kind} baseline at {knob}: diversity {b['diversity_ratio']:.2f}), "
+                 f"{outcome}{noise}.")  # fmt: skip
+    return text
+
+
+def diversity_outcome(b: dict[str, Any]) -> str:
+    """A diversity-matched baseline row against the generated set: who dominates (more accurate and at least as
+    novel), or which of the two is more accurate when each wins on one axis."""
+    more_accurate, more_novel = b["difference"] > 0, b["novelty_ratio"] > b["generated_novelty_ratio"]
+    if more_accurate != more_novel:
+        return "generator dominates" if more_accurate else "baseline dominates"
+    return "generator more accurate" if more_accurate else "baseline more accurate"
 
 
 def _narrower(b: dict[str, Any]) -> str:
@@ -142,8 +176,7 @@ def build_report(
     units = bool(generated.info.get("unit_recalibration"))  # baselines recalibrated as the generated set was
     frontier = Frontier(seen, x, y, heldout, len(generated), seed, recalibrate_units=units)
     sets, scores = _score_sets(frontier, gen_w, noise)
-    sweeps = {kind: frontier.sweep(kind) for kind in (BASELINES if baselines else ())}
-    matched, by_function = (_match_baselines(frontier, sweeps, sets, scores, key) for key in MATCHED_NAME)
+    sweeps, (matched, by_function, by_diversity) = _baselines(frontier, sets, scores, baselines)
     preds = _predictions(reference.arch, sets, x)
     table = _table17(sets, preds, y)
     novelty = scores["generated"]["novelty_ratio"]
@@ -152,9 +185,10 @@ def build_report(
         "holdout": holdout,
         "accuracy": {k: {s: v[s] for s in ("mean", "std", "min", "max")} for k, v in scores.items()},
         **{m: {k: v.get(m) for k, v in scores.items() if k != "zoo"} for m in RATIOS},
-        "baselines": matched, "baselines_function": by_function, "beats": beats_overall(matched, by_function),
-        "sweeps": sweeps, "table17": table,
-        "verdict": verdict(novelty, table["gen→orig"]["miou_mean"], matched, frontier.metric, by_function),
+        "baselines": matched, "baselines_function": by_function, "baselines_diversity": by_diversity,
+        "beats": beats_overall(matched, by_function), "sweeps": sweeps, "table17": table,
+        "verdict": verdict(novelty, table["gen→orig"]["miou_mean"], matched, frontier.metric, by_function,
+                           by_diversity),
         "memorized": novelty < MEMORIZED,
     }  # fmt: skip
     root = Path(out)
@@ -188,6 +222,19 @@ def _score_sets(
     return sets, scores
 
 
+def _baselines(
+    frontier, sets: dict[str, Tensor], scores: dict[str, dict[str, Any]], enabled: bool
+) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, dict[str, Any]]]]:
+    """Each baseline's sweep (with diversity for those that cannot copy the zoo), and the summary rows at the
+    generated set's novelty, function novelty and diversity (``_match_baselines``)."""
+    from .frontier import COPIES
+
+    sweeps = {
+        kind: frontier.sweep(kind, diversity=kind not in COPIES) for kind in (BASELINES if enabled else ())
+    }
+    return sweeps, [_match_baselines(frontier, sweeps, sets, scores, key) for key in MATCHED_NAME]
+
+
 def _predictions(arch, sets: dict[str, Tensor], x: Tensor) -> dict[str, Tensor] | None:
     """Predicted labels ``[N, B]`` per set (classification only: errors are what mIoU compares)."""
     from .scoring import predict_many
@@ -215,7 +262,11 @@ def _table17(
     return table
 
 
-MATCHED_NAME = {"novelty_ratio": "matched", "function_novelty_ratio": "function-matched"}
+MATCHED_NAME = {
+    "novelty_ratio": "matched",
+    "function_novelty_ratio": "function-matched",
+    "diversity_ratio": "diversity-matched",  # the baselines that cannot copy the zoo (no COPIES setting)
+}
 
 
 def _match_baselines(
@@ -225,25 +276,31 @@ def _match_baselines(
     scores: dict[str, dict[str, Any]],
     key: str = "novelty_ratio",
 ) -> dict[str, dict[str, Any]]:
-    """Each swept baseline at the generated set's novelty (``key``: weight or function novelty), added to
-    ``sets`` / ``scores`` as ``KIND (matched)`` / ``KIND (function-matched)``; returns the summary rows (the
-    diversity is scored too: a baseline that wins on accuracy with a narrower set is said to)."""
+    """Each swept baseline at the generated set's novelty (``key``: weight or function novelty; or diversity,
+    for the baselines whose sweep has it), added to ``sets`` / ``scores`` as ``KIND (matched)`` /
+    ``KIND (function-matched)`` / ``KIND (diversity-matched)``; returns the summary rows (the diversity is
+    scored too: a baseline that wins on accuracy with a narrower set is said to)."""
     from .frontier import compare
 
     generated, matched = scores["generated"], {}
-    if generated[key] is None:
+    if generated.get(key) is None:
         return matched
     for kind, sweep in sweeps.items():
+        if key not in sweep[0]:
+            continue
         row = frontier.matched(kind, generated[key], sweep, key=key)
         name = f"{kind} ({MATCHED_NAME[key]})"
         sets[name], scores[name] = frontier.baseline_weights(kind, row["knob"]), row
         matched[kind] = {
             "accuracy_mean": row["mean"], "accuracy_std": row["std"], "novelty_ratio": row["novelty_ratio"],
             "function_novelty_ratio": row["function_novelty_ratio"], "diversity_ratio": row["diversity_ratio"],
-            "generated_diversity_ratio": generated["diversity_ratio"], "knob": row["knob"], "reached": row["reached"], "too_novel": row["too_novel"],
+            "generated_diversity_ratio": generated["diversity_ratio"], "generated_novelty_ratio": generated["novelty_ratio"],
+            "knob": row["knob"], "reached": row["reached"], "too_novel": row["too_novel"],
             **compare(generated, row, frontier.num_networks),
             "mean": generated["mean"], "baseline_mean": row["mean"],
         }  # fmt: skip
+        if key == "diversity_ratio":
+            matched[kind]["outcome"] = diversity_outcome(matched[kind])
     return matched
 
 
@@ -260,9 +317,10 @@ def _figures(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # per-network figures: the function-matched baselines would double the legends (they are in the tables
+    # per-network figures: the function- and diversity-matched baselines would crowd the legends (they are in the tables
     # and on the accuracy-vs-novelty panels)
-    names, metric = [k for k in sets if MATCHED_NAME["function_novelty_ratio"] not in k], summary["metric"]
+    names = [k for k in sets if not k.endswith(("function-matched)", "diversity-matched)"))]
+    metric = summary["metric"]
     scale, suffix = unit(metric)
     files = {}
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -298,17 +356,26 @@ def _figures(
 
 
 def plot_frontier(ax, summary: dict[str, Any], key: str = "novelty_ratio") -> None:
-    """The accuracy–novelty plane (``key``: weight or function novelty): each baseline's sweep as a line,
-    every scored set as a point."""
+    """The accuracy–novelty plane (``key``: weight or function novelty): each baseline's sweep as a line, its
+    matched settings as crosses in the line's colour, every other scored set as a point."""
     scale, suffix = unit(summary["metric"])
+    colours, others = {}, iter(f"C{i}" for i in range(len(summary["sweeps"]), 10))
     for kind, rows in summary["sweeps"].items():
         pts = [(r[key], scale * r["mean"]) for r in rows if r.get(key) is not None]
-        ax.plot(*zip(*pts), "o--", ms=3, alpha=0.6, label=f"{kind} (sweep)")
+        colours[kind] = ax.plot(*zip(*pts), "o--", ms=3, alpha=0.6, label=f"{kind} (sweep, × matched)")[
+            0
+        ].get_color()
     for name, stats in summary["accuracy"].items():
         nov = 0.0 if name == "zoo" else summary[key].get(name)
-        if nov is not None:
-            ax.scatter([nov], [scale * stats["mean"]], s=60 if name == "generated" else 30,
-                       marker="*" if name == "generated" else "o", zorder=3, label=name)  # fmt: skip
+        kind = name.split(" (")[0]
+        if nov is None:
+            continue
+        if name.endswith("matched)") and kind in colours:
+            ax.scatter([nov], [scale * stats["mean"]], s=40, marker="x", color=colours[kind], zorder=3)
+        else:
+            mine = name == "generated"
+            ax.scatter([nov], [scale * stats["mean"]], s=90 if mine else 30, marker="*" if mine else "o",
+                       color="black" if mine else next(others, "grey"), zorder=4, label=name)  # fmt: skip
     what = "novelty ratio (permutation-invariant)" if key == "novelty_ratio" else "function novelty ratio"
     ax.set(xlabel=what, ylabel=f"mean {summary['split']} {summary['metric']}{suffix}",
            title=f"{summary['metric'].capitalize()} vs. {what.split(' (')[0]}")  # fmt: skip
@@ -345,7 +412,8 @@ def _baseline_table(baselines: dict[str, dict[str, Any]], where: str, scale: flo
         return []
     lines = ["", f"Baselines at the generated networks' {where}:", "",
              f"| baseline | setting | novelty | function novelty | diversity | mean{suffix} | generated − baseline "
-             "| generator beats it | beyond 2 standard errors |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             f"| {'outcome' if where == 'diversity' else 'generator beats it'} | beyond 2 standard errors |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for kind, b in baselines.items():
         knob = ", ".join(f"{k}={v:.3g}" for k, v in b["knob"].items())
         reach = "" if b["reached"] else " (most novel setting; cannot reach)"
@@ -353,7 +421,8 @@ def _baseline_table(baselines: dict[str, dict[str, Any]], where: str, scale: flo
             reach = " (least novel setting; always more novel)"
         lines.append(f"| {kind} | {knob}{reach} | {b['novelty_ratio']:.3f} | {fmt_ratio(b['function_novelty_ratio'])} "
                      f"| {fmt_ratio(b.get('diversity_ratio'))} "
-                     f"| {scale * b['accuracy_mean']:.2f} | {scale * b['difference']:+.2f} | {_beats_cell(b)} "
+                     f"| {scale * b['accuracy_mean']:.2f} | {scale * b['difference']:+.2f} "
+                     f"| {diversity_outcome(b) if where == 'diversity' else _beats_cell(b)} "
                      f"| {'yes' if b['significant'] else 'no'} |")  # fmt: skip
     return lines
 
@@ -385,7 +454,8 @@ def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
             + " | ".join(fmt_ratio(summary[m].get(k)) for m in RATIOS)
             + " |"
         )
-    for key, where in (("baselines", "novelty"), ("baselines_function", "function novelty")):
+    for key, where in (("baselines", "novelty"), ("baselines_function", "function novelty"),
+                       ("baselines_diversity", "diversity")):  # fmt: skip
         lines += _baseline_table(summary.get(key) or {}, where, scale, suffix)
     lines += [
         "",

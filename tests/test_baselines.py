@@ -1,4 +1,4 @@
-"""The trivial generators (zoo + noise, interpolation, zoo mean + noise) and matching them to a generated set's
+"""The trivial generators (zoo + noise, interpolation, zoo mean + noise, a Gaussian) and matching them to a generated set's
 novelty."""
 
 from __future__ import annotations
@@ -61,6 +61,31 @@ def test_mean_noise_perturbs_the_zoo_mean(canonical):
     # parents for unit recalibration: every member, equally
     mixing = ZooBaseline(canonical, "mean_noise", sigma=0.1)._draw(4, torch.Generator().manual_seed(2))[1]
     assert torch.allclose(mixing, torch.full((4, len(w)), 1 / len(w)))
+
+
+def test_gaussian_is_fitted_to_each_members_projection_on_the_others(canonical):
+    w = canonical.to_matrix().double()
+    base = ZooBaseline(canonical, "gaussian", scale=0.0)
+    parts = base.in_span_parts  # [M, M]: member j's projection onto the affine span of the others
+    assert torch.allclose(parts.diagonal(), torch.zeros(len(w), dtype=parts.dtype), atol=1e-9)
+    assert torch.allclose(parts.sum(1), torch.ones(len(w), dtype=parts.dtype))  # affine combinations
+    for j in range(len(w)):
+        others = torch.cat([w[:j], w[j + 1 :]])
+        residual = w[j] - parts[j] @ w  # orthogonal to every direction within the others' span
+        assert (residual @ (others[1:] - others[0]).T).abs().max() < 1e-6 * w.norm() ** 2
+    centre = (parts.mean(0) @ w).float()
+    assert torch.allclose(base.sample(3, torch.Generator().manual_seed(0)), centre.expand(3, -1), atol=1e-5)
+    wide = ZooBaseline(canonical, "gaussian", scale=0.5)
+    draws = wide.sample(4000, torch.Generator().manual_seed(1)).double()
+    fitted = (parts @ w - parts.mean(0) @ w).pow(2).sum(1).sum() / (len(w) - 1)  # trace of its covariance
+    assert (draws - centre.double()).pow(2).sum(1).mean().item() == pytest.approx(
+        0.25 * fitted.item(), rel=0.05
+    )
+    assert torch.equal(
+        wide.sample(2, torch.Generator().manual_seed(3)), wide.sample(2, torch.Generator().manual_seed(3))
+    )
+    with pytest.raises(DWFError, match="gaussian baseline: scale must be a finite number >= 0, got -1"):
+        ZooBaseline(canonical, "gaussian", scale=-1.0)
 
 
 def test_baselines_hand_back_networks_like_the_pipeline(tiny_zoo, tmp_path):
@@ -191,6 +216,9 @@ def test_cli_baseline(tiny_zoo, tmp_path, capsys):
     mean = ["-q", "baseline", "mean_noise", str(tmp_path / "zoo"), "--num-networks", "4", "--sigma", "0.1"]
     assert main([*mean, "--out", str(tmp_path / "mean")]) == 0
     assert WeightZoo.load(tmp_path / "mean").info["baseline"] == {"kind": "mean_noise", "sigma": 0.1}
+    gauss = ["-q", "baseline", "gaussian", str(tmp_path / "zoo"), "--num-networks", "4", "--scale", "0.5"]
+    assert main([*gauss, "--out", str(tmp_path / "gauss")]) == 0
+    assert WeightZoo.load(tmp_path / "gauss").info["baseline"] == {"kind": "gaussian", "scale": 0.5}
 
 
 def test_cli_knows_every_baseline():

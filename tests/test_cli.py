@@ -218,7 +218,20 @@ def test_demo_small(tmp_path):
         for b in summary["baselines"].values()
     )
     assert summary["heldout_members"] is None  # 6 members: too few to hold any out
-    assert set(summary["beats"]) <= set(summary["baselines"]) == {"noise", "interpolation", "mean_noise"}
+    assert set(summary["baselines_diversity"]) == {
+        "mean_noise",
+        "gaussian",
+    }  # the two that cannot copy the zoo
+    assert all(
+        b["outcome"]
+        in ("generator dominates", "baseline dominates", "generator more accurate", "baseline more accurate")
+        for b in summary["baselines_diversity"].values()
+    )
+    assert (
+        set(summary["beats"])
+        <= set(summary["baselines"])
+        == {"noise", "interpolation", "mean_noise", "gaussian"}
+    )
     for kind, won in summary["beats"].items():
         rows = [
             s[kind] for s in (summary["baselines"], summary["baselines_function"]) if s[kind]["comparable"]

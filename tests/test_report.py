@@ -79,8 +79,9 @@ def test_report_flags_memorized_copies(tiny_zoo, tmp_path):
     assert s["table17"]["gen→orig"]["miou_mean"] > 0.99
     assert set(s["table17"]) == {
         "orig→orig", "orig→gen", "gen→orig", "gen→gen", "noise σ=0.01→orig",
-        *(f"{kind} ({how})→orig" for kind in ("noise", "interpolation", "mean_noise")
+        *(f"{kind} ({how})→orig" for kind in ("noise", "interpolation", "mean_noise", "gaussian")
           for how in ("matched", "function-matched")),
+        *(f"{kind} (diversity-matched)→orig" for kind in ("mean_noise", "gaussian")),
     }  # fmt: skip
     # Near-copies: both baselines are matched down to the same tiny novelty, in weights and in functions.
     assert (
@@ -100,13 +101,15 @@ def test_report_flags_memorized_copies(tiny_zoo, tmp_path):
             f["reached"]
             and abs(f["function_novelty_ratio"] - s["function_novelty_ratio"]["generated"]) < 0.05
         )
-    # the zoo mean + noise is never as close to the zoo as copies: not beaten, compared only if it dominates
-    for rows in (s["baselines"], s["baselines_function"]):
-        m = rows["mean_noise"]
-        assert m["too_novel"] and not m["beats"] and m["comparable"] == (m["difference"] <= 0)
-    assert ("mean_noise" in s["beats"]) == any(
-        r["mean_noise"]["comparable"] for r in (s["baselines"], s["baselines_function"])
-    )
+    # the zoo mean + noise and the Gaussian are never as close to the zoo as copies: not beaten, compared only
+    # if they dominate
+    for kind in ("mean_noise", "gaussian"):
+        for rows in (s["baselines"], s["baselines_function"]):
+            m = rows[kind]
+            assert m["too_novel"] and not m["beats"] and m["comparable"] == (m["difference"] <= 0)
+        assert (kind in s["beats"]) == any(
+            r[kind]["comparable"] for r in (s["baselines"], s["baselines_function"])
+        )
     for name in (
         "report.md",
         "summary.json",
@@ -182,3 +185,46 @@ def test_overall_verdict_needs_both_spaces():
         {**narrow, "comparable": False},
     ):
         assert "less diverse" not in verdict(0.7, None, {"mean_noise": quiet}, "accuracy")
+
+
+def test_diversity_matched_baselines_say_who_dominates():
+    from dwf_hub.report import diversity_outcome, verdict
+
+    def row(gen: float, base: float, novelty: float) -> dict:
+        return {"knob": {"scale": 0.7}, "reached": True, "mean": gen, "baseline_mean": base,
+                "difference": gen - base, "significant": True, "novelty_ratio": novelty,
+                "generated_novelty_ratio": 0.8, "diversity_ratio": 0.4}  # fmt: skip
+
+    assert diversity_outcome(row(0.9, 0.86, 0.94)) == "generator more accurate"  # a trade-off
+    assert diversity_outcome(row(0.9, 0.86, 0.7)) == "generator dominates"
+    assert diversity_outcome(row(0.85, 0.86, 0.94)) == "baseline dominates"
+    assert diversity_outcome(row(0.85, 0.86, 0.7)) == "baseline more accurate"
+    text = verdict(0.8, None, diversity_baselines={"gaussian": row(0.9, 0.86, 0.94)})
+    assert (
+        "At the generated networks' diversity (the gaussian baseline at scale 0.7: diversity 0.40), the generator "
+        "is more accurate (90.00 vs 86.00), the baseline more novel (novelty 0.94 vs 0.80)." in text
+    )
+    assert "it dominates" in verdict(0.8, None, diversity_baselines={"gaussian": row(0.85, 0.86, 0.94)})
+
+
+def test_report_matches_the_baselines_that_cannot_copy_the_zoo_on_diversity(tiny_zoo, tmp_path):
+    from dwf_hub.matching import canonicalize
+    from dwf_hub.report import build_report, diversity_outcome
+    from dwf_hub.zoo import WeightZoo
+
+    canonical = canonicalize(tiny_zoo, progress=False).zoo
+    w = canonical.to_matrix()
+    g = torch.Generator().manual_seed(0)
+    blends = torch.softmax(torch.randn(8, len(w), generator=g), 1) @ w  # varied sets near the zoo's centre
+    s = build_report(
+        WeightZoo.from_matrix(tiny_zoo.arch, blends, recipe=tiny_zoo.recipe), canonical, tmp_path
+    )
+    rows = s["baselines_diversity"]
+    assert set(rows) == {"mean_noise", "gaussian"}  # noise and interpolation can copy the zoo
+    generated = s["diversity_ratio"]["generated"]
+    for kind, b in rows.items():
+        assert b["diversity_ratio"] == s["diversity_ratio"][f"{kind} (diversity-matched)"]
+        assert abs(b["diversity_ratio"] - generated) < 0.25 * generated or not b["reached"], b
+        assert b["generated_novelty_ratio"] == s["novelty_ratio"]["generated"]
+        assert b["outcome"] == diversity_outcome(b)
+    assert "Baselines at the generated networks' diversity" in (tmp_path / "report.md").read_text()
