@@ -103,10 +103,12 @@ class ZooBaseline:
     @cached_property
     def in_span_parts(self) -> Tensor:
         """``[M, M]``: row ``j`` mixes the members into member ``j``'s projection onto the affine span of the
-        other members. Computed from their Gram matrix (``M x M``), so a ResNet-size zoo costs no ``D``-sized
-        decomposition."""
-        w = self._matrix.double()
-        gram, m = w @ w.T, len(w)
+        other members. Computed from their Gram matrix (``M x M``, summed over column blocks), so a ResNet-size
+        zoo costs no ``D``-sized decomposition or copy."""
+        from .pca import centred_gram
+
+        m = len(self._matrix)
+        gram = centred_gram(self._matrix, self._matrix.mean(0))  # centring leaves the projections unchanged
         coef = torch.zeros(m, m, dtype=torch.float64)
         for j in range(m):
             others = torch.cat([torch.arange(j), torch.arange(j + 1, m)])
@@ -136,7 +138,7 @@ class ZooBaseline:
             parts = self.in_span_parts
             z = torch.randn(num_networks, m, generator=generator, dtype=parts.dtype)
             coef = parts.mean(0) + self.scale * z @ (parts - parts.mean(0)) / max(m - 1, 1) ** 0.5
-            return (coef @ w.double()).to(w.dtype), mixing + 1.0 / m
+            return coef.to(w.dtype) @ w, mixing + 1.0 / m
         if self.kind == "noise":
             first = torch.randint(0, m, (num_networks,), generator=generator)
             noise = torch.randn(num_networks, w.shape[1], generator=generator)

@@ -80,7 +80,7 @@ def fit_pca(weights: Tensor, n_components: int | float | None = None) -> PCAResu
     n = weights.shape[0]
     _check_matrix(n, tuple(weights.shape))
     mean = weights.mean(0)
-    gram = _centred_gram(weights, mean)
+    gram = centred_gram(weights, mean)
     eigvals, eigvecs = torch.linalg.eigh(gram)  # ascending
     eigvals, eigvecs = eigvals.flip(0).clamp_min(0), eigvecs.flip(1)
     variances = eigvals / (n - 1)
@@ -95,7 +95,7 @@ def fit_pca(weights: Tensor, n_components: int | float | None = None) -> PCAResu
     return _result(mean, components, variances, total, rank)
 
 
-def _centred_gram(weights: Tensor, mean: Tensor) -> Tensor:
+def centred_gram(weights: Tensor, mean: Tensor) -> Tensor:
     """``(X - 1 m^T)(X - 1 m^T)^T`` in float64, over column blocks of ~16M values (no N x D copy)."""
     n, d = weights.shape
     block = max(1, (1 << 24) // n)
