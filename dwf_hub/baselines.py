@@ -56,6 +56,8 @@ class ZooBaseline:
     parent_statistics: Tensor | None = field(default=None, repr=False)
     """``unit_statistics`` of the zoo on the recipe's calibration data, when already computed (a ``Frontier``
     shares one across its settings); computed on first use otherwise."""
+    span_coefficients: Tensor | None = field(default=None, repr=False)
+    """``in_span_parts``, when already computed (shared like ``parent_statistics``)."""
 
     def __post_init__(self) -> None:
         if self.kind not in BASELINES:
@@ -100,28 +102,13 @@ class ZooBaseline:
             out[p.offset : p.offset + p.numel] = block.std() if block.numel() > 1 else 0.0
         return out
 
-    @cached_property
+    @property
     def in_span_parts(self) -> Tensor:
         """``[M, M]``: row ``j`` mixes the members into member ``j``'s projection onto the affine span of the
-        other members. Computed from their Gram matrix (``M x M``, summed over column blocks), so a ResNet-size
-        zoo costs no ``D``-sized decomposition or copy."""
-        from .pca import centred_gram
-
-        m = len(self._matrix)
-        gram = centred_gram(self._matrix, self._matrix.mean(0))  # centring leaves the projections unchanged
-        coef = torch.zeros(m, m, dtype=torch.float64)
-        for j in range(m):
-            others = torch.cat([torch.arange(j), torch.arange(j + 1, m)])
-            centre = torch.zeros(m, dtype=torch.float64)
-            centre[others] = 1.0 / len(others)
-            spread = -centre.expand(len(others), -1).clone()  # rows: each other member minus their mean
-            spread[torch.arange(len(others)), others] += 1.0
-            target = -centre
-            target[j] += 1.0
-            # the others' centred Gram matrix has a null direction (their mean): a relative cutoff drops it
-            inv = torch.linalg.pinv(spread @ gram @ spread.T, hermitian=True, rtol=1e-10)
-            coef[j] = centre + spread.T @ inv @ (spread @ gram @ target)
-        return coef
+        other members (``in_span_coefficients``)."""
+        if self.span_coefficients is None:
+            self.span_coefficients = in_span_coefficients(self._matrix)
+        return self.span_coefficients
 
     def sample(self, num_networks: int, generator: torch.Generator | None = None) -> Tensor:
         """Raw weights ``[N, D]`` (before BatchNorm recalibration)."""
@@ -195,3 +182,26 @@ class ZooBaseline:
         info["canonical"] = dict(self.zoo.info["canonical"])
         records = [{"source": f"baseline:{self.kind}", "seed": seed, "index": i} for i in range(num_networks)]
         return WeightZoo(self.arch, out.state_dicts, records, recipe=self.zoo.recipe, info=info)
+
+
+def in_span_coefficients(weights: Tensor) -> Tensor:
+    """``[M, M]`` for members ``weights [M, D]``: row ``j`` mixes the members into member ``j``'s projection onto
+    the affine span of the other members. Computed from their Gram matrix (``M x M``, summed over column
+    blocks), so a ResNet-size zoo costs no ``D``-sized decomposition or copy."""
+    from .pca import centred_gram
+
+    m = len(weights)
+    gram = centred_gram(weights, weights.mean(0))  # centring leaves the projections unchanged
+    coef = torch.zeros(m, m, dtype=torch.float64)
+    for j in range(m):
+        others = torch.cat([torch.arange(j), torch.arange(j + 1, m)])
+        centre = torch.zeros(m, dtype=torch.float64)
+        centre[others] = 1.0 / len(others)
+        spread = -centre.expand(len(others), -1).clone()  # rows: each other member minus their mean
+        spread[torch.arange(len(others)), others] += 1.0
+        target = -centre
+        target[j] += 1.0
+        # the others' centred Gram matrix has a null direction (their mean): a relative cutoff drops it
+        inv = torch.linalg.pinv(spread @ gram @ spread.T, hermitian=True, rtol=1e-10)
+        coef[j] = centre + spread.T @ inv @ (spread @ gram @ target)
+    return coef

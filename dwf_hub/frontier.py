@@ -69,6 +69,7 @@ class Frontier:
         self.metric = self.seen.arch.metric
         self._baselines: dict[tuple, Tensor] = {}  # (kind, knob) -> weights: a matched setting is drawn once
         self._parent_statistics: Tensor | None = None  # seen networks' unit statistics, once
+        self._span_coefficients: Tensor | None = None  # the gaussian baseline's in-span parts, once
         self._seen_functions: Tensor | None = None  # seen networks' function values on x [M, B, C], once
         self._function_scale = 0.0
 
@@ -115,12 +116,14 @@ class Frontier:
         key = (kind, *sorted(knob.items()))
         if key not in self._baselines:
             baseline = ZooBaseline(self.seen, kind, **knob, recalibrate_units=self.recalibrate_units,
-                                   parent_statistics=self._parent_statistics)  # fmt: skip
+                                   parent_statistics=self._parent_statistics,
+                                   span_coefficients=self._span_coefficients)  # fmt: skip
             gen = torch.Generator().manual_seed(self.seed)
             self._baselines[key] = baseline(
                 self.num_networks, generator=gen, output_type="state_dict"
             ).weights
             self._parent_statistics = baseline.parent_statistics  # computed once, shared by every setting
+            self._span_coefficients = baseline.span_coefficients
         return self._baselines[key]
 
     def sweep(
