@@ -210,7 +210,7 @@ def _score_sets(
     zoo_w = frontier.scorer.train
     sets: dict[str, Tensor] = {"zoo": zoo_w, "generated": gen_w}
     scores: dict[str, dict[str, Any]] = {
-        "zoo": frontier.score(zoo_w, quick=True),
+        "zoo": frontier.score(zoo_w, quick=True, diversity=False),
         "generated": frontier.score(gen_w),
     }
     if frontier.scorer.heldout is not None:
