@@ -2,9 +2,10 @@
 
 ``build_report(generated, training_zoo, out)`` writes ``report.md``, ``summary.json`` and PNG figures. Every
 set — generated networks, held-out zoo members, the baselines — is scored the same way (``frontier``): task
-metric, permutation-invariant novelty, diversity and held-out ratio (``novelty``). The baselines (zoo +
-noise, interpolation of zoo members) are set to the generated networks' novelty, and the verdict says whether
-the generator beats each there. Table 17 of the paper (mIoU, nearest-neighbour L2, cosine, Wasserstein,
+metric, permutation-invariant novelty, diversity and held-out ratio (``novelty``). The baselines
+(``baselines.BASELINES``) are set to the generated networks' novelty and function novelty, and the verdict says
+whether the generator beats each there; the two that cannot copy the zoo (mean + noise, Gaussian) are also set
+to its diversity. Table 17 of the paper (mIoU, nearest-neighbour L2, cosine, Wasserstein,
 Jensen–Shannon) is computed in canonical weight space.
 """
 
