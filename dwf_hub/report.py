@@ -423,7 +423,7 @@ def _baseline_table(baselines: dict[str, dict[str, Any]], where: str, scale: flo
         lines.append(f"| {kind} | {knob}{reach} | {b['novelty_ratio']:.3f} | {fmt_ratio(b['function_novelty_ratio'])} "
                      f"| {fmt_ratio(b.get('diversity_ratio'))} "
                      f"| {scale * b['accuracy_mean']:.2f} | {scale * b['difference']:+.2f} "
-                     f"| {diversity_outcome(b) if where == 'diversity' else _beats_cell(b)} "
+                     f"| {b['outcome'] if where == 'diversity' else _beats_cell(b)} "
                      f"| {'yes' if b['significant'] else 'no'} |")  # fmt: skip
     return lines
 
