@@ -69,10 +69,13 @@ def pm(r: dict, key: str = "") -> str:
     return f"{100 * r[key + 'mean']:.2f} ± {100 * r[key + 'std']:.2f}"
 
 
-def at_novelty(sweep: list[dict], novelty: float) -> tuple[float, bool]:
-    """A baseline's test accuracy at ``novelty`` read off its sweep (sorted by novelty, linear between
-    settings); ``False`` when the sweep never gets that novel (then its most novel setting's accuracy)."""
-    pts = sorted([(0.0, sweep[0]["copies_mean"])] + [(r["novelty_ratio"], r["mean"]) for r in sweep])
+def at_novelty(sweep: list[dict], novelty: float, key: str = "novelty_ratio") -> tuple[float, bool]:
+    """A baseline's test accuracy at ``novelty`` (``key``: weight or function novelty) read off its sweep
+    (sorted by novelty, linear between settings); ``False`` when the sweep never gets that novel (then its most
+    novel setting's accuracy)."""
+    pts = sorted(
+        [(0.0, sweep[0]["copies_mean"])] + [(r[key], r["mean"]) for r in sweep if r[key] is not None]
+    )
     if novelty >= pts[-1][0]:
         return pts[-1][1], False
     for (n0, a0), (n1, a1) in pairwise(pts):

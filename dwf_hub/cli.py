@@ -252,7 +252,7 @@ def _evaluate(a: argparse.Namespace) -> None:
 def _report(a: argparse.Namespace, zoo, ref) -> dict:
     """``evaluate --out``: the comparison report; prints its verdict and the generated set's line."""
     from .errors import DWFError
-    from .report import RATIOS, build_report, fmt_ratio, unit
+    from .report import INTERVALS, RATIOS, build_report, fmt_ratio, unit
 
     if ref is None:
         raise DWFError("--out writes a comparison report: give the training zoo with --reference")
@@ -263,7 +263,7 @@ def _report(a: argparse.Namespace, zoo, ref) -> dict:
     )  # fmt: skip
     m, (scale, suffix) = report["metric"], unit(report["metric"])
     gen, seen = report["accuracy"]["generated"], report["accuracy"]["zoo"]
-    ratios = ", ".join(f"{k.replace('_', ' ')} {fmt_ratio(report[k]['generated'])}"
+    ratios = ", ".join(f"{k.replace('_', ' ')} {fmt_ratio(report[k]['generated'], report[INTERVALS[k]]['generated'])}"
                        for k in RATIOS)  # fmt: skip
     print(f"{report['num_generated']} networks, {a.split} {m}{suffix} {scale * gen['mean']:.2f} ± "
           f"{scale * gen['std']:.2f}; reference {scale * seen['mean']:.2f} ± {scale * seen['std']:.2f}; {ratios}")  # fmt: skip
@@ -281,10 +281,11 @@ def _summary_line(summary: dict, with_reference: bool) -> str:
         line += (
             f"; reference {v(summary['reference_' + m + '_mean'])} ± {v(summary['reference_' + m + '_std'])}"
         )
-        line += f"; novelty ratio {summary['novelty_ratio']:.3f}"
-        line += "".join(
-            f", {k.replace('_', ' ')} {summary[k]:.3f}"
-            for k in ("diversity_ratio", "heldout_ratio")
+        from .report import INTERVALS, fmt_ratio
+
+        line += "; " + ", ".join(
+            f"{k.replace('_', ' ')} {fmt_ratio(summary[k], summary.get(INTERVALS[k]))}"
+            for k in ("novelty_ratio", "diversity_ratio", "heldout_ratio")
             if k in summary
         )
     return line

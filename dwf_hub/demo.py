@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .report import RATIOS, fmt_ratio
+from .report import INTERVALS, RATIOS, fmt_ratio
 
 RECIPE = "iris_mlp"
 HOLDOUT_FRACTION = 0.2  # of the zoo kept out of flow training, for the held-out ratio
@@ -104,7 +104,7 @@ def _summary(
         **run,
         **{f"zoo_accuracy_{k}": acc["zoo"][k] for k in ("mean", "std", "min")},
         **{f"generated_accuracy_{k}": acc["generated"][k] for k in ("mean", "std", "min", "max")},
-        **{m: report[m]["generated"] for m in RATIOS},
+        **{m: report[m]["generated"] for m in (*RATIOS, *INTERVALS.values())},
         "heldout_members": _heldout_row(report),
         **{
             key: {
@@ -119,6 +119,11 @@ def _summary(
         "flow_config": flow_config,
         "timings": timings,
     }
+
+
+def _ratio(s: dict[str, Any], m: str) -> str:
+    """The generated set's ratio ``m`` with its bootstrap interval."""
+    return fmt_ratio(s[m], s.get(INTERVALS[m]))
 
 
 def _heldout_row(report: dict[str, Any]) -> dict[str, Any] | None:
@@ -137,8 +142,8 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, ...]]:
     gen = {"accuracy_mean": s["generated_accuracy_mean"], "accuracy_std": s["generated_accuracy_std"]}
     rows = [
         ("zoo (fitted on)", str(s["num_models"] - s["holdout"]), _pct(zoo, "accuracy"), "0", "0"),
-        ("generated", str(s["num_generated"]), _pct(gen, "accuracy"), fmt_ratio(s["novelty_ratio"]),
-         fmt_ratio(s["function_novelty_ratio"])),
+        ("generated", str(s["num_generated"]), _pct(gen, "accuracy"), _ratio(s, "novelty_ratio"),
+         _ratio(s, "function_novelty_ratio")),
     ]  # fmt: skip
     if (h := s.get("heldout_members")) is not None:
         rows.append(("zoo members held out", str(s["holdout"]), _pct(h, "accuracy"), fmt_ratio(h["novelty_ratio"]),
@@ -162,9 +167,9 @@ def render_report(s: dict[str, Any]) -> str:
         "",
         s["verdict"],
         "",
-        f"Novelty ratio {s['novelty_ratio']:.3f}, diversity ratio {s['diversity_ratio']:.3f}, held-out ratio "
-        f"{fmt_ratio(s['heldout_ratio'])} (permutation-invariant: each network aligned to each zoo network; the flow "
-        f"never saw the last {s['holdout']} zoo members). Function novelty compares predicted class probabilities "
+        f"Novelty ratio {_ratio(s, 'novelty_ratio')}, diversity ratio {_ratio(s, 'diversity_ratio')}, held-out ratio "
+        f"{_ratio(s, 'heldout_ratio')} (permutation-invariant: each network aligned to each zoo network; the flow "
+        f"never saw the last {s['holdout']} zoo members; in brackets, 95 % bootstrap intervals). Function novelty compares predicted class probabilities "
         "instead of weights; the held-out members show what genuinely new networks score. The baselines are set "
         "to the generated networks' novelty. The full comparison (paper Table 17 metrics, sweeps, figures) is in "
         "[evaluation/report.md](evaluation/report.md).",
@@ -180,10 +185,13 @@ def render_report(s: dict[str, Any]) -> str:
 def print_summary(s: dict[str, Any]) -> None:
     rows = _rows(s)
     w = max(len(r[0]) for r in rows) + 2
-    print(f"{'':<{w}}{'networks':>9}  {'test accuracy (%)':>18}  {'novelty':>8}  {'function novelty':>16}")
+    print(f"{'':<{w}}{'networks':>9}  {'test accuracy (%)':>18}  {'novelty':>17}  {'function novelty':>17}")
     for a, b, c, d, e in rows:
-        print(f"{a:<{w}}{b:>9}  {c:>18}  {d:>8}  {e:>16}")
-    print(f"diversity ratio {s['diversity_ratio']:.3f}, held-out ratio {fmt_ratio(s['heldout_ratio'])}")
+        print(f"{a:<{w}}{b:>9}  {c:>18}  {d:>17}  {e:>17}")
+    print(
+        f"novelty ratio {_ratio(s, 'novelty_ratio')}, diversity ratio {_ratio(s, 'diversity_ratio')}, "
+        f"held-out ratio {_ratio(s, 'heldout_ratio')} (95 % bootstrap intervals)"
+    )
     print(s["verdict"].replace("**", ""))
     print("timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in s["timings"].items()))
     print(json.dumps({"summary": "summary.json", "report": "report.md"}))

@@ -18,7 +18,8 @@ def evaluate_zoo(
     """Task metric (``metric``: accuracy, or Spearman for regression) of every network of ``zoo`` on the
     recipe's ``split``; with a ``reference`` zoo (the training zoo of a generator), also its metric and
     the permutation-invariant ``novelty_ratio``, ``diversity_ratio`` and, when the last ``holdout``
-    members of ``reference`` were kept out of fitting, ``heldout_ratio`` (see ``dwf_hub.novelty``).
+    members of ``reference`` were kept out of fitting, ``heldout_ratio``, each with its 95 % bootstrap
+    interval (``novelty_interval``, ...; see ``dwf_hub.novelty``).
 
     ``holdout`` defaults to what a generated zoo records (``info["holdout"]``), else 0.
     """
@@ -46,7 +47,7 @@ def evaluate_zoo(
     summary["reference_num_networks"] = len(seen)
     summary["holdout"] = holdout
     scorer = NoveltyScorer(zoo.arch, seen, ref_matrix[len(seen) :] if holdout else None)
-    summary.update({k: v for k, v in scorer.score(weights).items() if k.endswith("_ratio")})
+    summary.update({k: v for k, v in scorer.score(weights).items() if k.endswith(("_ratio", "_interval"))})
     return summary
 
 

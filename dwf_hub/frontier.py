@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .baselines import ZooBaseline
 from .metrics import summarize
-from .novelty import NoveltyScorer, function_distances, nearest
+from .novelty import NoveltyScorer, function_distances, median_ratio_interval, nearest
 from .scoring import function_values, metric_of_outputs, outputs_many
 from .zoo import WeightZoo
 
@@ -80,7 +80,8 @@ class Frontier:
         ``quick``: novelty (and diversity, if asked) only, from each network's nearest candidates (for sweeps);
         ``heldout=False``: no held-out ratio (for the held-out members themselves); ``diversity=False``: no
         diversity ratio.
-        Every score has ``function_novelty_ratio`` (``None`` if the seen networks all compute one function)."""
+        Every score has ``function_novelty_ratio`` (``None`` if the seen networks all compute one function); full
+        scores have each ratio's 95 % bootstrap interval (``novelty_interval``, ...; ``novelty.median_ratio_interval``)."""
         outputs = outputs_many(self.seen.arch, weights, self.x)
         out: dict[str, Any] = {
             "metric": self.metric,
@@ -94,12 +95,13 @@ class Frontier:
                 out["diversity_ratio"] = float(nearest(among, exclude_self=True).median()) / self.scorer.scale
         else:
             out.update(self.scorer.score(weights, diversity, heldout))
-        out["function_novelty_ratio"] = self.function_novelty(outputs)
+        out["function_novelty_ratio"], out["function_novelty_interval"] = self.function_novelty(outputs)
         return out
 
-    def function_novelty(self, outputs: Tensor) -> float | None:
+    def function_novelty(self, outputs: Tensor) -> tuple[float | None, list[float] | None]:
         """Median function distance from networks with ``outputs [N, B, C]`` on ``x`` to their nearest seen
-        network, over the seen networks' own median nearest-other function distance."""
+        network, over the seen networks' own median nearest-other function distance, and its bootstrap
+        interval (``None`` for both if the seen networks all compute one function)."""
         if self._seen_functions is None:
             self._seen_functions = function_values(
                 self.seen.arch, outputs_many(self.seen.arch, self.scorer.train, self.x)
@@ -107,9 +109,10 @@ class Frontier:
             among = nearest(function_distances(self._seen_functions, self._seen_functions), exclude_self=True)
             self._function_scale = float(among.median())
         if self._function_scale <= 0:
-            return None
+            return None, None
         to_seen = nearest(function_distances(function_values(self.seen.arch, outputs), self._seen_functions))
-        return float(to_seen.median()) / self._function_scale
+        scale = self._function_scale
+        return float(to_seen.median()) / scale, median_ratio_interval(to_seen, scale)
 
     def baseline_weights(self, kind: str, knob: dict[str, float]) -> Tensor:
         """``num_networks`` networks of baseline ``kind`` at ``knob``, recalibrated like generated ones."""

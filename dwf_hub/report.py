@@ -24,6 +24,7 @@ from .zoo import WeightZoo
 
 MEMORIZED, PARTLY_NEW = 0.5, 0.8  # novelty-ratio thresholds of the verdict
 RATIOS = ("novelty_ratio", "diversity_ratio", "heldout_ratio", "function_novelty_ratio")  # per scored set
+INTERVALS = {m: m.replace("_ratio", "_interval") for m in RATIOS}  # each ratio's 95 % bootstrap interval
 
 
 def unit(metric: str) -> tuple[float, str]:
@@ -38,21 +39,29 @@ def verdict(
     metric: str = "accuracy",
     function_baselines: dict[str, dict[str, Any]] | None = None,
     diversity_baselines: dict[str, dict[str, Any]] | None = None,
+    novelty_interval: list[float] | None = None,
 ) -> str:
     """Plain sentences: are the generated networks new, and do they beat each baseline at their novelty —
     in function space (``function_baselines``, first: what the networks compute) and in weight space
     (``baselines``), then overall (both)? Baselines that cannot copy the zoo are also set to the generated
-    set's diversity (``diversity_baselines``). (``miou``: error overlap with the zoo, classification only.)"""
+    set's diversity (``diversity_baselines``). (``miou``: error overlap with the zoo, classification only;
+    ``novelty_interval``: the novelty ratio's bootstrap interval.)"""
     overlap = "" if miou is None else f", error overlap with the zoo mIoU {miou:.2f}"
+    spread = (
+        ""
+        if novelty_interval is None
+        else f", 95 % interval {novelty_interval[0]:.2f}–{novelty_interval[1]:.2f}"
+    )
     if novelty < MEMORIZED:
-        text = (f"**Generated networks look memorized**: a generated network sits {novelty:.2f}× as far from its "
-                f"nearest zoo network as zoo networks sit from each other{overlap}.")  # fmt: skip
+        bracket = f" ({spread[2:]})" if spread else ""
+        text = (f"**Generated networks look memorized**: a generated network sits {novelty:.2f}×{bracket} as far from "
+                f"its nearest zoo network as zoo networks sit from each other{overlap}.")  # fmt: skip
     elif novelty < PARTLY_NEW:
         text = (f"Generated networks are partly new: closer to zoo networks than those are to each other "
-                f"(novelty ratio {novelty:.2f}){overlap}.")  # fmt: skip
+                f"(novelty ratio {novelty:.2f}{spread}){overlap}.")  # fmt: skip
     else:
         text = (f"Generated networks are new: as far from the zoo as its own networks are from each other "
-                f"(novelty ratio {novelty:.2f}){overlap}.")  # fmt: skip
+                f"(novelty ratio {novelty:.2f}{spread}){overlap}.")  # fmt: skip
     spaces = (("function", function_baselines or {}, "function_novelty_ratio", "the same function novelty"),
               ("weight", baselines or {}, "novelty_ratio", "the same novelty"))  # fmt: skip
     for space, rows, key, same in spaces:
@@ -185,11 +194,11 @@ def build_report(
         "split": split, "metric": frontier.metric, "num_zoo": len(seen), "num_generated": len(generated),
         "holdout": holdout,
         "accuracy": {k: {s: v[s] for s in ("mean", "std", "min", "max")} for k, v in scores.items()},
-        **{m: {k: v.get(m) for k, v in scores.items() if k != "zoo"} for m in RATIOS},
+        **{m: {k: v.get(m) for k, v in scores.items() if k != "zoo"} for m in (*RATIOS, *INTERVALS.values())},
         "baselines": matched, "baselines_function": by_function, "baselines_diversity": by_diversity,
         "beats": beats_overall(matched, by_function), "sweeps": sweeps, "table17": table,
         "verdict": verdict(novelty, table["gen→orig"]["miou_mean"], matched, frontier.metric, by_function,
-                           by_diversity),
+                           by_diversity, scores["generated"].get("novelty_interval")),
         "memorized": novelty < MEMORIZED,
     }  # fmt: skip
     root = Path(out)
@@ -402,9 +411,11 @@ def _stats(s: dict[str, float], metric: str) -> str:
     )
 
 
-def fmt_ratio(v: float | None) -> str:
-    """A ratio with 3 decimals, or a dash when there is none."""
-    return "–" if v is None else f"{v:.3f}"
+def fmt_ratio(v: float | None, interval: list[float] | None = None) -> str:
+    """A ratio with 3 decimals (and its interval, if given), or a dash when there is none."""
+    if v is None:
+        return "–"
+    return f"{v:.3f}" if interval is None else f"{v:.3f} ({interval[0]:.2f}–{interval[1]:.2f})"
 
 
 def _baseline_table(baselines: dict[str, dict[str, Any]], where: str, scale: float, suffix: str) -> list[str]:
@@ -444,7 +455,8 @@ def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
         f"was fitted on ({summary['holdout']} more held out), on the {summary['split']} split. Novelty, "
         "diversity and held-out ratios are permutation-invariant (each network aligned to each zoo network); "
         "function novelty compares what networks compute on the split's inputs instead of their weights (held-out "
-        "members show the value of genuinely new networks); see the README's Novelty section.",
+        "members show the value of genuinely new networks); see the README's Novelty section. In brackets: 95 % "
+        "bootstrap intervals over the scored networks (another draw of the same generator can land anywhere in them).",
         "",
         f"| set | {metric}{suffix} | novelty | diversity | held-out ratio | function novelty |",
         "|---|---|---|---|---|---|",
@@ -452,7 +464,7 @@ def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
     for k, s in summary["accuracy"].items():
         lines.append(
             f"| {k} | {_stats(s, metric)} | "
-            + " | ".join(fmt_ratio(summary[m].get(k)) for m in RATIOS)
+            + " | ".join(fmt_ratio(summary[m].get(k), summary.get(INTERVALS[m], {}).get(k)) for m in RATIOS)
             + " |"
         )
     for key, where in (("baselines", "novelty"), ("baselines_function", "function novelty"),

@@ -218,6 +218,10 @@ def test_demo_small(tmp_path):
         for b in summary["baselines"].values()
     )
     assert summary["heldout_members"] is None  # 6 members: too few to hold any out
+    for ratio in ("novelty", "diversity", "function_novelty"):
+        lo, hi = summary[f"{ratio}_interval"]
+        assert lo <= summary[f"{ratio}_ratio"] <= hi
+    assert f"Novelty ratio {summary['novelty_ratio']:.3f} (" in (tmp_path / "demo" / "report.md").read_text()
     assert set(summary["baselines_diversity"]) == {
         "mean_noise",
         "gaussian",

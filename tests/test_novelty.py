@@ -9,7 +9,7 @@ from dwf_hub.archs import get_arch_class
 from dwf_hub.errors import DWFError
 from dwf_hub.matching import canonicalize, weight_matching_many
 from dwf_hub.matching.weight_matching import matched_inner_products, weight_matching_pairs
-from dwf_hub.novelty import NoveltyScorer, invariant_distances, nearest
+from dwf_hub.novelty import NoveltyScorer, invariant_distances, median_ratio_interval, nearest
 from dwf_hub.permutations import apply_permutation, random_permutation
 
 
@@ -92,6 +92,29 @@ def test_heldout_ratio_separates_copies_from_fresh_networks(one_hidden):
     mids = scorer.score((seen[:20] + seen[10:30]) / 2)  # interpolations of seen members: in between
     assert 0.3 < mids["heldout_ratio"] < 0.85
     assert new["diversity_ratio"] > 0.8 and copies["diversity_ratio"] > 0.8  # copies of distinct members
+
+
+def test_ratio_intervals_bracket_the_ratio_and_widen_for_a_split_set():
+    g = torch.Generator().manual_seed(0)
+    tight = 1 + 0.01 * torch.randn(100, generator=g)
+    split = torch.cat([torch.full((50,), 0.3), torch.full((50,), 0.9)]) + 0.01 * torch.randn(100, generator=g)
+    lo, hi = median_ratio_interval(tight, 2.0)
+    assert lo < float(tight.median()) / 2 < hi and hi - lo < 0.01
+    assert median_ratio_interval(tight, 2.0) == [lo, hi]  # seeded: the same interval every time
+    lo, hi = median_ratio_interval(split, 1.0)  # near-copies and blends: the median can fall on either side
+    assert lo < 0.35 and hi > 0.85
+    assert median_ratio_interval(2 * tight, tight) == pytest.approx([2.0, 2.0])  # paired resampling
+    assert median_ratio_interval(torch.full((10,), 0.5), 1.0) == pytest.approx([0.5, 0.5])
+
+
+def test_scores_carry_intervals_around_their_ratios(one_hidden):
+    arch, _ = one_hidden
+    g = torch.Generator().manual_seed(3)
+    seen, heldout, fresh = (torch.randn(n, arch.num_params, generator=g) for n in (30, 10, 40))
+    s = NoveltyScorer(arch, seen, heldout).score(fresh)
+    for ratio in ("novelty", "diversity", "heldout"):
+        lo, hi = s[f"{ratio}_interval"]
+        assert lo <= s[f"{ratio}_ratio"] <= hi and hi - lo < 0.5 * s[f"{ratio}_ratio"]
 
 
 def test_scorer_refuses_degenerate_input(one_hidden):

@@ -95,6 +95,8 @@ def test_report_flags_memorized_copies(tiny_zoo, tmp_path):
         assert b["reached"] and abs(b["novelty_ratio"] - s["novelty_ratio"]["generated"]) < 0.05
         assert set(b) >= {"accuracy_mean", "novelty_ratio", "function_novelty_ratio", "knob", "beats"}
         assert b["generated_diversity_ratio"] == s["diversity_ratio"]["generated"]
+        lo, hi = s["novelty_interval"][f"{kind} (matched)"]
+        assert lo <= b["novelty_ratio"] <= hi
         assert b["diversity_ratio"] == s["diversity_ratio"][f"{kind} (matched)"] > 0
         f = s["baselines_function"][kind]
         assert (
@@ -138,7 +140,12 @@ def test_cli_evaluate_writes_the_report(tiny_zoo, tiny_fit, tmp_path, capsys):
     summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
     assert set(summary["accuracy"]) == {"zoo", "generated", "noise σ=0.001", "noise σ=0.01"}
     assert summary["baselines"] == {} and summary["holdout"] == 0
-    assert "Evaluation report" in (tmp_path / "rep" / "report.md").read_text()
+    report = (tmp_path / "rep" / "report.md").read_text()
+    lo, hi = summary["novelty_interval"]["generated"]
+    assert (
+        "Evaluation report" in report
+        and f"{summary['novelty_ratio']['generated']:.3f} ({lo:.2f}–{hi:.2f})" in report
+    )
     assert main(["-q", "evaluate", str(tmp_path / "gen"), "--out", str(tmp_path / "x")]) == 2
     assert "--reference" in capsys.readouterr().err
     assert main([*argv, "--noise", "0.1,abc", "--out", str(tmp_path / "y")]) == 2
