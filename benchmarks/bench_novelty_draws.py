@@ -7,8 +7,10 @@ bootstrap intervals say so?
 Per zoo (100 members cached in ``--out`` / ``--cnn-out``, 80 fitted, 20 held out) the recipe's default flow
 (seed 0) is fitted once and sampled ``--draws`` times (generator seeds 0, 1, ...); every draw is scored by
 ``Frontier.score`` on ``--split``: accuracy, novelty, diversity, held-out and function novelty ratios, each with
-its 95 % bootstrap interval over the draw's networks. The last rows: the spread of each ratio over the draws, and
-how many of the other draws' values each draw's interval contains (its empirical coverage).
+its 95 % bootstrap interval over the draw's networks, and the margin over zoo + noise and interpolation at the draw's
+weight / function novelty (their sweeps read linearly, as in ``bench_frontier.py``). The last rows: the spread of
+each ratio over the draws, and how many of the other draws' values each draw's interval contains (its empirical
+coverage).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import argparse
 from pathlib import Path
 
 import torch
-from bench_frontier import pm
+from bench_frontier import at_novelty, pm
 
 from dwf_hub.fitting import fit_pipeline
 from dwf_hub.frontier import Frontier
 from dwf_hub.matching import canonicalize
 from dwf_hub.recipes import load_recipe
+from dwf_hub.scoring import score_many
 from dwf_hub.zoo import WeightZoo
 from dwf_hub.zoo_training import train_zoo
 
@@ -39,8 +42,13 @@ def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> None:
     pipe = fit_pipeline(seen, load_recipe(recipe).flow_config(seed=0), progress=False).pipeline
     frontier = Frontier(seen, x, y, heldout, recalibrate_units=pipe.codec.has_unit_targets)
     print(f"\n## {recipe} ({a.split} split; default flow, seed 0; {a.draws} draws of 100)")
-    print("| draw | acc (%) | " + " | ".join(f"{r.replace('_', ' ')} (95 % interval)" for r in RATIOS) + " |")
-    print("|---" * (2 + len(RATIOS)) + "|")
+    copies = float(score_many(zoo.arch, seen.to_matrix(), x, y).mean())
+    sweeps = {
+        k: [{**r, "copies_mean": copies} for r in frontier.sweep(k)] for k in ("noise", "interpolation")
+    }
+    print("| draw | acc (%) | " + " | ".join(f"{r.replace('_', ' ')} (95 % interval)" for r in RATIOS)
+          + " | Δ vs noise (weight / fn) | Δ vs interp. (weight / fn) |")  # fmt: skip
+    print("|---" * (4 + len(RATIOS)) + "|")
     rows = []
     for draw in range(a.draws):
         gen = torch.Generator().manual_seed(draw)
@@ -48,6 +56,12 @@ def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> None:
         cells = [
             f"{r[f'{k}_ratio']:.3f} ({r[f'{k}_interval'][0]:.2f}–{r[f'{k}_interval'][1]:.2f})" for k in RATIOS
         ]
+        for sweep in sweeps.values():
+            deltas = [
+                100 * (r["mean"] - at_novelty(sweep, r[k], k)[0])
+                for k in ("novelty_ratio", "function_novelty_ratio")
+            ]
+            cells.append(" / ".join(f"{d:+.2f}" for d in deltas))
         print(f"| {draw} | {pm(r)} | " + " | ".join(cells) + " |")
         rows.append(r)
     spread = [
