@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_frontier import at_novelty, pm
+from bench_frontier import at_novelty, cached_zoo, pm, swept
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
@@ -36,7 +36,6 @@ from dwf_hub.recipes import load_recipe
 from dwf_hub.scoring import score_many
 from dwf_hub.unit_recalibration import recalibrate_units, unit_statistics
 from dwf_hub.zoo import WeightZoo
-from dwf_hub.zoo_training import train_zoo
 
 ACTIVATION_INPUTS = 512
 
@@ -101,10 +100,7 @@ def run_alignment(name: str, aligned: WeightZoo, recipe: str, x_train: Tensor, x
     seen, heldout = aligned.split_holdout(20)
     plain, repaired = midpoints(aligned.arch, seen.to_matrix(), x_train[:1024], x, y)
     frontier = Frontier(seen, x, y, heldout, recalibrate_units=True)
-    copies = float(score_many(aligned.arch, seen.to_matrix(), x, y).mean())
-    sweeps = {
-        k: [{**s, "copies_mean": copies} for s in frontier.sweep(k)] for k in ("noise", "interpolation")
-    }
+    sweeps = swept(frontier)
     flows = []
     for seed in seeds:
         pipe = fit_pipeline(seen, load_recipe(recipe).flow_config(seed=seed), progress=False).pipeline
@@ -123,10 +119,7 @@ def run_alignment(name: str, aligned: WeightZoo, recipe: str, x_train: Tensor, x
 
 
 def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> dict:
-    folder = root / recipe / "zoo"
-    zoo = (
-        WeightZoo.load(folder) if folder.is_dir() else train_zoo(recipe, 100, folder, seed=0, progress=False)
-    )
+    zoo = cached_zoo(recipe, root)
     task = zoo.recipe.task
     x, y = task.split(a.split)
     x_train = task.split("train")[0]

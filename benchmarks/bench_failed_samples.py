@@ -21,15 +21,13 @@ import argparse
 from pathlib import Path
 
 import torch
-from bench_frontier import add_overrides, overrides
+from bench_frontier import add_overrides, cached_zoo, overrides
 from torch import Tensor
 
 from dwf_hub.fitting import fit_pipeline
 from dwf_hub.matching import canonicalize
 from dwf_hub.recipes import load_recipe
 from dwf_hub.scoring import score_many
-from dwf_hub.zoo import WeightZoo
-from dwf_hub.zoo_training import train_zoo
 
 GROUPS = (("failed (< 50 %)", 0.0, 0.5), ("middle (50–90 %)", 0.5, 0.9), ("good (≥ 90 %)", 0.9, 1.01))
 
@@ -46,10 +44,7 @@ def geometry(z: Tensor, members: Tensor, exclude_self: bool = False) -> dict[str
 
 
 def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> dict:
-    folder = root / recipe / "zoo"
-    zoo = (
-        WeightZoo.load(folder) if folder.is_dir() else train_zoo(recipe, 100, folder, seed=0, progress=False)
-    )
+    zoo = cached_zoo(recipe, root)
     seen, heldout = canonicalize(zoo, progress=False).zoo.split_holdout(20)
     x, y = zoo.recipe.task.split(a.split)
     cfg = load_recipe(recipe).flow_config(seed=a.seed, **overrides(a))

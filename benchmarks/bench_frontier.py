@@ -27,7 +27,9 @@ import torch
 from dwf_hub.fitting import default_flow_config, fit_pipeline
 from dwf_hub.frontier import Frontier, compare
 from dwf_hub.matching import canonicalize
+from dwf_hub.recipes import load_recipe
 from dwf_hub.scoring import score_many
+from dwf_hub.zoo import WeightZoo
 from dwf_hub.zoo_training import train_zoo
 
 # Flow settings swept per zoo (one thing varied at a time around the recipe's default); every fit is also
@@ -63,6 +65,33 @@ def overrides(a: argparse.Namespace) -> dict:
             return text
 
     return {k: value(v) for k, v in (s.split("=", 1) for s in a.set)}
+
+
+def cached_zoo(recipe: str, root: Path) -> WeightZoo:
+    """The benchmark zoo of ``recipe`` (100 members, seed 0) from ``root / recipe / "zoo"``, trained there first
+    if it is not cached yet."""
+    folder = root / recipe / "zoo"
+    return (
+        WeightZoo.load(folder) if folder.is_dir() else train_zoo(recipe, 100, folder, seed=0, progress=False)
+    )
+
+
+def default_flow(recipe: str, root: Path, split: str, seed: int = 0):
+    """``(pipeline, Frontier)``: the recipe's default flow (``seed``) fitted on the cached zoo's first 80
+    canonical members, and the frontier scoring on ``split`` against them (20 held out), baselines recalibrated
+    as the flow's samples are."""
+    zoo = cached_zoo(recipe, root)
+    x, y = zoo.recipe.task.split(split)
+    seen, heldout = canonicalize(zoo, progress=False).zoo.split_holdout(20)
+    pipe = fit_pipeline(seen, load_recipe(recipe).flow_config(seed=seed), progress=False).pipeline
+    return pipe, Frontier(seen, x, y, heldout, recalibrate_units=pipe.codec.has_unit_targets)
+
+
+def swept(frontier: Frontier, kinds: tuple[str, ...] = ("noise", "interpolation")) -> dict[str, list[dict]]:
+    """Each baseline's quick sweep, its rows carrying the fitted members' mean accuracy (``copies_mean``: the
+    zero-novelty end of the curve ``at_novelty`` reads)."""
+    copies = float(score_many(frontier.seen.arch, frontier.scorer.train, frontier.x, frontier.y).mean())
+    return {kind: [{**r, "copies_mean": copies} for r in frontier.sweep(kind)] for kind in kinds}
 
 
 def pm(r: dict, key: str = "") -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench_frontier import add_overrides, finish_panel, overrides, pm, sample
+from bench_frontier import add_overrides, cached_zoo, finish_panel, overrides, pm, sample
 
 from dwf_hub.baselines import BASELINES
 from dwf_hub.fitting import fit_pipeline
@@ -28,8 +28,6 @@ from dwf_hub.frontier import COPIES, Frontier
 from dwf_hub.matching import canonicalize
 from dwf_hub.recipes import load_recipe
 from dwf_hub.report import fmt_ratio
-from dwf_hub.zoo import WeightZoo
-from dwf_hub.zoo_training import train_zoo
 
 SETTINGS = (
     ("noise", {"sigma": 0.05}),
@@ -46,10 +44,7 @@ SETTINGS = (
 
 
 def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> list[dict]:
-    folder = root / recipe / "zoo"
-    zoo = (
-        WeightZoo.load(folder) if folder.is_dir() else train_zoo(recipe, 100, folder, seed=0, progress=False)
-    )
+    zoo = cached_zoo(recipe, root)
     seen, heldout = canonicalize(zoo, progress=False).zoo.split_holdout(20)
     x, y = zoo.recipe.task.split(a.split)
     frontiers = {units: Frontier(seen, x, y, heldout, recalibrate_units=units) for units in (False, True)}

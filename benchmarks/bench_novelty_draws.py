@@ -19,33 +19,15 @@ import argparse
 from pathlib import Path
 
 import torch
-from bench_frontier import at_novelty, pm
-
-from dwf_hub.fitting import fit_pipeline
-from dwf_hub.frontier import Frontier
-from dwf_hub.matching import canonicalize
-from dwf_hub.recipes import load_recipe
-from dwf_hub.scoring import score_many
-from dwf_hub.zoo import WeightZoo
-from dwf_hub.zoo_training import train_zoo
+from bench_frontier import at_novelty, default_flow, pm, swept
 
 RATIOS = ("novelty", "diversity", "heldout", "function_novelty")
 
 
 def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> None:
-    folder = root / recipe / "zoo"
-    zoo = (
-        WeightZoo.load(folder) if folder.is_dir() else train_zoo(recipe, 100, folder, seed=0, progress=False)
-    )
-    x, y = zoo.recipe.task.split(a.split)
-    seen, heldout = canonicalize(zoo, progress=False).zoo.split_holdout(20)
-    pipe = fit_pipeline(seen, load_recipe(recipe).flow_config(seed=0), progress=False).pipeline
-    frontier = Frontier(seen, x, y, heldout, recalibrate_units=pipe.codec.has_unit_targets)
+    pipe, frontier = default_flow(recipe, root, a.split)
+    sweeps = swept(frontier)
     print(f"\n## {recipe} ({a.split} split; default flow, seed 0; {a.draws} draws of 100)")
-    copies = float(score_many(zoo.arch, seen.to_matrix(), x, y).mean())
-    sweeps = {
-        k: [{**r, "copies_mean": copies} for r in frontier.sweep(k)] for k in ("noise", "interpolation")
-    }
     print("| draw | acc (%) | " + " | ".join(f"{r.replace('_', ' ')} (95 % interval)" for r in RATIOS)
           + " | Δ vs noise (weight / fn) | Δ vs interp. (weight / fn) |")  # fmt: skip
     print("|---" * (4 + len(RATIOS)) + "|")

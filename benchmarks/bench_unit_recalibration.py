@@ -17,15 +17,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench_frontier import SWEEPS, at_novelty, finish_panel, pm, sample
+from bench_frontier import SWEEPS, at_novelty, cached_zoo, finish_panel, pm, sample
 
 from dwf_hub.fitting import fit_pipeline
 from dwf_hub.frontier import Frontier
 from dwf_hub.matching import canonicalize
 from dwf_hub.recipes import load_recipe
 from dwf_hub.scoring import score_many
-from dwf_hub.zoo import WeightZoo
-from dwf_hub.zoo_training import train_zoo
 
 KINDS = ("noise", "interpolation")
 
@@ -35,10 +33,7 @@ def sweeps(frontier: Frontier, copies_mean: float) -> dict[str, list[dict]]:
 
 
 def run_zoo(recipe: str, a: argparse.Namespace, root: Path) -> dict:
-    folder = root / recipe / "zoo"
-    zoo = (
-        WeightZoo.load(folder) if folder.is_dir() else train_zoo(recipe, 100, folder, seed=0, progress=False)
-    )
+    zoo = cached_zoo(recipe, root)
     seen, heldout = canonicalize(zoo, progress=False).zoo.split_holdout(20)
     x_val, y_val = zoo.recipe.task.split("val")
     x, y = zoo.recipe.task.split("test")

@@ -21,17 +21,10 @@ import argparse
 from pathlib import Path
 
 import torch
-from bench_frontier import at_novelty, pm
+from bench_frontier import at_novelty, default_flow, pm, swept
 from torch import Tensor
 
-from dwf_hub.fitting import fit_pipeline
 from dwf_hub.flow.scheduler import FlowODEScheduler
-from dwf_hub.frontier import Frontier
-from dwf_hub.matching import canonicalize
-from dwf_hub.recipes import load_recipe
-from dwf_hub.scoring import score_many
-from dwf_hub.zoo import WeightZoo
-from dwf_hub.zoo_training import train_zoo
 
 
 @torch.no_grad()
@@ -51,18 +44,8 @@ def variations(pipe, members: Tensor, strength: float, n: int, generator: torch.
 
 
 def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> dict:
-    folder = root / recipe / "zoo"
-    zoo = (
-        WeightZoo.load(folder) if folder.is_dir() else train_zoo(recipe, 100, folder, seed=0, progress=False)
-    )
-    x, y = zoo.recipe.task.split(a.split)
-    seen, heldout = canonicalize(zoo, progress=False).zoo.split_holdout(20)
-    pipe = fit_pipeline(seen, load_recipe(recipe).flow_config(seed=a.seed), progress=False).pipeline
-    frontier = Frontier(seen, x, y, heldout, recalibrate_units=pipe.codec.has_unit_targets)
-    copies = float(score_many(zoo.arch, seen.to_matrix(), x, y).mean())
-    sweeps = {
-        k: [{**s, "copies_mean": copies} for s in frontier.sweep(k)] for k in ("noise", "interpolation")
-    }
+    pipe, frontier = default_flow(recipe, root, a.split, a.seed)
+    sweeps, members = swept(frontier), frontier.scorer.train
     print(f"\n## {recipe} ({a.split} split, flow seed {a.seed})")
     print(
         "| set | acc (%) | min | novelty | fn novelty | Δ vs noise (weight / fn) | Δ vs interp. (weight / fn) |"
@@ -70,7 +53,7 @@ def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> dict:
     print("|---|---|---|---|---|---|---|")
     rows = []
     for strength in a.strengths:
-        w = variations(pipe, seen.to_matrix(), strength, 100, torch.Generator().manual_seed(a.seed))
+        w = variations(pipe, members, strength, 100, torch.Generator().manual_seed(a.seed))
         r = {"strength": strength, **frontier.score(w, quick=True, diversity=False)}
         cells = []
         for sweep in sweeps.values():
