@@ -113,11 +113,14 @@ def nearest(distances: Tensor, exclude_self: bool = False) -> Tensor:
 
 def median_ratio_interval(numerator: Tensor, denominator: Tensor | float, seed: int = 0) -> list[float]:
     """95 % percentile-bootstrap interval of ``median(numerator) / median(denominator)`` over networks
-    (``numerator [N]``; ``denominator [N]``, resampled with it, or a fixed scale)."""
+    (``numerator [N]``; ``denominator [N]``, resampled with it, or a fixed scale); one network: its ratio twice."""
     import numpy as np
     from scipy.stats import bootstrap
 
     fixed = not isinstance(denominator, Tensor)
+    if len(numerator) < 2:
+        value = float(numerator.median()) / (denominator if fixed else float(denominator.median()))
+        return [value, value]
     data = (
         (numerator.double().numpy(),) if fixed else (numerator.double().numpy(), denominator.double().numpy())
     )

@@ -105,6 +105,10 @@ def test_ratio_intervals_bracket_the_ratio_and_widen_for_a_split_set():
     assert lo < 0.35 and hi > 0.85
     assert median_ratio_interval(2 * tight, tight) == pytest.approx([2.0, 2.0])  # paired resampling
     assert median_ratio_interval(torch.full((10,), 0.5), 1.0) == pytest.approx([0.5, 0.5])
+    assert median_ratio_interval(torch.tensor([0.6]), 2.0) == pytest.approx(
+        [0.3, 0.3]
+    )  # one network: nothing to resample
+    assert median_ratio_interval(torch.tensor([0.6]), torch.tensor([0.3])) == pytest.approx([2.0, 2.0])
 
 
 def test_scores_carry_intervals_around_their_ratios(one_hidden):
