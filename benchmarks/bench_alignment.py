@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_frontier import at_novelty, cached_zoo, pm, swept
+from bench_frontier import at_novelty, cached_zoo, panels, pm, swept
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
@@ -142,13 +142,8 @@ def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> dict:
 
 
 def plot(results: dict[str, dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
-    for ax, (recipe, res) in zip(axes[0], results.items(), strict=True):
+    fig, axes = panels(len(results), 6, 4)
+    for ax, (recipe, res) in zip(axes, results.items(), strict=True):
         for colour, (name, r) in zip(("C0", "C1"), res.items(), strict=True):
             for kind, style in (("noise", ":"), ("interpolation", "--")):
                 pts = sorted((s["novelty_ratio"], 100 * s["mean"]) for s in r["sweeps"][kind])

@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from bench_frontier import add_overrides, cached_zoo, overrides
+from bench_frontier import add_overrides, cached_zoo, overrides, panels
 from torch import Tensor
 
 from dwf_hub.fitting import fit_pipeline
@@ -82,13 +82,8 @@ def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> dict:
 
 
 def plot(results: dict[str, dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
-    for ax, (recipe, rows) in zip(axes[0], results.items(), strict=True):
+    fig, axes = panels(len(results), 6, 4.5)
+    for ax, (recipe, rows) in zip(axes, results.items(), strict=True):
         for name, r in rows.items():
             ax.scatter(r["nearest"], 100 * r["acc"], s=12, alpha=0.7, label=name)
         ax.set(title=recipe, xlabel="distance to the nearest fitted member (× members' median)",

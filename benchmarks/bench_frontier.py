@@ -94,6 +94,17 @@ def swept(frontier: Frontier, kinds: tuple[str, ...] = ("noise", "interpolation"
     return {kind: [{**r, "copies_mean": copies} for r in frontier.sweep(kind)] for kind in kinds}
 
 
+def panels(n: int, width: float = 6, height: float = 4):
+    """``(figure, axes [n])``: one row of ``n`` panels on matplotlib's file-only backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
+    return fig, axes[0]
+
+
 def pm(r: dict, key: str = "") -> str:
     return f"{100 * r[key + 'mean']:.2f} ± {100 * r[key + 'std']:.2f}"
 

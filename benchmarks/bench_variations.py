@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from bench_frontier import at_novelty, default_flow, pm, swept
+from bench_frontier import at_novelty, default_flow, panels, pm, swept
 from torch import Tensor
 
 from dwf_hub.flow.scheduler import FlowODEScheduler
@@ -69,13 +69,8 @@ def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> dict:
 
 
 def plot(results: dict[str, dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), squeeze=False)
-    for ax, (recipe, res) in zip(axes[0], results.items(), strict=True):
+    fig, axes = panels(len(results), 5, 4)
+    for ax, (recipe, res) in zip(axes, results.items(), strict=True):
         for kind, rows in res["sweeps"].items():
             pts = sorted((r["novelty_ratio"], 100 * r["mean"]) for r in rows)
             ax.plot(*zip(*pts), "o--", ms=3, alpha=0.6, label=kind)
