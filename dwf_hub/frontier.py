@@ -80,8 +80,9 @@ class Frontier:
         ``quick``: novelty (and diversity, if asked) only, from each network's nearest candidates (for sweeps);
         ``heldout=False``: no held-out ratio (for the held-out members themselves); ``diversity=False``: no
         diversity ratio.
-        Every score has ``function_novelty_ratio`` (``None`` if the seen networks all compute one function); full
-        scores have each ratio's 95 % bootstrap interval (``novelty_interval``, ...; ``novelty.median_ratio_interval``)."""
+        Every score has ``function_novelty_ratio`` (``None`` if the seen networks all compute one function) and its
+        95 % bootstrap interval (``function_novelty_interval``; ``novelty.median_ratio_interval``); full scores have
+        the other ratios' intervals too (``novelty_interval``, ...)."""
         outputs = outputs_many(self.seen.arch, weights, self.x)
         out: dict[str, Any] = {
             "metric": self.metric,
