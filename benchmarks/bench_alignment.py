@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_frontier import at_novelty, cached_zoo, panels, pm, swept
+from bench_frontier import cached_zoo, margins, panels, pm, swept
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
@@ -83,18 +83,6 @@ def midpoints(arch, w: Tensor, x_cal: Tensor, x: Tensor, y: Tensor) -> tuple[Ten
     return score_many(arch, mid, x, y), score_many(arch, repaired, x, y)
 
 
-def deltas(r: dict, sweeps: dict[str, list[dict]]) -> list[str]:
-    """Per baseline, ``r``'s accuracy minus its sweep's at ``r``'s weight / function novelty."""
-    cells = []
-    for sweep in sweeps.values():
-        out = []
-        for key in ("novelty_ratio", "function_novelty_ratio"):
-            acc, reached = at_novelty(sweep, r[key], key)
-            out.append(f"{100 * (r['mean'] - acc):+.2f}{'' if reached else ' (max)'}")
-        cells.append(" / ".join(out))
-    return cells
-
-
 def run_alignment(name: str, aligned: WeightZoo, recipe: str, x_train: Tensor, x: Tensor, y: Tensor, seeds):
     """Midpoints, baseline sweeps and the default flow (one per seed) on one alignment of the zoo."""
     seen, heldout = aligned.split_holdout(20)
@@ -106,7 +94,7 @@ def run_alignment(name: str, aligned: WeightZoo, recipe: str, x_train: Tensor, x
         pipe = fit_pipeline(seen, load_recipe(recipe).flow_config(seed=seed), progress=False).pipeline
         w = pipe(num_networks=100, generator=torch.Generator().manual_seed(seed), output_type="state_dict")
         r = {"seed": seed, **frontier.score(w.weights)}
-        cells = deltas(r, sweeps)
+        cells = margins(r, sweeps)
         print(f"| {name} | {100 * plain.mean():.2f} | {100 * repaired.mean():.2f} | flow, seed {seed} | {pm(r)} "
               f"| {100 * r['min']:.1f} | {r['novelty_ratio']:.3f} | {r['diversity_ratio']:.3f} "
               f"| {r['heldout_ratio']:.2f} | {r['function_novelty_ratio']:.2f} | {cells[0]} | {cells[1]} |")  # fmt: skip
@@ -135,7 +123,7 @@ def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> dict:
            for name, aligned in (("weight matching", weight), ("activation matching", activation))}  # fmt: skip
     # the sceptic's strongest baselines: built on the better-connected (activation-matched) members
     for r in out["weight matching"]["flows"]:
-        cells = deltas(r, out["activation matching"]["sweeps"])
+        cells = margins(r, out["activation matching"]["sweeps"])
         print(f"| weight-matched flow vs activation-matched baselines | | | flow, seed {r['seed']} | {pm(r)} "
               f"| | | | | | {cells[0]} | {cells[1]} |")  # fmt: skip
     return out

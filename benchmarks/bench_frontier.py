@@ -67,6 +67,19 @@ def overrides(a: argparse.Namespace) -> dict:
     return {k: value(v) for k, v in (s.split("=", 1) for s in a.set)}
 
 
+def margins(r: dict, sweeps: dict[str, list[dict]]) -> list[str]:
+    """Per baseline, ``r``'s accuracy minus its sweep's at ``r``'s weight / function novelty, as ``"+a / +b"`` (``(max)``:
+    the sweep never gets that novel)."""
+    cells = []
+    for sweep in sweeps.values():
+        out = []
+        for key in ("novelty_ratio", "function_novelty_ratio"):
+            acc, reached = at_novelty(sweep, r[key], key)
+            out.append(f"{100 * (r['mean'] - acc):+.2f}{'' if reached else ' (max)'}")
+        cells.append(" / ".join(out))
+    return cells
+
+
 def cached_zoo(recipe: str, root: Path) -> WeightZoo:
     """The benchmark zoo of ``recipe`` (100 members, seed 0) from ``root / recipe / "zoo"``, trained there first
     if it is not cached yet."""

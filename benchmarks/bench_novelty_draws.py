@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from bench_frontier import at_novelty, default_flow, pm, swept
+from bench_frontier import default_flow, margins, pm, swept
 
 RATIOS = ("novelty", "diversity", "heldout", "function_novelty")
 
@@ -38,12 +38,7 @@ def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> None:
         cells = [
             f"{r[f'{k}_ratio']:.3f} ({r[f'{k}_interval'][0]:.2f}–{r[f'{k}_interval'][1]:.2f})" for k in RATIOS
         ]
-        for sweep in sweeps.values():
-            deltas = [
-                100 * (r["mean"] - at_novelty(sweep, r[k], k)[0])
-                for k in ("novelty_ratio", "function_novelty_ratio")
-            ]
-            cells.append(" / ".join(f"{d:+.2f}" for d in deltas))
+        cells += margins(r, sweeps)
         print(f"| {draw} | {pm(r)} | " + " | ".join(cells) + " |")
         rows.append(r)
     spread = [

@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from bench_frontier import at_novelty, default_flow, panels, pm, swept
+from bench_frontier import default_flow, margins, panels, pm, swept
 from torch import Tensor
 
 from dwf_hub.flow.scheduler import FlowODEScheduler
@@ -55,13 +55,7 @@ def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> dict:
     for strength in a.strengths:
         w = variations(pipe, members, strength, 100, torch.Generator().manual_seed(a.seed))
         r = {"strength": strength, **frontier.score(w, quick=True, diversity=False)}
-        cells = []
-        for sweep in sweeps.values():
-            deltas = []
-            for key in ("novelty_ratio", "function_novelty_ratio"):
-                acc, reached = at_novelty(sweep, r[key], key)
-                deltas.append(f"{100 * (r['mean'] - acc):+.2f}{'' if reached else ' (max)'}")
-            cells.append(" / ".join(deltas))
+        cells = margins(r, sweeps)
         print(f"| strength {strength:g} | {pm(r)} | {100 * r['min']:.1f} | {r['novelty_ratio']:.3f} "
               f"| {r['function_novelty_ratio']:.2f} | {cells[0]} | {cells[1]} |")  # fmt: skip
         rows.append(r)
