@@ -72,6 +72,7 @@ class Frontier:
         self._span_coefficients: Tensor | None = None  # the gaussian baseline's in-span parts, once
         self._seen_functions: Tensor | None = None  # seen networks' function values on x [M, B, C], once
         self._function_scale = 0.0
+        self.bar: Any = None  # a progress bar (tqdm) advanced by every score
 
     def score(
         self, weights: Tensor, quick: bool = False, heldout: bool = True, diversity: bool = True
@@ -97,6 +98,8 @@ class Frontier:
         else:
             out.update(self.scorer.score(weights, diversity, heldout))
         out["function_novelty_ratio"], out["function_novelty_interval"] = self.function_novelty(outputs)
+        if self.bar is not None:
+            self.bar.update()
         return out
 
     def function_novelty(self, outputs: Tensor) -> tuple[float | None, list[float] | None]:

@@ -185,8 +185,10 @@ def build_report(
     gen_w, _ = aligned_matrices(generated, reference, progress)
     units = bool(generated.info.get("unit_recalibration"))  # baselines recalibrated as the generated set was
     frontier = Frontier(seen, x, y, heldout, len(generated), seed, recalibrate_units=units)
+    frontier.bar = _scoring_bar(len(noise) + 2 + (heldout is not None), baselines, progress)
     sets, scores = _score_sets(frontier, gen_w, noise)
     sweeps, (matched, by_function, by_diversity) = _baselines(frontier, sets, scores, baselines)
+    frontier.bar.close()
     preds = _predictions(reference.arch, sets, x)
     table = _table17(sets, preds, y)
     novelty = scores["generated"]["novelty_ratio"]
@@ -212,6 +214,19 @@ def build_report(
     return summary
 
 
+def _scoring_bar(sets: int, baselines: bool, progress: bool):
+    """A progress bar over the sets a report scores: ``sets`` fixed ones, then each baseline's sweep and its
+    matched settings (at most: a setting is not matched when the generated set has no such ratio)."""
+    from tqdm.auto import tqdm
+
+    from .frontier import COPIES, GRIDS
+
+    if baselines:
+        matched = len(BASELINES) * (len(MATCHED_NAME) - 1) + sum(k not in COPIES for k in BASELINES)
+        sets += sum(len(GRIDS[k]) for k in BASELINES) + matched
+    return tqdm(total=sets, desc="scoring sets", unit="set", disable=not progress, leave=False)
+
+
 def _score_sets(
     frontier, gen_w: Tensor, noise: tuple[float, ...]
 ) -> tuple[dict[str, Tensor], dict[str, dict[str, Any]]]:
@@ -228,7 +243,8 @@ def _score_sets(
     for s in noise:
         sets[f"noise σ={s:g}"] = frontier.baseline_weights("noise", {"sigma": s})
     for name, w in sets.items():
-        scores.setdefault(name, frontier.score(w, heldout=name != "held-out zoo members"))
+        if name not in scores:  # (not setdefault: its argument, a full score, would be computed anyway)
+            scores[name] = frontier.score(w, heldout=name != "held-out zoo members")
     return sets, scores
 
 

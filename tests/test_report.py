@@ -235,3 +235,24 @@ def test_report_matches_the_baselines_that_cannot_copy_the_zoo_on_diversity(tiny
         assert b["generated_novelty_ratio"] == s["novelty_ratio"]["generated"]
         assert b["outcome"] == diversity_outcome(b)
     assert "Baselines at the generated networks' diversity" in (tmp_path / "report.md").read_text()
+
+
+def test_report_shows_one_progress_step_per_scored_set(tiny_zoo, tiny_fit, tmp_path, monkeypatch, capsys):
+    """A report scores dozens of sets (minutes for conv nets on a CPU): its bar counts each, and ``-q`` hides it."""
+    from dwf_hub.cli import main
+    from dwf_hub.frontier import Frontier
+    from dwf_hub.report import _scoring_bar, build_report
+
+    counted, score = [], Frontier.score
+    monkeypatch.setattr(Frontier, "score", lambda self, *a, **k: counted.append(1) or score(self, *a, **k))
+    generated = tiny_fit.pipeline.generate_zoo(8, seed=0)
+    build_report(generated, tiny_zoo, tmp_path / "rep", noise=(0.01,), holdout=3, progress=True)
+    assert len(counted) == _scoring_bar(1 + 2 + 1, True, False).total
+    assert "scoring sets" in capsys.readouterr().err
+    tiny_zoo.save(tmp_path / "zoo")
+    generated.save(tmp_path / "gen")
+    argv = ["evaluate", str(tmp_path / "gen"), "--reference", str(tmp_path / "zoo"), "--no-baselines"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert "scoring sets" in capsys.readouterr().err
+    assert main(["-q", *argv, "--out", str(tmp_path / "b")]) == 0
+    assert "scoring sets" not in capsys.readouterr().err
