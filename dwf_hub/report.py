@@ -172,6 +172,7 @@ def build_report(
     from .frontier import Frontier
     from .io import write_json, write_text
     from .matching import canonicalize
+    from .scoring import score_many
 
     if not reference.recipe:
         raise DWFError("the reference zoo has no recipe, so there is no task to evaluate on")
@@ -185,10 +186,9 @@ def build_report(
     gen_w, _ = aligned_matrices(generated, reference, progress)
     units = bool(generated.info.get("unit_recalibration"))  # baselines recalibrated as the generated set was
     frontier = Frontier(seen, x, y, heldout, len(generated), seed, recalibrate_units=units)
-    frontier.bar = _scoring_bar(len(noise) + 2 + (heldout is not None), baselines, progress)
-    sets, scores = _score_sets(frontier, gen_w, noise)
-    sweeps, (matched, by_function, by_diversity) = _baselines(frontier, sets, scores, baselines)
-    frontier.bar.close()
+    with _scoring_bar(len(noise) + 2 + (heldout is not None), baselines, progress) as frontier.bar:
+        sets, scores = _score_sets(frontier, gen_w, noise)
+        sweeps, (matched, by_function, by_diversity) = _baselines(frontier, sets, scores, baselines)
     preds = _predictions(reference.arch, sets, x)
     table = _table17(sets, preds, y)
     novelty = scores["generated"]["novelty_ratio"]
@@ -205,8 +205,6 @@ def build_report(
     }  # fmt: skip
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    from .scoring import score_many
-
     per_network = {k: score_many(reference.arch, w, x, y) for k, w in sets.items()}
     figures = _figures(root, sets, per_network, preds, y, summary)
     write_json(root / "summary.json", summary)
