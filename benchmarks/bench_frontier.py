@@ -118,6 +118,12 @@ def panels(n: int, width: float = 6, height: float = 4):
     return fig, axes[0]
 
 
+def plot_sweeps(ax, sweeps: dict[str, list[dict]], key: str = "novelty_ratio") -> None:
+    """Each baseline's sweep as a dashed line of accuracy (%) against ``key`` (weight or function novelty)."""
+    for kind, sweep in sweeps.items():
+        ax.plot(*zip(*sorted((r[key], 100 * r["mean"]) for r in sweep)), "o--", ms=4, alpha=0.7, label=kind)
+
+
 def pm(r: dict, key: str = "") -> str:
     return f"{100 * r[key + 'mean']:.2f} ± {100 * r[key + 'std']:.2f}"
 
@@ -251,9 +257,7 @@ def plot(results: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
     for ax, res in zip(axes[0], results):
-        for kind, sweep in res["sweeps"].items():
-            pts = sorted((r["novelty_ratio"], 100 * r["mean"]) for r in sweep)
-            ax.plot(*zip(*pts), "o--", ms=4, label=kind)
+        plot_sweeps(ax, res["sweeps"])
         flows = [r for r in res["rows"] if r["generator"] == "flow"]
         ax.scatter([r["novelty_ratio"] for r in flows], [100 * r["mean"] for r in flows], s=14, c="k",
                    alpha=0.6, label="flow (sweep)")  # fmt: skip

@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from bench_frontier import cached_zoo, margins, panels, pm, sample, swept
+from bench_frontier import cached_zoo, margins, panels, plot_sweeps, pm, sample, swept
 
 from dwf_hub.fitting import fit_pipeline
 from dwf_hub.frontier import Frontier
@@ -74,8 +74,7 @@ def main() -> None:
 def plot(a: argparse.Namespace, sweeps: dict, rows: dict) -> None:
     fig, axes = panels(2, 5.5, 4)
     for ax, key in zip(axes, KEYS):
-        for kind, sweep in sweeps.items():
-            ax.plot(*zip(*sorted((r[key], 100 * r["mean"]) for r in sweep)), "o--", ms=4, label=kind)
+        plot_sweeps(ax, sweeps, key)
         for name, r in rows.items():
             ax.scatter([r[key]], [100 * r["mean"]], marker="*", s=120, zorder=3, label=name)
         ax.set(title=a.zoo, xlabel=key.replace("_", " "), ylabel="mean validation accuracy (%)")

@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from bench_frontier import default_flow, margins, panels, pm, swept
+from bench_frontier import default_flow, margins, panels, plot_sweeps, pm, swept
 from torch import Tensor
 
 from dwf_hub.flow.scheduler import FlowODEScheduler
@@ -65,9 +65,7 @@ def run_zoo(recipe: str, root: Path, a: argparse.Namespace) -> dict:
 def plot(results: dict[str, dict], path: Path) -> None:
     fig, axes = panels(len(results), 5, 4)
     for ax, (recipe, res) in zip(axes, results.items(), strict=True):
-        for kind, rows in res["sweeps"].items():
-            pts = sorted((r["novelty_ratio"], 100 * r["mean"]) for r in rows)
-            ax.plot(*zip(*pts), "o--", ms=3, alpha=0.6, label=kind)
+        plot_sweeps(ax, res["sweeps"])
         pts = [(r["novelty_ratio"], 100 * r["mean"]) for r in res["variations"]]
         ax.plot(*zip(*pts), "*-", ms=9, color="black", label="flow variations (strength; 1 = sampling)")
         ax.set(title=recipe, xlabel="novelty ratio (permutation-invariant)", ylabel="accuracy (%)")
