@@ -2,13 +2,14 @@
 ResNet-20, here on the CPU.
 
     python benchmarks/bench_reports.py [--zoos digits_vit,digits_resnet20] [--seeds 0] [--split test]
-                                       [--out bench_out/frontier_big] [--set KEY=VALUE ...]
+                                       [--out bench_out/frontier_big] [--sweep-networks N] [--set KEY=VALUE ...]
 
 Per zoo: the cached 100-member zoo (trained first when missing; seed 0), canonicalized; the recipe's default
 flow fitted on the first 80 members (20 held out), 100 networks generated and ``build_report`` run on them —
 what ``dwf-hub evaluate`` writes, into ``--out/<zoo>/report_s<seed>``: every set scored on ``--split``,
 each baseline found at the generated set's weight novelty, function novelty and (for the baselines that cannot
-copy the zoo) diversity. Prints one markdown table per zoo and seed, the phases' wall times and the verdict's
+copy the zoo) diversity (``--sweep-networks``: networks per sweep setting; the matched sets always have 100).
+Prints one markdown table per zoo and seed, the phases' wall times and the verdict's
 last sentence; copies the report's accuracy-vs-novelty figure to ``benchmarks/figures/report_<zoo>.png``.
 """
 
@@ -49,7 +50,15 @@ def run_zoo(recipe: str, seed: int, a: argparse.Namespace) -> dict:
     timings["generation"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     folder = Path(a.out) / recipe / f"report_s{seed}"
-    report = build_report(generated, canonical, folder, split=a.split, holdout=HOLDOUT, seed=seed)
+    report = build_report(
+        generated,
+        canonical,
+        folder,
+        split=a.split,
+        holdout=HOLDOUT,
+        seed=seed,
+        sweep_networks=a.sweep_networks,
+    )
     timings["report"] = time.perf_counter() - t0
     print_report(recipe, seed, zoo.arch.num_params, report, timings)
     figure = Path(__file__).parent / "figures" / f"report_{recipe}.png"
@@ -85,6 +94,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0")
     p.add_argument("--split", default="test", help="val: for choosing settings")
     p.add_argument("--out", default="bench_out/frontier_big")
+    p.add_argument("--sweep-networks", type=int, default=None, help="e.g. 25 for ResNet-20 on a CPU")
     add_overrides(p)
     a = p.parse_args()
     a.overrides = overrides(a)

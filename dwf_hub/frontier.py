@@ -48,7 +48,10 @@ class Frontier:
     """Scores sets against ``seen`` (the canonical networks a generator was fitted on) on ``(x, y)``.
 
     ``heldout``: zoo members the generator never saw (for ``heldout_ratio``); ``num_networks`` and ``seed``:
-    how many baseline networks are drawn for each setting; ``recalibrate_units``: baselines reset their networks'
+    how many baseline networks are drawn for each setting; ``sweep_networks``: fewer for the sweeps' settings,
+    which only locate the matched setting (each matched setting is drawn at ``num_networks`` and fully scored:
+    BatchNorm nets are recalibrated one by one, so a conv net's report on a CPU is mostly its sweeps);
+    ``recalibrate_units``: baselines reset their networks'
     hidden units to their parents' statistics (set it when the generated set's units were recalibrated).
     """
 
@@ -58,6 +61,7 @@ class Frontier:
     heldout: WeightZoo | None = None
     num_networks: int = 100
     seed: int = 0
+    sweep_networks: int | None = None
     recalibrate_units: bool = False
     scorer: NoveltyScorer = field(init=False)
 
@@ -118,17 +122,17 @@ class Frontier:
         scale = self._function_scale
         return float(to_seen.median()) / scale, median_ratio_interval(to_seen, scale)
 
-    def baseline_weights(self, kind: str, knob: dict[str, float]) -> Tensor:
-        """``num_networks`` networks of baseline ``kind`` at ``knob``, recalibrated like generated ones."""
-        key = (kind, *sorted(knob.items()))
+    def baseline_weights(self, kind: str, knob: dict[str, float], num_networks: int | None = None) -> Tensor:
+        """``num_networks`` (default ``self.num_networks``) networks of baseline ``kind`` at ``knob``,
+        recalibrated like generated ones."""
+        num_networks = num_networks or self.num_networks
+        key = (kind, num_networks, *sorted(knob.items()))
         if key not in self._baselines:
             baseline = ZooBaseline(self.seen, kind, **knob, recalibrate_units=self.recalibrate_units,
                                    parent_statistics=self._parent_statistics,
                                    span_coefficients=self._span_coefficients)  # fmt: skip
             gen = torch.Generator().manual_seed(self.seed)
-            self._baselines[key] = baseline(
-                self.num_networks, generator=gen, output_type="state_dict"
-            ).weights
+            self._baselines[key] = baseline(num_networks, generator=gen, output_type="state_dict").weights
             self._parent_statistics = baseline.parent_statistics  # computed once, shared by every setting
             self._span_coefficients = baseline.span_coefficients
         return self._baselines[key]
@@ -137,11 +141,12 @@ class Frontier:
         self, kind: str, grid: tuple[dict[str, float], ...] | None = None, diversity: bool = False
     ) -> list[dict[str, Any]]:
         """Quick scores of baseline ``kind`` over its grid (default ``GRIDS[kind]``), one row per setting
-        (``diversity``: with a quick diversity ratio, for matching on it)."""
+        (``diversity``: with a quick diversity ratio, for matching on it), from ``sweep_networks`` networks each."""
+        n = min(self.sweep_networks or self.num_networks, self.num_networks)
         return [
             {
                 "knob": dict(knob),
-                **self.score(self.baseline_weights(kind, knob), quick=True, diversity=diversity),
+                **self.score(self.baseline_weights(kind, knob, n), quick=True, diversity=diversity),
             }
             for knob in grid or GRIDS[kind]
         ]

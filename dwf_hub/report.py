@@ -160,14 +160,12 @@ def build_report(
     baselines: bool = True,
     seed: int = 0,
     progress: bool = False,
+    sweep_networks: int | None = None,
 ) -> dict[str, Any]:
-    """Compare ``generated`` with the training zoo ``reference`` into folder ``out``.
-
-    ``holdout``: the last members of ``reference`` were not fitted on (default: what ``generated``
-    records); ``noise``: extra zoo + noise rows at these relative sigmas; ``baselines``: also find each
-    baseline's (``baselines.BASELINES``) setting at the generated set's novelty and compare. Every set is scored with
-    the architecture's task metric (accuracy, or Spearman's rho for regression).
-    """
+    """Compare ``generated`` with the training zoo ``reference`` into folder ``out``, every set scored with the
+    architecture's task metric. ``holdout``: the last members of ``reference`` were not fitted on (default: what
+    ``generated`` records); ``noise``: extra zoo + noise rows at these relative sigmas; ``baselines``: also find
+    each baseline's setting at the generated set's novelty (``sweep_networks`` per sweep setting) and compare."""
     from .evaluation import aligned_matrices
     from .frontier import Frontier
     from .io import write_json, write_text
@@ -185,7 +183,7 @@ def build_report(
     seen, heldout = reference.split_holdout(holdout)
     gen_w, _ = aligned_matrices(generated, reference, progress)
     units = bool(generated.info.get("unit_recalibration"))  # baselines recalibrated as the generated set was
-    frontier = Frontier(seen, x, y, heldout, len(generated), seed, recalibrate_units=units)
+    frontier = Frontier(seen, x, y, heldout, len(generated), seed, sweep_networks, recalibrate_units=units)
     with _scoring_bar(len(noise) + 2 + (heldout is not None), baselines, progress) as frontier.bar:
         sets, scores = _score_sets(frontier, gen_w, noise)
         sweeps, (matched, by_function, by_diversity) = _baselines(frontier, sets, scores, baselines)
@@ -194,7 +192,7 @@ def build_report(
     novelty = scores["generated"]["novelty_ratio"]
     summary = {
         "split": split, "metric": frontier.metric, "num_zoo": len(seen), "num_generated": len(generated),
-        "holdout": holdout,
+        "holdout": holdout, "sweep_networks": min(sweep_networks or len(generated), len(generated)),
         "accuracy": {k: {s: v[s] for s in ("mean", "std", "min", "max")} for k, v in scores.items()},
         **{m: {k: v.get(m) for k, v in scores.items() if k != "zoo"} for m in (*RATIOS, *INTERVALS.values())},
         "baselines": matched, "baselines_function": by_function, "baselines_diversity": by_diversity,
@@ -453,6 +451,14 @@ def _baseline_table(baselines: dict[str, dict[str, Any]], where: str, scale: flo
     return lines
 
 
+def _sweep_note(summary: dict[str, Any]) -> str:
+    n = summary.get("sweep_networks", summary["num_generated"])
+    if n >= summary["num_generated"]:
+        return ""
+    return (f" The baselines' sweeps drew {n} networks per setting to locate each matched setting; every "
+            f"matched set has {summary['num_generated']} networks.")  # fmt: skip
+
+
 def _beats_cell(b: dict[str, Any]) -> str:
     return "not comparable" if not b.get("comparable", True) else "yes" if b["beats"] else "no"
 
@@ -470,7 +476,8 @@ def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
         "diversity and held-out ratios are permutation-invariant (each network aligned to each zoo network); "
         "function novelty compares what networks compute on the split's inputs instead of their weights (held-out "
         "members show the value of genuinely new networks); see the README's Novelty section. In brackets: 95 % "
-        "bootstrap intervals over the scored networks (another draw of the same generator can land anywhere in them).",
+        "bootstrap intervals over the scored networks (another draw of the same generator can land anywhere in them)."
+        + _sweep_note(summary),
         "",
         f"| set | {metric}{suffix} | novelty | diversity | held-out ratio | function novelty |",
         "|---|---|---|---|---|---|",

@@ -186,6 +186,23 @@ def test_matched_baselines_land_on_the_target_novelty(canonical):
         assert by_function["reached"] and abs(by_function["function_novelty_ratio"] - target) < 0.25 * target
 
 
+def test_fewer_networks_per_sweep_setting_find_the_same_match(canonical):
+    """``sweep_networks`` (a conv net's report on a CPU is mostly its sweeps) only locates the setting: the
+    matched set is drawn at full size and lands on the target novelty within the matching tolerance."""
+    from dwf_hub.frontier import MATCH_TOLERANCE
+
+    x, y = canonical.recipe.task.split("val")
+    seen, heldout = canonical.split_holdout(2)
+    cheap = Frontier(seen, x, y, heldout, num_networks=40, sweep_networks=10)
+    for kind in ("noise", "interpolation"):
+        assert all(len(cheap.baseline_weights(kind, r["knob"], 10)) == 10 for r in cheap.sweep(kind))
+        for target in (0.2, 0.4):
+            row = cheap.matched(kind, target)
+            assert row["reached"] and abs(row["novelty_ratio"] - target) <= MATCH_TOLERANCE, (kind, row)
+            assert len(cheap.baseline_weights(kind, row["knob"])) == 40
+    assert {n for _, n, *_ in cheap._baselines} == {10, 40}
+
+
 def test_cli_baseline(tiny_zoo, tmp_path, capsys):
     from dwf_hub.cli import main
     from dwf_hub.zoo import WeightZoo

@@ -246,8 +246,14 @@ def test_report_shows_one_progress_step_per_scored_set(tiny_zoo, tiny_fit, tmp_p
     counted, score = [], Frontier.score
     monkeypatch.setattr(Frontier, "score", lambda self, *a, **k: counted.append(1) or score(self, *a, **k))
     generated = tiny_fit.pipeline.generate_zoo(8, seed=0)
-    build_report(generated, tiny_zoo, tmp_path / "rep", noise=(0.01,), holdout=3, progress=True)
+    summary = build_report(
+        generated, tiny_zoo, tmp_path / "rep", noise=(0.01,), holdout=3, progress=True, sweep_networks=4
+    )
     assert len(counted) == _scoring_bar(1 + 2 + 1, True, False).total
+    assert (
+        summary["sweep_networks"] == 4
+        and "drew 4 networks per setting" in (tmp_path / "rep/report.md").read_text()
+    )
     assert "scoring sets" in capsys.readouterr().err
     tiny_zoo.save(tmp_path / "zoo")
     generated.save(tmp_path / "gen")

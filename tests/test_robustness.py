@@ -340,6 +340,10 @@ def test_truncated_velocity_is_refused(pipe_dir, capsys):
         (["zoo", "train", "iris_mlp", "--out", "{tmp}/z", "--num-models", "1000000000"], "num_models"),
         (["evaluate", "{zoo}", "--noise", "abc", "--reference", "{zoo}", "--out", "{tmp}/r"], "--noise"),
         (["evaluate", "{zoo}", "--json", "{tmp}"], "is a folder"),
+        (
+            ["evaluate", "{zoo}", "--reference", "{zoo}", "--out", "{tmp}/r", "--sweep-networks", "0"],
+            "0 is not",
+        ),
     ],
 )
 def test_bad_cli_values_are_one_line(zoo_dir, pipe_dir, tmp_path, capsys, args, match):
