@@ -27,6 +27,7 @@ from dwf_hub.matching import canonicalize
 from dwf_hub.report import INTERVALS, build_report, fmt_ratio
 
 HOLDOUT, GENERATED = 20, 100
+WORKING = "working_function_novelty_ratio"
 ROWS = ("zoo", "held-out zoo members", "generated")
 MATCHED = {
     "baselines": "matched",
@@ -73,16 +74,18 @@ def cell(report: dict, name: str, m: str) -> str:
 
 def print_report(recipe: str, seed: int, d: int, report: dict, timings: dict[str, float]) -> None:
     print(f"\n## {recipe} (D = {d:,}), flow seed {seed}, {report['split']} split")
-    print("| set | acc (%) | min | novelty | diversity | held-out | fn novelty | generated − set (pp) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| set | acc (%) | min | failed (%) | novelty | diversity | held-out | fn novelty | fn novelty, working "
+          "| generated − set (pp) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     generated = report["accuracy"]["generated"]["mean"]
     names = [*ROWS, *(n for n in report["accuracy"] if n not in ROWS)]
     for name in names:
         acc = report["accuracy"][name]
-        ratios = [cell(report, name, m) for m in INTERVALS]
+        ratios = [*(cell(report, name, m) for m in INTERVALS), fmt_ratio(report[WORKING].get(name))]
         delta = "–" if name in ROWS else f"{100 * (generated - acc['mean']):+.2f}"
-        print(f"| {name} | {100 * acc['mean']:.2f} ± {100 * acc['std']:.2f} | "
-              f"{100 * acc['min']:.1f} | {' | '.join(ratios)} | {delta} |")  # fmt: skip
+        failed = report["failed_share"].get(name)
+        print(f"| {name} | {100 * acc['mean']:.2f} ± {100 * acc['std']:.2f} | {100 * acc['min']:.1f} | "
+              f"{'–' if failed is None else f'{100 * failed:.0f}'} | {' | '.join(ratios)} | {delta} |")  # fmt: skip
     print("\nbeats:", ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in report["beats"].items()))
     print("verdict (last sentence):", report["verdict"].rsplit(". ", 1)[-1])
     print("wall (s):", ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))

@@ -265,8 +265,10 @@ def _report(a: argparse.Namespace, zoo, ref) -> dict:
     gen, seen = report["accuracy"]["generated"], report["accuracy"]["zoo"]
     ratios = ", ".join(f"{k.replace('_', ' ')} {fmt_ratio(report[k]['generated'], report[INTERVALS[k]]['generated'])}"
                        for k in RATIOS)  # fmt: skip
+    failed = report["failed_share"]["generated"]
     print(f"{report['num_generated']} networks, {a.split} {m}{suffix} {scale * gen['mean']:.2f} ± "
-          f"{scale * gen['std']:.2f}; reference {scale * seen['mean']:.2f} ± {scale * seen['std']:.2f}; {ratios}")  # fmt: skip
+          f"{scale * gen['std']:.2f}; reference {scale * seen['mean']:.2f} ± {scale * seen['std']:.2f}; {ratios}; "
+          f"failed {100 * failed:.0f} %")  # fmt: skip
     print(report["verdict"].replace("**", ""))
     print(f"wrote {Path(a.out) / 'report.md'}, summary.json and figures")
     return report

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .report import INTERVALS, RATIOS, fmt_ratio
+from .report import FAILURES, INTERVALS, RATIOS, fmt_ratio
 
 RECIPE = "iris_mlp"
 HOLDOUT_FRACTION = 0.2  # of the zoo kept out of flow training, for the held-out ratio
@@ -104,7 +104,7 @@ def _summary(
         **run,
         **{f"zoo_accuracy_{k}": acc["zoo"][k] for k in ("mean", "std", "min")},
         **{f"generated_accuracy_{k}": acc["generated"][k] for k in ("mean", "std", "min", "max")},
-        **{m: report[m]["generated"] for m in (*RATIOS, *INTERVALS.values())},
+        **{m: report[m]["generated"] for m in (*RATIOS, *INTERVALS.values(), *FAILURES)},
         "heldout_members": _heldout_row(report),
         **{
             key: {

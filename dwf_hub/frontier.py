@@ -41,6 +41,9 @@ GRIDS = {
 COPIES = {"noise": {"sigma": 0.0}, "interpolation": {"alpha": 0.0, "k": 2}}  # novelty 0: the zoo itself
 QUICK_CANDIDATES = 8  # sweeps align each network to its 8 nearest training networks only
 MATCH_TOLERANCE = 0.05  # novelty ratios this close (relative, above 1) count as matched
+FAILED_MARGIN = (
+    0.05  # a network fails below the worst fitted member's metric minus this (issue 12's min target)
+)
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Frontier:
         self._span_coefficients: Tensor | None = None  # the gaussian baseline's in-span parts, once
         self._seen_functions: Tensor | None = None  # seen networks' function values on x [M, B, C], once
         self._function_scale = 0.0
+        self._failure_threshold = 0.0  # metric below which a network counts as failed (``FAILED_MARGIN``)
         self.bar: Any = None  # a progress bar (tqdm) advanced by every score
 
     def score(
@@ -86,12 +90,19 @@ class Frontier:
         ``heldout=False``: no held-out ratio (for the held-out members themselves); ``diversity=False``: no
         diversity ratio.
         Every score has ``function_novelty_ratio`` (``None`` if the seen networks all compute one function) and its
-        95 % bootstrap interval (``function_novelty_interval``; ``novelty.median_ratio_interval``); full scores have
-        the other ratios' intervals too (``novelty_interval``, ...)."""
+        95 % bootstrap interval (``function_novelty_interval``; ``novelty.median_ratio_interval``), ``failed_share``
+        (networks below the worst seen network's metric by more than ``FAILED_MARGIN``) and
+        ``working_function_novelty_ratio`` (the function novelty of the others: a broken network computes a
+        function far from every member, so the plain figure counts failures as new); full scores have the other
+        ratios' intervals too (``novelty_interval``, ...)."""
+        self._seen_outputs()
         outputs = outputs_many(self.seen.arch, weights, self.x)
+        values = metric_of_outputs(self.seen.arch, outputs, self.y)
+        working = values >= self._failure_threshold
         out: dict[str, Any] = {
             "metric": self.metric,
-            **summarize(metric_of_outputs(self.seen.arch, outputs, self.y)),
+            **summarize(values),
+            "failed_share": 1.0 - float(working.float().mean()),
         }
         if quick:
             nn = self.scorer.distances(weights, self.scorer.train, candidates=QUICK_CANDIDATES)
@@ -102,6 +113,9 @@ class Frontier:
         else:
             out.update(self.scorer.score(weights, diversity, heldout))
         out["function_novelty_ratio"], out["function_novelty_interval"] = self.function_novelty(outputs)
+        out["working_function_novelty_ratio"] = (
+            self.function_novelty(outputs[working])[0] if working.any() else None
+        )
         if self.bar is not None:
             self.bar.update()
         return out
@@ -110,17 +124,23 @@ class Frontier:
         """Median function distance from networks with ``outputs [N, B, C]`` on ``x`` to their nearest seen
         network, over the seen networks' own median nearest-other function distance, and its bootstrap
         interval (``None`` for both if the seen networks all compute one function)."""
-        if self._seen_functions is None:
-            self._seen_functions = function_values(
-                self.seen.arch, outputs_many(self.seen.arch, self.scorer.train, self.x)
-            )
-            among = nearest(function_distances(self._seen_functions, self._seen_functions), exclude_self=True)
-            self._function_scale = float(among.median())
+        self._seen_outputs()
         if self._function_scale <= 0:
             return None, None
         to_seen = nearest(function_distances(function_values(self.seen.arch, outputs), self._seen_functions))
         scale = self._function_scale
         return float(to_seen.median()) / scale, median_ratio_interval(to_seen, scale)
+
+    def _seen_outputs(self) -> None:
+        """The seen networks' function values, nearest-other function distance and failure threshold, once."""
+        if self._seen_functions is not None:
+            return
+        outputs = outputs_many(self.seen.arch, self.scorer.train, self.x)
+        self._seen_functions = function_values(self.seen.arch, outputs)
+        among = nearest(function_distances(self._seen_functions, self._seen_functions), exclude_self=True)
+        self._function_scale = float(among.median())
+        worst = float(metric_of_outputs(self.seen.arch, outputs, self.y).min())
+        self._failure_threshold = worst - FAILED_MARGIN
 
     def baseline_weights(self, kind: str, knob: dict[str, float], num_networks: int | None = None) -> Tensor:
         """``num_networks`` (default ``self.num_networks``) networks of baseline ``kind`` at ``knob``,

@@ -25,6 +25,8 @@ from .zoo import WeightZoo
 MEMORIZED, PARTLY_NEW = 0.5, 0.8  # novelty-ratio thresholds of the verdict
 RATIOS = ("novelty_ratio", "diversity_ratio", "heldout_ratio", "function_novelty_ratio")  # per scored set
 INTERVALS = {m: m.replace("_ratio", "_interval") for m in RATIOS}  # each ratio's 95 % bootstrap interval
+FAILURES = ("failed_share", "working_function_novelty_ratio")  # per scored set (``frontier.FAILED_MARGIN``)
+FAILED_NOTE = 0.05  # the verdict speaks of failed generated networks from this share on
 
 
 def unit(metric: str) -> tuple[float, str]:
@@ -76,6 +78,25 @@ def verdict(
         text += (f" Overall (both spaces): beats {', '.join(won) or 'none'} ({len(won)} of the {len(overall)} "
                  "baselines it can be compared with).")  # fmt: skip
     return text
+
+
+def failures(scores: dict[str, dict[str, Any]]) -> str:
+    """A sentence when generated networks fail (``frontier.FAILED_MARGIN``): their function novelty is that of
+    broken networks, so the working ones' is given beside it."""
+    from .frontier import FAILED_MARGIN
+
+    gen, held = scores["generated"], scores.get("held-out zoo members", {})
+    if gen["failed_share"] < FAILED_NOTE:
+        return ""
+    margin = f"{100 * FAILED_MARGIN:g} pp" if gen["metric"] == "accuracy" else f"{FAILED_MARGIN:g}"
+    text = f" {100 * gen['failed_share']:.0f} % of the generated networks fail (more than {margin} below the worst fitted zoo network"
+    if "failed_share" in held:
+        text += f"; held-out members: {100 * held['failed_share']:.0f} %"
+    text += "); a failed network computes a function far from every zoo network, so function novelty counts it as new"
+    working = gen.get("working_function_novelty_ratio")
+    if working is not None and gen.get("function_novelty_ratio") is not None:
+        text += f": the working ones' function novelty is {working:.2f} (all: {gen['function_novelty_ratio']:.2f})"
+    return text + "."
 
 
 def beats_overall(
@@ -194,11 +215,11 @@ def build_report(
         "split": split, "metric": frontier.metric, "num_zoo": len(seen), "num_generated": len(generated),
         "holdout": holdout, "sweep_networks": min(sweep_networks or len(generated), len(generated)),
         "accuracy": {k: {s: v[s] for s in ("mean", "std", "min", "max")} for k, v in scores.items()},
-        **{m: {k: v.get(m) for k, v in scores.items() if k != "zoo"} for m in (*RATIOS, *INTERVALS.values())},
+        **{m: {k: v.get(m) for k, v in scores.items() if k != "zoo"} for m in (*RATIOS, *INTERVALS.values(), *FAILURES)},
         "baselines": matched, "baselines_function": by_function, "baselines_diversity": by_diversity,
         "beats": beats_overall(matched, by_function), "sweeps": sweeps, "table17": table,
         "verdict": verdict(novelty, table["gen→orig"]["miou_mean"], matched, frontier.metric, by_function,
-                           by_diversity, scores["generated"].get("novelty_interval")),
+                           by_diversity, scores["generated"].get("novelty_interval")) + failures(scores),
         "memorized": novelty < MEMORIZED,
     }  # fmt: skip
     root = Path(out)
@@ -479,13 +500,17 @@ def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
         "bootstrap intervals over the scored networks (another draw of the same generator can land anywhere in them)."
         + _sweep_note(summary),
         "",
-        f"| set | {metric}{suffix} | novelty | diversity | held-out ratio | function novelty |",
-        "|---|---|---|---|---|---|",
+        f"| set | {metric}{suffix} | novelty | diversity | held-out ratio | function novelty | function novelty, "
+        "working networks | failed (%) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for k, s in summary["accuracy"].items():
+        failed = summary.get("failed_share", {}).get(k)
         lines.append(
             f"| {k} | {_stats(s, metric)} | "
             + " | ".join(fmt_ratio(summary[m].get(k), summary.get(INTERVALS[m], {}).get(k)) for m in RATIOS)
+            + f" | {fmt_ratio(summary.get('working_function_novelty_ratio', {}).get(k))} | "
+            + ("–" if failed is None else f"{100 * failed:.0f}")
             + " |"
         )
     for key, where in (("baselines", "novelty"), ("baselines_function", "function novelty"),

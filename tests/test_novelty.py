@@ -175,3 +175,24 @@ def test_function_novelty_sees_functions_not_weights(tiny_zoo):
         w + 0.3 * w.std() * torch.randn(w.shape, generator=torch.Generator().manual_seed(1))
     )
     assert noisy["function_novelty_ratio"] > 0.2
+
+
+def test_failed_networks_are_counted_and_left_out_of_working_function_novelty(tiny_zoo):
+    """A broken network computes a function far from every member: the plain function novelty counts it as new,
+    ``working_function_novelty_ratio`` leaves it out and ``failed_share`` counts it."""
+    from dwf_hub.frontier import FAILED_MARGIN, Frontier
+    from dwf_hub.scoring import score_many
+
+    canonical = canonicalize(tiny_zoo, progress=False).zoo
+    x, y = canonical.recipe.task.split("val")
+    frontier = Frontier(canonical, x, y, num_networks=8)
+    w = frontier.scorer.train
+    broken = torch.zeros(5, w.shape[1])  # every logit 0: one class for every input
+    worst = float(score_many(canonical.arch, w, x, y).min())
+    assert float(score_many(canonical.arch, broken, x, y).max()) < worst - FAILED_MARGIN  # they do fail here
+    assert frontier.score(w[:3], diversity=False)["failed_share"] == 0.0  # members never fail
+    mixed = frontier.score(torch.cat([w[:3], broken]), diversity=False)
+    assert mixed["failed_share"] == pytest.approx(5 / 8)
+    assert mixed["working_function_novelty_ratio"] == pytest.approx(0.0, abs=1e-6)  # the copies
+    assert mixed["function_novelty_ratio"] > 0.5  # the median network is a broken one
+    assert frontier.score(broken, diversity=False)["working_function_novelty_ratio"] is None

@@ -128,6 +128,10 @@ def test_report_flags_memorized_copies(tiny_zoo, tmp_path):
     )
     s2 = build_report(fresh, canonical, tmp_path / "fresh")
     assert not s2["memorized"] and "memorized" not in s2["verdict"]
+    # random networks fail: the verdict says so, with the working ones' function novelty beside the plain one
+    assert s["failed_share"]["generated"] == 0 and "of the generated networks fail" not in s["verdict"]
+    assert s2["failed_share"]["generated"] >= 0.5 and "of the generated networks fail" in s2["verdict"]
+    assert "| failed (%) |" in (tmp_path / "fresh" / "report.md").read_text()
 
 
 def test_cli_evaluate_writes_the_report(tiny_zoo, tiny_fit, tmp_path, capsys):
@@ -140,6 +144,7 @@ def test_cli_evaluate_writes_the_report(tiny_zoo, tiny_fit, tmp_path, capsys):
     summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
     assert set(summary["accuracy"]) == {"zoo", "generated", "noise σ=0.001", "noise σ=0.01"}
     assert summary["baselines"] == {} and summary["holdout"] == 0
+    assert f"failed {100 * summary['failed_share']['generated']:.0f} %" in capsys.readouterr().out
     report = (tmp_path / "rep" / "report.md").read_text()
     lo, hi = summary["novelty_interval"]["generated"]
     assert (
