@@ -41,6 +41,7 @@ GRIDS = {
 COPIES = {"noise": {"sigma": 0.0}, "interpolation": {"alpha": 0.0, "k": 2}}  # novelty 0: the zoo itself
 QUICK_CANDIDATES = 8  # sweeps align each network to its 8 nearest training networks only
 MATCH_TOLERANCE = 0.05  # novelty ratios this close (relative, above 1) count as matched
+REFINE_STEPS = 2  # more full-size draws when the first matched setting misses (steep or curved sweeps)
 FAILED_MARGIN = (
     0.05  # a network fails below the worst fitted member's metric minus this (issue 12's min target)
 )
@@ -180,23 +181,40 @@ class Frontier:
         key: str = "novelty_ratio",
     ) -> dict[str, Any]:
         """Baseline ``kind`` at the setting whose novelty (``key``: ``novelty_ratio`` or
-        ``function_novelty_ratio``; or ``diversity_ratio``, given a sweep that has it) is closest to ``novelty``
-        (the knob interpolated between the two grid settings that bracket it), fully scored. ``reached`` is False when no setting of the grid is as
-        novel: the row is then the most novel setting; ``too_novel`` is True when every setting is more novel
+        ``function_novelty_ratio``; or ``diversity_ratio``, given a sweep that has it) is closest to ``novelty``,
+        fully scored: the knob interpolated between the two settings that bracket it, then, while the drawn set
+        misses by more than ``MATCH_TOLERANCE``, re-interpolated with that set as one more setting (at most
+        ``REFINE_STEPS`` times; the closest set is kept). ``reached`` is False when no setting of the grid is
+        as novel: the row is then the most novel setting; ``too_novel`` is True when every setting is more novel
         (``mean_noise``, ``gaussian``: they cannot copy the zoo): the row is then the least novel setting."""
         sweep = sweep or self.sweep(kind)
         copies = [{"knob": COPIES[kind], key: 0.0}] if kind in COPIES and key != "diversity_ratio" else []
-        knob = _interpolate_knob([*copies, *sweep], novelty, key)
-        row = {
-            "kind": kind,
-            "knob": knob,
-            **self.score(self.baseline_weights(kind, knob), diversity=diversity),
-        }
         tol = MATCH_TOLERANCE * max(1.0, novelty)
+        points, tried = [*copies, *sweep], []
+        knob = _interpolate_knob(points, novelty, key)
+        while knob not in (t["knob"] for t in tried) and len(tried) <= REFINE_STEPS:
+            if tried and self.bar is not None:
+                self.bar.total += 1  # the bar counted one set per matched setting
+            row = {
+                "kind": kind,
+                "knob": knob,
+                **self.score(self.baseline_weights(kind, knob), diversity=diversity),
+            }
+            tried.append(row)
+            if row[key] is None or abs(row[key] - novelty) <= tol:
+                break
+            points = sorted([*points, row], key=_knob_order)
+            knob = _interpolate_knob(points, novelty, key)
+        row = min(tried, key=lambda r: abs(r[key] - novelty) if r[key] is not None else float("inf"))
         row["reached"] = row[key] is not None and row[key] >= novelty - tol
         floor = min((r[key] for r in [*copies, *sweep] if r[key] is not None), default=0.0)
         row["too_novel"] = novelty < floor - tol
         return row
+
+
+def _knob_order(row: dict[str, Any]) -> tuple[float, ...]:
+    """Sort key of a sweep row: by ``k`` (interpolation), then by the knob's value."""
+    return (row["knob"].get("k", 0), *(v for n, v in sorted(row["knob"].items()) if n != "k"))
 
 
 def _interpolate_knob(

@@ -186,6 +186,21 @@ def test_matched_baselines_land_on_the_target_novelty(canonical):
         assert by_function["reached"] and abs(by_function["function_novelty_ratio"] - target) < 0.25 * target
 
 
+def test_a_missed_match_is_refined_with_the_drawn_set(canonical, monkeypatch):
+    """A sweep that misreads the knob (a steep or curved curve, or too few networks per setting): the first
+    interpolated setting misses the target; re-interpolating with the drawn set as one more point lands on it."""
+    from dwf_hub import frontier as fr
+
+    x, y = canonical.recipe.task.split("val")
+    seen, heldout = canonical.split_holdout(2)
+    wrong = [{"knob": {"sigma": 0.1}, "novelty_ratio": 0.05}, {"knob": {"sigma": 1.0}, "novelty_ratio": 0.35}]
+    row = Frontier(seen, x, y, heldout, num_networks=40).matched("noise", 0.3, wrong)
+    assert abs(row["novelty_ratio"] - 0.3) <= fr.MATCH_TOLERANCE and row["reached"], row
+    monkeypatch.setattr(fr, "REFINE_STEPS", 0)
+    first = Frontier(seen, x, y, heldout, num_networks=40).matched("noise", 0.3, wrong)
+    assert abs(first["novelty_ratio"] - 0.3) > 0.2  # without refinement: far off
+
+
 def test_fewer_networks_per_sweep_setting_find_the_same_match(canonical):
     """``sweep_networks`` (a conv net's report on a CPU is mostly its sweeps) only locates the setting: the
     matched set is drawn at full size and lands on the target novelty within the matching tolerance."""
