@@ -2,6 +2,7 @@
 
     python benchmarks/bench_screen.py [--zoo digits_vit] [--template digits_smallcnn] [--out bench_out/frontier_big]
                                       [--settings '{"whiten all": {}, "whiten 0.99": {"n_components": 0.99}}']
+                                      [--sweep-networks N]
 
 The cached 100-member zoo of ``--zoo`` (80 fitted, 20 held out), both baselines swept once (quick novelty), then
 per setting: a flow from ``--template``'s ``[flow]`` (a recipe whose flow settings are the starting point) with
@@ -41,10 +42,13 @@ def main() -> None:
     )
     p.add_argument("--out", default="bench_out/frontier_big")
     p.add_argument("--settings", type=json.loads, default=SETTINGS, help="JSON: name -> flow overrides")
+    p.add_argument(
+        "--sweep-networks", type=int, default=None, help="networks per sweep setting (default 100)"
+    )
     a = p.parse_args()
     zoo = cached_zoo(a.zoo, Path(a.out))
     seen, held = canonicalize(zoo, progress=False).zoo.split_holdout(20)
-    frontier = Frontier(seen, *zoo.recipe.task.split("val"), held)
+    frontier = Frontier(seen, *zoo.recipe.task.split("val"), held, sweep_networks=a.sweep_networks)
     sweeps = swept(frontier)
     for kind, rows in sweeps.items():
         print(kind, ", ".join(f"{r['knob']}: {100 * r['mean']:.2f} % at {r['novelty_ratio']:.3f} / "

@@ -191,7 +191,6 @@ def build_report(
     from .frontier import Frontier
     from .io import write_json, write_text
     from .matching import canonicalize
-    from .scoring import score_many
 
     if not reference.recipe:
         raise DWFError("the reference zoo has no recipe, so there is no task to evaluate on")
@@ -208,7 +207,7 @@ def build_report(
     with _scoring_bar(len(noise) + 2 + (heldout is not None), baselines, progress) as frontier.bar:
         sets, scores = _score_sets(frontier, gen_w, noise)
         sweeps, (matched, by_function, by_diversity) = _baselines(frontier, sets, scores, baselines)
-    preds = _predictions(reference.arch, sets, x)
+    per_network, preds = _per_network(reference.arch, sets, x, y)
     table = _table17(sets, preds, y)
     novelty = scores["generated"]["novelty_ratio"]
     summary = {
@@ -224,7 +223,6 @@ def build_report(
     }  # fmt: skip
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    per_network = {k: score_many(reference.arch, w, x, y) for k, w in sets.items()}
     figures = _figures(root, sets, per_network, preds, y, summary)
     write_json(root / "summary.json", summary)
     write_text(root / "report.md", _markdown(summary, figures))
@@ -278,11 +276,16 @@ def _baselines(
     return sweeps, [_match_baselines(frontier, sweeps, sets, scores, key) for key in MATCHED_NAME]
 
 
-def _predictions(arch, sets: dict[str, Tensor], x: Tensor) -> dict[str, Tensor] | None:
-    """Predicted labels ``[N, B]`` per set (classification only: errors are what mIoU compares)."""
-    from .scoring import predict_many
+def _per_network(
+    arch, sets: dict[str, Tensor], x: Tensor, y: Tensor
+) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
+    """Per set, each network's task metric ``[N]`` and predicted labels ``[N, B]`` (classification only: errors
+    are what mIoU compares), from one pass over the split (a report on ResNets spends minutes here)."""
+    from .scoring import metric_of_outputs, outputs_many
 
-    return {k: predict_many(arch, w, x) for k, w in sets.items()} if arch.task == "classification" else None
+    outputs = {k: outputs_many(arch, w, x) for k, w in sets.items()}
+    metric = {k: metric_of_outputs(arch, o, y) for k, o in outputs.items()}
+    return metric, {k: o.argmax(-1) for k, o in outputs.items()} if arch.task == "classification" else None
 
 
 def _table17(
@@ -391,16 +394,19 @@ def _figures(
     ax.legend(fontsize=7)
     files["nearest-neighbour distances"] = _save(fig, root / "nn_distance_hist.png")
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
     for ax, key in zip(axes, ("novelty_ratio", "function_novelty_ratio"), strict=True):
-        plot_frontier(ax, summary, key)
+        plot_frontier(ax, summary, key, legend=False)
+    # one legend under both panels: inside an axis it covered the generated point (ResNet-20, ViT reports)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8)
+    fig.subplots_adjust(bottom=0.25, wspace=0.25)
     files["accuracy vs novelty"] = _save(fig, root / "accuracy_vs_novelty.png")
     return files
 
 
-def plot_frontier(ax, summary: dict[str, Any], key: str = "novelty_ratio") -> None:
+def plot_frontier(ax, summary: dict[str, Any], key: str = "novelty_ratio", legend: bool = True) -> None:
     """The accuracy–novelty plane (``key``: weight or function novelty): each baseline's sweep as a line, its
-    matched settings as crosses in the line's colour, every other scored set as a point."""
+    matched settings as crosses in the line's colour, every other scored set as a point (``legend``: in ``ax``)."""
     scale, suffix = unit(summary["metric"])
     colours, others = {}, iter(f"C{i}" for i in range(len(summary["sweeps"]), 10))
     for kind, rows in summary["sweeps"].items():
@@ -422,7 +428,8 @@ def plot_frontier(ax, summary: dict[str, Any], key: str = "novelty_ratio") -> No
     what = "novelty ratio (permutation-invariant)" if key == "novelty_ratio" else "function novelty ratio"
     ax.set(xlabel=what, ylabel=f"mean {summary['split']} {summary['metric']}{suffix}",
            title=f"{summary['metric'].capitalize()} vs. {what.split(' (')[0]}")  # fmt: skip
-    ax.legend(fontsize=7)
+    if legend:
+        ax.legend(fontsize=7)
 
 
 def _save(fig, path: Path) -> str:
@@ -501,7 +508,7 @@ def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
         + _sweep_note(summary),
         "",
         f"| set | {metric}{suffix} | novelty | diversity | held-out ratio | function novelty | function novelty, "
-        "working networks | failed (%) |",
+        "working networks | failed networks |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for k, s in summary["accuracy"].items():
@@ -510,7 +517,7 @@ def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
             f"| {k} | {_stats(s, metric)} | "
             + " | ".join(fmt_ratio(summary[m].get(k), summary.get(INTERVALS[m], {}).get(k)) for m in RATIOS)
             + f" | {fmt_ratio(summary.get('working_function_novelty_ratio', {}).get(k))} | "
-            + ("–" if failed is None else f"{100 * failed:.0f}")
+            + ("–" if failed is None else f"{100 * failed:.0f} %")
             + " |"
         )
     for key, where in (("baselines", "novelty"), ("baselines_function", "function novelty"),

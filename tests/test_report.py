@@ -131,7 +131,7 @@ def test_report_flags_memorized_copies(tiny_zoo, tmp_path):
     # random networks fail: the verdict says so, with the working ones' function novelty beside the plain one
     assert s["failed_share"]["generated"] == 0 and "of the generated networks fail" not in s["verdict"]
     assert s2["failed_share"]["generated"] >= 0.5 and "of the generated networks fail" in s2["verdict"]
-    assert "| failed (%) |" in (tmp_path / "fresh" / "report.md").read_text()
+    assert "| failed networks |" in (tmp_path / "fresh" / "report.md").read_text()
 
 
 def test_cli_evaluate_writes_the_report(tiny_zoo, tiny_fit, tmp_path, capsys):
