@@ -42,9 +42,8 @@ COPIES = {"noise": {"sigma": 0.0}, "interpolation": {"alpha": 0.0, "k": 2}}  # n
 QUICK_CANDIDATES = 8  # sweeps align each network to its 8 nearest training networks only
 MATCH_TOLERANCE = 0.05  # novelty ratios this close (relative, above 1) count as matched
 REFINE_STEPS = 2  # more full-size draws when the first matched setting misses (steep or curved sweeps)
-FAILED_MARGIN = (
-    0.05  # a network fails below the worst fitted member's metric minus this (issue 12's min target)
-)
+# a network fails below the worst fitted member's metric minus this (issue 12's floor for the worst network)
+FAILED_MARGIN = 0.05
 
 
 @dataclass
@@ -55,8 +54,8 @@ class Frontier:
     how many baseline networks are drawn for each setting; ``sweep_networks``: fewer for the sweeps' settings,
     which only locate the matched setting (each matched setting is drawn at ``num_networks`` and fully scored:
     BatchNorm nets are recalibrated one by one, so a conv net's report on a CPU is mostly its sweeps);
-    ``recalibrate_units``: baselines reset their networks'
-    hidden units to their parents' statistics (set it when the generated set's units were recalibrated).
+    ``recalibrate_units``: baselines reset their networks' hidden units to their parents' statistics (set it when
+    the generated set's units were recalibrated).
     """
 
     seen: WeightZoo

@@ -396,7 +396,7 @@ def _figures(
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 5))
     for ax, key in zip(axes, ("novelty_ratio", "function_novelty_ratio"), strict=True):
-        plot_frontier(ax, summary, key, legend=False)
+        plot_frontier(ax, summary, key)
     # one legend under both panels: inside an axis it covered the generated point (ResNet-20, ViT reports)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8)
     fig.subplots_adjust(bottom=0.25, wspace=0.25)
@@ -404,9 +404,9 @@ def _figures(
     return files
 
 
-def plot_frontier(ax, summary: dict[str, Any], key: str = "novelty_ratio", legend: bool = True) -> None:
+def plot_frontier(ax, summary: dict[str, Any], key: str = "novelty_ratio") -> None:
     """The accuracy–novelty plane (``key``: weight or function novelty): each baseline's sweep as a line, its
-    matched settings as crosses in the line's colour, every other scored set as a point (``legend``: in ``ax``)."""
+    matched settings as crosses in the line's colour, every other scored set as a point (labelled for a legend)."""
     scale, suffix = unit(summary["metric"])
     colours, others = {}, iter(f"C{i}" for i in range(len(summary["sweeps"]), 10))
     for kind, rows in summary["sweeps"].items():
@@ -428,8 +428,6 @@ def plot_frontier(ax, summary: dict[str, Any], key: str = "novelty_ratio", legen
     what = "novelty ratio (permutation-invariant)" if key == "novelty_ratio" else "function novelty ratio"
     ax.set(xlabel=what, ylabel=f"mean {summary['split']} {summary['metric']}{suffix}",
            title=f"{summary['metric'].capitalize()} vs. {what.split(' (')[0]}")  # fmt: skip
-    if legend:
-        ax.legend(fontsize=7)
 
 
 def _save(fig, path: Path) -> str:
