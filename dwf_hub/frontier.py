@@ -112,24 +112,26 @@ class Frontier:
                 out["diversity_ratio"] = float(nearest(among, exclude_self=True).median()) / self.scorer.scale
         else:
             out.update(self.scorer.score(weights, diversity, heldout))
-        out["function_novelty_ratio"], out["function_novelty_interval"] = self.function_novelty(outputs)
-        out["working_function_novelty_ratio"] = (
-            self.function_novelty(outputs[working])[0] if working.any() else None
-        )
+        out.update(self.function_novelty(outputs, working))
         if self.bar is not None:
             self.bar.update()
         return out
 
-    def function_novelty(self, outputs: Tensor) -> tuple[float | None, list[float] | None]:
-        """Median function distance from networks with ``outputs [N, B, C]`` on ``x`` to their nearest seen
-        network, over the seen networks' own median nearest-other function distance, and its bootstrap
-        interval (``None`` for both if the seen networks all compute one function)."""
+    def function_novelty(self, outputs: Tensor, working: Tensor) -> dict[str, Any]:
+        """``function_novelty_ratio``: median function distance from networks with ``outputs [N, B, C]`` on ``x``
+        to their nearest seen network, over the seen networks' own median nearest-other function distance;
+        ``function_novelty_interval``: its bootstrap interval; ``working_function_novelty_ratio``: the same over
+        the networks where ``working [N]`` (``None`` if none; all ``None`` if the seen networks all compute one
+        function)."""
         self._seen_outputs()
+        keys = ("function_novelty_ratio", "function_novelty_interval", "working_function_novelty_ratio")
         if self._function_scale <= 0:
-            return None, None
+            return dict.fromkeys(keys)
         to_seen = nearest(function_distances(function_values(self.seen.arch, outputs), self._seen_functions))
         scale = self._function_scale
-        return float(to_seen.median()) / scale, median_ratio_interval(to_seen, scale)
+        ratios = (float(to_seen.median()) / scale, median_ratio_interval(to_seen, scale),
+                  float(to_seen[working].median()) / scale if working.any() else None)  # fmt: skip
+        return dict(zip(keys, ratios, strict=True))
 
     def _seen_outputs(self) -> None:
         """The seen networks' function values, nearest-other function distance and failure threshold, once."""
