@@ -19,5 +19,7 @@ def test_iris_outputs_match_golden(tmp_path):
     assert got.keys() == expected.keys()
     for key in expected:
         assert got[key].shape == expected[key].shape, key
-        # float32 kernels may round differently on another CPU; a behaviour change moves weights far more
-        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5, msg=key)
+        # float32 kernels may round differently on another CPU, and the ODE and unit recalibration amplify it:
+        # on one machine a single generated weight of 332 was off by 1.6e-4 (relative 8e-4) with everything
+        # else within 1e-6; a behaviour change moves weights far more (1e-2 and up)
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-3, atol=1e-4, msg=key)
