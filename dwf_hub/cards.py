@@ -140,6 +140,7 @@ def render_flow_card(
         repo_id=repo_id,
         citation=CITATION,
         conditions=_conditions(pipe),
+        connectivity=pipe.connectivity and pipe.connectivity.describe(),
     )
     return str(card)
 

@@ -202,6 +202,12 @@ class CanonicalizationConfig(Config):
         None, "sweeps of the matching (default: 100 Git Re-Basin, 10 TransFusion)", low=1, high=100_000
     )
     permute_residual: bool = option(True, "transformers: also permute the residual stream (exact)")
+    connectivity_pairs: int = option(
+        16,
+        "midpoints of aligned members scored at fit time on the validation split (0: skip)",
+        low=0,
+        high=100_000,
+    )
 
 
 @dataclass

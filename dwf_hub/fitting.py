@@ -15,6 +15,7 @@ from torch import Tensor
 
 from .codec import CodecCollection, WeightCodec
 from .configs import FlowConfig
+from .connectivity import Connectivity, measure_connectivity
 from .errors import DWFError
 from .flow.scheduler import FlowODEScheduler
 from .flow.training import FlowConditions, train_flow
@@ -39,6 +40,8 @@ class FitResult:
     timings: dict[str, float] = field(default_factory=dict)
     condition_zoos: dict[str, tuple[WeightZoo, WeightZoo | None]] = field(default_factory=dict)
     """A conditional flow's ``label -> (fitted members, held-out members)``."""
+    connectivity: Connectivity | None = None
+    """What midpoints of the aligned fitted members score (``connectivity_pairs``; ``None``: not measured)."""
 
 
 def default_flow_config(zoo: WeightZoo, preset: str = "dwf", **overrides: Any) -> FlowConfig:
@@ -158,8 +161,11 @@ def fit_pipeline(
     training, heldout = _training_zoo(zoo, cfg, progress).split_holdout(cfg.training.holdout)
     timings = {"canonicalize": time.perf_counter() - t0}
     codec, latents = fit_codec(training, cfg, progress, checkpoint_dir)
-    fit_unit_targets(codec, [training], latents, cfg.codec.unit_recalibration)
+    units = fit_unit_targets(codec, [training], latents, cfg.codec.unit_recalibration)
     timings["codec"] = time.perf_counter() - t0 - timings["canonicalize"]
+    connectivity = _connectivity(training, cfg, units)
+    if connectivity:
+        timings["connectivity"] = time.perf_counter() - t0 - timings["canonicalize"] - timings["codec"]
     source_std = _source_std(cfg, latents)
     t0 = time.perf_counter()
     velocity, losses = train_flow(latents, cfg, source_std, checkpoint_dir=checkpoint_dir, progress=progress)
@@ -171,8 +177,21 @@ def fit_pipeline(
         canonicalization=canonical and canonical.to_dict(), flow_config=cfg.to_dict(),
     )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
+    if connectivity:
+        pipe.card_info["connectivity"] = connectivity.to_dict()
     logger.info("fitted on %d networks: final loss %.4g, timings %s", len(training), losses[-1], timings)
-    return FitResult(pipe, training, heldout, losses, timings)
+    return FitResult(pipe, training, heldout, losses, timings, connectivity=connectivity)
+
+
+def _connectivity(training: WeightZoo, cfg: FlowConfig, units: bool) -> Connectivity | None:
+    """``measure_connectivity`` on the canonical fitted members, logged (a warning when they are not connected);
+    ``None`` when ``connectivity_pairs`` is 0 or the zoo is not canonical or has no recipe (no data)."""
+    pairs = cfg.canonicalization.connectivity_pairs
+    if not pairs or training.recipe is None or not training.is_canonical or len(training) < 2:
+        return None
+    found = measure_connectivity(training, pairs, cfg.training.seed, recalibrate_units=units)
+    (logger.info if found.connected else logger.warning)("connectivity: %s", found.describe())
+    return found
 
 
 def fit_conditional(

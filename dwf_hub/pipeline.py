@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from .codec import CodecCollection, WeightCodec
 from .configs import CalibrationConfig
+from .connectivity import Connectivity
 from .errors import DWFError, PipelineFormatError
 from .flow.scheduler import FlowODEScheduler
 from .flow.velocity import VelocityModel
@@ -108,6 +109,12 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
     def labels(self) -> list[str]:
         """A conditional flow's condition labels (``[]``: unconditional)."""
         return list(self.condition_postprocessors)
+
+    @property
+    def connectivity(self) -> Connectivity | None:
+        """What midpoints of the aligned training members scored when the flow was fitted (``None``: not measured)."""
+        data = self.card_info.get("connectivity")
+        return None if data is None else Connectivity.from_dict(data, CARD_INFO_NAME)
 
     @property
     def canonical(self) -> CanonicalizationRecord | None:
