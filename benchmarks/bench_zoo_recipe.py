@@ -1,0 +1,140 @@
+"""How the zoo is trained decides what a flow can draw: learning rate and a shared start, on the validation split.
+
+    python benchmarks/bench_zoo_recipe.py [--recipe digits_mlp] [--lrs 0.001,0.003,0.01,0.02]
+                                          [--starts independent,shared] [--flow] [--flow-seeds 0]
+
+Per zoo of 100 members (the recipe's training with one change: its learning rate, or every member starting from
+one shared initialisation — seed 10,000 — with its own seed's data order, after Frankle et al.'s finding that such
+networks are linearly connected), after Git Re-Basin: validation accuracy and final training loss of the members,
+mean member-to-member distance over the mean norm, how often two members disagree on the validation split, and the
+validation accuracy of midpoints of 32 aligned pairs (the interpolation baseline at alpha 0.5, k 2). With
+``--flow``: the recipe's default flow fitted on 80 members (20 held out) and 100 generated networks scored as
+``bench_screen.py`` scores them, against noise and interpolation swept on the same zoo. Prints one markdown table;
+saves ``zoo_recipe_<recipe>.png`` in ``--out`` (midpoint vs member accuracy, and the flow's accuracy vs novelty).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from bench_frontier import margins, panels, sample, swept
+
+from dwf_hub.baselines import ZooBaseline
+from dwf_hub.fitting import fit_pipeline
+from dwf_hub.frontier import Frontier
+from dwf_hub.matching import canonicalize
+from dwf_hub.recipes import load_recipe
+from dwf_hub.report import fmt_ratio
+from dwf_hub.scoring import outputs_many, score_many
+from dwf_hub.zoo import WeightZoo
+from dwf_hub.zoo_training import init_member, train_members
+
+SHARED_SEED = 10_000
+
+
+def train(recipe_name: str, lr: float, shared: bool, members: int = 100) -> WeightZoo:
+    """``members`` networks of the recipe trained at ``lr``, each from its own seed's initialisation or (``shared``)
+    all from ``SHARED_SEED``'s; data order from each member's seed either way."""
+    recipe = load_recipe(recipe_name)
+    arch, cfg = recipe.arch_spec, replace(recipe.training, lr=lr)
+    seeds = list(range(members))
+    start = [init_member(arch, cfg.init_for(0), SHARED_SEED)] * members if shared else None
+    trained = train_members(
+        arch, recipe.task, cfg, seeds, [cfg.init_for(i) for i in seeds], False, start=start
+    )
+    return WeightZoo(arch, [sd for sd, _ in trained], [r for _, r in trained], recipe=recipe)
+
+
+@torch.no_grad()
+def spread(zoo: WeightZoo) -> dict[str, float]:
+    """A canonical zoo's members on the validation split: accuracy, final training loss, distance between
+    members over their norm, disagreement of two members, and the accuracy of 32 midpoints."""
+    w, (x, y) = zoo.to_matrix(), zoo.recipe.task.split("val")
+    off = ~torch.eye(len(w), dtype=torch.bool)
+    preds = outputs_many(zoo.arch, w, x).argmax(-1)  # [N, B]
+    mid = ZooBaseline(zoo, "interpolation", alpha=0.5, k=2)(
+        num_networks=32, generator=torch.Generator().manual_seed(0), output_type="state_dict"
+    ).weights
+    return {
+        "val": float(score_many(zoo.arch, w, x, y).mean()),
+        "loss": sum(r["final_train_loss"] for r in zoo.records) / len(zoo),
+        "distance": float(torch.cdist(w, w)[off].mean() / w.norm(dim=1).mean()),
+        "disagreement": float((preds[:, None] != preds[None]).float().mean(-1)[off].mean()),
+        "midpoints": float(score_many(zoo.arch, mid, x, y).mean()),
+    }
+
+
+def flow_row(zoo: WeightZoo, recipe_name: str, seed: int) -> tuple[dict, list[str], float]:
+    """The recipe's default flow (``seed``) on 80 of the canonical members: its scores on the validation split,
+    its margins over noise / interpolation (weight / function novelty), and its fit time (s)."""
+    seen, held = zoo.split_holdout(20)
+    frontier = Frontier(seen, *zoo.recipe.task.split("val"), held)
+    t0 = time.perf_counter()
+    pipe = fit_pipeline(seen, load_recipe(recipe_name).flow_config(seed=seed), progress=False).pipeline
+    fit_s = time.perf_counter() - t0
+    r = frontier.score(sample(pipe, 100, seed))
+    return r, margins(r, swept(frontier)), fit_s
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--recipe", default="digits_mlp")
+    p.add_argument("--lrs", default="0.001,0.003,0.01,0.02")
+    p.add_argument("--starts", default="independent,shared")
+    p.add_argument("--flow", action="store_true", help="fit and score the recipe's default flow on every zoo")
+    p.add_argument("--flow-seeds", default="0")
+    p.add_argument("--out", default="bench_out/zoo_recipe")
+    a = p.parse_args()
+    rows = []
+    head = "| lr | start | val acc (%) | train loss | distance / norm | disagreement (%) | midpoints (%) |"
+    if a.flow:
+        head += " flow seed | flow val acc (%) | min | novelty | diversity | held-out | fn novelty | Δ noise | Δ interp. | fit (s) |"
+    print(f"## {a.recipe}: 100 members per zoo, validation split\n\n{head}\n|" + "---|" * head.count(" | "))
+    for lr in map(float, a.lrs.split(",")):
+        for start in a.starts.split(","):
+            zoo = canonicalize(train(a.recipe, lr, start == "shared"), progress=False).zoo
+            s = spread(zoo)
+            cells = (f"| {lr:g} | {start} | {100 * s['val']:.2f} | {s['loss']:.4f} | {s['distance']:.3f} | "
+                     f"{100 * s['disagreement']:.2f} | {100 * s['midpoints']:.2f} |")  # fmt: skip
+            for seed in map(int, a.flow_seeds.split(",")) if a.flow else [None]:
+                row = {"lr": lr, "start": start, **s}
+                line = cells
+                if seed is not None:
+                    r, (noise, interp), fit_s = flow_row(zoo, a.recipe, seed)
+                    ratios = " | ".join(fmt_ratio(r[k]) for k in
+                                        ("novelty_ratio", "diversity_ratio", "heldout_ratio", "function_novelty_ratio"))  # fmt: skip
+                    line += (f" {seed} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {100 * r['min']:.1f} | {ratios} | "
+                             f"{noise} | {interp} | {fit_s:.0f} |")  # fmt: skip
+                    row.update(flow=r["mean"], novelty=r["novelty_ratio"])
+                rows.append(row)
+                print(line, flush=True)
+    plot(a, rows)
+
+
+def plot(a: argparse.Namespace, rows: list[dict]) -> None:
+    fig, axes = panels(2 if a.flow else 1, 5.5, 4)
+    marker = {"independent": "o", "shared": "s"}
+    for r in rows:
+        label = f"lr {r['lr']:g}, {r['start']}"
+        axes[0].scatter(100 * r["val"], 100 * r["midpoints"], marker=marker.get(r["start"], "x"), label=label)
+        if a.flow:
+            axes[1].scatter(r["novelty"], 100 * r["flow"], marker=marker.get(r["start"], "x"), label=label)
+    axes[0].set(
+        xlabel="members, val acc (%)", ylabel="midpoints of aligned pairs, val acc (%)", title=a.recipe
+    )
+    if a.flow:
+        axes[1].set(
+            xlabel="flow's novelty ratio", ylabel="flow, val acc (%)", title="the recipe's default flow"
+        )
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    fig.savefig(Path(a.out) / f"zoo_recipe_{a.recipe}.png", dpi=120)
+
+
+if __name__ == "__main__":
+    main()
