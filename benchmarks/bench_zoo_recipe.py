@@ -17,19 +17,20 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from bench_frontier import margins, panels, sample, swept
 
-from dwf_hub.baselines import ZooBaseline
+from dwf_hub.connectivity import measure_connectivity
 from dwf_hub.fitting import fit_pipeline
 from dwf_hub.frontier import Frontier
 from dwf_hub.matching import canonicalize
 from dwf_hub.recipes import load_recipe
 from dwf_hub.report import fmt_ratio
-from dwf_hub.scoring import outputs_many, score_many
+from dwf_hub.scoring import outputs_many
 from dwf_hub.zoo import WeightZoo
 from dwf_hub.zoo_training import init_member, train_members
 
@@ -53,31 +54,32 @@ def train(recipe_name: str, lr: float, shared: bool, members: int = 100) -> Weig
 def spread(zoo: WeightZoo) -> dict[str, float]:
     """A canonical zoo's members on the validation split: accuracy, final training loss, distance between
     members over their norm, disagreement of two members, and the accuracy of 32 midpoints."""
-    w, (x, y) = zoo.to_matrix(), zoo.recipe.task.split("val")
+    w, (x, _) = zoo.to_matrix(), zoo.recipe.task.split("val")
     off = ~torch.eye(len(w), dtype=torch.bool)
     preds = outputs_many(zoo.arch, w, x).argmax(-1)  # [N, B]
-    mid = ZooBaseline(zoo, "interpolation", alpha=0.5, k=2)(
-        num_networks=32, generator=torch.Generator().manual_seed(0), output_type="state_dict"
-    ).weights
+    connectivity = measure_connectivity(zoo, pairs=32, seed=0)
     return {
-        "val": float(score_many(zoo.arch, w, x, y).mean()),
+        "val": connectivity.members,
         "loss": sum(r["final_train_loss"] for r in zoo.records) / len(zoo),
         "distance": float(torch.cdist(w, w)[off].mean() / w.norm(dim=1).mean()),
         "disagreement": float((preds[:, None] != preds[None]).float().mean(-1)[off].mean()),
-        "midpoints": float(score_many(zoo.arch, mid, x, y).mean()),
+        "midpoints": connectivity.midpoints,
     }
 
 
-def flow_row(zoo: WeightZoo, recipe_name: str, seed: int) -> tuple[dict, list[str], float]:
-    """The recipe's default flow (``seed``) on 80 of the canonical members: its scores on the validation split,
-    its margins over noise / interpolation (weight / function novelty), and its fit time (s)."""
+def flow_rows(zoo: WeightZoo, recipe_name: str, seeds: list[int]) -> Iterator[tuple[dict, list[str], float]]:
+    """Per seed, the recipe's default flow on 80 of the canonical members: its scores on the validation split,
+    its margins over noise / interpolation (weight / function novelty; both swept once per zoo), and its fit
+    time (s)."""
     seen, held = zoo.split_holdout(20)
     frontier = Frontier(seen, *zoo.recipe.task.split("val"), held)
-    t0 = time.perf_counter()
-    pipe = fit_pipeline(seen, load_recipe(recipe_name).flow_config(seed=seed), progress=False).pipeline
-    fit_s = time.perf_counter() - t0
-    r = frontier.score(sample(pipe, 100, seed))
-    return r, margins(r, swept(frontier)), fit_s
+    sweeps = swept(frontier)
+    for seed in seeds:
+        t0 = time.perf_counter()
+        pipe = fit_pipeline(seen, load_recipe(recipe_name).flow_config(seed=seed), progress=False).pipeline
+        fit_s = time.perf_counter() - t0
+        r = frontier.score(sample(pipe, 100, seed))
+        yield r, margins(r, sweeps), fit_s
 
 
 def main() -> None:
@@ -93,24 +95,26 @@ def main() -> None:
     head = "| lr | start | val acc (%) | train loss | distance / norm | disagreement (%) | midpoints (%) |"
     if a.flow:
         head += " flow seed | flow val acc (%) | min | novelty | diversity | held-out | fn novelty | Δ noise | Δ interp. | fit (s) |"
-    print(f"## {a.recipe}: 100 members per zoo, validation split\n\n{head}\n|" + "---|" * head.count(" | "))
+    print(
+        f"## {a.recipe}: 100 members per zoo, validation split\n\n{head}\n|" + "---|" * (head.count("|") - 1)
+    )
     for lr in map(float, a.lrs.split(",")):
         for start in a.starts.split(","):
             zoo = canonicalize(train(a.recipe, lr, start == "shared"), progress=False).zoo
             s = spread(zoo)
             cells = (f"| {lr:g} | {start} | {100 * s['val']:.2f} | {s['loss']:.4f} | {s['distance']:.3f} | "
                      f"{100 * s['disagreement']:.2f} | {100 * s['midpoints']:.2f} |")  # fmt: skip
-            for seed in map(int, a.flow_seeds.split(",")) if a.flow else [None]:
-                row = {"lr": lr, "start": start, **s}
-                line = cells
-                if seed is not None:
-                    r, (noise, interp), fit_s = flow_row(zoo, a.recipe, seed)
-                    ratios = " | ".join(fmt_ratio(r[k]) for k in
+            if not a.flow:
+                rows.append({"lr": lr, "start": start, **s})
+                print(cells, flush=True)
+                continue
+            seeds = [int(seed) for seed in a.flow_seeds.split(",")]
+            for seed, (r, (noise, interp), fit_s) in zip(seeds, flow_rows(zoo, a.recipe, seeds)):
+                ratios = " | ".join(fmt_ratio(r[k]) for k in
                                         ("novelty_ratio", "diversity_ratio", "heldout_ratio", "function_novelty_ratio"))  # fmt: skip
-                    line += (f" {seed} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {100 * r['min']:.1f} | {ratios} | "
+                line = cells + (f" {seed} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {100 * r['min']:.1f} | {ratios} | "
                              f"{noise} | {interp} | {fit_s:.0f} |")  # fmt: skip
-                    row.update(flow=r["mean"], novelty=r["novelty_ratio"])
-                rows.append(row)
+                rows.append({"lr": lr, "start": start, **s, "flow": r["mean"], "novelty": r["novelty_ratio"]})
                 print(line, flush=True)
     plot(a, rows)
 
