@@ -1,19 +1,23 @@
-"""Artifact folders (zoos, pipelines): written whole or not at all, never over what is not ours.
+"""Artifact folders (zoos, pipelines, reports, ...): written whole or not at all, never over what is not ours.
 
-``write_folder(target)`` yields a fresh hidden sibling folder; when the block succeeds it writes
-``manifest.json`` (every file with its size and SHA-256: the completion marker, written last) and swaps
-the sibling in place of ``target`` with one atomic exchange, so a reader — or a writer killed at any point
-— sees the old artifact or the new one, never a mixture. A folder is replaced only when it is empty or
-an artifact of ours holding nothing we did not write (else ``overwrite=True``); symlinks are never
-written through. One writer per target at a time (an advisory lock, released when its process dies).
-``verify_files`` checks a folder against its manifest on load.
+``write_folder(target, kind)`` yields a fresh hidden sibling folder; when the block succeeds it writes
+``manifest.json`` (the artifact's kind and every file with its size and SHA-256: the completion marker,
+written last) and swaps the sibling in place of ``target`` with one atomic exchange, so a reader — or a
+writer killed at any point — sees the old artifact or the new one, never a mixture.
+
+One output policy (``check_output``) decides whether a folder may be replaced, for every writer: never an
+input, a symlink or a file; an absent or empty folder, or an artifact of ours *of the same kind* holding
+only files we wrote (its contents parse as ours: a file name proves nothing); anything else only with
+``overwrite``. One writer per target at a time (an advisory lock that removes itself).
+``verify_files`` checks a folder against its manifest on load: every file listed, unchanged (SHA-256,
+cached per file identity), and nothing else beside them but cards.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
+import glob
 import hashlib
 import json
 import logging
@@ -26,12 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DWFError
-from .formats import JOB_FILE, MANIFEST_NAME
+from .formats import CARD_FILES, JOB_FILE, MANIFEST_NAME, ZOO_CONFIG_NAME, ZOO_FORMAT_VERSION
 
 logger = logging.getLogger(__name__)
 MANIFEST_FORMAT = "dwf_hub manifest 1"
-JOB_MARKERS = (".dwf_job.json", ".flow_checkpoint")  # unfinished jobs of ours that an artifact replaces
+ZOO_KINDS = ("trained zoo", "canonical zoo", "generated zoo", "baseline zoo", "imported zoo")
+KINDS = (*ZOO_KINDS, "pipeline", "report", "transfer results", "demo", "exported networks")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".py")
+# an unfinished `train_zoo` job in its zoo folder: what it may hold
+_JOB_FILES = re.compile(
+    r"^(\.dwf_job\.json|checkpoints/model_\d{5}\.safetensors|checkpoints/\.model_\d{5}\.safetensors\..*\.tmp)$"
+)
 
 
 def sha256(path: Path) -> str:
@@ -52,77 +61,195 @@ def _files(root: Path) -> list[str]:
     return sorted(p.removeprefix("./") for p in out)
 
 
-def read_manifest(root: Path) -> dict[str, dict[str, Any]] | None:
-    """``relative path -> {"size", "sha256"}`` from ``root/manifest.json`` (``None`` when there is none)."""
+def zoo_kind(info: dict[str, Any]) -> str:
+    """Which of ``ZOO_KINDS`` a zoo with provenance ``info`` is."""
+    source = str(info.get("source", ""))
+    if source == "generated":
+        return "generated zoo"
+    if source.startswith("baseline"):
+        return "baseline zoo"
+    if source == "imported":
+        return "imported zoo"
+    return "canonical zoo" if "canonical" in info else "trained zoo"
+
+
+def _manifest(root: Path) -> dict[str, Any] | None:
+    """``root/manifest.json`` parsed and checked (``None`` when there is none)."""
+    from .io import read_json
+
     path = root / MANIFEST_NAME
-    if not path.is_file():
+    if not path.exists():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DWFError(f"{path}: unreadable manifest ({e})") from None
+    if not inside(root, path):  # in the Hub cache it links to the repo's blobs, and no further
+        raise DWFError(f"{path}: a symbolic link out of the folder; refusing to read it")
+    data = read_json(path, DWFError, "manifest")
+    files = data.get("files") if isinstance(data, dict) else None
     if (
         not isinstance(data, dict)
         or data.get("format") != MANIFEST_FORMAT
-        or not isinstance(data.get("files"), dict)
-    ):
+        or not isinstance(files, dict)
+        or not all(isinstance(e, dict) and isinstance(e.get("size"), int) and isinstance(e.get("sha256"), str)
+                   for e in files.values())
+        or data.get("kind", KINDS[0]) not in KINDS
+    ):  # fmt: skip
         raise DWFError(f"{path}: not a dwf_hub manifest")
-    return data["files"]
+    return data
 
 
-def _owned(root: Path, legacy_markers: Iterable[str]) -> set[str] | None:
-    """The files of ``root`` that are ours (``None``: the folder is not an artifact or job of ours)."""
-    files = _files(root)
-    manifest = read_manifest(root)
-    if manifest is not None:
-        return {*manifest, MANIFEST_NAME}
-    if any((root / m).exists() for m in JOB_MARKERS):
-        job = re.compile(
-            r"^(\.dwf_job\.json|\.flow_checkpoint/.*|checkpoints/model_\d{5}\.safetensors|.*\.tmp)$"
+def read_manifest(root: Path) -> dict[str, dict[str, Any]] | None:
+    """``relative path -> {"size", "sha256"}`` from ``root/manifest.json`` (``None`` when there is none)."""
+    data = _manifest(root)
+    return None if data is None else data["files"]
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    from .io import read_json
+
+    try:
+        data = read_json(path, DWFError)
+    except DWFError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _zoo_config_kind(root: Path) -> str | None:
+    """The zoo kind ``root/zoo.json`` describes, when it parses as a zoo config of ours."""
+    config = _json_object(root / ZOO_CONFIG_NAME)
+    version = None if config is None else config.get("format_version")
+    if (
+        type(version) is not int
+        or not 1 <= version <= ZOO_FORMAT_VERSION
+        or not isinstance(config.get("arch"), dict)
+    ):
+        return None
+    return zoo_kind(config.get("info") if isinstance(config.get("info"), dict) else {})
+
+
+def _parses_as(root: Path, kind: str) -> bool:
+    """Whether the contents of ``root`` parse as an artifact of ``kind`` (names alone prove nothing)."""
+    if kind in ZOO_KINDS:
+        return _zoo_config_kind(root) is not None
+    if kind == "pipeline":
+        index = _json_object(root / "model_index.json")
+        return index is not None and index.get("_class_name") == "DeepWeightFlowPipeline"
+    if kind == "transfer results":
+        results = _json_object(root / "results.json")
+        return results is not None and isinstance(results.get("recipe"), dict)
+    if kind in ("report", "demo"):
+        return _json_object(root / "summary.json") is not None and (root / "report.md").is_file()
+    return kind == "exported networks"  # folders of networks: the manifest alone says what they are
+
+
+def artifact_kind(root: Path) -> str | None:
+    """The kind of artifact (or unfinished zoo job) of ours that ``root`` is, judged by its contents and
+    only when it holds nothing we did not write; ``None`` otherwise."""
+    try:
+        data = _manifest(root)
+    except DWFError:
+        return None
+    files = [f for f in _files(root) if f not in CARD_FILES]
+    if data is None:  # an interrupted `train_zoo`: its job record and finished members only
+        job = _json_object(root / JOB_FILE)
+        ours = (
+            job is not None
+            and isinstance(job.get("recipe"), dict)
+            and all(_JOB_FILES.match(f) for f in files)
         )
-        return {f for f in files if job.match(f)}
-    if any((root / m).is_file() for m in legacy_markers):  # written before manifests existed: all of it
-        return set(files)
-    return None
+        return "trained zoo" if ours else None
+    kind = (
+        data.get("kind") or _zoo_config_kind(root) or ("pipeline" if _parses_as(root, "pipeline") else None)
+    )
+    if kind is None or not _parses_as(root, kind):
+        return None
+    listed = {*data["files"], MANIFEST_NAME, JOB_FILE}
+    return kind if all(f in listed for f in files) else None
 
 
-def check_replaceable(target: Path, overwrite: bool = False, legacy_markers: Iterable[str] = ()) -> None:
-    """Refuse (one line naming the reason) to replace ``target`` unless it is absent, empty, or an
-    artifact of ours holding only files we wrote; ``overwrite`` replaces any folder."""
+def check_output(
+    target: str | os.PathLike, kind: str, overwrite: bool = False, inputs: Iterable[str | os.PathLike] = ()
+) -> None:
+    """The one output policy. Refuse (one line naming the reason) to write artifact ``kind`` at ``target``
+    when it is a symlink or a file, is or holds or lies inside one of ``inputs`` (never, even with
+    ``overwrite``), or is a non-empty folder other than an artifact of ours of the same ``kind`` holding
+    only files we wrote (unless ``overwrite``)."""
+    target = Path(target)
     if target.is_symlink():
         raise DWFError(f"{target}: is a symbolic link; refusing to write through it")
-    if not target.exists():
-        return
-    if not target.is_dir():
+    if target.exists() and not target.is_dir():
         raise DWFError(f"{target}: exists and is not a folder")
-    if overwrite or not any(target.iterdir()):
+    where = target.resolve()
+    for source in inputs:
+        path = Path(source)
+        if not path.exists():  # a Hub repo id
+            continue
+        src = path.resolve()
+        if where == src or where.is_relative_to(src) or src.is_relative_to(where):
+            raise DWFError(
+                f"{target}: is (or holds, or lies inside) the input {source}; choose another folder"
+            )
+    if not target.exists() or overwrite or not any(target.iterdir()):
         return
-    owned = _owned(target, legacy_markers)
-    if owned is None:
+    found = artifact_kind(target)
+    if found is None:
+        extra = _foreign_file(target)
         raise DWFError(
-            f"{target}: not empty and not a dwf_hub artifact; refusing to replace it (choose another folder, "
-            "or pass --overwrite / overwrite=True)"
+            f"{target}: not empty and not a dwf_hub artifact{extra}; refusing to replace it (choose another "
+            "folder, or pass --overwrite / overwrite=True)"
         )
-    extra = [f for f in _files(target) if f not in owned]
-    if extra:
+    if found != kind:
         raise DWFError(
-            f"{target}: holds files dwf_hub did not write ({extra[0]}{' ...' if len(extra) > 1 else ''}); "
-            "refusing to replace it (move them, or pass --overwrite / overwrite=True)"
+            f"{target}: is a {found}; refusing to replace it with the {kind} this writes (choose another "
+            "folder, or pass --overwrite / overwrite=True)"
         )
+
+
+def _foreign_file(target: Path) -> str:
+    """`` (it holds NAME we did not write)`` when ``target`` is one of ours but for some files."""
+    try:
+        data = _manifest(target)
+    except DWFError:
+        return ""
+    if data is None:
+        return ""
+    extra = [f for f in _files(target) if f not in {*data["files"], MANIFEST_NAME, JOB_FILE, *CARD_FILES}]
+    return (
+        f" (it holds files dwf_hub did not write: {extra[0]}{' ...' if len(extra) > 1 else ''})"
+        if extra
+        else ""
+    )
 
 
 @contextlib.contextmanager
 def _lock(target: Path) -> Iterator[None]:
-    lock = target.parent / f".{target.name}.lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    """Hold ``.NAME.lock`` beside ``target`` (fails at once when another process holds it); the lock file is
+    removed while still held, so none is left behind. filelock (4.3) keeps the file on release: a waiter
+    that opened it before the removal sees, on acquiring, that its file is no longer the one at that path,
+    and is told the target is busy."""
+    from filelock import FileLock, Timeout
+
+    path = sibling(target, "lock")
+
+    def same_file(fd: int) -> None:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DWFError(f"{target}: another process is writing it; wait for it to finish") from None
+            current = os.stat(path)
+        except FileNotFoundError:
+            raise Timeout(str(path)) from None
+        if (current.st_dev, current.st_ino) != (os.fstat(fd).st_dev, os.fstat(fd).st_ino):
+            raise Timeout(str(path))
+
+    lock = FileLock(path, timeout=0, thread_local=False, on_acquired=same_file)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise DWFError(f"{target}: another process is writing it; wait for it to finish") from None
+    except OSError as e:
+        raise DWFError(f"{target}: cannot write beside it ({e.strerror or e})") from e
+    try:
         yield
     finally:
-        os.close(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        lock.release()
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -152,7 +279,7 @@ def _swap_in(stage: Path, target: Path) -> None:
 
 def _clean_stale(target: Path) -> None:
     """Remove staging folders of earlier writers to ``target`` that were killed (we hold the lock)."""
-    for p in target.parent.glob(f".{target.name}.*.staging*"):
+    for p in target.parent.glob(f".{glob.escape(target.name[:80])}.*.staging*"):
         if p.is_dir() and not p.is_symlink():
             logger.info("removing %s, left by an interrupted save", p)
             shutil.rmtree(p, ignore_errors=True)
@@ -168,40 +295,68 @@ def _public_modes(root: Path) -> None:
             os.chmod(Path(folder) / f, 0o666 & ~mask)
 
 
-def write_manifest(root: Path) -> None:
+def write_manifest(root: Path, kind: str | None = None) -> None:
+    """Seal ``root``: every file but cards with its size and SHA-256, and the artifact's ``kind`` (``None``:
+    the kind its old manifest recorded, if any)."""
     from .io import write_json
 
-    names = [f for f in _files(root) if f != MANIFEST_NAME]
-    files = {f: {"size": (root / f).stat().st_size, "sha256": sha256(root / f)} for f in names}
-    write_json(root / MANIFEST_NAME, {"format": MANIFEST_FORMAT, "files": files})
+    if kind is None:
+        old = _manifest(root) if (root / MANIFEST_NAME).is_file() else None
+        kind = old.get("kind") if old else None
+    names = [f for f in _files(root) if f != MANIFEST_NAME and f not in CARD_FILES]
+    files = {f: {"size": (root / f).stat().st_size, "sha256": _hash(root / f)} for f in names}
+    data = {"format": MANIFEST_FORMAT, "files": files, **({"kind": kind} if kind else {})}
+    write_json(root / MANIFEST_NAME, data)
 
 
 @contextlib.contextmanager
 def write_folder(
     target: str | os.PathLike,
+    kind: str,
     overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike] = (),
     carry: Iterable[str] = (),
-    legacy_markers: Iterable[str] = (),
 ) -> Iterator[Path]:
-    """Yield an empty staging folder; on success it replaces ``target`` whole (see the module docstring).
-    ``carry``: files of the old ``target`` kept in the new one (hard-linked), e.g. a job marker."""
+    """Yield an empty staging folder; on success it replaces ``target`` whole as an artifact of ``kind``
+    (see the module docstring; ``check_output`` decides whether it may). ``carry``: files of the old
+    ``target`` kept in the new one (hard-linked), e.g. a job marker."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown artifact kind {kind!r}")
     target = Path(target).absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(target)
     with _lock(target):
-        check_replaceable(target, overwrite, legacy_markers)
+        check_output(target, kind, overwrite, inputs)
         _clean_stale(target)
-        stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent))
+        stage = Path(tempfile.mkdtemp(prefix=f".{target.name[:80]}.", suffix=".staging", dir=target.parent))
         try:
             yield stage
             for name in carry:
                 src = target / name
                 if src.is_file() and not src.is_symlink() and not (stage / name).exists():
                     os.link(src, stage / name)
-            write_manifest(stage)
+            write_manifest(stage, kind)
             _public_modes(stage)
             _swap_in(stage, target)
         finally:
             shutil.rmtree(stage, ignore_errors=True)  # after the swap it holds the old folder
+
+
+def check_disk(path: str | os.PathLike, need: int) -> None:
+    """Refuse to start writing about ``need`` bytes at ``path`` where its file system has less free space."""
+    path = Path(path).absolute()
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    free = shutil.disk_usage(existing).free
+    if need > free:
+        raise DWFError(
+            f"{path}: needs about {need / 2**30:.2f} GiB of disk, {free / 2**30:.2f} GiB are free there"
+        )
+
+
+def _make_parent(target: Path) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DWFError(f"{target.parent}: cannot create it ({e.strerror or e})") from e
 
 
 def claim_job(folder: Path, job: dict[str, Any], refusal: str, write: bool = True) -> bool:
@@ -211,7 +366,7 @@ def claim_job(folder: Path, job: dict[str, Any], refusal: str, write: bool = Tru
 
     path = folder / JOB_FILE
     if path.is_file():
-        if json.loads(path.read_text()) != json.loads(json.dumps(job)):
+        if _json_object(path) != json.loads(json.dumps(job)):
             raise DWFError(refusal)
         return True
     if write:
@@ -220,22 +375,46 @@ def claim_job(folder: Path, job: dict[str, Any], refusal: str, write: bool = Tru
     return False
 
 
+def sibling(target: str | os.PathLike, suffix: str) -> Path:
+    """``.NAME.suffix`` beside ``target``; a name too long for the file system (255 bytes) is shortened and
+    made unique with a hash of the whole name."""
+    target = Path(target).absolute()
+    name = f".{target.name}.{suffix}"
+    if len(os.fsencode(name)) > 255:
+        digest = hashlib.sha256(os.fsencode(target.name)).hexdigest()[:16]
+        name = f".{target.name[:80]}.{digest}.{suffix}"
+    return target.parent / name
+
+
+def job_folder(target: str | os.PathLike) -> Path:
+    """Where a long job writing artifact ``target`` keeps its unfinished work: ``.NAME.job`` beside it."""
+    return sibling(target, "job")
+
+
 @contextlib.contextmanager
-def resumable_job(target: str | os.PathLike, job: dict[str, Any], overwrite: bool = False) -> Iterator[Path]:
-    """A work folder beside artifact ``target`` (``.NAME.job``, holding ``job``) for a long job that writes
+def resumable_job(
+    target: str | os.PathLike, job: dict[str, Any], overwrite: bool = False, main: bool = True
+) -> Iterator[Path]:
+    """A work folder beside artifact ``target`` (``job_folder``, holding ``job``) for a long job that writes
     ``target`` at its end: what an interrupted run finished stays there and a rerun of the same job finds it;
     another job waiting there is refused unless ``overwrite`` (which starts over). Removed once the block
-    succeeds; ``target`` itself stays the old artifact (or absent) until the block writes it."""
-    target = Path(target).absolute()
-    folder = target.parent / f".{target.name}.job"
+    succeeds; ``target`` itself stays the old artifact (or absent) until the block writes it. ``job`` must
+    identify what is computed (settings, inputs' contents), never how inputs were spelled. Under several
+    processes only the ``main`` one claims and removes the folder; the others join it."""
+    folder = job_folder(target)
     foreign = folder.is_dir() and any(folder.iterdir()) and not (folder / JOB_FILE).is_file()
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()) or foreign:
         raise DWFError(f"{folder}: exists and is not a job folder of ours; refusing to use it (move it away)")
+    refusal = (f"{target}: an interrupted job with other settings is waiting to resume in {folder}; rerun it "
+               "with its settings, or pass --overwrite / overwrite=True to start over")  # fmt: skip
+    if not main:
+        claim_job(folder, job, refusal, write=False)
+        yield folder
+        return
+    _make_parent(folder)
     with _lock(folder):
         if overwrite and folder.is_dir():
             shutil.rmtree(folder)
-        refusal = (f"{target}: an interrupted job with other settings is waiting to resume in {folder}; rerun it "
-                   "with its settings, or pass --overwrite / overwrite=True to start over")  # fmt: skip
         if claim_job(folder, job, refusal):
             logger.info("%s: resuming the interrupted job in %s", target, folder)
         yield folder
@@ -249,26 +428,86 @@ def inside(root: Path, path: Path) -> bool:
     return path.resolve().is_relative_to(base.resolve())
 
 
+# path -> (identity, sha256): a file is hashed once per process while its identity (device, inode, size,
+# modification and change times) is unchanged; any write to it changes the identity, so it is hashed again.
+_VERIFIED: dict[str, tuple[tuple[int, ...], str]] = {}
+
+
+def _identity(path: Path) -> tuple[int, ...]:
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _hash(path: Path) -> str:
+    """SHA-256 of ``path``, cached by its identity (the file's bytes, not its name)."""
+    key, ident = str(path.resolve()), _identity(path)
+    cached = _VERIFIED.get(key)
+    if cached is not None and cached[0] == ident:
+        return cached[1]
+    digest = sha256(path)
+    if _identity(path) == ident:  # unchanged while it was read
+        _VERIFIED[key] = (ident, digest)
+    return digest
+
+
+def verify_file(
+    root: Path,
+    name: str,
+    entry: dict[str, Any],
+    what: str,
+    error: type[DWFError] = DWFError,
+    hashes: bool = True,
+) -> Path:
+    """``root/name`` is a regular file inside ``root`` with the manifest ``entry``'s size (and SHA-256)."""
+    path = root / name
+    if not path.is_file():
+        raise error(f"{path}: missing or not a regular file")
+    if not inside(root, path):
+        raise error(f"{path}: a symbolic link out of the {what} folder; refusing to read it")
+    if path.stat().st_size != entry["size"] or (hashes and _hash(path) != entry["sha256"]):
+        raise error(f"{path}: does not match {MANIFEST_NAME} (changed after the {what} was written)")
+    return path
+
+
 def verify_files(
-    root: Path, names: Iterable[str], what: str, hashes: bool = True, error: type[DWFError] = DWFError
+    root: Path,
+    names: Iterable[str],
+    what: str,
+    hashes: bool = True,
+    error: type[DWFError] = DWFError,
+    exact: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Check ``names`` against ``root``'s manifest: listed, present, regular files inside ``root``, same
-    size (and SHA-256 when ``hashes``). Returns the manifest."""
-    manifest = read_manifest(root)
+    size (and SHA-256 when ``hashes``). ``exact``: ``root`` holds nothing else (cards aside). Returns the
+    manifest."""
+    try:
+        manifest = read_manifest(root)
+    except DWFError as e:
+        raise error(str(e)) from e
     if manifest is None:
         raise error(f"{root}: incomplete {what} (no {MANIFEST_NAME}: written by an interrupted save?)")
     for name in names:
         entry = manifest.get(name)
-        path = root / name
         if entry is None:
             raise error(f"{root}: {name} is not part of this {what} (not in {MANIFEST_NAME})")
-        if not path.is_file():
-            raise error(f"{path}: missing or not a regular file")
-        if not inside(root, path):
-            raise error(f"{path}: a symbolic link out of the {what} folder; refusing to read it")
-        if path.stat().st_size != entry["size"] or (hashes and sha256(path) != entry["sha256"]):
-            raise error(f"{path}: does not match {MANIFEST_NAME} (changed after the {what} was written)")
+        verify_file(root, name, entry, what, error, hashes)
+    if exact:
+        extra = [f for f in _files(root) if f not in manifest and f not in (MANIFEST_NAME, *CARD_FILES)]
+        if extra:
+            raise error(
+                f"{root / extra[0]}: not part of this {what} (not in {MANIFEST_NAME}); refusing to load it"
+            )
     return manifest
+
+
+def folder_identity(root: Path) -> tuple[int, ...]:
+    """What changes whenever ``root`` is replaced by a save (its inode) or its manifest is rewritten: compared
+    before and after a load (and before every lazy read) to know one snapshot was read."""
+    try:
+        st, manifest = root.stat(), root / MANIFEST_NAME
+        return (st.st_dev, st.st_ino, *(_identity(manifest) if manifest.exists() else ()))
+    except OSError:
+        return ()
 
 
 def refuse_pickles(root: Path, what: str) -> None:

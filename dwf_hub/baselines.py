@@ -62,6 +62,14 @@ class ZooBaseline:
     def __post_init__(self) -> None:
         if self.kind not in BASELINES:
             raise DWFError(f"unknown baseline {self.kind!r}; known: {', '.join(BASELINES)}")
+        for name in ("sigma", "alpha", "scale"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise DWFError(f"{self.kind} baseline: {name} must be a number, got {value!r}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int):
+            raise DWFError(f"{self.kind} baseline: k must be an integer, got {self.k!r}")
+        if self.kind in ("gaussian", "mean_noise", "interpolation") and len(self.zoo) < 2:
+            raise DWFError(f"{self.kind} baseline: needs a zoo of at least 2 networks, got {len(self.zoo)}")
         if not (math.isfinite(self.sigma) and self.sigma >= 0):
             raise DWFError(f"noise baseline: sigma must be a finite number >= 0, got {self.sigma}")
         if not (math.isfinite(self.alpha) and 0 <= self.alpha <= 1):

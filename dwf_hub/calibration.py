@@ -18,20 +18,29 @@ def has_batchnorm(model: nn.Module) -> bool:
 
 
 def check_calibration_data(arch: ArchSpec, x: Tensor) -> None:
-    """Raise unless ``x`` is a float batch ``[B, ...]`` of the architecture's input shape."""
-    expected = tuple(arch.example_input(1).shape[1:])
+    """Raise unless ``x`` is a finite, non-constant batch ``[B, ...]`` (B >= 2) of the architecture's input
+    shape and kind (float inputs, or integer token ids): the statistics it feeds would be NaN or huge."""
+    example = arch.example_input(1)
+    expected = tuple(example.shape[1:])
+    kind = "a float" if example.is_floating_point() else "an integer"
     if (
         not torch.is_tensor(x)
-        or not x.is_floating_point()
+        or x.is_floating_point() != example.is_floating_point()
+        or x.is_complex()
         or x.dim() != len(expected) + 1
         or tuple(x.shape[1:]) != expected
     ):
-        got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        got = f"{tuple(x.shape)} {x.dtype}" if torch.is_tensor(x) else f"a {type(x).__name__}"
         raise DWFError(
-            f"calibration data has shape {got}, expected a float tensor (B, {', '.join(map(str, expected))})"
+            f"calibration_data is {got}; expected {kind} torch tensor (B, {', '.join(map(str, expected))})"
         )
     if len(x) < 2:
-        raise DWFError("calibration data needs at least 2 samples (BatchNorm batch statistics)")
+        raise DWFError(f"calibration_data has {len(x)} sample(s); its statistics need at least 2")
+    if x.is_floating_point():
+        if not torch.isfinite(x).all():
+            raise DWFError("calibration_data contains NaN or Inf values")
+        if bool((x == x[:1]).all()):
+            raise DWFError("calibration_data is constant: every sample is the same, so it has no statistics")
 
 
 @torch.no_grad()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -21,11 +20,30 @@ def _main_writes(write) -> bool:
     return state.is_main_process
 
 
-def _check_out(a: argparse.Namespace) -> None:
-    """Refuse ``--out`` before any work unless it is absent, empty, or an artifact of ours (or ``--overwrite``)."""
-    from .artifacts import check_replaceable
+def _check_outputs(a: argparse.Namespace) -> None:
+    """The output policy (``artifacts.check_output``) for every folder or file a command writes, before any
+    work: each writing command declares ``output=(kind, input arguments)`` on its parser."""
+    from .artifacts import check_output
+    from .errors import DWFError
 
-    check_replaceable(Path(a.out), a.overwrite, legacy_markers=["zoo.json", "model_index.json"])
+    kind, names = a.output
+    inputs = [
+        v for n in names for v in (getattr(a, n) if isinstance(getattr(a, n), list) else [getattr(a, n)]) if v
+    ]
+    if getattr(a, "out", None):
+        check_output(a.out, kind, a.overwrite, inputs)
+    if getattr(a, "export", None):
+        if Path(a.export).resolve() == Path(a.out).resolve():
+            raise DWFError(f"--export {a.export}: the same folder as --out")
+        check_output(a.export, "exported networks", a.overwrite, [*inputs, a.out])
+    if getattr(a, "json", None):
+        out = Path(a.json)
+        if out.is_dir() or out.is_symlink():
+            raise DWFError(f"--json {a.json}: is a folder or a symbolic link; give a file name")
+        if any(out.resolve() == Path(i).resolve() for i in inputs):
+            raise DWFError(f"--json {a.json}: is an input; choose another file")
+        if out.exists() and not a.overwrite:
+            raise DWFError(f"--json {a.json}: exists; refusing to replace it (pass --overwrite)")
 
 
 def _zoo_train(a: argparse.Namespace) -> None:
@@ -50,7 +68,6 @@ def _zoo_import(a: argparse.Namespace) -> None:
     from .recipes import load_recipe
     from .zoo import WeightZoo
 
-    _check_out(a)
     recipe = load_recipe(a.recipe) if a.recipe else None
     zoo = WeightZoo.from_transformers(a.models, recipe=recipe, info={"source": "imported"})
     if recipe and recipe.arch_spec != zoo.arch:
@@ -70,7 +87,6 @@ def _canonicalize(a: argparse.Namespace) -> None:
     from .matching import canonicalize
     from .zoo import open_zoo
 
-    _check_out(a)
     result = canonicalize(
         open_zoo(a.zoo),
         reference=a.reference,
@@ -142,11 +158,12 @@ def _add_flow_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _fit(a: argparse.Namespace) -> None:
+    from .artifacts import resumable_job
+    from .distributed import process_state
     from .errors import DWFError
     from .fitting import default_flow_config, fit_conditional, fit_pipeline
     from .zoo import open_zoo
 
-    _check_out(a)
     labels = [x.strip() for x in a.labels.split(",")] if a.labels else None
     if (len(a.zoo) > 1 or labels) and len(labels or []) != len(a.zoo):
         raise DWFError(
@@ -159,47 +176,45 @@ def _fit(a: argparse.Namespace) -> None:
     overrides["seed"] = a.seed
     config = default_flow_config(zoos[0], a.preset, **overrides)
     out = Path(a.out)
-    ckpt = out / ".flow_checkpoint"
-    if labels:
-        result = fit_conditional(a.zoo, labels, config, checkpoint_dir=ckpt, progress=not a.quiet)
-    else:
-        result = fit_pipeline(zoos[0], config, checkpoint_dir=ckpt, progress=not a.quiet)
-    evaluation = None
-    if a.evaluate:
-        from .evaluation import evaluate_zoo
+    # the job is what it computes (settings, the zoos' contents), however the zoos were named
+    job = {"fit": config.to_dict(), "zoos": [z.fingerprint() for z in zoos], "labels": labels,
+           "evaluate": a.evaluate}  # fmt: skip
+    with resumable_job(out, job, a.overwrite, main=process_state().is_main_process) as folder:
+        ckpt = folder / "flow"
+        if labels:
+            result = fit_conditional(a.zoo, labels, config, checkpoint_dir=ckpt, progress=not a.quiet)
+        else:
+            result = fit_pipeline(zoos[0], config, checkpoint_dir=ckpt, progress=not a.quiet)
+        evaluation = None
+        if a.evaluate:
+            from .evaluation import evaluate_zoo
 
-        generated = result.pipeline.generate_zoo(a.evaluate, seed=a.seed)
-        evaluation = evaluate_zoo(generated, reference=result.training_zoo)
-        evaluation.pop("scores", None)
-    base_zoo = (
-        None if labels or Path(a.zoo[0]).is_dir() else a.zoo[0]
-    )  # a Hub dataset repo id: linked from the card
-
-    def write() -> None:
-        result.pipeline.save_pretrained(out, base_zoo=base_zoo, evaluation=evaluation, overwrite=a.overwrite)
-        shutil.rmtree(ckpt, ignore_errors=True)
-
-    if not _main_writes(write):
-        return
+            generated = result.pipeline.generate_zoo(a.evaluate, seed=a.seed)
+            evaluation = evaluate_zoo(generated, reference=result.training_zoo)
+            evaluation.pop("scores", None)
+        base_zoo = (
+            None if labels or Path(a.zoo[0]).is_dir() else a.zoo[0]
+        )  # a Hub repo id: linked from the card
+        write = lambda: result.pipeline.save_pretrained(  # noqa: E731
+            out, base_zoo=base_zoo, evaluation=evaluation, overwrite=a.overwrite
+        )
+        if not _main_writes(write):
+            return
     print(f"pipeline saved to {out} (final loss {result.losses[-1]:.4g}; timings {result.timings})")
 
 
 def _generate(a: argparse.Namespace) -> None:
-    from .artifacts import check_replaceable
     from .errors import DWFError
     from .flow.scheduler import check_temperature
     from .pipeline import DeepWeightFlowPipeline
 
-    _check_out(a)
     if a.temperature is not None:
         check_temperature(a.temperature)  # before loading anything
     per_shard = a.networks_per_shard
     if per_shard is None and a.num_networks > PACK_ABOVE:
         per_shard = PACK_ABOVE
-    if a.export:
-        if per_shard is not None:
-            raise DWFError("--export writes one folder per network, for small sets: not with packed shards")
-        check_replaceable(Path(a.export), a.overwrite)
+    if a.export and per_shard is not None:
+        raise DWFError("--export writes one folder per network, for small sets: not with packed shards")
     pipe = DeepWeightFlowPipeline.from_pretrained(a.pipeline)
     given = {"num_inference_steps": a.steps, "solver": a.solver, "condition": a.condition,
              "guidance_scale": a.guidance_scale, "temperature": a.temperature}  # fmt: skip
@@ -208,6 +223,10 @@ def _generate(a: argparse.Namespace) -> None:
         pipe.generate_to_disk(a.out, a.num_networks, a.seed, per_shard, a.overwrite, not a.quiet, **kwargs)
         print(f"{a.num_networks} generated networks in {a.out} ({per_shard} per shard)")
         return
+    from .artifacts import check_disk
+    from .zoo import zoo_bytes
+
+    check_disk(a.out, zoo_bytes(pipe.codec_of(a.condition).arch, a.num_networks) * (2 if a.export else 1))
     zoo = pipe.generate_zoo(a.num_networks, seed=a.seed, **kwargs)
     zoo.save(a.out, overwrite=a.overwrite)
     if a.export:
@@ -222,7 +241,6 @@ def _baseline(a: argparse.Namespace) -> None:
     from .baselines import ZooBaseline
     from .zoo import open_zoo
 
-    _check_out(a)
     knobs = {"sigma": a.sigma, "alpha": a.alpha, "k": a.k, "scale": a.scale}
     baseline = ZooBaseline(open_zoo(a.zoo), a.kind, **knobs, recalibrate_units=a.recalibrate_units)
     zoo = baseline.generate_zoo(a.num_networks, seed=a.seed)
@@ -235,7 +253,7 @@ def _evaluate(a: argparse.Namespace) -> None:
     from .evaluation import evaluate_zoo
     from .zoo import open_zoo
 
-    json_out = _output_file(a.json, "--json") if a.json else None  # refused before any work
+    json_out = Path(a.json) if a.json else None  # checked before any work (_check_outputs)
     ref = open_zoo(a.reference) if a.reference else None
     zoo = open_zoo(a.zoo)
     if a.out:
@@ -259,7 +277,7 @@ def _report(a: argparse.Namespace, zoo, ref) -> dict:
     noise = tuple(_number("--noise", v) for v in a.noise.split(",")) if a.noise else ()
     report = build_report(
         zoo, ref, a.out, noise=noise, split=a.split, holdout=a.holdout,
-        baselines=not a.no_baselines, progress=not a.quiet, sweep_networks=a.sweep_networks,
+        baselines=not a.no_baselines, progress=not a.quiet, sweep_networks=a.sweep_networks, overwrite=a.overwrite,
     )  # fmt: skip
     m, (scale, suffix) = report["metric"], unit(report["metric"])
     gen, seen = report["accuracy"]["generated"], report["accuracy"]["zoo"]
@@ -291,16 +309,6 @@ def _summary_line(summary: dict, with_reference: bool) -> str:
             if k in summary
         )
     return line
-
-
-def _output_file(path: str, option: str) -> Path:
-    """A file to write: refused, before any work is lost, when it names a folder."""
-    from .errors import DWFError
-
-    out = Path(path)
-    if out.is_dir():
-        raise DWFError(f"{option} {path}: is a folder; give a file name")
-    return out
 
 
 def _number(option: str, text: str) -> float:
@@ -351,7 +359,7 @@ def _finetune(a: argparse.Namespace) -> None:
         from .zoo import open_zoo
 
         zoo = open_zoo(a.zoo)
-    run_transfer(recipe, a.out, pipeline=pipe, zoo=zoo, progress=not a.quiet)
+    run_transfer(recipe, a.out, pipeline=pipe, zoo=zoo, progress=not a.quiet, overwrite=a.overwrite)
     if _main_writes(lambda: None):  # the table is written by the main process; it alone reports
         print((Path(a.out) / "table.md").read_text(), end="")
         print(f"wrote {Path(a.out)}/table.md, table.csv, summary.json, transfer.png")
@@ -372,8 +380,9 @@ def _demo(a: argparse.Namespace) -> None:
     from .demo import print_summary, run_demo
 
     summary = run_demo(
-        a.out, num_models=a.num_models, num_generated=a.num_generated, seed=a.seed, progress=not a.quiet
-    )
+        a.out, num_models=a.num_models, num_generated=a.num_generated, seed=a.seed, progress=not a.quiet,
+        overwrite=a.overwrite,
+    )  # fmt: skip
     print_summary(summary)
     print(f"wrote {Path(a.out) / 'report.md'} and {Path(a.out) / 'summary.json'}")
 
@@ -449,13 +458,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     t.add_argument("--seed", type=_seed, default=0, help="member i gets seed SEED+i")
     t.add_argument("--device", default=None, help="torch device to train on, e.g. cuda (default: cpu)")
-    t.set_defaults(func=_zoo_train)
+    t.set_defaults(func=_zoo_train, output=("trained zoo", ()))
     zi = zoo.add_parser("import", **kw, help="a zoo from saved transformers models (folders or Hub repo ids)")
     zi.add_argument("models", nargs="+", help="transformers model folders or Hub model repo ids")
     zi.add_argument("--out", required=True, help="zoo folder to write")
     zi.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     zi.add_argument("--recipe", default=None, help="recipe whose task evaluates the zoo (optional)")
-    zi.set_defaults(func=_zoo_import)
+    zi.set_defaults(func=_zoo_import, output=("imported zoo", ("models",)))
     zp = zoo.add_parser("push", **kw, help="upload a zoo folder as a Hub dataset repo")
     _push_arguments(zp, "zoo", "zoo folder", "org/dwf-zoo-resnet18-cifar10", _zoo_push)
 
@@ -472,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--fixed-residual", action="store_true", help="transformers: leave the residual stream fixed"
     )
-    c.set_defaults(func=_canonicalize)
+    c.set_defaults(func=_canonicalize, output=("canonical zoo", ("zoo",)))
 
     f = sub.add_parser("fit", **kw, help="fit a DeepWeightFlow pipeline on a zoo (resumes if interrupted)")
     f.add_argument(
@@ -495,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--evaluate", type=int, default=0, metavar="N",
                    help="generate N networks and put their accuracy and novelty in the model card")  # fmt: skip
     _add_flow_options(f)
-    f.set_defaults(func=_fit)
+    f.set_defaults(func=_fit, output=("pipeline", ("zoo",)))
 
     ps = sub.add_parser(
         "push", **kw, help="upload a pipeline folder as a Hub model repo (with its model card)"
@@ -527,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--networks-per-shard", type=int, default=None, metavar="K",
                    help=f"write K networks per safetensors shard, generating K at a time (memory flat in N); "
                         f"default: one file per network up to {PACK_ABOVE} networks, else {PACK_ABOVE} per shard")  # fmt: skip
-    g.set_defaults(func=_generate)
+    g.set_defaults(func=_generate, output=("generated zoo", ("pipeline",)))
 
     e = sub.add_parser("evaluate", **kw, help="accuracy of a zoo; with --reference, novelty against it")
     e.add_argument("zoo", help="zoo folder or Hub dataset repo id")
@@ -555,7 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="networks per baseline sweep setting (default: as many as generated); the matched settings always "
         "use as many as generated. Fewer make a BatchNorm net's report on a CPU hours shorter",
     )  # fmt: skip
-    e.set_defaults(func=_evaluate)
+    e.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP + "; also an existing --json file")
+    e.set_defaults(func=_evaluate, output=("report", ("zoo", "reference")))
 
     b = sub.add_parser(
         "baseline",
@@ -586,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="MLPs, SmallCNNs: reset hidden units to the parents' pre-activation statistics (as flows fitted with "
         "unit_recalibration do)",
     )
-    b.set_defaults(func=_baseline)
+    b.set_defaults(func=_baseline, output=("baseline zoo", ("zoo",)))
 
     ft = sub.add_parser(
         "finetune", **kw, help="transfer: fine-tune generated, pretrained and random networks"
@@ -604,7 +614,10 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument(
         "--methods", default=None, help="comma-separated: generated,pretrained,random (default: all)"
     )
-    ft.set_defaults(func=_finetune)
+    ft.add_argument(
+        "--overwrite", action="store_true", help=OVERWRITE_HELP + "; also starts an interrupted run over"
+    )
+    ft.set_defaults(func=_finetune, output=("transfer results", ("pipeline", "zoo", "recipe")))
 
     d = sub.add_parser(
         "demo", **kw, help="the main job: Iris zoo -> canonicalize -> fit -> generate -> evaluate"
@@ -613,7 +626,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--num-models", type=int, default=100, help="zoo size")
     d.add_argument("--num-generated", type=int, default=100, help="networks to generate")
     d.add_argument("--seed", type=_seed, default=0, help="seed of the whole run")
-    d.set_defaults(func=_demo)
+    d.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    d.set_defaults(func=_demo, output=("demo", ()))
     return p
 
 
@@ -632,11 +646,27 @@ def main(argv: list[str] | None = None) -> int:
 
             diffusers_logging.disable_progress_bar()
     try:
+        if hasattr(args, "output"):
+            _check_outputs(args)
         args.func(args)
     except DWFError as e:
-        print(f"dwf-hub: error: {e}", file=sys.stderr)
+        _say(f"dwf-hub: error: {e}")
         return 2
+    except (
+        OSError
+    ) as e:  # a full or read-only disk, a name the file system refuses: one line, not a traceback
+        where = f"{e.filename}: " if e.filename else ""
+        _say(f"dwf-hub: error: {where}{e.strerror or e}")
+        return 2
+    except KeyboardInterrupt:
+        _say("dwf-hub: interrupted (rerun the same command to resume where it stopped)")
+        return 130
     return 0
+
+
+def _say(line: str) -> None:
+    """One line on stderr, whatever it holds (a path that is not UTF-8 is shown with escapes)."""
+    print(line.encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -40,22 +40,45 @@ def run_demo(
     seed: int = 0,
     holdout: int | None = None,
     progress: bool = True,
+    overwrite: bool = False,
     **flow_overrides: Any,
 ) -> dict[str, Any]:
-    """Run the whole loop into ``out`` and return the summary (also written to ``summary.json``).
+    """Run the whole loop into ``out`` (a demo artifact, written whole at the end; another folder is refused
+    unless ``overwrite``) and return the summary (also written to ``summary.json``).
 
-    Rerunning resumes: finished zoo members and flow checkpoints are reused. The last ``holdout`` members
-    (default: a fifth of the zoo, none below 10 members) are kept out of flow training, for the held-out ratio.
+    An interrupted run resumes: its work waits in a job folder beside ``out``, and finished zoo members and
+    flow checkpoints are reused. The last ``holdout`` members (default: a fifth of the zoo, none below 10
+    members) are kept out of flow training, for the held-out ratio.
     """
+    from .artifacts import check_output, resumable_job
+
+    check_output(out, "demo", overwrite)
+    if holdout is None:  # the held-out ratio needs at least two held-out members
+        holdout = int(num_models * HOLDOUT_FRACTION) if num_models * HOLDOUT_FRACTION >= 2 else 0
+    run = {"num_models": num_models, "holdout": holdout, "num_generated": num_generated, "seed": seed}
+    with resumable_job(out, {"demo": {**run, "flow": flow_overrides}}, overwrite) as work:
+        return _run_demo(work, Path(out), run, progress, overwrite, flow_overrides)
+
+
+def _run_demo(
+    root: Path,
+    out: Path,
+    run: dict[str, Any],
+    progress: bool,
+    overwrite: bool,
+    flow_overrides: dict[str, Any],
+) -> dict[str, Any]:
+    """The demo's phases in work folder ``root``; its artifacts then become the folder ``out``."""
+    from .artifacts import write_folder
     from .fitting import default_flow_config, fit_pipeline
     from .io import write_json, write_text
     from .matching import canonicalize
     from .report import build_report
     from .zoo_training import train_zoo
 
-    root = Path(out)
-    if holdout is None:  # the held-out ratio needs at least two held-out members
-        holdout = int(num_models * HOLDOUT_FRACTION) if num_models * HOLDOUT_FRACTION >= 2 else 0
+    num_models, holdout, num_generated, seed = (
+        run[k] for k in ("num_models", "holdout", "num_generated", "seed")
+    )
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
 
@@ -66,13 +89,13 @@ def run_demo(
     t0 = time.perf_counter()
     canonical = canonicalize(zoo, reference=0, progress=progress).zoo
     timings["canonicalization"] = time.perf_counter() - t0
-    canonical.save(root / "canonical_zoo")
+    canonical.save(root / "canonical_zoo", overwrite=True)  # ours: the job folder's
 
     config = default_flow_config(zoo, seed=seed, holdout=holdout, **flow_overrides)
     checkpoint = root / "flow_checkpoint"
     fit = fit_pipeline(canonical, config, checkpoint_dir=checkpoint, progress=progress)
     timings["flow_training"] = fit.timings["flow_training"]
-    fit.pipeline.save_pretrained(root / "pipeline")
+    fit.pipeline.save_pretrained(root / "pipeline", overwrite=True)
     shutil.rmtree(checkpoint, ignore_errors=True)  # only an interrupted run needs it
 
     gen = torch.Generator().manual_seed(seed)
@@ -80,17 +103,21 @@ def run_demo(
     output = fit.pipeline(num_networks=num_generated, generator=gen, output_type="model")
     timings["generation"] = time.perf_counter() - t0
     generated = fit.pipeline.to_zoo(output, seed=seed)
-    generated.save(root / "generated")
+    generated.save(root / "generated", overwrite=True)
 
     t0 = time.perf_counter()
-    report = build_report(generated, canonical, root / "evaluation", seed=seed, progress=progress)
+    report = build_report(
+        generated, canonical, root / "evaluation", seed=seed, progress=progress, overwrite=True
+    )
     timings["evaluation"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
 
-    run = {"num_models": num_models, "holdout": holdout, "num_generated": num_generated, "seed": seed}
     summary = _summary(report, run, config.to_dict(), timings)
-    write_json(root / "summary.json", summary)
-    write_text(root / "report.md", render_report(summary))
+    with write_folder(out, "demo", overwrite) as stage:
+        for part in ("zoo", "canonical_zoo", "pipeline", "generated", "evaluation"):
+            os.rename(root / part, stage / part)
+        write_json(stage / "summary.json", summary)
+        write_text(stage / "report.md", render_report(summary))
     return summary
 
 

@@ -21,6 +21,27 @@ def use_cpu() -> bool:
     )
 
 
+def check_device(device: object) -> torch.device:  # noqa: F821
+    """``device`` (a name or ``torch.device``; ``None``: CPU) as a ``torch.device`` that can run work here;
+    an unknown name, ``meta``, or an accelerator this machine lacks is one clear error."""
+    import torch
+
+    from .errors import DWFError
+
+    try:
+        dev = torch.device(device if device is not None else "cpu")
+    except (RuntimeError, TypeError) as e:
+        raise DWFError(f"device {device!r}: not a torch device name (e.g. cpu, cuda, cuda:1)") from e
+    if dev.type == "meta":
+        raise DWFError("device 'meta': holds no data; use cpu or an accelerator")
+    if dev.type != "cpu":
+        module = getattr(torch, dev.type, None)
+        count = module.device_count() if module is not None and hasattr(module, "device_count") else 0
+        if count == 0 or (dev.index is not None and dev.index >= count):
+            raise DWFError(f"device {device!r}: this machine has {count} {dev.type} device(s)")
+    return dev
+
+
 def process_state():
     """accelerate's ``PartialState`` of this job (one process group for every stage of a run)."""
     from accelerate import PartialState

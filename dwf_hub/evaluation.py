@@ -39,8 +39,9 @@ def evaluate_zoo(
         return summary
     if reference.arch != zoo.arch:
         raise DWFError(f"reference zoo architecture {reference.arch!r} differs from {zoo.arch!r}")
-    weights, ref_matrix = aligned_matrices(zoo, reference, progress)
     holdout = zoo.info.get("holdout", 0) if holdout is None else holdout
+    reference.split_holdout(holdout)  # refused, naming the sizes, unless it leaves 2 members to compare with
+    weights, ref_matrix = aligned_matrices(zoo, reference, progress)
     seen = ref_matrix[: len(ref_matrix) - holdout]
     ref_acc = score_many(reference.arch, seen, x, y)
     summary.update(summarize(ref_acc, f"reference_{metric}_"))

@@ -33,7 +33,7 @@ def export_networks(
 ) -> Path:
     """Write ``networks`` (built by ``arch``) into ``folder/network_XXXXX/``, whole or not at all."""
     task = _task(recipe)
-    with write_folder(folder, overwrite) as stage:
+    with write_folder(folder, "exported networks", overwrite) as stage:
         for i, net in enumerate(networks):
             _save_one(arch, net, stage / network_folder(i), task)
     return Path(folder)

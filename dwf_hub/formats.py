@@ -5,6 +5,7 @@ ZOO_CONFIG_NAME = "zoo.json"
 METADATA_NAME = "metadata.parquet"
 CHECKPOINT_DIR = "checkpoints"
 CARD_NAME = "README.md"
+CARD_FILES = (CARD_NAME, ".gitattributes")  # documentation Hub users edit: never hashed or verified
 MANIFEST_NAME = "manifest.json"  # every artifact's completion marker (artifacts.py)
 METADATA_FILES = [ZOO_CONFIG_NAME, METADATA_NAME, CARD_NAME, MANIFEST_NAME]
 JOB_FILE = ".dwf_job.json"  # an unfinished `train_zoo` job (the zoo folder it trains into)

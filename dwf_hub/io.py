@@ -30,6 +30,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.remove(tmp)
 
 
+def read_json(path: str | os.PathLike, error: type[Exception] = WeightFormatError, what: str = "JSON") -> Any:
+    """Parse ``path`` strictly: UTF-8, no duplicated keys, no NaN/Infinity, bounded nesting. Any fault is one
+    ``error`` naming the file (never a ``UnicodeDecodeError`` or ``RecursionError`` traceback)."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                raise ValueError(f"duplicated key {key!r}")
+            out[key] = value
+        return out
+
+    def constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
+    except RecursionError:
+        raise error(f"{path}: invalid {what} (nested too deeply)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
+        raise error(f"{path}: invalid {what} ({e})") from e
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")

@@ -339,6 +339,18 @@ def exact_fits_in_memory(n: int, d: int, available_bytes: int | None = None) -> 
     return 2 * n * d * 4 <= available_bytes // 2
 
 
+def require_memory(need: int, what: str, advice: str) -> None:
+    """Refuse, before any allocation, work that needs ``need`` bytes when less memory is available."""
+    from .errors import DWFError
+
+    free = available_memory()
+    if need > free:
+        raise DWFError(
+            f"{what} needs about {need / 2**30:.1f} GiB of memory, more than the {free / 2**30:.1f} GiB "
+            f"available; {advice}"
+        )
+
+
 def available_memory() -> int:
     try:
         with open("/proc/meminfo") as f:

@@ -76,6 +76,15 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         ``codec_of``)."""
         return self.codec.arch
 
+    def to(self, *args: Any, **kwargs: Any) -> DeepWeightFlowPipeline:
+        """diffusers' ``to`` (device and/or dtype), refusing a device that cannot hold or run the weights."""
+        from .distributed import check_device
+
+        device = kwargs.get("device", next((a for a in args if isinstance(a, (str, torch.device))), None))
+        if device is not None:
+            check_device(device)
+        return super().to(*args, **kwargs)
+
     def codec_of(self, condition: str | None) -> WeightCodec:
         """The codec that decodes ``condition``'s networks: its own in a multi-architecture conditional flow
         (``condition_codecs``), else the pipeline's ``codec``."""
@@ -133,19 +142,22 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
             raise PipelineFormatError(
                 "trust_remote_code: DeepWeightFlowPipeline runs no code shipped with a pipeline"
             )
+        from .artifacts import folder_identity
+
         path = download(repo_id_or_path, cls.repo_type, **hub)
-        _check_pipeline_dir(path)
         from_hub = not Path(repo_id_or_path).is_dir()
-        try:
-            pipe = DiffusionPipeline.from_pretrained.__func__(cls, path, use_safetensors=True, **kwargs)
-        except (ValueError, OSError, RuntimeError, TypeError, KeyError) as e:
-            if isinstance(e, DWFError):
-                raise
-            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-            raise PipelineFormatError(f"{path}: cannot load the pipeline ({reason})") from None
-        pipe.card_info = _read_card_info(path / CARD_INFO_NAME)
-        pipe.hub_repo_id = str(repo_id_or_path) if from_hub else None
-        return pipe
+        for _ in range(3):  # a save swapping the folder while it is read: read it again, never a mixture
+            identity = folder_identity(path)
+            try:
+                pipe = _load_checked(cls, path, kwargs)
+            except PipelineFormatError:
+                if folder_identity(path) == identity:
+                    raise
+                continue
+            if folder_identity(path) == identity:
+                pipe.hub_repo_id = str(repo_id_or_path) if from_hub else None
+                return pipe
+        raise PipelineFormatError(f"{path}: the pipeline folder keeps changing while it is loaded; try again")
 
     def save_pretrained(
         self,
@@ -175,7 +187,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         info = {**self.card_info}
         given = (("base_zoo", base_zoo), ("evaluation", evaluation), ("license", license))
         info.update({k: v for k, v in given if v is not None})
-        with write_folder(save_directory, overwrite, legacy_markers=["model_index.json"]) as stage:
+        with write_folder(save_directory, "pipeline", overwrite) as stage:
             super().save_pretrained(stage, **kwargs)
             index = json.loads((stage / "model_index.json").read_text())
             index.pop(
@@ -310,6 +322,9 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         device = self.velocity.device
         self.velocity.eval()
         self.scheduler.set_timesteps(num_inference_steps, device=device, solver=solver)
+        gens = generator if isinstance(generator, list) else [generator]
+        if not all(g is None or isinstance(g, torch.Generator) for g in gens):
+            raise DWFError(f"generator must be a torch.Generator (or a list of them), got {generator!r}")
         if isinstance(generator, list) and len(generator) != num_networks:
             raise DWFError(
                 f"{len(generator)} generators for {num_networks} networks: give one, or one per network"
@@ -407,9 +422,8 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         it, and the same call after an interruption generates only the rest (the same networks as one
         uninterrupted run; other settings are refused unless ``overwrite``). Until the zoo is written that
         folder takes as much disk again."""
-        from .artifacts import check_replaceable, resumable_job
-        from .formats import ZOO_CONFIG_NAME
-        from .zoo import check_shard_size, write_packed_zoo
+        from .artifacts import check_disk, check_output, resumable_job
+        from .zoo import check_shard_size, write_packed_zoo, zoo_bytes
 
         _check_seed(seed)
         _count(num_networks)
@@ -418,10 +432,10 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         if condition is not None and not isinstance(condition, str):
             raise DWFError("generate_to_disk: condition must be one label (a str)")
         self.label_ids(condition, 1)  # an unknown or missing label is refused before any work
-        check_replaceable(Path(path).absolute(), overwrite, [ZOO_CONFIG_NAME])
+        check_output(path, "generated zoo", overwrite)
         codec = self.codec_of(condition)
         arch = codec.arch
-        _check_disk(Path(path), 2 * num_networks * arch.num_params * 4)
+        check_disk(path, 4 * num_networks * arch.num_params + zoo_bytes(arch, num_networks))  # job + zoo
         calibrate = kwargs.pop("calibrate", True) and (arch.needs_calibration or codec.has_unit_targets)
         data = kwargs.pop("calibration_data", None)
         if calibrate and data is None:
@@ -451,8 +465,10 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
             return write_packed_zoo(path, arch, chunks, self._recipe_of(condition), info, overwrite)
 
     def fingerprint(self) -> str:
-        """SHA-256 of the pipeline's weights (velocity, codecs) and configuration: the same flow or not."""
-        h = hashlib.sha256(json.dumps(dict(self.config), sort_keys=True, default=str).encode())
+        """SHA-256 of the pipeline's weights (velocity, codecs) and configuration: the same flow or not,
+        wherever it was loaded from (diffusers' ``_name_or_path`` and other private keys are left out)."""
+        config = {k: v for k, v in dict(self.config).items() if not k.startswith("_")}
+        h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
         for name in ("velocity", "codec", "condition_codecs"):
             module = getattr(self, name, None)
             for key, t in (module.state_dict() if module is not None else {}).items():
@@ -599,18 +615,6 @@ def _job_shards(folder: Path, total: int, per_shard: int, seed: int, make, progr
     bar.close()
 
 
-def _check_disk(path: Path, need: int) -> None:
-    """Refuse to start writing ``need`` bytes where the file system has less free space."""
-    import shutil
-
-    existing = next(p for p in [path, *path.absolute().parents] if p.exists())
-    free = shutil.disk_usage(existing).free
-    if need > free:
-        raise DWFError(
-            f"{path}: the generated networks need about {need / 2**30:.1f} GiB, the disk has {free / 2**30:.1f} GiB free"
-        )
-
-
 def _count(num_networks: Any) -> int:
     """``num_networks``, refused unless a positive integer."""
     if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
@@ -668,13 +672,42 @@ def _check_codec_collection(path: Path, entry: Any) -> None:
                 )
 
 
+def _load_checked(cls, path: Path, kwargs: dict[str, Any]) -> DeepWeightFlowPipeline:
+    """``cls`` loaded by diffusers from ``path`` after ``_check_pipeline_dir``; its weights checked finite."""
+    _check_pipeline_dir(path)
+    try:
+        pipe = DiffusionPipeline.from_pretrained.__func__(cls, path, use_safetensors=True, **dict(kwargs))
+    except (ValueError, OSError, RuntimeError, TypeError, KeyError) as e:
+        if isinstance(e, DWFError):
+            raise
+        reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise PipelineFormatError(f"{path}: cannot load the pipeline ({reason})") from e
+    from .io import read_header
+
+    for name in ("velocity", "codec", "condition_codecs"):
+        module = getattr(pipe, name, None)
+        state = module.state_dict() if module is not None else {}
+        stored = set()
+        for weights in (path / name).glob("diffusion_pytorch_model*.safetensors"):  # not a sharded basis
+            stored |= set(read_header(weights).shapes)
+        if module is not None and stored != set(state):
+            odd = sorted(stored ^ set(state))
+            raise PipelineFormatError(
+                f"{path / name}: tensors do not match its config ({'unexpected' if odd[0] in stored else 'missing'} {odd[0]!r})"
+            )
+        for key, t in state.items():
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                raise PipelineFormatError(f"{path / name}: tensor {key!r} contains NaN or Inf values")
+    pipe.card_info = _read_card_info(path / CARD_INFO_NAME)
+    return pipe
+
+
 def _read_card_info(path: Path) -> dict[str, Any]:
+    from .io import read_json
+
     if not path.is_file():
         return {}
-    try:
-        info = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PipelineFormatError(f"{path}: invalid JSON ({e})") from None
+    info = read_json(path, PipelineFormatError)
     if not isinstance(info, dict):
         raise PipelineFormatError(f"{path}: expected a JSON object, got {type(info).__name__}")
     return info
@@ -684,22 +717,21 @@ def _check_pipeline_dir(path: Path) -> None:
     """Refuse, naming the part, a folder that is not one complete save of this pipeline class: its
     manifest must list every file unchanged, no pickle or code file may be present, and
     ``model_index.json`` must name exactly our components — all before diffusers reads anything."""
-    from .artifacts import MANIFEST_NAME, read_manifest, refuse_pickles, verify_files
+    from .artifacts import refuse_pickles, verify_files
+    from .io import read_json
 
     index = path / "model_index.json"
     if not index.is_file():
         raise PipelineFormatError(f"{path}: not a pipeline folder (missing model_index.json)")
-    try:
-        spec = json.loads(index.read_text())
-    except json.JSONDecodeError as e:
-        raise PipelineFormatError(f"{index}: invalid JSON ({e})") from None
+    spec = read_json(index, PipelineFormatError)
     if not isinstance(spec, dict) or spec.get("_class_name") != DeepWeightFlowPipeline.__name__:
         got = spec.get("_class_name") if isinstance(spec, dict) else type(spec).__name__
         raise PipelineFormatError(
             f"{index}: pipeline class is {got!r}, not {DeepWeightFlowPipeline.__name__!r}"
         )
     refuse_pickles(path, "pipeline")
-    verify_files(path, read_manifest(path) or [MANIFEST_NAME], "pipeline", error=PipelineFormatError)
+    manifest = verify_files(path, [], "pipeline", error=PipelineFormatError, exact=True)
+    verify_files(path, manifest, "pipeline", error=PipelineFormatError)  # every file, by content
     for name, cls in COMPONENTS.items():
         expected = [cls.__module__, cls.__name__]
         if spec.get(name) != expected:
@@ -719,6 +751,9 @@ def _check_pipeline_dir(path: Path) -> None:
     extra = sorted(k for k in spec if not k.startswith("_") and k not in known)
     if extra:
         raise PipelineFormatError(f"{index}: unexpected entries {extra}")
+    for name in PROVENANCE:
+        if not isinstance(spec.get(name), (dict, type(None))):
+            raise PipelineFormatError(f"{index}: {name!r} must be a JSON object or null, got {spec[name]!r}")
 
 
 def _register_with_diffusers() -> None:

@@ -44,6 +44,16 @@ def check_memory(num_networks: int, floats_per_network: int) -> None:
         )
 
 
+def check_finite_weights(weights: Tensor, stage: str) -> None:
+    """Refuse to hand back networks ``weights [N, D]`` holding NaN or Inf (naming how many and where from)."""
+    bad = (~torch.isfinite(weights)).any(1).nonzero().flatten() if weights.numel() else weights.new_zeros(0)
+    if len(bad):
+        raise DWFError(
+            f"{len(bad)} of {len(weights)} generated networks have NaN or Inf weights after {stage} (first: "
+            f"network {int(bad[0])}); the pipeline's weights or the calibration data are broken"
+        )
+
+
 def recipe_calibration_data(arch: ArchSpec, recipe: Recipe | None) -> Tensor:
     """Calibration inputs ``[num_batches * batch_size, ...]`` as the recipe's ``[calibration]`` says: its
     dataset (default: the recipe's), training split."""
@@ -102,12 +112,18 @@ def postprocess(
     ``unit_targets [N, S]``, hidden units (MLPs, SmallCNNs) are reset to those pre-activation statistics on the same
     data first (``unit_recalibration``). Each network owns its tensors (saving one writes only its own
     weights). ``output_type="pt"`` and ``calibrate=False`` return the weights as generated."""
+    from .calibration import check_calibration_data
+
     check_output_type(output_type)
+    check_finite_weights(weights, "the flow's samples")
+    if calibration_data is not None:
+        check_calibration_data(arch, calibration_data)
     if unit_targets is not None and calibrate and output_type != "pt":
         from .unit_recalibration import recalibrate_units
 
         data = calibration_data if calibration_data is not None else recipe_calibration_data(arch, recipe)
         weights = recalibrate_units(arch, weights, unit_targets, data)
+        check_finite_weights(weights, "unit recalibration")
     own = lambda w: {k: v.clone() for k, v in arch.unflatten(w).items()}  # noqa: E731
     state_dicts = [own(w) for w in weights] if output_type != "pt" else None
     calibrating = state_dicts is not None and arch.needs_calibration and calibrate
@@ -115,7 +131,7 @@ def postprocess(
     if output_type == "model" or calibrating:
         networks = [arch.instantiate(sd) for sd in state_dicts]
     if calibrating:
-        from .calibration import check_calibration_data, recalibrate_batchnorm
+        from .calibration import recalibrate_batchnorm
 
         data = calibration_data if calibration_data is not None else recipe_calibration_data(arch, recipe)
         check_calibration_data(arch, data)
@@ -123,6 +139,7 @@ def postprocess(
         for net in networks:
             recalibrate_batchnorm(net, data, batch_size=batch_size)
         weights = torch.stack([arch.flatten(sd) for sd in state_dicts])
+        check_finite_weights(weights, "BatchNorm recalibration")
     if output_type != "model":
         networks = None
     return DeepWeightFlowOutput(weights=weights, state_dicts=state_dicts, networks=networks)

@@ -182,16 +182,20 @@ def build_report(
     seed: int = 0,
     progress: bool = False,
     sweep_networks: int | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Compare ``generated`` with the training zoo ``reference`` into folder ``out``, every set scored with the
+    """Compare ``generated`` with the training zoo ``reference`` into folder ``out`` (a report artifact, written
+    whole: ``artifacts.write_folder``; another folder is refused unless ``overwrite``), every set scored with the
     architecture's task metric. ``holdout``: the last members of ``reference`` were not fitted on (default: what
     ``generated`` records); ``noise``: extra zoo + noise rows at these relative sigmas; ``baselines``: also find
     each baseline's setting at the generated set's novelty (``sweep_networks`` per sweep setting) and compare."""
+    from .artifacts import check_output, write_folder
     from .evaluation import aligned_matrices
     from .frontier import Frontier
     from .io import write_json, write_text
     from .matching import canonicalize
 
+    check_output(out, "report", overwrite)  # before the work, not only at its end
     if not reference.recipe:
         raise DWFError("the reference zoo has no recipe, so there is no task to evaluate on")
     if generated.arch != reference.arch:
@@ -221,11 +225,10 @@ def build_report(
                            by_diversity, scores["generated"].get("novelty_interval")) + failures(scores),
         "memorized": novelty < MEMORIZED,
     }  # fmt: skip
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    figures = _figures(root, sets, per_network, preds, y, summary)
-    write_json(root / "summary.json", summary)
-    write_text(root / "report.md", _markdown(summary, figures))
+    with write_folder(out, "report", overwrite) as root:
+        figures = _figures(root, sets, per_network, preds, y, summary)
+        write_json(root / "summary.json", summary)
+        write_text(root / "report.md", _markdown(summary, figures))
     return summary
 
 

@@ -180,13 +180,22 @@ def _cell(target: ArchSpec, task: TaskData, states, budget: int, cfg: TransferCo
 
 
 def run_transfer(
-    recipe: TransferRecipe, out: str | os.PathLike, pipeline=None, zoo=None, progress: bool = True
+    recipe: TransferRecipe,
+    out: str | os.PathLike,
+    pipeline=None,
+    zoo=None,
+    progress: bool = True,
+    overwrite: bool = False,
 ):
-    """Every (method, budget) cell into ``out/cells/`` (one atomic file each: a rerun skips finished cells),
-    merged into ``out/results.json``, then the table and the figure. Under ``accelerate launch`` the cells are
+    """Every (method, budget) cell, then ``results.json``, the table and the figure, written whole into ``out``
+    (a transfer-results artifact; another folder is refused unless ``overwrite``). Finished cells wait in a job
+    folder beside ``out`` (one atomic file each), so a rerun of the same job — same recipe, same source flow and
+    zoo contents — computes only the rest; ``overwrite`` starts over. Under ``accelerate launch`` the cells are
     split between the processes (each is seeded on its own, so the table does not depend on the split)."""
+    from .artifacts import check_output, resumable_job, write_folder
     from .distributed import process_state
 
+    check_output(out, "transfer results", overwrite)
     cfg, source = recipe.transfer, recipe.source_recipe
     arch = pipeline.arch if pipeline is not None else source.arch_spec
     task = target_task(recipe, arch)
@@ -195,50 +204,39 @@ def run_transfer(
     target = arch.with_outputs(outputs) if new_head else arch
     leading = [p.key for p in arch.layout if p.key not in arch.head_keys]
     frozen = frozenset(leading[: math.floor(cfg.freeze * len(leading))])
-    root, state = Path(out), process_state()
-    results = _resume(root, recipe) if state.is_main_process else None
-    state.wait_for_everyone()
-    results = results or _resume(root, recipe)
-    todo = [
-        (m, b) for m in cfg.methods for b in cfg.budgets if not (root / "cells" / _cell_name(m, b)).is_file()
-    ]
-    with state.split_between_processes(todo) as mine:
-        states: dict[str, list] = {}
-        for method, budget in mine:
-            if method not in states:
-                drawn = initial_networks(method, arch, source, cfg.num_networks, cfg.seed, pipeline, zoo)
-                states[method] = with_new_head(arch, target, drawn, cfg.seed) if new_head else drawn
-            scores = _cell(target, task, states[method], budget, cfg, frozen, progress)
-            write_json(root / "cells" / _cell_name(method, budget), scores)  # an interruption loses one cell
-    state.wait_for_everyone()
-    for method in cfg.methods:
-        for budget in cfg.budgets:
-            cell = root / "cells" / _cell_name(method, budget)
-            results["cells"].setdefault(method, {})[str(budget)] = json.loads(cell.read_text())
-    if state.is_main_process:
-        write_json(root / RESULTS_NAME, results)
-        summary = write_table(root, results, target.metric)
-    state.wait_for_everyone()
-    return summary if state.is_main_process else json.loads((root / "summary.json").read_text())
+    state = process_state()
+    fingerprint = json.loads(json.dumps(dataclasses.asdict(recipe), sort_keys=True, default=str))
+    sources = {"pipeline": pipeline.fingerprint() if pipeline is not None else None,
+               "zoo": zoo.fingerprint() if zoo is not None else None}  # fmt: skip
+    with resumable_job(
+        out, {"transfer": fingerprint, **sources}, overwrite, main=state.is_main_process
+    ) as work:
+        state.wait_for_everyone()  # the main process has claimed the job folder
+        todo = [(m, b) for m in cfg.methods for b in cfg.budgets if not (work / _cell_name(m, b)).is_file()]
+        with state.split_between_processes(todo) as mine:
+            states: dict[str, list] = {}
+            for method, budget in mine:
+                if method not in states:
+                    drawn = initial_networks(method, arch, source, cfg.num_networks, cfg.seed, pipeline, zoo)
+                    states[method] = with_new_head(arch, target, drawn, cfg.seed) if new_head else drawn
+                scores = _cell(target, task, states[method], budget, cfg, frozen, progress)
+                write_json(work / _cell_name(method, budget), scores)  # an interruption loses one cell
+        state.wait_for_everyone()
+        results: dict[str, Any] = {"recipe": fingerprint, "cells": {}}
+        for method in cfg.methods:
+            for budget in cfg.budgets:
+                cell = work / _cell_name(method, budget)
+                results["cells"].setdefault(method, {})[str(budget)] = json.loads(cell.read_text())
+        if state.is_main_process:
+            with write_folder(out, "transfer results", overwrite) as stage:
+                write_json(stage / RESULTS_NAME, results)
+                summary = write_table(stage, results, target.metric)
+        state.wait_for_everyone()
+    return summary if state.is_main_process else json.loads((Path(out) / "summary.json").read_text())
 
 
 def _cell_name(method: str, budget: int) -> str:
-    return f"{method}_{budget}.json"
-
-
-def _resume(root: Path, recipe: TransferRecipe) -> dict[str, Any]:
-    """The results record of ``root`` (created for this recipe, or refused when it holds another's)."""
-    fingerprint = json.loads(json.dumps(dataclasses.asdict(recipe), sort_keys=True, default=str))
-    path = root / RESULTS_NAME
-    if path.is_file():
-        results = json.loads(path.read_text())
-        if results.get("recipe") != fingerprint:
-            raise DWFError(f"{path}: results of another transfer recipe or setting; choose another --out")
-        return {**results, "cells": {}}  # rebuilt from the cell files
-    root.mkdir(parents=True, exist_ok=True)
-    results = {"recipe": fingerprint, "cells": {}}
-    write_json(path, results)  # claims the folder for this recipe before any cell is written
-    return results
+    return f"cell_{method}_{budget}.json"
 
 
 def write_table(root: Path, results: dict[str, Any], metric: str) -> dict[str, Any]:

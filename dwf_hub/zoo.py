@@ -26,7 +26,15 @@ import torch
 from torch import Tensor
 
 from .archs import ArchSpec, arch_from_config
-from .artifacts import inside, verify_files, write_folder
+from .artifacts import (
+    folder_identity,
+    inside,
+    read_manifest,
+    verify_file,
+    verify_files,
+    write_folder,
+    zoo_kind,
+)
 from .errors import WeightFormatError, ZooFormatError
 from .formats import (
     CARD_NAME,
@@ -43,7 +51,16 @@ from .formats import (
     ZOO_FORMAT_VERSION,
 )
 from .hub import PRETRAINED_FILES, HubMixin, download
-from .io import DTYPE_NAMES, FlatReader, load_tensors, read_header, save_tensors, write_json, write_text
+from .io import (
+    DTYPE_NAMES,
+    FlatReader,
+    load_tensors,
+    read_header,
+    read_json,
+    save_tensors,
+    write_json,
+    write_text,
+)
 from .provenance import CanonicalizationRecord
 from .recipes import Recipe, as_recipe
 
@@ -88,6 +105,7 @@ class WeightZoo(HubMixin):
             raise ZooFormatError(f"{len(members)} networks but {len(records)} metadata records")
         self.arch, self._members, self.records = arch, list(members), records
         self.recipe, self.info = as_recipe(recipe, "zoo recipe"), dict(info or {})
+        self._origin: tuple[Path, tuple[int, ...], dict[str, Any] | None] | None = None  # set by `load`
 
     # -- constructors ----------------------------------------------------------------------------
     @classmethod
@@ -151,20 +169,49 @@ class WeightZoo(HubMixin):
     def state_dict(self, index: int) -> dict[str, Tensor]:
         member = self._members[index]
         if isinstance(member, Packed):
-            return self.arch.unflatten(self._reader(member).read(0, self.arch.num_params, member.row))
+            return self.arch.unflatten(self.flat(index))
         if isinstance(member, Path):
-            sd = load_tensors(member)
+            sd = load_tensors(self._verified(member))
             self.arch.validate(sd, source=str(member))
             return sd
         return member
+
+    def _verified(self, path: Path) -> Path:
+        """``path`` (a member file of the folder this zoo was opened from), refused when that folder was
+        replaced since, or the file's bytes differ from its manifest (hashed once per file per process)."""
+        if self._origin is None:
+            return path
+        root, identity, manifest = self._origin
+        if folder_identity(root) != identity:
+            raise ZooFormatError(f"{root}: the zoo folder was replaced after it was opened; open it again")
+        if manifest is not None:
+            name = path.relative_to(root).as_posix()
+            verify_file(root, name, manifest[name], "zoo", ZooFormatError)
+        return path
 
     def flat(self, index: int) -> Tensor:
         """Member ``index`` as flat float32 weights ``[D]``."""
         member = self._members[index]
         if isinstance(member, Packed):
-            return self._reader(member).read(0, self.arch.num_params, member.row)
+            flat = self._reader(member).read(0, self.arch.num_params, member.row)
+            return _check_finite(flat[None], f"{member.path} row {member.row}")[0]
         src = str(member) if isinstance(member, Path) else f"zoo member {index}"
         return self.arch.flatten(self.state_dict(index), source=src)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of what the zoo holds (its manifest and the members selected when opened from a folder;
+        else its weights and records): the same zoo or not, however its folder or repo was named."""
+        import hashlib
+
+        records = json.dumps([r.get("model_id", i) for i, r in enumerate(self.records)])
+        h = hashlib.sha256(records.encode())
+        if self._origin is not None and self._origin[2] is not None:
+            h.update(json.dumps(self._origin[2], sort_keys=True).encode())
+            return h.hexdigest()
+        h.update(json.dumps(self.records, sort_keys=True, default=str).encode())
+        for i in range(len(self)):
+            h.update(self.flat(i).numpy().tobytes())
+        return h.hexdigest()
 
     def to_matrix(self) -> Tensor:
         """All members as flat float32 weights ``[N, D]``."""
@@ -187,7 +234,7 @@ class WeightZoo(HubMixin):
                 out[i] = self._reader(member).read(start, stop, getattr(member, "row", 0))
             else:
                 out[i] = self.flat(i)[start:stop]
-        return out
+        return _check_finite(out, f"zoo {self._origin[0] if self._origin else 'in memory'}")
 
     def _reader(self, member: Path | Packed) -> FlatReader:
         """One cached reader per checkpoint file or packed shard."""
@@ -195,7 +242,7 @@ class WeightZoo(HubMixin):
         path = member.path if isinstance(member, Packed) else member
         if path not in readers:
             rows = member.rows if isinstance(member, Packed) else None
-            readers[path] = FlatReader(path, self.arch.layout, rows)
+            readers[path] = FlatReader(self._verified(path), self.arch.layout, rows)
         return readers[path]
 
     @classmethod
@@ -233,7 +280,7 @@ class WeightZoo(HubMixin):
     def split_holdout(self, holdout: int) -> tuple[WeightZoo, WeightZoo | None]:
         """``(first N - holdout members, last holdout members)``: the networks a generator is fitted on and
         those kept unseen for held-out metrics (``None`` when ``holdout`` is 0)."""
-        if not 0 <= holdout <= len(self) - 2:
+        if isinstance(holdout, bool) or not isinstance(holdout, int) or not 0 <= holdout <= len(self) - 2:
             raise ZooFormatError(
                 f"holdout={holdout} must leave at least 2 of the zoo's {len(self)} networks for fitting"
             )
@@ -271,7 +318,7 @@ class WeightZoo(HubMixin):
             return write_packed_zoo(
                 root, self.arch, chunks, self.recipe, self.info, overwrite, repo_id, license
             )
-        with write_folder(root, overwrite, carry=[JOB_FILE], legacy_markers=[ZOO_CONFIG_NAME]) as stage:
+        with write_folder(root, zoo_kind(self.info), overwrite, carry=[JOB_FILE]) as stage:
             records = self._write(stage, root.absolute(), repo_id, license)
             for name, tensors in (extra_tensors or {}).items():
                 if Path(name).name != name or not name.endswith(".safetensors"):
@@ -292,7 +339,7 @@ class WeightZoo(HubMixin):
             rec = {**own, "model_id": i, "checkpoint": checkpoint_name(i)}
             member, target = self._members[i], stage / rec["checkpoint"]
             target.parent.mkdir(exist_ok=True)
-            header = read_header(member) if isinstance(member, Path) else None
+            header = read_header(self._verified(member)) if isinstance(member, Path) else None
             if header is not None and header.metadata.get(RECORD_KEY) == json.dumps(rec, sort_keys=True):
                 # the same bytes (validated when loaded), not re-serialized: linked when the file belongs to
                 # the folder being replaced (its old copy goes away), copied otherwise (no shared inodes)
@@ -322,10 +369,28 @@ class WeightZoo(HubMixin):
     def load(cls, path: str | os.PathLike, members: int | Sequence[int] | None = None) -> WeightZoo:
         """Open a zoo folder; checks that it is complete (its manifest), that table rows, checkpoint files,
         their header records and ``zoo.json`` agree, and every selected checkpoint's header (keys, shapes,
-        dtype). ``members``: all (``None``), the first ``k``, or these indices."""
+        dtype). ``members``: all (``None``), the first ``k``, or these indices. A folder replaced while it
+        is opened is opened again (one snapshot is read, never a mixture); member files are verified against
+        the manifest when first read."""
         root = Path(path)
         if not root.is_dir():
             raise ZooFormatError(f"{root}: no such zoo directory")
+        members = _member_selection(members)
+        for _ in range(3):
+            identity = folder_identity(root)
+            try:
+                zoo = cls._open(root, members)
+            except (ZooFormatError, WeightFormatError):
+                if folder_identity(root) == identity:
+                    raise
+                continue
+            if folder_identity(root) == identity:
+                zoo._origin = (root, identity, read_manifest(root))
+                return zoo
+        raise ZooFormatError(f"{root}: the zoo folder keeps changing while it is opened; try again")
+
+    @classmethod
+    def _open(cls, root: Path, members: int | list[int] | None) -> WeightZoo:
         config = read_zoo_config(root)
         if config["format_version"] >= 2:
             verify_files(root, [ZOO_CONFIG_NAME, METADATA_NAME], "zoo", error=ZooFormatError)
@@ -372,6 +437,23 @@ class WeightZoo(HubMixin):
         wanted = list(dict.fromkeys(records[i]["checkpoint"] for i in _select(records, members)))
         root = download(repo_id_or_path, cls.repo_type, allow_patterns=[*METADATA_FILES, *wanted], **hub)
         return cls.load(root, members)
+
+
+def zoo_bytes(arch: ArchSpec, num_networks: int) -> int:
+    """About how many bytes a saved zoo of ``num_networks`` takes (float32 checkpoints, and the same again in
+    the table's weights column for small architectures); a save stages it whole before the swap."""
+    per = 4 * arch.num_params * (2 if arch.num_params <= WEIGHTS_COLUMN_MAX_PARAMS else 1)
+    return num_networks * per + 65_536
+
+
+def _check_finite(weights: Tensor, what: str) -> Tensor:
+    """``weights [n, D]``, refused when any network holds NaN or Inf."""
+    bad = (~torch.isfinite(weights)).any(1).nonzero().flatten()
+    if len(bad):
+        raise WeightFormatError(
+            f"{what}: {len(bad)} network(s) contain NaN or Inf values (first: row {int(bad[0])})"
+        )
+    return weights
 
 
 def _link_or_copy(source: Path, target: Path, link: bool) -> None:
@@ -497,13 +579,14 @@ def write_packed_zoo(
     from .cards import render_zoo_card
 
     root, members, kinds, writer = Path(path), [], {}, None
-    with write_folder(root, overwrite, legacy_markers=[ZOO_CONFIG_NAME]) as stage:
+    with write_folder(root, zoo_kind(info or {}), overwrite) as stage:
         (stage / CHECKPOINT_DIR).mkdir()
         try:
             for index, (weights, extra) in enumerate(chunks):
                 n, name, first = len(weights), shard_name(index), len(members)
                 if len(extra) != n:
                     raise ZooFormatError(f"chunk {index}: {n} networks but {len(extra)} metadata rows")
+                _check_finite(weights, f"shard {index} (networks {first} to {first + n - 1})")
                 tensors = {
                     p.key: weights[:, p.offset : p.offset + p.numel].reshape(n, *p.shape) for p in arch.layout
                 }
@@ -549,6 +632,25 @@ def check_shard_size(networks_per_shard: int) -> int:
     return networks_per_shard
 
 
+def _member_selection(members: Any) -> int | list[int] | None:
+    """``members`` as ``load`` takes it: ``None``, a count, or a non-empty list of indices (integers, numpy's
+    included; never bools, floats or strings)."""
+    import numbers
+
+    def index(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ZooFormatError(f"members: {value!r} is not an integer index")
+        return int(value)
+
+    if members is None:
+        return None
+    if isinstance(members, (numbers.Integral, bool)):
+        return index(members)
+    if isinstance(members, (str, bytes)) or not isinstance(members, Iterable):
+        raise ZooFormatError(f"members={members!r}: give a count or a list of indices")
+    return [index(v) for v in members]
+
+
 def _select(records: list[dict[str, Any]], members: int | Sequence[int] | None) -> list[int]:
     n = len(records)
     if members is None:
@@ -579,10 +681,7 @@ def read_zoo_config(root: Path) -> dict[str, Any]:
     cfg_path = root / ZOO_CONFIG_NAME
     if not cfg_path.is_file():
         raise ZooFormatError(f"{root}: not a dwf_hub zoo (missing {ZOO_CONFIG_NAME})")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ZooFormatError(f"{cfg_path}: invalid JSON ({e})") from None
+    config = read_json(cfg_path, ZooFormatError)
     if not isinstance(config, dict):
         raise ZooFormatError(
             f"{cfg_path}: not a dwf_hub zoo config (a JSON object), got {type(config).__name__}"
@@ -590,7 +689,7 @@ def read_zoo_config(root: Path) -> dict[str, Any]:
     if not isinstance(config.get("info", {}), dict) or not isinstance(config.get("recipe") or {}, dict):
         raise ZooFormatError(f"{cfg_path}: 'info' and 'recipe' must be JSON objects")
     version = config.get("format_version")
-    if not isinstance(version, int) or "arch" not in config:
+    if type(version) is not int or version < 1 or "arch" not in config:
         raise ZooFormatError(f"{cfg_path}: not a dwf_hub zoo config (needs 'format_version' and 'arch')")
     if version > ZOO_FORMAT_VERSION:
         raise ZooFormatError(

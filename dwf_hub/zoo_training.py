@@ -21,11 +21,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .archs import ArchSpec
-from .artifacts import check_replaceable, claim_job
+from .artifacts import check_output, claim_job
 from .configs import TrainingConfig
 from .data import TaskData
 from .errors import DWFError, WeightFormatError
-from .formats import JOB_FILE, ZOO_CONFIG_NAME
+from .formats import JOB_FILE
 from .hub import PRETRAINED_FILES, download
 from .init_schemes import initialise
 from .io import read_header, save_tensors
@@ -249,6 +249,23 @@ def _finished(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _check_trainable(recipe: Recipe, num_models: int) -> None:
+    """Refuse, before any training, a zoo whose chunk would not fit in memory or whose classifier head does
+    not have one output per class of its data."""
+    from .pca import require_memory
+
+    arch, chunk = recipe.arch_spec, min(recipe.training.chunk_size, num_models)
+    # weights, gradients, Adam's two moments, the best state so far, a spare: per member of a chunk
+    require_memory(6 * 4 * arch.num_params * chunk, f"training {chunk} {arch!r} at once",
+                   "lower [training] chunk_size or the architecture's widths")  # fmt: skip
+    if arch.task == "classification":
+        outputs, classes = int(arch.layout[-1].shape[0]), recipe.task.num_classes
+        if outputs != classes:
+            raise DWFError(
+                f"recipe {recipe.name!r}: the architecture has {outputs} outputs, its data {classes} classes"
+            )
+
+
 def train_zoo(
     recipe: Recipe | str | os.PathLike,
     num_models: int,
@@ -264,17 +281,19 @@ def train_zoo(
     call resumes and trains only what is missing. A folder that is neither empty nor a zoo (or zoo job)
     of ours is refused before any training, unless ``overwrite``.
     """
-    from .distributed import process_state
+    from .distributed import check_device, process_state
 
     recipe = load_recipe(recipe if not isinstance(recipe, os.PathLike) else str(recipe))
     if isinstance(num_models, bool) or not isinstance(num_models, int) or not 1 <= num_models <= MAX_MODELS:
         raise DWFError(f"num_models must be an integer in [1, {MAX_MODELS}], got {num_models!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**63 - num_models:
+        raise DWFError(f"seed must be an integer in [0, 2**63 - num_models], got {seed!r}")
+    device = check_device(device)
+    _check_trainable(recipe, num_models)
     root, state = Path(out), process_state()
     seeds = [seed + i for i in range(num_models)]
     job = {"recipe": recipe.to_dict(), "seeds": seeds}
-    check_replaceable(
-        root, overwrite, legacy_markers=[ZOO_CONFIG_NAME]
-    )  # every rank: errors raised everywhere
+    check_output(root, "trained zoo", overwrite)  # every rank: errors raised everywhere
     state.wait_for_everyone()  # every rank has looked at the folder before the main process writes into it
     if state.is_main_process:
         if overwrite and root.is_dir() and not (root / JOB_FILE).is_file():

@@ -6,12 +6,13 @@ Flows: the embedded Iris and digits flows (built offline on first start, then lo
 ``DWF_SPACE_CACHE``), or any DeepWeightFlow pipeline by Hub repo id; a server-local folder only when the
 operator sets ``DWF_SPACE_ALLOW_LOCAL=1``. Limits: ``DWF_MAX_NETWORKS`` networks per request (default 200),
 ``DWF_MAX_UPLOAD_MB`` per upload (default 50) and ``DWF_MAX_UPLOAD_TENSORS`` tensors in it (default 10,000),
-``DWF_MAX_FLOWS`` flows kept loaded besides the embedded ones (default 8), ``DWF_MAX_DOWNLOADS`` generated
+``DWF_MAX_NETWORK_STEPS`` networks x ODE steps per request (default 20,000), ``DWF_MAX_FLOWS`` flows kept loaded besides the embedded ones (default 8), ``DWF_MAX_DOWNLOADS`` generated
 archives kept for download (default 32).
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import math
 import os
@@ -42,6 +43,10 @@ MAX_FLOWS = int(os.environ.get("DWF_MAX_FLOWS", "8"))
 MAX_DOWNLOADS = int(os.environ.get("DWF_MAX_DOWNLOADS", "32"))
 ALLOW_LOCAL = os.environ.get("DWF_SPACE_ALLOW_LOCAL", "") == "1"
 MAX_STEPS = 1000
+# networks x ODE steps per request: 200 x 100 takes seconds on 2 cores; 200 x 1000 held the queue for 112 s
+MAX_WORK = int(os.environ.get("DWF_MAX_NETWORK_STEPS", "20000"))
+# Gradio copies every returned file and figure into its cache: every 10 minutes, drop what is older than 30
+CACHE_CLEANUP = (600, 1800)
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 DOWNLOADS = Path(tempfile.gettempdir()) / f"dwf_space_{os.getpid()}"
 CACHE = Path(os.environ.get("DWF_SPACE_CACHE", Path.home() / ".cache" / "dwf_hub" / "space"))
@@ -194,6 +199,18 @@ def _zip(zoo: WeightZoo) -> str:
     return archive
 
 
+_PATH = re.compile(r"(?:/[^/\s:'\"()]+)+/([^/\s:'\"()]+)")
+
+
+def public(message: str) -> str:
+    """``message`` with every absolute path cut to its last part: a visitor learns nothing of the server."""
+    return _PATH.sub(r"\1", message)
+
+
+def _remove_downloads() -> None:
+    shutil.rmtree(DOWNLOADS, ignore_errors=True)
+
+
 def answer_errors(*empty: Any):
     """Every failure of a request ends up in its status field as one line (never a blank Gradio error)."""
 
@@ -203,7 +220,7 @@ def answer_errors(*empty: Any):
             try:
                 return fn(*args)
             except DWFError as e:
-                message = str(e)
+                message = public(str(e))
             except Exception as e:  # the Space keeps serving; the operator's log has the traceback
                 import logging
 
@@ -226,13 +243,16 @@ def generate(library: FlowLibrary, choice, repo, num_networks, solver, steps, se
         seed = _whole_number(seed, "Seed", 0, 2**32 - 1)
         SOLVERS[solver]  # an unknown name raises, naming the known ones
         n = min(asked, MAX_NETWORKS)
+        if n * steps > MAX_WORK:
+            raise DWFError(f"{n} networks x {steps} steps is more work than one request may ask "
+                           f"({MAX_WORK:,} network-steps): fewer networks or steps")  # fmt: skip
         pipe = flow.pipeline
         t0 = time.perf_counter()
         out = pipe(num_networks=n, generator=torch.Generator().manual_seed(seed), num_inference_steps=steps,
                    solver=solver, output_type="state_dict")  # fmt: skip
         seconds = time.perf_counter() - t0
     except DWFError as e:  # also a flow that cannot calibrate its BatchNorm networks here
-        return f"**Error:** {e}", [], None, None
+        return f"**Error:** {public(str(e))}", [], None, None
     generated = pipe.to_zoo(out, seed=seed)
     metric = pipe.arch.metric
     scores = score_many(pipe.arch, out.weights, *flow.test).tolist() if flow.test else [math.nan] * n
@@ -314,7 +334,7 @@ def inspect(library: FlowLibrary, choice, repo, upload) -> str:
 
 def build_demo(flows: dict[str, Flow]) -> gr.Blocks:
     library = FlowLibrary(flows)
-    with gr.Blocks(title="DeepWeightFlow") as demo:
+    with gr.Blocks(title="DeepWeightFlow", delete_cache=CACHE_CLEANUP) as demo:
         gr.Markdown("# DeepWeightFlow\nGenerate populations of ready-to-use neural networks from a flow "
                     "fitted on a weight zoo — no training, no fine-tuning.")  # fmt: skip
         with gr.Row():
@@ -368,6 +388,7 @@ def main() -> None:
             )  # only the flow and canonical zoo ship
         return
     flows = {label: build_embedded(recipe) for label, recipe in EMBEDDED.items()}
+    atexit.register(_remove_downloads)  # the zips of this server's answers go with it
     build_demo(flows).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), max_file_size=f"{MAX_UPLOAD_MB:g}mb"
     )

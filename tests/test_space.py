@@ -105,6 +105,33 @@ def test_flow_cache_and_downloads_are_bounded(space, monkeypatch, tmp_path):
     assert len(list((tmp_path / "downloads").iterdir())) == 2  # older archives removed, no folders left
 
 
+def test_work_per_request_is_bounded_and_errors_hide_server_paths(space, monkeypatch):
+    library = app.FlowLibrary({"tiny iris": app.Flow.from_pipeline(*_tiny(space))})
+    monkeypatch.setattr(app, "MAX_WORK", 100)
+    status, rows, _, download = app.generate(library, "tiny iris", None, "20", "rk4", "10", "0")
+    assert "more work than one request may ask" in status and rows == [] and download is None
+    assert (
+        app.public("/srv/app/.cache/dwf_hub/space/flow/codec/config.json: invalid") == "config.json: invalid"
+    )
+    monkeypatch.setattr(app, "ALLOW_LOCAL", True)
+    status, *_ = app.generate(library, None, str(space["folder"] / "missing"), "2", "rk4", "3", "0")
+    assert str(space["folder"]) not in status and "**Error:**" in status
+
+
+def test_gradio_cache_is_cleaned_and_downloads_go_with_the_server(space):
+    demo = app.build_demo({})
+    assert demo.delete_cache == app.CACHE_CLEANUP
+    app.DOWNLOADS.mkdir(exist_ok=True)
+    app._remove_downloads()  # what atexit runs when the server stops
+    assert not app.DOWNLOADS.exists()
+
+
+def _tiny(space):
+    from dwf_hub.pipeline import DeepWeightFlowPipeline
+
+    return DeepWeightFlowPipeline.from_pretrained(space["folder"] / "pipeline"), space["zoo"]
+
+
 def test_an_upload_with_too_many_tensors_is_refused_from_its_header(client, space, tmp_path, monkeypatch):
     from gradio_client import handle_file
 

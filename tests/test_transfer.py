@@ -11,6 +11,7 @@ import torch
 from conftest import TINY_RECIPE_TOML
 
 from dwf_hub.archs import get_arch
+from dwf_hub.artifacts import job_folder
 from dwf_hub.cli import main
 from dwf_hub.data import load_task
 from dwf_hub.errors import DWFError
@@ -76,14 +77,18 @@ def test_transfer_table_and_resume(recipe, tiny_fit, tiny_zoo, tmp_path, monkeyp
     monkeypatch.setattr(transfer, "_cell", failing)
     with pytest.raises(KeyboardInterrupt):
         run_transfer(recipe, tmp_path / "t", pipeline=tiny_fit.pipeline, zoo=tiny_zoo, progress=False)
-    cells = tmp_path / "t" / "cells"
-    assert sorted(p.name for p in cells.iterdir()) == ["generated_0.json", "generated_2.json"]
-    before = (cells / "generated_2.json").read_text()
+    cells = job_folder(tmp_path / "t")  # finished cells wait beside the output, which is not written yet
+    assert not (tmp_path / "t").exists()
+    assert sorted(p.name for p in cells.glob("cell_*")) == ["cell_generated_0.json", "cell_generated_2.json"]
+    before = (cells / "cell_generated_2.json").read_text()
     monkeypatch.setattr(transfer, "_cell", lambda *a, **k: calls.append(a[3]) or original(*a, **k))
     calls.clear()
     summary = run_transfer(recipe, tmp_path / "t", pipeline=tiny_fit.pipeline, zoo=tiny_zoo, progress=False)
     assert sorted(calls) == [0, 0, 2, 2]  # only the four missing cells ran
-    assert (cells / "generated_2.json").read_text() == before
+    assert json.loads((tmp_path / "t" / "results.json").read_text())["cells"]["generated"]["2"] == json.loads(
+        before
+    )
+    assert not cells.exists()  # the job is done: nothing left beside the output
     assert set(summary["table"]) == {"generated", "pretrained", "random"}
     for cells in summary["table"].values():
         assert set(cells) == {"0", "2"} and all(c["k"] == 3 and 0 <= c["mean"] <= 1 for c in cells.values())
@@ -91,8 +96,14 @@ def test_transfer_table_and_resume(recipe, tiny_fit, tiny_zoo, tmp_path, monkeyp
         p.name for p in (tmp_path / "t").iterdir()
     }
     other = dataclasses.replace(recipe, transfer=dataclasses.replace(recipe.transfer, lr=1e-3))
-    with pytest.raises(DWFError, match="another transfer recipe"):
+    monkeypatch.setattr(transfer, "_cell", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):  # another setting, interrupted: its job waits beside the results
         run_transfer(other, tmp_path / "t", pipeline=tiny_fit.pipeline, zoo=tiny_zoo, progress=False)
+    with pytest.raises(DWFError, match="interrupted job with other settings"):
+        run_transfer(recipe, tmp_path / "t", pipeline=tiny_fit.pipeline, zoo=tiny_zoo, progress=False)
+    assert json.loads((tmp_path / "t" / "results.json").read_text())["cells"]["generated"]["2"] == json.loads(
+        before
+    )
 
 
 def test_fine_tuning_improves_on_zero_shot_with_a_new_head(recipe, tiny_zoo, tmp_path):

@@ -117,10 +117,12 @@ def test_zoo_training_is_deterministic_and_resumes(tiny_recipe, tmp_path):
     first = train_zoo(tiny_recipe, 4, tmp_path / "a", seed=5, progress=False).to_matrix()
     again = train_zoo(tiny_recipe, 4, tmp_path / "b", seed=5, progress=False).to_matrix()
     assert torch.equal(first, again)
-    # Simulate an interruption: one checkpoint never written, the final files missing.
+    # Simulate an interruption: one checkpoint never written, the final files missing (the job record and
+    # the finished checkpoints are what a killed run leaves).
     root = tmp_path / "a"
     (root / checkpoint_name(2)).unlink()
-    (root / "zoo.json").unlink()
+    for name in ("zoo.json", "metadata.parquet", "manifest.json", "README.md"):
+        (root / name).unlink()
     mtime = (root / checkpoint_name(0)).stat().st_mtime_ns
     resumed = train_zoo(tiny_recipe, 4, root, seed=5, progress=False)
     assert (root / checkpoint_name(0)).stat().st_mtime_ns == mtime  # finished work is not redone

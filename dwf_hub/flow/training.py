@@ -157,12 +157,20 @@ class _Run:
 
 
 def _new_run(dim: int, cfg: FlowConfig, conditions: FlowConditions | None = None) -> _Run:
+    from ..pca import require_memory
+
     t, v = cfg.training, cfg.velocity
-    model = VelocityModel(
+    build = lambda: VelocityModel(  # noqa: E731
         dim=dim, hidden_dim=v.hidden_dim, time_embed_dim=v.time_embed_dim, dropout=v.dropout,
         num_labels=conditions.num_labels if conditions else 0,
         label_latent_dim=conditions.latent_dim if conditions else None,
     )  # fmt: skip
+    with torch.device("meta"):  # sized before anything is allocated
+        params = sum(p.numel() for p in build().parameters())
+    copies = 5 if t.ema_decay > 0 else 4  # weights, gradients, Adam's two moments, the EMA copy
+    require_memory(4 * copies * params, f"a velocity model of {params:,} parameters (hidden_dim {v.hidden_dim})",
+                   "lower hidden_dim")  # fmt: skip
+    model = build()
     opt = torch.optim.AdamW(
         model.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay, fused=True
     )
