@@ -652,9 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     except DWFError as e:
         _say(f"dwf-hub: error: {e}")
         return 2
-    except (
-        OSError
-    ) as e:  # a full or read-only disk, a name the file system refuses: one line, not a traceback
+    except OSError as e:  # a full or read-only disk, a name the file system refuses: one line
         where = f"{e.filename}: " if e.filename else ""
         _say(f"dwf-hub: error: {where}{e.strerror or e}")
         return 2

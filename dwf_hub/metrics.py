@@ -100,10 +100,12 @@ def jensen_shannon(a: Tensor, b: Tensor, bins: int = 200) -> float:
 
 
 def spearman(pred: Tensor, target: Tensor) -> Tensor:
-    """``[N]`` Spearman correlation of each network's predictions ``[N, B]`` with targets ``[B]``."""
+    """``[N]`` Spearman correlation of each network's predictions ``[N, B]`` with targets ``[B]``; a constant
+    prediction (a broken network: scipy says NaN) ranks nothing, so it scores 0 and every table stays finite."""
     from scipy.stats import spearmanr
 
-    return torch.tensor([spearmanr(p.double().numpy(), target.double().numpy())[0] for p in pred])
+    rho = torch.tensor([spearmanr(p.double().numpy(), target.double().numpy())[0] for p in pred])
+    return rho.nan_to_num(0.0)
 
 
 def weight_metrics(weights_a: Tensor, weights_b: Tensor, same: bool = False) -> dict[str, float]:

@@ -11,7 +11,9 @@ from typing import Any, ClassVar
 
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.utils import logging as diffusers_logging
 from diffusers.utils.torch_utils import randn_tensor
+from huggingface_hub.utils import are_progress_bars_disabled
 from torch import Tensor, nn
 
 from .codec import CodecCollection, WeightCodec
@@ -69,6 +71,9 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         self.condition_postprocessors = _condition_postprocessors(codecs, conditions, velocity)
         self.card_info: dict[str, Any] = {}
         self.hub_repo_id: str | None = None  # the Hub repo it was loaded from (generated zoos link to it)
+        # the ecosystem's switches (HF_HUB_DISABLE_PROGRESS_BARS, diffusers' disable_progress_bar; `-q` sets both)
+        if are_progress_bars_disabled() or not diffusers_logging.is_progress_bar_enabled():
+            self.set_progress_bar_config(disable=True)
 
     @property
     def arch(self):

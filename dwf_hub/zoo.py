@@ -15,6 +15,7 @@ names its shard and its ``shard_row`` — still one row per network, and few fil
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -731,6 +732,9 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
     for i, rec in enumerate(records):
         if not isinstance(rec.get("checkpoint"), str):
             raise ZooFormatError(f"{path}: row {i} has no 'checkpoint' path")
+        bad = [k for k, v in rec.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise ZooFormatError(f"{path}: row {i} has {bad[0]} = {rec[bad[0]]} (not a finite number)")
     return records
 
 
