@@ -147,7 +147,7 @@ def main_probe() -> int:
         w = Path(tmp)
         prepare(w)
         counts = {"data lost": 0, "traceback": 0, "silently accepted": 0, "wrongly refused": 0}
-        print(f"| case | expected | exit | outcome |\n|---|---|---|---|")
+        print("| case | expected | exit | outcome |\n|---|---|---|---|")
         for what, expected, argv in cases(w):
             out = next((argv[i + 1] for i, a in enumerate(argv) if a == "--out"), None)
             before = snapshot(w)
