@@ -32,21 +32,27 @@ from dwf_hub.recipes import load_recipe
 from dwf_hub.report import fmt_ratio
 from dwf_hub.scoring import outputs_many
 from dwf_hub.zoo import WeightZoo
-from dwf_hub.zoo_training import init_member, train_members
+from dwf_hub.zoo_training import after_spawn, spawn_parent, train_members
 
 SHARED_SEED = 10_000
 
 
-def train(recipe_name: str, lr: float, shared: bool, members: int = 100) -> WeightZoo:
-    """``members`` networks of the recipe trained at ``lr``, each from its own seed's initialisation or (``shared``)
-    all from ``SHARED_SEED``'s; data order from each member's seed either way."""
+def train(recipe_name: str, lr: float, start: str, members: int = 100) -> WeightZoo:
+    """``members`` networks of the recipe trained at ``lr``: ``independent`` (each from its own seed's
+    initialisation), ``shared`` (all from ``SHARED_SEED``'s) or ``spawnK`` (all continuing one parent trained K
+    epochs from ``SHARED_SEED``: the recipe option ``start = "spawned"``); data order from each member's seed."""
     recipe = load_recipe(recipe_name)
-    arch, cfg = recipe.arch_spec, replace(recipe.training, lr=lr)
-    seeds = list(range(members))
-    start = [init_member(arch, cfg.init_for(0), SHARED_SEED)] * members if shared else None
+    cfg = replace(recipe.training, lr=lr)
+    if start != "independent":
+        k = 0 if start == "shared" else int(start.removeprefix("spawn"))
+        cfg = replace(cfg, start="spawned", spawn_epochs=k, spawn_seed=SHARED_SEED)
+    arch, seeds = recipe.arch_spec, list(range(members))
+    parent = spawn_parent(arch, recipe.task, cfg) if cfg.start == "spawned" else None
+    children = after_spawn(cfg)
     trained = train_members(
-        arch, recipe.task, cfg, seeds, [cfg.init_for(i) for i in seeds], False, start=start
-    )
+        arch, recipe.task, children, seeds, [cfg.init_for(i) for i in seeds], False,
+        start=[parent] * members if parent else None,
+    )  # fmt: skip
     return WeightZoo(arch, [sd for sd, _ in trained], [r for _, r in trained], recipe=recipe)
 
 
@@ -86,7 +92,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipe", default="digits_mlp")
     p.add_argument("--lrs", default="0.001,0.003,0.01,0.02")
-    p.add_argument("--starts", default="independent,shared")
+    p.add_argument("--starts", default="independent,shared", help="independent, shared, or spawnK (K epochs)")
     p.add_argument("--flow", action="store_true", help="fit and score the recipe's default flow on every zoo")
     p.add_argument("--flow-seeds", default="0")
     p.add_argument("--out", default="bench_out/zoo_recipe")
@@ -100,7 +106,7 @@ def main() -> None:
     )
     for lr in map(float, a.lrs.split(",")):
         for start in a.starts.split(","):
-            zoo = canonicalize(train(a.recipe, lr, start == "shared"), progress=False).zoo
+            zoo = canonicalize(train(a.recipe, lr, start), progress=False).zoo
             s = spread(zoo)
             cells = (f"| {lr:g} | {start} | {100 * s['val']:.2f} | {s['loss']:.4f} | {s['distance']:.3f} | "
                      f"{100 * s['disagreement']:.2f} | {100 * s['midpoints']:.2f} |")  # fmt: skip

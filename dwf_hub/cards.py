@@ -141,6 +141,7 @@ def render_flow_card(
         citation=CITATION,
         conditions=_conditions(pipe),
         connectivity=pipe.connectivity and pipe.connectivity.describe(),
+        quality_check=pipe.quality_check and pipe.quality_check.describe(),
     )
     return str(card)
 

@@ -217,11 +217,12 @@ def _generate(a: argparse.Namespace) -> None:
         raise DWFError("--export writes one folder per network, for small sets: not with packed shards")
     pipe = DeepWeightFlowPipeline.from_pretrained(a.pipeline)
     given = {"num_inference_steps": a.steps, "solver": a.solver, "condition": a.condition,
-             "guidance_scale": a.guidance_scale, "temperature": a.temperature}  # fmt: skip
+             "guidance_scale": a.guidance_scale, "temperature": a.temperature,
+             "quality_check": False if a.no_quality_check else None}  # fmt: skip
     kwargs = {k: v for k, v in given.items() if v is not None}
     if per_shard is not None:  # streamed: memory flat in the number of networks
         pipe.generate_to_disk(a.out, a.num_networks, a.seed, per_shard, a.overwrite, not a.quiet, **kwargs)
-        print(f"{a.num_networks} generated networks in {a.out} ({per_shard} per shard)")
+        print(f"{a.num_networks} generated networks in {a.out} ({per_shard} per shard){_checked(a.out)}")
         return
     from .artifacts import check_disk
     from .zoo import zoo_bytes
@@ -234,7 +235,20 @@ def _generate(a: argparse.Namespace) -> None:
 
         export_networks(zoo.arch, [zoo.model(i) for i in range(len(zoo))], a.export, zoo.recipe, a.overwrite)
         print(f"one Hub model folder per network in {a.export}")
-    print(f"{len(zoo)} generated networks in {a.out}")
+    print(f"{len(zoo)} generated networks in {a.out}{_checked(a.out)}")
+
+
+def _checked(out: str) -> str:
+    """What the quality check did for the zoo at ``out``, as the end of ``generate``'s summary line."""
+    from .zoo import read_zoo_config
+
+    check = read_zoo_config(Path(out)).get("info", {}).get("quality_check")
+    if not check:
+        return " (no quality check)"
+    n = check["counts"]
+    rate = (n["drawn"] - n["rejected"]) / n["drawn"]
+    return (f"; quality check: {n['drawn']} drawn, {n['rejected']} rejected below {check['threshold']:.4f} "
+            f"(acceptance {100 * rate:.0f} %)")  # fmt: skip
 
 
 def _baseline(a: argparse.Namespace) -> None:
@@ -533,6 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--temperature", type=float, default=None,
                    help="source std multiplier (default: the pipeline's; < 1 samples nearer the zoo's modes)")  # fmt: skip
+    g.add_argument("--no-quality-check", action="store_true",
+                   help="return the raw flow's networks: no redrawing of those below the pipeline's quality threshold")  # fmt: skip
     g.add_argument("--networks-per-shard", type=int, default=None, metavar="K",
                    help=f"write K networks per safetensors shard, generating K at a time (memory flat in N); "
                         f"default: one file per network up to {PACK_ABOVE} networks, else {PACK_ABOVE} per shard")  # fmt: skip

@@ -154,9 +154,21 @@ class TrainingConfig(Config):
         "none", "crop_flip: random crop and horizontal flip (images)", choices=("none", "crop_flip")
     )
     crop_padding: int = option(4, "zero padding before the random crop", low=0, high=1024)
+    start: str = option(
+        "independent",
+        "independent: each member from its own seed's initialisation; spawned: every member continues one parent "
+        "network trained spawn_epochs epochs from spawn_seed, then diverges by its own data order (Frankle et al. "
+        "2020: such children are linearly connected)",
+        choices=("independent", "spawned"),
+    )
+    spawn_epochs: int = option(0, "spawned: the parent's epochs before members diverge (0: a shared initialisation)",
+                               low=0, high=100_000)  # fmt: skip
+    spawn_seed: int = option(10_000, "spawned: the parent's seed", low=0, high=2**62)
 
     def validate(self) -> None:
         self.check(bool(self.init_schemes), "init must name at least one scheme")
+        self.check(self.spawn_epochs < self.epochs, "spawn_epochs must be fewer than epochs")
+        self.check(self.start == "spawned" or self.spawn_epochs == 0, 'spawn_epochs needs start = "spawned"')
 
     @property
     def init_schemes(self) -> list[str]:

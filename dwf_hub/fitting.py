@@ -179,6 +179,12 @@ def fit_pipeline(
     pipe.set_progress_bar_config(disable=True)
     if connectivity:
         pipe.card_info["connectivity"] = connectivity.to_dict()
+    if training.recipe is not None:
+        from .quality_check import QualityCheck
+
+        check = QualityCheck.fit(training.arch, training.to_matrix(), training.recipe)
+        pipe.card_info["quality_check"] = check.to_dict()
+        logger.info("quality check: %s", check.describe())
     logger.info("fitted on %d networks: final loss %.4g, timings %s", len(training), losses[-1], timings)
     return FitResult(pipe, training, heldout, losses, timings, connectivity=connectivity)
 

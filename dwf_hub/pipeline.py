@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +29,7 @@ from .provenance import CanonicalizationRecord
 from .recipes import Recipe, as_recipe
 
 __all__ = ["DeepWeightFlowOutput", "DeepWeightFlowPipeline"]
+logger = logging.getLogger(__name__)
 
 COMPONENTS = {"velocity": VelocityModel, "codec": WeightCodec, "scheduler": FlowODEScheduler}
 CARD_INFO_NAME = "card.json"
@@ -233,6 +235,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         condition: str | list[str] | None = None,
         guidance_scale: float | None = None,
         temperature: float | None = None,
+        quality_check: bool | None = None,
     ) -> DeepWeightFlowOutput | tuple:
         """Integrate the flow from ``N`` Gaussian samples in one batched solver pass.
 
@@ -247,23 +250,78 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         with its condition's recipe. ``guidance_scale`` (default: the fitted sampling config's) applies
         classifier-free guidance ``v_none + s (v_label - v_none)``. ``temperature`` (default: the scheduler's,
         i.e. the fitted sampling config's) multiplies the source std the samples start from.
+        ``quality_check`` (default: on when the pipeline holds a fit-time record, see ``pipe.quality_check``, and
+        the networks are post-processed): a network scoring below the record's threshold on a slice of the
+        training split is drawn again (up to 10 draws per network); ``out.num_drawn`` / ``out.rejected`` say
+        how many. ``False``: the raw flow.
         """
         check_output_type(output_type)
         labels = self.label_ids(condition, _count(num_networks))
-        codec = self._codec_for(labels)
-        check_memory(num_networks, codec.arch.num_params + codec.latent_dim)
-        x = self.sample_latents(
-            num_networks, generator, num_inference_steps, solver, labels, guidance_scale, temperature
+        if isinstance(generator, list) and len(generator) != num_networks:
+            raise DWFError(
+                f"{len(generator)} generators for {num_networks} networks: give one, or one per network"
+            )
+        check_memory(
+            num_networks, self._codec_for(labels).arch.num_params + self._codec_for(labels).latent_dim
         )
+        sampling = (num_inference_steps, solver, guidance_scale, temperature, calibration_data, calibrate)
+        check = self._check_for(quality_check, output_type, calibrate, labels)
+        if check is None:
+            out = self._draw(num_networks, generator, labels, output_type, *sampling)
+            return out if return_dict else out.to_tuple()
+        from .quality_check import draw_checked
+
+        def draw(slots: list[int]) -> Tensor:
+            gens = [generator[i] for i in slots] if isinstance(generator, list) else generator
+            return self._draw(len(slots), gens, None, "state_dict", *sampling).weights
+
+        passes = lambda w: check.passes(self.arch, w, self.recipe)  # noqa: E731
+        weights, drawn, rejected = draw_checked(draw, passes, num_networks)
+        out = self.postprocessor.postprocess(weights, output_type, calibrate=False)  # recalibrated already
+        out.num_drawn, out.rejected = drawn, rejected
+        return out if return_dict else out.to_tuple()
+
+    def _draw(self, n, generator, labels, output_type, steps, solver, guidance, temperature, data, calibrate):
+        """``n`` networks from the flow, post-processed as ``__call__`` describes (no quality check)."""
+        codec = self._codec_for(labels)
+        x = self.sample_latents(n, generator, steps, solver, labels, guidance, temperature)
         latents = x[:, : codec.latent_dim]
         weights, targets = codec.decode(latents).float().cpu(), codec.unit_targets(latents)
         if labels is None:
-            out = self.postprocessor.postprocess(weights, output_type, calibration_data, calibrate, targets)
-        else:
-            out = self._postprocess_conditions(
-                weights, labels, output_type, calibration_data, calibrate, targets
+            return self.postprocessor.postprocess(weights, output_type, data, calibrate, targets)
+        return self._postprocess_conditions(weights, labels, output_type, data, calibrate, targets)
+
+    @property
+    def quality_check(self):
+        """The fit-time quality-check record (``QualityCheck``; ``None``: none, e.g. a conditional flow or a
+        pipeline fitted before dwf_hub 0.3)."""
+        from .quality_check import QualityCheck
+
+        data = self.card_info.get("quality_check")
+        return None if data is None else QualityCheck.from_dict(data, CARD_INFO_NAME)
+
+    def _check_for(self, asked: bool | None, output_type: str, calibrate: bool, labels: Tensor | None):
+        """The quality check a call runs (``None``: none), refusing one that was asked for but cannot run."""
+        if asked is not None and not isinstance(asked, bool):
+            raise DWFError(f"quality_check must be True, False or None, got {asked!r}")
+        check = self.quality_check
+        usable = check is not None and labels is None and output_type != "pt" and calibrate and self.recipe
+        if asked and not usable:
+            raise DWFError(
+                "quality_check=True: this pipeline has no quality-check record for these networks (conditional, "
+                "fitted before dwf_hub 0.3, or output_type='pt' / calibrate=False)"
             )
-        return out if return_dict else out.to_tuple()
+        if not usable or asked is False:
+            return None
+        if asked is None:  # on by default, unless its training data cannot be had here: then said, not hidden
+            from .quality_check import training_slice
+
+            try:
+                training_slice(self.recipe, 1)
+            except DWFError as e:
+                logger.warning("quality check skipped: its training data is not available here (%s)", e)
+                return None
+        return check
 
     def label_ids(self, condition: str | list[str] | None, num_networks: int) -> Tensor | None:
         """``condition`` as label indices ``[N]`` (``None`` for an unconditional flow); unknown labels are
@@ -441,16 +499,39 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         codec = self.codec_of(condition)
         arch = codec.arch
         check_disk(path, 4 * num_networks * arch.num_params + zoo_bytes(arch, num_networks))  # job + zoo
-        calibrate = kwargs.pop("calibrate", True) and (arch.needs_calibration or codec.has_unit_targets)
+        wanted = kwargs.pop("calibrate", True)
+        check = self._check_for(
+            kwargs.pop("quality_check", None), "state_dict", wanted, self.label_ids(condition, 1)
+        )
+        calibrate = wanted and (arch.needs_calibration or codec.has_unit_targets)
         data = kwargs.pop("calibration_data", None)
         if calibrate and data is None:
             data = self._postprocessor_of(condition).calibration_data()
+        make = self._shard_maker(
+            condition, min(networks_per_shard, num_networks), calibrate, data, check, kwargs
+        )
+
+        settings = {"seed": seed, "num_networks": num_networks, "networks_per_shard": networks_per_shard,
+                    "condition": condition, "calibrate": calibrate, "options": _job_value(kwargs),
+                    "quality_check": check and check.to_dict()}  # fmt: skip
+        job = {"generate": {**settings, "calibration_data": _job_value(data), "pipeline": self.fingerprint()}}
+        info = self._generated_info(seed, condition, calibrate and codec.has_unit_targets)
+        tally = {"drawn": 0, "rejected": 0}  # every shard's, resumed ones included
+        if check is not None:  # filled while the shards are written, before the zoo's info is
+            info["quality_check"] = {"threshold": check.threshold, "counts": tally}
+        with _without_solver_bars(self), resumable_job(path, job, overwrite) as folder:
+            chunks = _job_shards(folder, num_networks, networks_per_shard, seed, make, progress, tally)
+            return write_packed_zoo(path, arch, chunks, self._recipe_of(condition), info, overwrite)
+
+    def _shard_maker(self, condition, most: int, calibrate: bool, data, check, kwargs: dict[str, Any]):
+        """``make(generator, n) -> (weights [n, D], networks drawn)`` for ``generate_to_disk``'s shards: sampled,
+        decoded into one buffer of ``most`` rows, post-processed, and through ``check`` when there is one."""
+        codec = self.codec_of(condition)
         basis = codec.basis()[0][2] if codec.normalization.pca else codec.mean
         # one decode buffer reused by every chunk: fresh memory's first touch costs more than the multiply
-        shape = (min(networks_per_shard, num_networks), arch.num_params)
-        buffer = torch.empty(shape, dtype=basis.dtype, device=basis.device)
+        buffer = torch.empty((most, codec.arch.num_params), dtype=basis.dtype, device=basis.device)
 
-        def make(gen: torch.Generator, n: int) -> Tensor:
+        def raw(gen: torch.Generator, n: int) -> Tensor:
             latents = self.sample_latents(n, gen, labels=self.label_ids(condition, n), **kwargs)
             latents = latents[:, : codec.latent_dim]
             weights = codec.decode(latents, out=buffer[:n]).float()  # no copy when float32
@@ -459,15 +540,18 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
                 weights = post.postprocess(
                     weights, "state_dict", data, True, codec.unit_targets(latents)
                 ).weights
-            return weights
+            return weights.clone() if check is not None else weights  # the buffer is reused by redraws
 
-        settings = {"seed": seed, "num_networks": num_networks, "networks_per_shard": networks_per_shard,
-                    "condition": condition, "calibrate": calibrate, "options": _job_value(kwargs)}  # fmt: skip
-        job = {"generate": {**settings, "calibration_data": _job_value(data), "pipeline": self.fingerprint()}}
-        info = self._generated_info(seed, condition, calibrate and codec.has_unit_targets)
-        with _without_solver_bars(self), resumable_job(path, job, overwrite) as folder:
-            chunks = _job_shards(folder, num_networks, networks_per_shard, seed, make, progress)
-            return write_packed_zoo(path, arch, chunks, self._recipe_of(condition), info, overwrite)
+        def make(gen: torch.Generator, n: int) -> tuple[Tensor, int]:
+            if check is None:
+                return raw(gen, n), n
+            from .quality_check import draw_checked
+
+            passes = lambda w: check.passes(codec.arch, w, self.recipe)  # noqa: E731
+            weights, drawn, _ = draw_checked(lambda slots: raw(gen, len(slots)), passes, n)
+            return weights, drawn
+
+        return make
 
     def fingerprint(self) -> str:
         """SHA-256 of the pipeline's weights (velocity, codecs) and configuration: the same flow or not,
@@ -501,6 +585,9 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         state_dicts = output.state_dicts or [arch.unflatten(w) for w in output.weights]
         records = [{"source": "generated", "seed": seed, "index": i} for i in range(len(state_dicts))]
         info = self._generated_info(seed, condition, units_recalibrated)
+        if output.num_drawn is not None:
+            counts = {"drawn": output.num_drawn, "rejected": output.rejected}
+            info["quality_check"] = {"threshold": self.quality_check.threshold, "counts": counts}
         return WeightZoo(arch, state_dicts, records, recipe=self._recipe_of(condition), info=info)
 
     def _recipe_of(self, condition: str | list[str] | None) -> Recipe | None:
@@ -587,10 +674,13 @@ def _job_value(value: Any) -> Any:
     return value if value is None or isinstance(value, bool | int | float | str) else repr(value)
 
 
-def _job_shards(folder: Path, total: int, per_shard: int, seed: int, make, progress: bool):
+def _job_shards(
+    folder: Path, total: int, per_shard: int, seed: int, make, progress: bool, tally: dict[str, int]
+):
     """``(weights [n, D], rows)`` per shard of a generation job: the shards an interrupted run finished in
-    ``folder`` (read back), then the rest, made by ``make(generator, n)`` from the generator's state after the
-    last finished one and kept in ``folder`` before they are handed on."""
+    ``folder`` (read back), then the rest, made by ``make(generator, n) -> (weights, networks drawn)`` from the
+    generator's state after the last finished one and kept in ``folder`` before they are handed on; ``tally``
+    adds up the networks drawn and rejected."""
     from safetensors import safe_open
     from tqdm.auto import tqdm
 
@@ -611,11 +701,14 @@ def _job_shards(folder: Path, total: int, per_shard: int, seed: int, make, progr
         n = min(per_shard, total - start)
         if i < done:
             with safe_open(paths[i], "pt") as f:
-                weights = f.get_tensor("weights")
+                weights, count = f.get_tensor("weights"), int(f.get_tensor("drawn"))
         else:
-            weights = make(gen, n)
-            save_tensors(paths[i], {"weights": weights, "generator_state": gen.get_state()})
+            weights, count = make(gen, n)
+            save_tensors(paths[i], {"weights": weights, "generator_state": gen.get_state(),
+                                    "drawn": torch.tensor(count)})  # fmt: skip
             bar.update()
+        tally["drawn"] += count
+        tally["rejected"] += count - n
         yield weights, [{"source": "generated", "seed": seed, "index": start + j} for j in range(n)]
     bar.close()
 

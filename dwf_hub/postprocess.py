@@ -26,6 +26,15 @@ class DeepWeightFlowOutput(BaseOutput):
     state_dicts: list[dict[str, Tensor]] | None = None
     networks: list[nn.Module] | None = None
 
+    # Set by the pipeline's quality check (plain attributes: ``to_tuple()`` keeps its three fields).
+    num_drawn: int | None = None  # networks drawn to return these (None: no quality check ran)
+    rejected: int | None = None  # of those, how many failed the check and were drawn again
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        """Share of drawn networks that passed the quality check (``None``: no check ran)."""
+        return None if not self.num_drawn else (self.num_drawn - (self.rejected or 0)) / self.num_drawn
+
 
 def check_output_type(output_type: str) -> None:
     if output_type not in OUTPUT_TYPES:

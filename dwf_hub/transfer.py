@@ -135,7 +135,9 @@ def initial_networks(method: str, arch: ArchSpec, source: Recipe, k: int, seed: 
         if pipeline is None:
             raise DWFError("method 'generated' needs a pipeline (--pipeline)")
         gen = torch.Generator().manual_seed(seed)
-        return pipeline(num_networks=k, generator=gen, output_type="state_dict").state_dicts
+        return pipeline(
+            num_networks=k, generator=gen, output_type="state_dict", quality_check=False
+        ).state_dicts  # raw flow
     if method == "pretrained":
         if zoo is None:
             raise DWFError("method 'pretrained' needs the source zoo (--zoo)")

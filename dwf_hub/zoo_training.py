@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,23 @@ def _records(
     ]
 
 
+def spawn_parent(
+    arch: ArchSpec, task: TaskData, cfg: TrainingConfig, device: str | torch.device | None = None
+) -> dict[str, Tensor]:
+    """The network a spawned zoo's members all continue: ``cfg.spawn_seed``'s initialisation trained
+    ``cfg.spawn_epochs`` epochs (0: the initialisation itself). Members then restart the optimizer and any
+    schedule over their remaining epochs."""
+    if cfg.spawn_epochs == 0:
+        return init_member(arch, cfg.init_for(0), cfg.spawn_seed, cfg.init_from)
+    parent = replace(cfg, epochs=cfg.spawn_epochs, checkpoint="last", start="independent", spawn_epochs=0)
+    return train_members(arch, task, parent, [cfg.spawn_seed], [cfg.init_for(0)], False, device)[0][0]
+
+
+def after_spawn(cfg: TrainingConfig) -> TrainingConfig:
+    """What each member of a spawned zoo trains once it leaves its parent: the remaining epochs."""
+    return replace(cfg, epochs=cfg.epochs - cfg.spawn_epochs, start="independent", spawn_epochs=0)
+
+
 def _check_inputs(arch: ArchSpec, task: TaskData, recipe: str) -> None:
     """The data's inputs have the shape the architecture takes (before any training starts)."""
     expected, got = tuple(arch.example_input(1).shape[1:]), tuple(task.x_train.shape[1:])
@@ -217,10 +235,13 @@ def _train_chunks(
     task = recipe.task
     _check_inputs(arch, task, recipe.name)
     bar = tqdm(total=sum(map(len, chunks)), desc=f"zoo {recipe.name}", disable=not progress)
+    parent = spawn_parent(arch, task, cfg, device) if cfg.start == "spawned" else None
+    children = after_spawn(cfg)
     for chunk in chunks:
         trained = train_members(
-            arch, task, cfg, [seeds[i] for i in chunk], [cfg.init_for(i) for i in chunk], progress, device
-        )
+            arch, task, children if parent else cfg, [seeds[i] for i in chunk], [cfg.init_for(i) for i in chunk],
+            progress, device, start=[parent] * len(chunk) if parent else None,
+        )  # fmt: skip
         for i, (sd, rec) in zip(chunk, trained):
             rec = {**rec, "model_id": i, "checkpoint": checkpoint_name(i)}
             save_tensors(paths[i], sd, metadata={RECORD_KEY: json.dumps(rec, sort_keys=True)})

@@ -308,7 +308,7 @@ def test_generate_to_disk_resumes_after_an_interruption(tiny_fit, tmp_path, monk
         return real(n, gen, **kw)
 
     monkeypatch.setattr(pipe, "sample_latents", interrupted)
-    args = dict(seed=5, networks_per_shard=3, progress=False, temperature=0.9)
+    args = dict(seed=5, networks_per_shard=3, progress=False, temperature=0.9, quality_check=False)
     with pytest.raises(KeyboardInterrupt):
         pipe.generate_to_disk(tmp_path / "gen", 10, **args)
     job = tmp_path / ".gen.job"

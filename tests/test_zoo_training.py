@@ -170,3 +170,19 @@ def test_augmentation_crops_and_flips_per_image():
     assert 0 < mirrored < 24  # some flipped, some not
     alone = augment(x[1:], [torch.Generator().manual_seed(1)], padding=1)
     assert torch.equal(alone, out[1:])  # member 1's draws do not depend on member 0
+
+
+def test_a_spawned_zoo_shares_its_first_epochs_then_diverges(tmp_path):
+    from conftest import TINY_RECIPE
+
+    from dwf_hub.recipes import Recipe
+
+    spawned = {**TINY_RECIPE, "training": {**TINY_RECIPE["training"], "start": "spawned", "spawn_epochs": 5}}
+    a = train_zoo(Recipe.from_dict(spawned), 4, tmp_path / "a", progress=False).to_matrix()
+    assert torch.equal(a, train_zoo(Recipe.from_dict(spawned), 4, tmp_path / "b", progress=False).to_matrix())
+    independent = train_zoo(Recipe.from_dict(TINY_RECIPE), 4, tmp_path / "c", progress=False).to_matrix()
+    assert len({tuple(row.tolist()) for row in a}) == 4  # the members diverge by their own data order
+    assert torch.pdist(a).mean() < 0.5 * torch.pdist(independent).mean()  # yet stay near their parent
+    bad = {**TINY_RECIPE, "training": {**TINY_RECIPE["training"], "start": "spawned", "spawn_epochs": 15}}
+    with pytest.raises(DWFError, match="spawn_epochs must be fewer than epochs"):
+        Recipe.from_dict(bad)
