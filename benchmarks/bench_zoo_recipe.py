@@ -73,12 +73,14 @@ def spread(zoo: WeightZoo) -> dict[str, float]:
     }
 
 
-def flow_rows(zoo: WeightZoo, recipe_name: str, seeds: list[int]) -> Iterator[tuple[dict, list[str], float]]:
+def flow_rows(
+    zoo: WeightZoo, recipe_name: str, seeds: list[int], sweep_networks: int | None = None
+) -> Iterator[tuple[dict, list[str], float]]:
     """Per seed, the recipe's default flow on 80 of the canonical members: its scores on the validation split,
     its margins over noise / interpolation (weight / function novelty; both swept once per zoo), and its fit
     time (s)."""
     seen, held = zoo.split_holdout(20)
-    frontier = Frontier(seen, *zoo.recipe.task.split("val"), held)
+    frontier = Frontier(seen, *zoo.recipe.task.split("val"), held, sweep_networks=sweep_networks)
     sweeps = swept(frontier)
     for seed in seeds:
         t0 = time.perf_counter()
@@ -96,6 +98,7 @@ def main() -> None:
     p.add_argument("--flow", action="store_true", help="fit and score the recipe's default flow on every zoo")
     p.add_argument("--flow-seeds", default="0")
     p.add_argument("--out", default="bench_out/zoo_recipe")
+    p.add_argument("--sweep-networks", type=int, default=None, help="networks per baseline sweep setting")
     a = p.parse_args()
     rows = []
     head = "| lr | start | val acc (%) | train loss | distance / norm | disagreement (%) | midpoints (%) |"
@@ -115,7 +118,8 @@ def main() -> None:
                 print(cells, flush=True)
                 continue
             seeds = [int(seed) for seed in a.flow_seeds.split(",")]
-            for seed, (r, (noise, interp), fit_s) in zip(seeds, flow_rows(zoo, a.recipe, seeds)):
+            rows_of = flow_rows(zoo, a.recipe, seeds, a.sweep_networks)
+            for seed, (r, (noise, interp), fit_s) in zip(seeds, rows_of):
                 ratios = " | ".join(fmt_ratio(r[k]) for k in
                                         ("novelty_ratio", "diversity_ratio", "heldout_ratio", "function_novelty_ratio"))  # fmt: skip
                 line = cells + (f" {seed} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} | {100 * r['min']:.1f} | {ratios} | "

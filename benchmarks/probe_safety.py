@@ -22,22 +22,6 @@ from pathlib import Path
 
 from dwf_hub.cli import main
 
-RECIPE = """
-name = "probe_iris"
-[arch]
-name = "mlp"
-layer_sizes = [4, 6, 3]
-[data]
-name = "iris"
-[training]
-epochs = 5
-chunk_size = 4
-[flow]
-hidden_dim = 16
-iterations = 20
-batch_size = 4
-"""
-
 
 def snapshot(root: Path) -> dict[str, str]:
     """Every regular file below ``root`` (symlinks not followed) with its SHA-256."""
@@ -76,7 +60,7 @@ def cases(w: Path) -> list[tuple[str, str, list[str]]]:
         ("demo into a trained zoo", "refused", ["demo", "--out", z]),
         ("generate into a home folder (dotfiles only)", "refused", ["generate", p, "--out", str(w / "home")]),
         ("fit into a git work tree", "refused", ["fit", z, "--out", str(w / "repo")]),
-        ("train into a user project holding a zoo of ours", "refused", ["zoo", "train", str(w / "r.toml"), "--num-models", "2", "--out", str(w / "project")]),
+        ("train into a user project holding a zoo of ours", "refused", ["zoo", "train", "iris_mlp", "--num-models", "2", "--out", str(w / "project")]),
         ("generate into a folder whose manifest.json links to a user file", "refused", ["generate", p, "--out", str(w / "evil_manifest")]),
         ("generate into a zoo of ours with a user file in checkpoints/", "refused", ["generate", p, "--out", str(w / "zoo_plus")]),
         ("generate into a pipeline of ours", "refused", ["generate", p, "--out", str(w / "pipe_copy")]),
@@ -91,7 +75,7 @@ def cases(w: Path) -> list[tuple[str, str, list[str]]]:
         ("generate 0 networks", "refused", ["generate", p, "--num-networks", "0", "--out", str(w / "g6")]),
         ("generate with a negative temperature", "refused", ["generate", p, "--temperature", "-1", "--out", str(w / "g7")]),
         ("evaluate --holdout -1", "refused", ["evaluate", str(w / "gen"), "--reference", z, "--holdout", "-1"]),
-        ("train on a missing device index", "refused", ["zoo", "train", str(w / "r.toml"), "--num-models", "2", "--out", str(w / "t1"), "--device", "cpu:x"]),
+        ("train on a missing device index", "refused", ["zoo", "train", "iris_mlp", "--num-models", "2", "--out", str(w / "t1"), "--device", "cpu:x"]),
         ("generate into an empty folder", "works", ["generate", p, "--num-networks", "2", "--out", str(w / "empty")]),
         ("generate again into the same generated zoo", "works", ["generate", p, "--num-networks", "3", "--out", str(w / "gen")]),
         ("fit again into its own pipeline folder", "works", ["fit", z, "--iterations", "5", "--out", str(w / "pipe_copy2")]),
@@ -99,9 +83,8 @@ def cases(w: Path) -> list[tuple[str, str, list[str]]]:
 
 
 def prepare(w: Path) -> None:
-    (w / "r.toml").write_text(RECIPE)
-    assert run(["zoo", "train", str(w / "r.toml"), "--num-models", "6", "--out", str(w / "zoo")])[0] == 0
-    assert run(["fit", str(w / "zoo"), "--out", str(w / "pipe")])[0] == 0
+    assert run(["zoo", "train", "iris_mlp", "--num-models", "6", "--out", str(w / "zoo")])[0] == 0
+    assert run(["fit", str(w / "zoo"), "--iterations", "50", "--out", str(w / "pipe")])[0] == 0
     assert run(["generate", str(w / "pipe"), "--num-networks", "3", "--out", str(w / "gen")])[0] == 0
     (w / "link").symlink_to(w / "zoo")
     (w / "home").mkdir()

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 
 def _main_writes(write) -> bool:
@@ -431,6 +432,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are one line (``dwf-hub generate: error: ...``, exit 2), without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """Shows an option's default in its help, unless there is none to show."""
 
@@ -449,7 +457,7 @@ def _package_version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="dwf-hub",
         description="Weight zoos and DeepWeightFlow generators.",
         formatter_class=_HelpFormatter,
@@ -457,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (also after the command)")
     p.add_argument("--version", action="version", version=f"dwf-hub {_package_version()}")
     # -q is accepted after any command too: sub-parsers inherit it without overriding the top-level value
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars"
     )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +76,38 @@ def tiny_fit(tiny_zoo):
     from dwf_hub.fitting import fit_pipeline
 
     return fit_pipeline(tiny_zoo, progress=False)
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    """Every regular file below ``folder`` (symlinks not followed) with its SHA-256: what must not change."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+def refused(argv: list[str], capsys, match: str) -> str:
+    """``dwf-hub argv`` exits 2 with one error line containing ``match`` (never a traceback)."""
+    from dwf_hub.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        sys.exit(main(argv))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.fixture
+def zoo_dir(tiny_zoo, tmp_path) -> Path:
+    """The tiny zoo saved in a folder of its own."""
+    return tiny_zoo.save(tmp_path / "zoo")
+
+
+@pytest.fixture
+def pipe_dir(tiny_fit, tmp_path) -> Path:
+    """The tiny fit's pipeline saved in a folder of its own."""
+    tiny_fit.pipeline.save_pretrained(tmp_path / "pipe")
+    return tmp_path / "pipe"

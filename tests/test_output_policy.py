@@ -5,39 +5,18 @@ never blocks a rerun. Parametrized over the CLI's commands, so that a new comman
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RECIPE_TOML
+from conftest import TINY_RECIPE_TOML, checksums, refused
 
 from dwf_hub.artifacts import job_folder, resumable_job, write_manifest
 from dwf_hub.cli import build_parser, main
 from dwf_hub.errors import DWFError
 from dwf_hub.pipeline import DeepWeightFlowPipeline
 from dwf_hub.zoo import WeightZoo
-
-
-def checksums(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and not p.is_symlink()
-    }
-
-
-def refused(argv: list[str], capsys, match: str) -> str:
-    """``dwf-hub argv`` exits 2 with one error line containing ``match``."""
-    with pytest.raises(SystemExit) as exit_info:
-        sys.exit(main(argv))
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert match in err, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return err
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ user named is read, changed or deleted, and no artifact is ever half-written."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
@@ -11,12 +10,12 @@ import random
 import shutil
 import signal
 import stat
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import checksums, refused
 
 from dwf_hub.artifacts import write_manifest
 from dwf_hub.cli import main
@@ -24,36 +23,6 @@ from dwf_hub.errors import DWFError
 from dwf_hub.io import save_tensors
 from dwf_hub.pipeline import DeepWeightFlowPipeline
 from dwf_hub.zoo import WeightZoo, checkpoint_name
-
-
-def checksums(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and not p.is_symlink()
-    }
-
-
-def refused(argv: list[str], capsys, match: str) -> str:
-    """``dwf-hub argv`` exits 2 with one error line containing ``match``."""
-    with pytest.raises(SystemExit) as exit_info:
-        sys.exit(main(argv))
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert match in err, err
-    assert "Traceback" not in err
-    return err
-
-
-@pytest.fixture
-def zoo_dir(tiny_zoo, tmp_path) -> Path:
-    return tiny_zoo.save(tmp_path / "zoo")
-
-
-@pytest.fixture
-def pipe_dir(tiny_fit, tmp_path) -> Path:
-    tiny_fit.pipeline.save_pretrained(tmp_path / "pipe")
-    return tmp_path / "pipe"
 
 
 # -- 1. saving never destroys what is not ours -------------------------------------------------------

@@ -23,17 +23,6 @@ from dwf_hub.pipeline import DeepWeightFlowPipeline
 from dwf_hub.zoo import WeightZoo, checkpoint_name
 
 
-@pytest.fixture
-def zoo_dir(tiny_zoo, tmp_path) -> Path:
-    return tiny_zoo.save(tmp_path / "zoo")
-
-
-@pytest.fixture
-def pipe_dir(tiny_fit, tmp_path) -> Path:
-    tiny_fit.pipeline.save_pretrained(tmp_path / "pipe")
-    return tmp_path / "pipe"
-
-
 def _velocity_file(pipe_dir: Path) -> Path:
     return next((pipe_dir / "velocity").glob("diffusion_pytorch_model*.safetensors"))
 
