@@ -351,3 +351,25 @@ def _patched_parser(build, func):
         return parser
 
     return build_patched
+
+
+def test_nan_rows_and_nan_packed_zoos_and_huge_paths_are_one_line(zoo_dir, tiny_fit, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(zoo_dir / "metadata.parquet")
+    column = table.column_names.index("test_accuracy")
+    table = table.set_column(column, "test_accuracy", pa.array([float("nan")] * len(table)))
+    pq.write_table(table, zoo_dir / "metadata.parquet")
+    write_manifest(zoo_dir)
+    _refused(["-q", "evaluate", str(zoo_dir)], capsys, "test_accuracy = nan")
+    packed = tiny_fit.pipeline.generate_to_disk(tmp_path / "packed", 4, networks_per_shard=4, progress=False)
+    shard = next((packed / "checkpoints").glob("*.safetensors"))
+    from dwf_hub.io import read_header
+
+    tensors, metadata = load_tensors(shard), read_header(shard).metadata
+    tensors = {k: torch.full_like(v, float("nan")) for k, v in tensors.items()}
+    save_tensors(shard, tensors, metadata=metadata)
+    write_manifest(packed)
+    _refused(["-q", "fit", str(packed), "--out", str(tmp_path / "p")], capsys, "NaN or Inf")
+    _refused(["-q", "generate", "x" * 5000, "--out", str(tmp_path / "g")], capsys, "error")
