@@ -173,10 +173,6 @@ def check_output(
     ``overwrite``), or is a non-empty folder other than an artifact of ours of the same ``kind`` holding
     only files we wrote (unless ``overwrite``)."""
     target = Path(target)
-    if target.is_symlink():
-        raise DWFError(f"{target}: is a symbolic link; refusing to write through it")
-    if target.exists() and not target.is_dir():
-        raise DWFError(f"{target}: exists and is not a folder")
     where = target.resolve()
     for source in inputs:
         path = Path(source)
@@ -187,6 +183,10 @@ def check_output(
             raise DWFError(
                 f"{target}: is (or holds, or lies inside) the input {source}; choose another folder"
             )
+    if target.is_symlink():
+        raise DWFError(f"{target}: is a symbolic link; refusing to write through it")
+    if target.exists() and not target.is_dir():
+        raise DWFError(f"{target}: exists and is not a folder")
     if not target.exists() or overwrite or not any(target.iterdir()):
         return
     found = artifact_kind(target)

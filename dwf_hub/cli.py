@@ -480,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     t.add_argument("--seed", type=_seed, default=0, help="member i gets seed SEED+i")
     t.add_argument("--device", default=None, help="torch device to train on, e.g. cuda (default: cpu)")
-    t.set_defaults(func=_zoo_train, output=("trained zoo", ()))
+    t.set_defaults(func=_zoo_train, output=("trained zoo", ("recipe",)))
     zi = zoo.add_parser("import", **kw, help="a zoo from saved transformers models (folders or Hub repo ids)")
     zi.add_argument("models", nargs="+", help="transformers model folders or Hub model repo ids")
     zi.add_argument("--out", required=True, help="zoo folder to write")

@@ -124,13 +124,16 @@ def test_every_writer_refuses_an_artifact_of_another_kind(command, artifacts, tm
 
 
 @pytest.mark.parametrize("where", ["the input", "inside the input", "holding the input"])
-@pytest.mark.parametrize("command", [c for c in WRITERS if c not in ("zoo train", "demo", "zoo import")])
+@pytest.mark.parametrize("command", [c for c in WRITERS if c not in ("demo", "zoo import")])
 def test_an_input_is_never_an_output_even_with_overwrite(command, where, artifacts, tmp_path, capsys):
     copy = dict(artifacts)
     for name in ("zoo", "pipe"):
         copy[name] = tmp_path / "outer" / name
         shutil.copytree(artifacts[name], copy[name])
-    source = copy["pipe"] if command == "generate" else copy["zoo"]
+    if command == "zoo train":  # its input is the recipe file
+        shutil.copy(artifacts["recipe"], copy["zoo"] / "tiny.toml")
+        copy["recipe"] = copy["zoo"] / "tiny.toml"
+    source = {"generate": copy["pipe"], "zoo train": copy["recipe"]}.get(command, copy["zoo"])
     out = {"the input": source, "inside the input": source / "sub", "holding the input": tmp_path / "outer"}[
         where
     ]
