@@ -126,6 +126,8 @@ HEAD = ("| family | N | zoo mean / worst (%) | midpoints (%) | raw flow mean ± 
 
 
 def plot(results: list[dict], path: Path) -> None:
+    from matplotlib.ticker import NullFormatter
+
     families = list(dict.fromkeys(s["family"] for s in results))
     fig, axes = panels(len(families), 5, 4)
     for ax, family in zip(axes, families):
@@ -136,6 +138,7 @@ def plot(results: list[dict], path: Path) -> None:
                         fmt="*", ms=14, label=f"flow, N={s['size']}")  # fmt: skip
             ax.axvline(s["heldout_fn_novelty"], color="grey", ls=":", label="held-out members")
         ax.set(title=family, xlabel="function novelty", ylabel="accuracy (%)", xscale="log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor log ticks' labels overlap
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
