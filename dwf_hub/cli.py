@@ -627,7 +627,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ft.add_argument("recipe", help="transfer recipe name (zoo_recipes/transfer/) or path to a .toml")
     ft.add_argument(
-        "--out", required=True, help="folder for results.json, the table and the figure (an interrupted run resumes)"
+        "--out",
+        required=True,
+        help="folder for results.json, the table and the figure (an interrupted run resumes)",
     )
     ft.add_argument("--pipeline", default=None, help="the source flow (folder or Hub repo id): 'generated'")
     ft.add_argument("--zoo", default=None, help="the source zoo (folder or Hub repo id): 'pretrained'")
