@@ -32,7 +32,7 @@ from dwf_hub.recipes import load_recipe
 from dwf_hub.report import fmt_ratio
 from dwf_hub.scoring import outputs_many
 from dwf_hub.zoo import WeightZoo
-from dwf_hub.zoo_training import after_spawn, spawn_parent, train_members
+from dwf_hub.zoo_training import spawn_start, train_members
 
 SHARED_SEED = 10_000
 
@@ -47,11 +47,10 @@ def train(recipe_name: str, lr: float, start: str, members: int = 100) -> Weight
         k = 0 if start == "shared" else int(start.removeprefix("spawn"))
         cfg = replace(cfg, start="spawned", spawn_epochs=k, spawn_seed=SHARED_SEED)
     arch, seeds = recipe.arch_spec, list(range(members))
-    parent = spawn_parent(arch, recipe.task, cfg) if cfg.start == "spawned" else None
-    children = after_spawn(cfg)
+    children, parent = spawn_start(arch, recipe.task, cfg)
     trained = train_members(
         arch, recipe.task, children, seeds, [cfg.init_for(i) for i in seeds], False,
-        start=[parent] * members if parent else None,
+        start=None if parent is None else [parent] * members,
     )  # fmt: skip
     return WeightZoo(arch, [sd for sd, _ in trained], [r for _, r in trained], recipe=recipe)
 

@@ -161,8 +161,13 @@ def artifact_kind(root: Path) -> str | None:
     )
     if kind is None or not _parses_as(root, kind):
         return None
-    listed = {*data["files"], MANIFEST_NAME, JOB_FILE}
-    return kind if all(f in listed for f in files) else None
+    return None if _unlisted(root, data) else kind
+
+
+def _unlisted(root: Path, manifest: dict[str, Any]) -> list[str]:
+    """The files of ``root`` that its parsed ``manifest`` does not list (cards and our job record aside)."""
+    listed = {*manifest["files"], MANIFEST_NAME, JOB_FILE, *CARD_FILES}
+    return [f for f in _files(root) if f not in listed]
 
 
 def check_output(
@@ -211,7 +216,7 @@ def _foreign_file(target: Path) -> str:
         return ""
     if data is None:
         return ""
-    extra = [f for f in _files(target) if f not in {*data["files"], MANIFEST_NAME, JOB_FILE, *CARD_FILES}]
+    extra = _unlisted(target, data)
     return (
         f" (it holds files dwf_hub did not write: {extra[0]}{' ...' if len(extra) > 1 else ''})"
         if extra
@@ -279,7 +284,7 @@ def _swap_in(stage: Path, target: Path) -> None:
 
 def _clean_stale(target: Path) -> None:
     """Remove staging folders of earlier writers to ``target`` that were killed (we hold the lock)."""
-    for p in target.parent.glob(f".{glob.escape(target.name[:80])}.*.staging*"):
+    for p in target.parent.glob(f"{glob.escape(sibling(target, '').name)}*.staging*"):
         if p.is_dir() and not p.is_symlink():
             logger.info("removing %s, left by an interrupted save", p)
             shutil.rmtree(p, ignore_errors=True)
@@ -327,7 +332,7 @@ def write_folder(
     with _lock(target):
         check_output(target, kind, overwrite, inputs)
         _clean_stale(target)
-        stage = Path(tempfile.mkdtemp(prefix=f".{target.name[:80]}.", suffix=".staging", dir=target.parent))
+        stage = Path(tempfile.mkdtemp(prefix=sibling(target, "").name, suffix=".staging", dir=target.parent))
         try:
             yield stage
             for name in carry:
@@ -376,11 +381,12 @@ def claim_job(folder: Path, job: dict[str, Any], refusal: str, write: bool = Tru
 
 
 def sibling(target: str | os.PathLike, suffix: str) -> Path:
-    """``.NAME.suffix`` beside ``target``; a name too long for the file system (255 bytes) is shortened and
-    made unique with a hash of the whole name."""
+    """``.NAME.suffix`` beside ``target`` (locks, job and staging folders); a name that would leave no room
+    under the file system's 255 bytes for a staging folder's random part is shortened and made unique with a
+    hash of the whole name, so two targets never share a sibling."""
     target = Path(target).absolute()
     name = f".{target.name}.{suffix}"
-    if len(os.fsencode(name)) > 255:
+    if len(os.fsencode(name)) > 200:
         digest = hashlib.sha256(os.fsencode(target.name)).hexdigest()[:16]
         name = f".{target.name[:80]}.{digest}.{suffix}"
     return target.parent / name
@@ -471,32 +477,32 @@ def verify_file(
 
 def verify_files(
     root: Path,
-    names: Iterable[str],
+    names: Iterable[str] | None,
     what: str,
     hashes: bool = True,
     error: type[DWFError] = DWFError,
     exact: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """Check ``names`` against ``root``'s manifest: listed, present, regular files inside ``root``, same
-    size (and SHA-256 when ``hashes``). ``exact``: ``root`` holds nothing else (cards aside). Returns the
-    manifest."""
+    """Check ``names`` (``None``: every file the manifest lists) against ``root``'s manifest: listed, present,
+    regular files inside ``root``, same size (and SHA-256 when ``hashes``). ``exact``: ``root`` holds nothing
+    else (cards aside). Returns the manifest."""
     try:
         manifest = read_manifest(root)
     except DWFError as e:
         raise error(str(e)) from e
     if manifest is None:
         raise error(f"{root}: incomplete {what} (no {MANIFEST_NAME}: written by an interrupted save?)")
-    for name in names:
-        entry = manifest.get(name)
-        if entry is None:
-            raise error(f"{root}: {name} is not part of this {what} (not in {MANIFEST_NAME})")
-        verify_file(root, name, entry, what, error, hashes)
     if exact:
         extra = [f for f in _files(root) if f not in manifest and f not in (MANIFEST_NAME, *CARD_FILES)]
         if extra:
             raise error(
                 f"{root / extra[0]}: not part of this {what} (not in {MANIFEST_NAME}); refusing to load it"
             )
+    for name in manifest if names is None else names:
+        entry = manifest.get(name)
+        if entry is None:
+            raise error(f"{root}: {name} is not part of this {what} (not in {MANIFEST_NAME})")
+        verify_file(root, name, entry, what, error, hashes)
     return manifest
 
 

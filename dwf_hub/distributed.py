@@ -8,6 +8,10 @@ believe they are alone and all do the whole job. Every dwf_hub stage asks here i
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def use_cpu() -> bool:
@@ -21,7 +25,7 @@ def use_cpu() -> bool:
     )
 
 
-def check_device(device: object) -> torch.device:  # noqa: F821
+def check_device(device: object) -> torch.device:
     """``device`` (a name or ``torch.device``; ``None``: CPU) as a ``torch.device`` that can run work here;
     an unknown name, ``meta``, or an accelerator this machine lacks is one clear error."""
     import torch

@@ -182,7 +182,7 @@ def fit_pipeline(
     if training.recipe is not None:
         from .quality_check import QualityCheck
 
-        check = QualityCheck.fit(training.arch, training.to_matrix(), training.recipe)
+        check = QualityCheck.fit(training)
         pipe.card_info["quality_check"] = check.to_dict()
         logger.info("quality check: %s", check.describe())
     logger.info("fitted on %d networks: final loss %.4g, timings %s", len(training), losses[-1], timings)

@@ -30,6 +30,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.remove(tmp)
 
 
+def check_finite_rows(weights: Tensor, what: str, error: type[Exception] = WeightFormatError) -> Tensor:
+    """``weights [N, D]`` (networks as rows), refused when any row holds NaN or Inf: ``what`` names them."""
+    import torch
+
+    bad = (~torch.isfinite(weights)).any(1).nonzero().flatten() if weights.numel() else []
+    if len(bad):
+        raise error(
+            f"{what}: {len(bad)} of {len(weights)} network(s) contain NaN or Inf values (first: row {int(bad[0])})"
+        )
+    return weights
+
+
 def read_json(path: str | os.PathLike, error: type[Exception] = WeightFormatError, what: str = "JSON") -> Any:
     """Parse ``path`` strictly: UTF-8, no duplicated keys, no NaN/Infinity, bounded nesting. Any fault is one
     ``error`` naming the file (never a ``UnicodeDecodeError`` or ``RecursionError`` traceback)."""

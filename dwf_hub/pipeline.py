@@ -257,13 +257,9 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         """
         check_output_type(output_type)
         labels = self.label_ids(condition, _count(num_networks))
-        if isinstance(generator, list) and len(generator) != num_networks:
-            raise DWFError(
-                f"{len(generator)} generators for {num_networks} networks: give one, or one per network"
-            )
-        check_memory(
-            num_networks, self._codec_for(labels).arch.num_params + self._codec_for(labels).latent_dim
-        )
+        _check_generators(generator, num_networks)  # before a redraw picks a network's own generator
+        codec = self._codec_for(labels)
+        check_memory(num_networks, codec.arch.num_params + codec.latent_dim)
         sampling = (num_inference_steps, solver, guidance_scale, temperature, calibration_data, calibrate)
         check = self._check_for(quality_check, output_type, calibrate, labels)
         if check is None:
@@ -385,13 +381,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         device = self.velocity.device
         self.velocity.eval()
         self.scheduler.set_timesteps(num_inference_steps, device=device, solver=solver)
-        gens = generator if isinstance(generator, list) else [generator]
-        if not all(g is None or isinstance(g, torch.Generator) for g in gens):
-            raise DWFError(f"generator must be a torch.Generator (or a list of them), got {generator!r}")
-        if isinstance(generator, list) and len(generator) != num_networks:
-            raise DWFError(
-                f"{len(generator)} generators for {num_networks} networks: give one, or one per network"
-            )
+        _check_generators(generator, num_networks)
         shape = (num_networks, self.velocity.config.dim)  # the codec's latent size, or the conditions' own
         x = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32).to(
             self.velocity.dtype
@@ -713,6 +703,17 @@ def _job_shards(
     bar.close()
 
 
+def _check_generators(generator: Any, num_networks: int) -> None:
+    """``generator``: ``None``, one ``torch.Generator``, or a list of one per network."""
+    gens = generator if isinstance(generator, list) else [generator]
+    if not all(g is None or isinstance(g, torch.Generator) for g in gens):
+        raise DWFError(f"generator must be a torch.Generator (or a list of them), got {generator!r}")
+    if isinstance(generator, list) and len(generator) != num_networks:
+        raise DWFError(
+            f"{len(generator)} generators for {num_networks} networks: give one, or one per network"
+        )
+
+
 def _count(num_networks: Any) -> int:
     """``num_networks``, refused unless a positive integer."""
     if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
@@ -828,8 +829,7 @@ def _check_pipeline_dir(path: Path) -> None:
             f"{index}: pipeline class is {got!r}, not {DeepWeightFlowPipeline.__name__!r}"
         )
     refuse_pickles(path, "pipeline")
-    manifest = verify_files(path, [], "pipeline", error=PipelineFormatError, exact=True)
-    verify_files(path, manifest, "pipeline", error=PipelineFormatError)  # every file, by content
+    verify_files(path, None, "pipeline", error=PipelineFormatError, exact=True)  # every file, by content
     for name, cls in COMPONENTS.items():
         expected = [cls.__module__, cls.__name__]
         if spec.get(name) != expected:

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from .archs import ArchSpec
 from .configs import CalibrationConfig
 from .errors import DWFError
+from .io import check_finite_rows
 from .recipes import Recipe
 
 OUTPUT_TYPES = ("model", "state_dict", "pt")
@@ -43,24 +44,10 @@ def check_output_type(output_type: str) -> None:
 
 def check_memory(num_networks: int, floats_per_network: int) -> None:
     """Refuse a request whose float32 outputs (about three copies) would not fit in available memory."""
-    from .pca import available_memory
+    from .pca import require_memory
 
     need = 3 * 4 * num_networks * floats_per_network
-    if need > available_memory():
-        raise DWFError(
-            f"num_networks={num_networks} needs about {need / 2**30:.1f} GiB for the weights alone, more than "
-            f"the {available_memory() / 2**30:.1f} GiB available; generate in smaller batches"
-        )
-
-
-def check_finite_weights(weights: Tensor, stage: str) -> None:
-    """Refuse to hand back networks ``weights [N, D]`` holding NaN or Inf (naming how many and where from)."""
-    bad = (~torch.isfinite(weights)).any(1).nonzero().flatten() if weights.numel() else weights.new_zeros(0)
-    if len(bad):
-        raise DWFError(
-            f"{len(bad)} of {len(weights)} generated networks have NaN or Inf weights after {stage} (first: "
-            f"network {int(bad[0])}); the pipeline's weights or the calibration data are broken"
-        )
+    require_memory(need, f"num_networks={num_networks}", "generate in smaller batches")
 
 
 def recipe_calibration_data(arch: ArchSpec, recipe: Recipe | None) -> Tensor:
@@ -124,7 +111,7 @@ def postprocess(
     from .calibration import check_calibration_data
 
     check_output_type(output_type)
-    check_finite_weights(weights, "the flow's samples")
+    check_finite_rows(weights, "generated networks after the flow's samples", DWFError)
     if calibration_data is not None:
         check_calibration_data(arch, calibration_data)
     if unit_targets is not None and calibrate and output_type != "pt":
@@ -132,7 +119,7 @@ def postprocess(
 
         data = calibration_data if calibration_data is not None else recipe_calibration_data(arch, recipe)
         weights = recalibrate_units(arch, weights, unit_targets, data)
-        check_finite_weights(weights, "unit recalibration")
+        check_finite_rows(weights, "generated networks after unit recalibration", DWFError)
     own = lambda w: {k: v.clone() for k, v in arch.unflatten(w).items()}  # noqa: E731
     state_dicts = [own(w) for w in weights] if output_type != "pt" else None
     calibrating = state_dicts is not None and arch.needs_calibration and calibrate
@@ -148,7 +135,7 @@ def postprocess(
         for net in networks:
             recalibrate_batchnorm(net, data, batch_size=batch_size)
         weights = torch.stack([arch.flatten(sd) for sd in state_dicts])
-        check_finite_weights(weights, "BatchNorm recalibration")
+        check_finite_rows(weights, "generated networks after BatchNorm recalibration", DWFError)
     if output_type != "model":
         networks = None
     return DeepWeightFlowOutput(weights=weights, state_dicts=state_dicts, networks=networks)

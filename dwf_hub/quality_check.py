@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -14,6 +15,9 @@ from torch import Tensor
 from .archs import ArchSpec
 from .errors import DWFError, PipelineFormatError
 from .recipes import Recipe
+
+if TYPE_CHECKING:
+    from .zoo import WeightZoo
 
 MARGIN = 0.10  # below the worst fitted member by more than this (10 pp of accuracy; 0.1 of Spearman's rho)
 NUM_SAMPLES = 512  # training-split inputs the networks are scored on
@@ -32,13 +36,14 @@ class QualityCheck:
     margin: float = MARGIN
 
     @classmethod
-    def fit(cls, arch: ArchSpec, members: Tensor, recipe: Recipe, margin: float = MARGIN) -> QualityCheck:
-        """From the fitted members ``[N, D]`` (canonical, as the flow saw them) and their recipe's data."""
+    def fit(cls, zoo: WeightZoo, margin: float = MARGIN, batch_size: int = 16) -> QualityCheck:
+        """From the fitted members (canonical, as the flow saw them) and their recipe's data; members are read
+        ``batch_size`` at a time (a zoo larger than memory is fitted with streaming PCA)."""
         from .scoring import score_many
 
-        x, y = training_slice(recipe, NUM_SAMPLES)
-        worst = float(score_many(arch, members, x, y).min())
-        return cls(arch.metric, worst - margin, worst, len(x), margin)
+        x, y = training_slice(zoo.recipe, NUM_SAMPLES)
+        worst = min(float(score_many(zoo.arch, w, x, y).min()) for w in zoo.iter_matrix(batch_size))
+        return cls(zoo.arch.metric, worst - margin, worst, len(x), margin)
 
     @classmethod
     def from_dict(cls, data: object, source: str) -> QualityCheck:

@@ -202,7 +202,7 @@ def run_transfer(
     arch = pipeline.arch if pipeline is not None else source.arch_spec
     task = target_task(recipe, arch)
     outputs = 1 if task.is_regression else task.num_classes
-    new_head = cfg.new_head if cfg.new_head is not None else outputs != int(arch.layout[-1].shape[0])
+    new_head = cfg.new_head if cfg.new_head is not None else outputs != arch.num_outputs
     target = arch.with_outputs(outputs) if new_head else arch
     leading = [p.key for p in arch.layout if p.key not in arch.head_keys]
     frozen = frozenset(leading[: math.floor(cfg.freeze * len(leading))])

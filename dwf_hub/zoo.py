@@ -55,6 +55,7 @@ from .hub import PRETRAINED_FILES, HubMixin, download
 from .io import (
     DTYPE_NAMES,
     FlatReader,
+    check_finite_rows,
     load_tensors,
     read_header,
     read_json,
@@ -195,7 +196,7 @@ class WeightZoo(HubMixin):
         member = self._members[index]
         if isinstance(member, Packed):
             flat = self._reader(member).read(0, self.arch.num_params, member.row)
-            return _check_finite(flat[None], f"{member.path} row {member.row}")[0]
+            return check_finite_rows(flat[None], f"{member.path} row {member.row}")[0]
         src = str(member) if isinstance(member, Path) else f"zoo member {index}"
         return self.arch.flatten(self.state_dict(index), source=src)
 
@@ -235,7 +236,7 @@ class WeightZoo(HubMixin):
                 out[i] = self._reader(member).read(start, stop, getattr(member, "row", 0))
             else:
                 out[i] = self.flat(i)[start:stop]
-        return _check_finite(out, f"zoo {self._origin[0] if self._origin else 'in memory'}")
+        return check_finite_rows(out, f"zoo {self._origin[0] if self._origin else 'in memory'}")
 
     def _reader(self, member: Path | Packed) -> FlatReader:
         """One cached reader per checkpoint file or packed shard."""
@@ -447,16 +448,6 @@ def zoo_bytes(arch: ArchSpec, num_networks: int) -> int:
     return num_networks * per + 65_536
 
 
-def _check_finite(weights: Tensor, what: str) -> Tensor:
-    """``weights [n, D]``, refused when any network holds NaN or Inf."""
-    bad = (~torch.isfinite(weights)).any(1).nonzero().flatten()
-    if len(bad):
-        raise WeightFormatError(
-            f"{what}: {len(bad)} network(s) contain NaN or Inf values (first: row {int(bad[0])})"
-        )
-    return weights
-
-
 def _link_or_copy(source: Path, target: Path, link: bool) -> None:
     """A hard link when ``link`` and possible (no bytes written), else a plain file copy."""
     if link:
@@ -587,7 +578,7 @@ def write_packed_zoo(
                 n, name, first = len(weights), shard_name(index), len(members)
                 if len(extra) != n:
                     raise ZooFormatError(f"chunk {index}: {n} networks but {len(extra)} metadata rows")
-                _check_finite(weights, f"shard {index} (networks {first} to {first + n - 1})")
+                check_finite_rows(weights, f"shard {index} (networks {first} to {first + n - 1})")
                 tensors = {
                     p.key: weights[:, p.offset : p.offset + p.numel].reshape(n, *p.shape) for p in arch.layout
                 }

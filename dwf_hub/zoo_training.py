@@ -203,21 +203,21 @@ def _records(
     ]
 
 
-def spawn_parent(
+def spawn_start(
     arch: ArchSpec, task: TaskData, cfg: TrainingConfig, device: str | torch.device | None = None
-) -> dict[str, Tensor]:
-    """The network a spawned zoo's members all continue: ``cfg.spawn_seed``'s initialisation trained
-    ``cfg.spawn_epochs`` epochs (0: the initialisation itself). Members then restart the optimizer and any
-    schedule over their remaining epochs."""
+) -> tuple[TrainingConfig, dict[str, Tensor] | None]:
+    """How ``cfg``'s members start: ``(their training, None)`` for independent seeds, or for a spawned zoo
+    ``(the remaining epochs, the parent)`` — ``cfg.spawn_seed``'s initialisation trained ``cfg.spawn_epochs``
+    epochs (0: the initialisation itself), which every member continues with a fresh optimizer and schedule."""
+    if cfg.start != "spawned":
+        return cfg, None
+    children = replace(cfg, epochs=cfg.epochs - cfg.spawn_epochs, start="independent", spawn_epochs=0)
     if cfg.spawn_epochs == 0:
-        return init_member(arch, cfg.init_for(0), cfg.spawn_seed, cfg.init_from)
-    parent = replace(cfg, epochs=cfg.spawn_epochs, checkpoint="last", start="independent", spawn_epochs=0)
-    return train_members(arch, task, parent, [cfg.spawn_seed], [cfg.init_for(0)], False, device)[0][0]
-
-
-def after_spawn(cfg: TrainingConfig) -> TrainingConfig:
-    """What each member of a spawned zoo trains once it leaves its parent: the remaining epochs."""
-    return replace(cfg, epochs=cfg.epochs - cfg.spawn_epochs, start="independent", spawn_epochs=0)
+        return children, init_member(arch, cfg.init_for(0), cfg.spawn_seed, cfg.init_from)
+    parent = replace(children, epochs=cfg.spawn_epochs, checkpoint="last")
+    return children, train_members(arch, task, parent, [cfg.spawn_seed], [cfg.init_for(0)], False, device)[0][
+        0
+    ]
 
 
 def _check_inputs(arch: ArchSpec, task: TaskData, recipe: str) -> None:
@@ -235,12 +235,11 @@ def _train_chunks(
     task = recipe.task
     _check_inputs(arch, task, recipe.name)
     bar = tqdm(total=sum(map(len, chunks)), desc=f"zoo {recipe.name}", disable=not progress)
-    parent = spawn_parent(arch, task, cfg, device) if cfg.start == "spawned" else None
-    children = after_spawn(cfg)
+    members, parent = spawn_start(arch, task, cfg, device)
     for chunk in chunks:
         trained = train_members(
-            arch, task, children if parent else cfg, [seeds[i] for i in chunk], [cfg.init_for(i) for i in chunk],
-            progress, device, start=[parent] * len(chunk) if parent else None,
+            arch, task, members, [seeds[i] for i in chunk], [cfg.init_for(i) for i in chunk], progress, device,
+            start=None if parent is None else [parent] * len(chunk),
         )  # fmt: skip
         for i, (sd, rec) in zip(chunk, trained):
             rec = {**rec, "model_id": i, "checkpoint": checkpoint_name(i)}
@@ -280,7 +279,7 @@ def _check_trainable(recipe: Recipe, num_models: int) -> None:
     require_memory(6 * 4 * arch.num_params * chunk, f"training {chunk} {arch!r} at once",
                    "lower [training] chunk_size or the architecture's widths")  # fmt: skip
     if arch.task == "classification":
-        outputs, classes = int(arch.layout[-1].shape[0]), recipe.task.num_classes
+        outputs, classes = arch.num_outputs, recipe.task.num_classes
         if outputs != classes:
             raise DWFError(
                 f"recipe {recipe.name!r}: the architecture has {outputs} outputs, its data {classes} classes"

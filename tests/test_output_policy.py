@@ -227,6 +227,12 @@ def test_long_names_leave_nothing_behind(tiny_zoo, tmp_path):
     tiny_zoo.save(out)  # replaced: its lock and staging names fit the file system
     assert len(WeightZoo.load(out)) == 8
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
+    from dwf_hub.artifacts import sibling
+
+    twin = tmp_path / ("z" * 249 + "y")  # same first 249 characters: its staging, lock and job are its own
+    assert sibling(out, "") != sibling(twin, "") and not sibling(out, "").name.startswith(
+        sibling(twin, "").name
+    )
 
 
 def test_an_unwritable_place_is_one_line(artifacts, tmp_path, capsys):

@@ -86,6 +86,11 @@ class ArchSpec(ABC):
         return "classification"
 
     @property
+    def num_outputs(self) -> int:
+        """Outputs per sample: the length of the head's last parameter (its bias)."""
+        return int(self.layout[-1].shape[0])
+
+    @property
     def head_keys(self) -> tuple[str, ...]:
         """The task head: the last layer's weight and bias (re-initialised when transferring to another label set)."""
         return tuple(p.key for p in self.layout[-2:])
