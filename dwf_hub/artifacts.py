@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 MANIFEST_FORMAT = "dwf_hub manifest 1"
 ZOO_KINDS = ("trained zoo", "canonical zoo", "generated zoo", "baseline zoo", "imported zoo")
 KINDS = (*ZOO_KINDS, "pipeline", "report", "transfer results", "demo", "exported networks")
+STAGING_MARKER = ".dwf_staging"  # in a staging folder until its artifact is sealed
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".py")
 # an unfinished `train_zoo` job in its zoo folder: what it may hold
 _JOB_FILES = re.compile(
@@ -283,9 +284,12 @@ def _swap_in(stage: Path, target: Path) -> None:
 
 
 def _clean_stale(target: Path) -> None:
-    """Remove staging folders of earlier writers to ``target`` that were killed (we hold the lock)."""
+    """Remove staging folders of earlier writers to ``target`` that were killed (we hold the lock): only those
+    that prove to be ours by their contents — our staging marker, or an artifact of ours (the old folder a
+    writer swapped out) — never a folder whose name merely matches."""
     for p in target.parent.glob(f"{glob.escape(sibling(target, '').name)}*.staging*"):
-        if p.is_dir() and not p.is_symlink():
+        ours = (p / STAGING_MARKER).is_file() or artifact_kind(p) is not None
+        if p.is_dir() and not p.is_symlink() and ours:
             logger.info("removing %s, left by an interrupted save", p)
             shutil.rmtree(p, ignore_errors=True)
 
@@ -334,7 +338,9 @@ def write_folder(
         _clean_stale(target)
         stage = Path(tempfile.mkdtemp(prefix=sibling(target, "").name, suffix=".staging", dir=target.parent))
         try:
+            (stage / STAGING_MARKER).touch()  # proves the folder ours to `_clean_stale` if this writer dies
             yield stage
+            (stage / STAGING_MARKER).unlink()
             for name in carry:
                 src = target / name
                 if src.is_file() and not src.is_symlink() and not (stage / name).exists():

@@ -243,3 +243,21 @@ def test_an_unwritable_place_is_one_line(artifacts, tmp_path, capsys):
         ["-q", "canonicalize", str(artifacts["zoo"]), "--out", str(tmp_path / "file" / "c")], capsys, "file"
     )
     assert (tmp_path / "file").read_text() == "x"
+
+
+def test_only_staging_folders_that_prove_ours_are_cleaned(tiny_zoo, tmp_path):
+    from dwf_hub.artifacts import STAGING_MARKER, sibling
+
+    out = tmp_path / "zoo"
+    prefix = sibling(out, "").name
+    lookalike = tmp_path / f"{prefix}mine.staging"  # a user's folder whose name matches: kept
+    lookalike.mkdir()
+    (lookalike / "thesis.tex").write_text("chapter 1")
+    killed = tmp_path / f"{prefix}abcd1234.staging"  # what a writer killed mid-save leaves: removed
+    killed.mkdir()
+    (killed / STAGING_MARKER).touch()
+    (killed / "zoo.json").write_text("{}")
+    tiny_zoo.save(out)
+    assert (lookalike / "thesis.tex").read_text() == "chapter 1"
+    assert not killed.exists()
+    assert not (out / STAGING_MARKER).exists() and len(WeightZoo.load(out)) == 8
