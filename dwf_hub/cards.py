@@ -142,6 +142,7 @@ def render_flow_card(
         conditions=_conditions(pipe),
         connectivity=pipe.connectivity and pipe.connectivity.describe(),
         quality_check=pipe.quality_check and pipe.quality_check.describe(),
+        selection=pipe.selection and pipe.selection.describe(),
     )
     return str(card)
 

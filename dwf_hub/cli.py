@@ -202,6 +202,8 @@ def _fit(a: argparse.Namespace) -> None:
         if not _main_writes(write):
             return
     print(f"pipeline saved to {out} (final loss {result.losses[-1]:.4g}; timings {result.timings})")
+    if result.selection is not None:
+        print(f"flow selection: {result.selection.describe()}")
 
 
 def _generate(a: argparse.Namespace) -> None:

@@ -306,6 +306,12 @@ class FlowTrainingConfig(Config):
         high=65_536,
     )  # fmt: skip
     checkpoint_every: int = option(500, "iterations between resumable checkpoints", low=1, high=100_000_000)
+    select: str = option(
+        "auto",
+        "auto: keep the snapshot (of 8 along training, 1/64 to all of it) whose networks are new and working on the validation split "
+        "and held-out members (dwf_hub/selection.py); off: the end of training",
+        choices=("auto", "off"),
+    )
 
     def validate(self) -> None:
         if isinstance(self.source_std, str):
@@ -318,7 +324,7 @@ class FlowTrainingConfig(Config):
 
     def fingerprint(self) -> dict[str, Any]:
         """What changes the trained weights (a resumed run must agree on all of it)."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("checkpoint_every", "holdout")}
+        return {k: v for k, v in self.to_dict().items() if k not in ("checkpoint_every", "holdout", "select")}
 
 
 @dataclass

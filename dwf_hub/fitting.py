@@ -18,12 +18,13 @@ from .configs import FlowConfig
 from .connectivity import Connectivity, measure_connectivity
 from .errors import DWFError
 from .flow.scheduler import FlowODEScheduler
-from .flow.training import FlowConditions, train_flow
+from .flow.training import FlowConditions, flow_fingerprint, train_flow
 from .matching import canonicalize
 from .normalizations import NORMALIZATIONS
 from .pca_solvers import PCA_SOLVERS, resolve_pca_solver
 from .pipeline import DeepWeightFlowPipeline
 from .recipes import Recipe
+from .selection import Selection
 from .zoo import WeightZoo, open_zoo
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class FitResult:
     """A conditional flow's ``label -> (fitted members, held-out members)``."""
     connectivity: Connectivity | None = None
     """What midpoints of the aligned fitted members score (``connectivity_pairs``; ``None``: not measured)."""
+    selection: Selection | None = None
+    """Which snapshot of the flow's training was kept, and why (``select = "auto"``; ``None``: not selected)."""
 
 
 def default_flow_config(zoo: WeightZoo, preset: str = "dwf", **overrides: Any) -> FlowConfig:
@@ -153,7 +156,8 @@ def fit_pipeline(
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
 ) -> FitResult:
-    """Train a flow on ``zoo`` (defaults: the zoo recipe's ``[flow]`` table)."""
+    """Train a flow on ``zoo`` (defaults: the zoo recipe's ``[flow]`` table); with ``select = "auto"`` (the default)
+    the snapshot of its training that ``selection`` keeps."""
     zoo = open_zoo(zoo)
     cfg = config or default_flow_config(zoo)
     _check_sizes(zoo, cfg)
@@ -167,16 +171,24 @@ def fit_pipeline(
     if connectivity:
         timings["connectivity"] = time.perf_counter() - t0 - timings["canonicalize"] - timings["codec"]
     source_std = _source_std(cfg, latents)
-    t0 = time.perf_counter()
-    velocity, losses = train_flow(latents, cfg, source_std, checkpoint_dir=checkpoint_dir, progress=progress)
-    timings["flow_training"] = time.perf_counter() - t0
     scheduler = _scheduler(cfg, source_std)
     canonical = training.canonical if cfg.canonicalization.canonicalize else None
-    pipe = DeepWeightFlowPipeline(
+    make_pipeline = lambda velocity: DeepWeightFlowPipeline(  # noqa: E731
         velocity=velocity, codec=codec, scheduler=scheduler, recipe=zoo.recipe and zoo.recipe.to_dict(),
         canonicalization=canonical and canonical.to_dict(), flow_config=cfg.to_dict(),
     )  # fmt: skip
+    t0 = time.perf_counter()  # flow training, with the selection's scoring of its snapshots
+    fingerprint = flow_fingerprint(latents, cfg, source_std)
+    selector = _selector(make_pipeline, {"": (training, heldout)}, cfg, fingerprint, checkpoint_dir)
+    velocity, losses = train_flow(
+        latents, cfg, source_std, checkpoint_dir=checkpoint_dir, progress=progress, snapshots=selector
+    )
+    selection = _keep_selected(selector, velocity)
+    timings["flow_training"] = time.perf_counter() - t0
+    pipe = make_pipeline(velocity)
     pipe.set_progress_bar_config(disable=True)
+    if selection is not None:
+        pipe.card_info["selection"] = selection.to_dict()
     if connectivity:
         pipe.card_info["connectivity"] = connectivity.to_dict()
     if training.recipe is not None:
@@ -186,7 +198,34 @@ def fit_pipeline(
         pipe.card_info["quality_check"] = check.to_dict()
         logger.info("quality check: %s", check.describe())
     logger.info("fitted on %d networks: final loss %.4g, timings %s", len(training), losses[-1], timings)
-    return FitResult(pipe, training, heldout, losses, timings, connectivity=connectivity)
+    return FitResult(pipe, training, heldout, losses, timings, connectivity=connectivity, selection=selection)
+
+
+def _selector(make_pipeline, zoos: dict[str, tuple[WeightZoo, WeightZoo | None]], cfg: FlowConfig,
+              fingerprint: str, checkpoint_dir: str | Path | None):  # fmt: skip
+    """The ``SnapshotSelector`` of a fit with ``select = "auto"`` over ``zoos`` (per condition, fitted and held-out
+    members; ``None``: off, or it cannot apply, which is logged)."""
+    from .selection import SnapshotSelector, applies
+
+    if cfg.training.select == "off":
+        return None
+    why = applies([fitted for fitted, _ in zoos.values()])
+    if why:
+        logger.info("flow selection skipped: %s; the flow is kept at the end of training", why)
+        return None
+    folder = Path(checkpoint_dir) / "snapshots" if checkpoint_dir is not None else None
+    return SnapshotSelector(
+        make_pipeline, zoos, cfg.training.iterations, cfg.training.seed, fingerprint, folder
+    )
+
+
+def _keep_selected(selector, velocity: torch.nn.Module) -> Selection | None:
+    """Load the snapshot ``selector`` keeps into ``velocity``; its record (``None`` without a selector)."""
+    if selector is None:
+        return None
+    state, selection = selector.select()
+    velocity.load_state_dict(state)
+    return selection
 
 
 def _connectivity(training: WeightZoo, cfg: FlowConfig, units: bool) -> Connectivity | None:
@@ -217,7 +256,8 @@ def fit_conditional(
     velocity model), each condition starting from its own source mean. ``pipe(condition=label)`` generates for
     that zoo. Defaults: the first zoo recipe's ``[flow]``. ``condition_zoos`` holds every zoo's fitted and held-out
     members; for one architecture ``training_zoo`` / ``heldout_zoo`` hold them all, each record tagged with its
-    ``condition`` (``None`` across architectures).
+    ``condition`` (``None`` across architectures). With ``select = "auto"`` the flow's training length is chosen
+    on every zoo at once (``selection``; one architecture only).
     """
     opened = [open_zoo(z) for z in zoos]
     cfg = config or default_flow_config(opened[0])
@@ -234,29 +274,49 @@ def fit_conditional(
     timings["codec"] = time.perf_counter() - t0 - timings["canonicalize"]
     source_std = _source_std(cfg, coords)
     sources = SOURCE_SEPARATION * source_std * _directions(len(labels), coords.shape[1])
-    t0 = time.perf_counter()
     flow_conditions = FlowConditions(ids, len(labels), maps.shape[2], sources)
-    velocity, losses = train_flow(
-        coords, cfg, source_std, checkpoint_dir, progress, conditions=flow_conditions
+    make_pipeline = _conditional_pipeline(
+        zoos, opened, labels, cfg, codecs, multi, parts, (offsets, maps, sources), source_std
     )
-    for name, value in (("label_offsets", offsets), ("label_maps", maps), ("label_sources", sources)):
-        getattr(velocity, name).copy_(value)
+    by_label = dict(zip(labels, parts, strict=True))
+    fingerprint = flow_fingerprint(coords, cfg, source_std, flow_conditions)
+    # several architectures' zoos are not scored against one another's members
+    selector = None if multi else _selector(make_pipeline, by_label, cfg, fingerprint, checkpoint_dir)
+    t0 = time.perf_counter()
+    velocity, losses = train_flow(
+        coords, cfg, source_std, checkpoint_dir, progress, conditions=flow_conditions, snapshots=selector
+    )
+    selection = _keep_selected(selector, velocity)
     timings["flow_training"] = time.perf_counter() - t0
+    pipe = make_pipeline(velocity)
+    if selection is not None:
+        pipe.card_info["selection"] = selection.to_dict()
+    return FitResult(pipe, training, heldout, losses, timings, condition_zoos=by_label, selection=selection)
+
+
+def _conditional_pipeline(zoos, opened, labels, cfg, codecs, multi, parts, label_buffers, source_std):
+    """``make_pipeline(velocity)`` for a conditional fit: the velocity model given its label offsets, maps and
+    sources (``label_buffers``), in a pipeline that records the conditions."""
     canonical = parts[0][0].canonical if cfg.canonicalization.canonicalize else None
     conditions = {
         "labels": list(labels),
         "zoos": [_zoo_name(z, o) for z, o in zip(zoos, opened, strict=True)],
         "recipes": [z.recipe and z.recipe.to_dict() for z in opened],
     }
-    pipe = DeepWeightFlowPipeline(
-        velocity=velocity, codec=codecs[0], scheduler=_scheduler(cfg, source_std),
-        canonicalization=canonical and canonical.to_dict(), flow_config=cfg.to_dict(), conditions=conditions,
-        condition_codecs=CodecCollection.of(codecs[1:]) if multi else None,
-    )  # fmt: skip
-    pipe.set_progress_bar_config(disable=True)
-    result = FitResult(pipe, training, heldout, losses, timings)
-    result.condition_zoos = {label: p for label, p in zip(labels, parts, strict=True)}
-    return result
+    scheduler = _scheduler(cfg, source_std)
+
+    def make_pipeline(velocity) -> DeepWeightFlowPipeline:
+        for name, value in zip(("label_offsets", "label_maps", "label_sources"), label_buffers, strict=True):
+            getattr(velocity, name).copy_(value)
+        pipe = DeepWeightFlowPipeline(
+            velocity=velocity, codec=codecs[0], scheduler=scheduler,
+            canonicalization=canonical and canonical.to_dict(), flow_config=cfg.to_dict(), conditions=conditions,
+            condition_codecs=CodecCollection.of(codecs[1:]) if multi else None,
+        )  # fmt: skip
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    return make_pipeline
 
 
 def _collection_latents(

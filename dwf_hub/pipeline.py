@@ -133,6 +133,15 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         return None if data is None else Connectivity.from_dict(data, CARD_INFO_NAME)
 
     @property
+    def selection(self):
+        """Which snapshot of the flow's training was kept at fit time, and why (``selection.Selection``; ``None``:
+        not selected)."""
+        from .selection import Selection
+
+        data = self.card_info.get("selection")
+        return None if data is None else Selection.from_dict(data, CARD_INFO_NAME)
+
+    @property
     def canonical(self) -> CanonicalizationRecord | None:
         """How the training zoo was canonicalized (``None``: it was not)."""
         return CanonicalizationRecord.from_dict(

@@ -224,6 +224,7 @@ def build_report(
         "verdict": verdict(novelty, table["gen→orig"]["miou_mean"], matched, frontier.metric, by_function,
                            by_diversity, scores["generated"].get("novelty_interval")) + failures(scores),
         "memorized": novelty < MEMORIZED,
+        "baselines_checked": _checked_baselines(frontier, generated, {"novelty": matched, "function novelty": by_function}),
     }  # fmt: skip
     with write_folder(out, "report", overwrite) as root:
         figures = _figures(root, sets, per_network, preds, y, summary)
@@ -480,6 +481,58 @@ def _baseline_table(baselines: dict[str, dict[str, Any]], where: str, scale: flo
     return lines
 
 
+def _checked_baselines(
+    frontier, generated: WeightZoo, matched: dict[str, dict[str, dict[str, Any]]]
+) -> dict[str, Any] | None:
+    """When ``generated`` was drawn through the pipeline's quality check (its info records the threshold and
+    counts), each matched baseline given the same check: of its networks at the matched setting (``matched``: by
+    novelty or function novelty), the share that passes and their mean (what redrawing the rejected ones until
+    they pass gives on average; ``None`` when none pass), next to the generated set's acceptance rate — a checked
+    generator is compared with checked baselines, never with raw ones only. ``None``: no check was applied."""
+    from .quality_check import NUM_SAMPLES, training_slice
+    from .scoring import score_many
+
+    record = generated.info.get("quality_check")
+    if not isinstance(record, dict) or frontier.seen.recipe is None:
+        return None
+    arch, counts = frontier.seen.arch, record.get("counts") or {}
+    x, y = training_slice(frontier.seen.recipe, NUM_SAMPLES)
+    out: dict[str, Any] = {"threshold": record["threshold"], "generated_drawn": counts.get("drawn"),
+                           "generated_rejected": counts.get("rejected"), "rows": {}}  # fmt: skip
+    for where, rows in matched.items():
+        for kind, row in (rows or {}).items():
+            weights = frontier.baseline_weights(kind, row["knob"])
+            ok = score_many(arch, weights, x, y) >= record["threshold"]
+            values = score_many(arch, weights[ok], frontier.x, frontier.y) if ok.any() else None
+            out["rows"][f"{kind} at {where}"] = {"knob": row["knob"], "acceptance": float(ok.float().mean()),
+                                                 "mean": None if values is None else float(values.mean())}  # fmt: skip
+    return out
+
+
+def _checked_lines(
+    checked: dict[str, Any] | None, generated_mean: float, scale: float, suffix: str
+) -> list[str]:
+    """Markdown lines for ``_checked_baselines``."""
+    if not checked:
+        return []
+    drawn, rejected = checked["generated_drawn"], checked["generated_rejected"]
+    rate = f"{100 * (drawn - rejected) / drawn:.0f} %" if drawn else "–"
+    lines = ["", f"The generated networks were drawn through the pipeline's quality check (threshold "
+             f"{checked['threshold']:.4f} on the training split; {drawn} drawn, {rejected} rejected: acceptance {rate}). "
+             "The baselines at their matched settings, given the same check:", "",
+             f"| baseline | setting | passes the check | mean of those that pass{suffix} | generated − baseline |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for name, r in checked["rows"].items():
+        knob = ", ".join(f"{k}={v:.3g}" for k, v in r["knob"].items())
+        mean, diff = (
+            ("–", "–")
+            if r["mean"] is None
+            else (f"{scale * r['mean']:.2f}", f"{scale * (generated_mean - r['mean']):+.2f}")
+        )
+        lines.append(f"| {name} | {knob} | {100 * r['acceptance']:.0f} % | {mean} | {diff} |")
+    return lines
+
+
 def _sweep_note(summary: dict[str, Any]) -> str:
     n = summary.get("sweep_networks", summary["num_generated"])
     if n >= summary["num_generated"]:
@@ -524,6 +577,9 @@ def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
     for key, where in (("baselines", "novelty"), ("baselines_function", "function novelty"),
                        ("baselines_diversity", "diversity")):  # fmt: skip
         lines += _baseline_table(summary.get(key) or {}, where, scale, suffix)
+    lines += _checked_lines(
+        summary.get("baselines_checked"), summary["accuracy"]["generated"]["mean"], scale, suffix
+    )
     lines += [
         "",
         "Set-to-set metrics (paper Table 17, canonical weight space; per-network values averaged over the first "

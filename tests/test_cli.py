@@ -72,6 +72,7 @@ def test_full_cli_loop(workdir, capsys):
         == 0
     )
     assert not (workdir / "pipe" / ".flow_checkpoint").exists()
+    assert "flow selection: kept the flow after" in capsys.readouterr().out  # said, even with -q
     flow = json.loads((workdir / "pipe" / "model_index.json").read_text())["flow_config"]
     assert flow["training"]["iterations"] == 30 and flow["velocity"]["hidden_dim"] == 16
     assert (

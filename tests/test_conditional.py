@@ -197,3 +197,14 @@ def test_multi_architecture_flow_decodes_each_condition_with_its_own_codec(zoos,
         _check_codec_collection(tmp_path / "multi", ["dwf_hub.codec", "CodecCollection"])
     with pytest.raises(DWFError, match="component 'condition_codecs' is"):
         _check_codec_collection(tmp_path / "multi", ["os", "system"])
+
+
+def test_a_conditional_fit_selects_its_length_on_every_zoo(fitted):
+    selection = fitted.pipeline.selection
+    assert selection is not None and selection == fitted.selection
+    assert set(selection.floors) == {"a", "b"}
+    kept = {s.condition for s in selection.kept}
+    assert kept == {"a", "b"} and len(selection.scores) == 2 * len({s.iteration for s in selection.scores})
+    # the kept snapshot's label maps are the fitted ones (not the zeros training starts from)
+    assert fitted.pipeline.velocity.label_maps.abs().sum() > 0
+    assert "a: " in selection.describe() and "b: " in selection.describe()

@@ -181,3 +181,30 @@ def test_synthetic_sentiment_is_learnable_and_fixed():
     count = ((ids >= 2) & (ids <= 6)).sum(1) - ((ids >= 7) & (ids <= 11)).sum(1)
     assert torch.corrcoef(torch.stack([count.float(), a.y_train]))[0, 1] > 0.6  # signal plus unit noise
     assert bool((mask[:, 0] == 1).all()) and bool((ids[:, 0] == 1).all())
+
+
+def test_mnist1d_is_generated_offline_and_leaves_global_generators_alone():
+    import random
+
+    import numpy as np
+
+    from dwf_hub.data import load_task
+
+    load_task({"name": "mnist1d", "num_samples": 500})  # first imports may draw from `random`
+    random.seed(5)
+    np.random.seed(5)
+    task = load_task({"name": "mnist1d", "num_samples": 1000, "val_fraction": 0.1})
+    assert (random.random(), np.random.rand()) == (
+        random.Random(5).random(),
+        np.random.RandomState(5).rand(),
+    )  # make_dataset's reseeding was undone
+    x, y = task.split("train")
+    assert (
+        x.shape == (720, 40)
+        and task.split("val")[0].shape == (80, 40)
+        and task.split("test")[0].shape == (200, 40)
+    )
+    assert task.num_classes == 10 and set(y.tolist()) == set(range(10))
+    assert (
+        abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1) < 1e-3
+    )  # standardized on the training split

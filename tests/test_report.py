@@ -270,3 +270,37 @@ def test_report_shows_one_progress_step_per_scored_set(tiny_zoo, tiny_fit, tmp_p
     assert "scoring sets" in capsys.readouterr().err
     assert main(["-q", *argv, "--out", str(tmp_path / "b")]) == 0
     assert "scoring sets" not in capsys.readouterr().err
+
+
+def test_a_checked_generated_set_meets_baselines_given_the_same_check(
+    tiny_zoo, tiny_fit, tmp_path, monkeypatch
+):
+    from dwf_hub.frontier import Frontier
+    from dwf_hub.quality_check import NUM_SAMPLES, training_slice
+    from dwf_hub.report import build_report
+    from dwf_hub.scoring import score_many
+
+    drawn, original = {}, Frontier.baseline_weights
+    monkeypatch.setattr(
+        Frontier,
+        "baseline_weights",
+        lambda self, kind, knob, n=None: drawn.setdefault(
+            (kind, *knob.items()), original(self, kind, knob, n)
+        ),
+    )
+    checked = tiny_fit.pipeline.generate_zoo(8, seed=0)  # through the quality check, as users get them
+    record = checked.info["quality_check"]
+    s = build_report(checked, tiny_zoo, tmp_path / "rep", sweep_networks=4)
+    rows = s["baselines_checked"]["rows"]
+    assert {r.split(" at ")[0] for r in rows} == set(s["baselines"]) and len(rows) == 2 * len(s["baselines"])
+    x, y = training_slice(tiny_zoo.recipe, NUM_SAMPLES)
+    for name, r in rows.items():
+        kind = name.split(" at ")[0]
+        w = drawn[(kind, *r["knob"].items())]
+        ok = score_many(tiny_zoo.arch, w, x, y) >= record["threshold"]
+        assert r["acceptance"] == float(ok.float().mean())
+        assert (r["mean"] is None) == (not ok.any())
+    assert s["baselines_checked"]["generated_drawn"] == record["counts"]["drawn"]
+    assert "given the same check" in (tmp_path / "rep" / "report.md").read_text()
+    raw = tiny_fit.pipeline.generate_zoo(8, seed=0, quality_check=False)
+    assert build_report(raw, tiny_zoo, tmp_path / "raw", baselines=False)["baselines_checked"] is None

@@ -259,7 +259,7 @@ def test_vit_pipeline_end_to_end(tmp_path):
     from dwf_hub.pipeline import DeepWeightFlowPipeline
     from dwf_hub.zoo_training import train_zoo
 
-    recipe = _small_recipe("digits_vit", epochs=2)
+    recipe = _small_recipe("digits_vit", epochs=2, spawn_epochs=1)  # the recipe spawns its members
     zoo = train_zoo(recipe, 4, tmp_path / "zoo", progress=False)
     cfg = default_flow_config(zoo, normalization="whiten", n_components=3, num_inference_steps=4)
     result = fit_pipeline(zoo, cfg, progress=False)

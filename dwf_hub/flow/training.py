@@ -30,7 +30,7 @@ STATE_FILE = "flow_state.safetensors"
 STATE_KEY = "dwf_flow_state"  # safetensors header key: iteration, fingerprint, optimizer groups, losses
 
 
-def _fingerprint(
+def flow_fingerprint(
     data: Tensor, cfg: FlowConfig, source_std: float, conditions: FlowConditions | None = None
 ) -> str:
     """Everything that changes the trained weights: a resumed run must agree on all of it (sampling
@@ -291,28 +291,29 @@ def train_flow(
     progress: bool = True,
     callback: Callable[[int, float], None] | None = None,
     conditions: FlowConditions | None = None,
+    snapshots: Any = None,
 ) -> tuple[VelocityModel, list[float]]:
     """Train a velocity model on ``data [N, K]``; returns it (eval mode, CPU) and the loss curve.
     ``conditions`` make it a conditional flow.
 
     With ``checkpoint_dir``, state is saved every ``cfg.training.checkpoint_every`` iterations and a rerun
     with the same data and weight-changing settings resumes from the last checkpoint. ``callback(iteration,
-    loss)`` runs after every step (for logging; an exception it raises stops training).
+    loss)`` runs after every step (an exception it raises stops training); ``snapshots(iteration, model)`` after
+    each of ``snapshots.iterations``, with the velocity model (its EMA if any; ``selection.SnapshotSelector``).
     """
     _check_data(data, conditions)
     t = cfg.training
     accelerator = _accelerator(t)
     run = _new_run(data.shape[1], cfg, conditions)
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    fingerprint = _fingerprint(data, cfg, source_std, conditions)
+    fingerprint = flow_fingerprint(data, cfg, source_std, conditions)
     resumed = _load_state(folder, run.model, run.opt, run.sched, fingerprint, run.ema) if folder else None
     if resumed is not None:
         run.start, run.losses, run.window = resumed
     run.model.train()
     model, opt, sched = accelerator.prepare(run.model, run.opt, run.sched)
     device = accelerator.device
-    if run.ema is not None:
-        run.ema.to(device)
+    run.ema = run.ema.to(device) if run.ema is not None else None
     train = _Data(data.to(device, torch.float32), conditions.to(device) if conditions else None)
     beta = torch.distributions.Beta(*(torch.tensor(float(v), device=device) for v in t.beta))
     bar = tqdm(range(run.start, t.iterations), desc="flow training", disable=not progress,
@@ -326,10 +327,12 @@ def train_flow(
             run.ema.update_parameters(model)
         sched.step()
         opt.zero_grad(set_to_none=True)
-        run.log(loss.item(), it + 1, t.iterations, bar)
-        if callback is not None:
-            callback(it + 1, loss.item())
         done = it + 1
+        run.log(loss.item(), done, t.iterations, bar)
+        if callback is not None:
+            callback(done, loss.item())
+        if snapshots is not None and done in snapshots.iterations:
+            snapshots(done, run.ema.module if run.ema is not None else accelerator.unwrap_model(model))
         if (
             folder is not None
             and accelerator.is_main_process
