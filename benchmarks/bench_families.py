@@ -113,7 +113,7 @@ def run(family: str, size: int, a: argparse.Namespace) -> dict:
     return {
         "family": family,
         "size": size,
-        "kept": f"{fit.selection.iteration}/{cfg.training.iterations}" if fit.selection else "end",
+        "kept": f"{fit.selection.iteration}/{fit.selection.scores[-1].iteration}" if fit.selection else "end",
         "checked_baselines": {
             k: checked_baseline(frontier, k, v, r, check, pipe.recipe) for k, v in sweeps.items()
         },

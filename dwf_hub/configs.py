@@ -274,6 +274,13 @@ class FlowTrainingConfig(Config):
     section: ClassVar[str] = "flow config [training]"
     holdout: int = option(0, "the last N zoo members are kept out of fitting (unseen networks)", low=0)
     iterations: int = option(2000, "optimizer steps", low=1, high=100_000_000)
+    iterations_per_member: int = option(
+        0,
+        "at least this many optimizer steps per fitted member (0: iterations as given): a larger zoo needs a longer "
+        "flow, and the selection keeps it from memorizing a smaller one",
+        low=0,
+        high=1_000_000,
+    )
     batch_size: int = option(64, "networks per step", low=1, high=1 << 20)
     lr: float = option(3e-3, "AdamW learning rate", low=0, open_low=True, high=10)
     min_lr: float = option(1e-6, "cosine schedule floor", low=0, high=10)

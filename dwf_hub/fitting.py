@@ -53,6 +53,18 @@ def default_flow_config(zoo: WeightZoo, preset: str = "dwf", **overrides: Any) -
     return recipe.flow_config(preset, **overrides)
 
 
+def budget_for(cfg: FlowConfig, fitted: int) -> FlowConfig:
+    """``cfg`` with at least ``iterations_per_member`` flow iterations per fitted member (what the pipeline then
+    records). Why: the digits MLP recipe's 8,000 iterations (tuned on 80 members) underfit 240 (validation: 89.0 %,
+    8 % failed, vs 95.8 %, 1 % failed at 24,000), while the selection keeps a long budget from memorizing few."""
+    t = cfg.training
+    if t.iterations_per_member * fitted <= t.iterations:
+        return cfg
+    logger.info("flow budget: %d iterations for %d fitted members (%d each; the config gives %d)",
+                t.iterations_per_member * fitted, fitted, t.iterations_per_member, t.iterations)  # fmt: skip
+    return cfg.replace(iterations=t.iterations_per_member * fitted)
+
+
 def _check_sizes(zoo: WeightZoo, cfg: FlowConfig) -> None:
     holdout, reference = cfg.training.holdout, cfg.canonicalization.reference
     if holdout > len(zoo) - 2:
@@ -164,6 +176,7 @@ def fit_pipeline(
     t0 = time.perf_counter()
     training, heldout = _training_zoo(zoo, cfg, progress).split_holdout(cfg.training.holdout)
     timings = {"canonicalize": time.perf_counter() - t0}
+    cfg = budget_for(cfg, len(training))
     codec, latents = fit_codec(training, cfg, progress, checkpoint_dir)
     units = fit_unit_targets(codec, [training], latents, cfg.codec.unit_recalibration)
     timings["codec"] = time.perf_counter() - t0 - timings["canonicalize"]
@@ -268,6 +281,7 @@ def fit_conditional(
     # each zoo aligned to its own reference member: a foreign reference aligns a zoo of another task loosely
     parts = [_training_zoo(zoo, cfg, progress).split_holdout(cfg.training.holdout) for zoo in opened]
     timings = {"canonicalize": time.perf_counter() - t0}
+    cfg = budget_for(cfg, sum(len(p[0]) for p in parts))
     codecs, ids, (offsets, maps, coords), training, heldout = _collection_latents(
         parts, labels, cfg, multi, progress, checkpoint_dir
     )

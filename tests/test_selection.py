@@ -114,3 +114,15 @@ def test_the_selection_is_saved_with_the_pipeline_and_on_its_card(tiny_fit, pipe
     broken = {**tiny_fit.selection.to_dict(), "iteration": 10**6}  # not one of the scored snapshots
     with pytest.raises(PipelineFormatError, match="card.json: 'selection'"):
         Selection.from_dict(broken, "card.json")
+
+
+def test_the_flow_budget_grows_with_the_fitted_members(tiny_zoo):
+    from dwf_hub.fitting import budget_for
+
+    cfg = default_flow_config(tiny_zoo).replace(iterations=60, iterations_per_member=10)
+    assert budget_for(cfg, 8).training.iterations == 80 and budget_for(cfg, 5).training.iterations == 60
+    fit = fit_pipeline(tiny_zoo, cfg.replace(select="off", holdout=2), progress=False)  # 6 fitted: 60 stays
+    assert fit.pipeline.config.flow_config["training"]["iterations"] == 60
+    fit = fit_pipeline(tiny_zoo, cfg.replace(iterations_per_member=20), progress=False)  # 8 fitted: 160
+    assert fit.pipeline.config.flow_config["training"]["iterations"] == 160
+    assert fit.selection.scores[-1].iteration == 160
