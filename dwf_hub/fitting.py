@@ -186,10 +186,15 @@ def fit_pipeline(
     source_std = _source_std(cfg, latents)
     scheduler = _scheduler(cfg, source_std)
     canonical = training.canonical if cfg.canonicalization.canonicalize else None
-    make_pipeline = lambda velocity: DeepWeightFlowPipeline(  # noqa: E731
-        velocity=velocity, codec=codec, scheduler=scheduler, recipe=zoo.recipe and zoo.recipe.to_dict(),
-        canonicalization=canonical and canonical.to_dict(), flow_config=cfg.to_dict(),
-    )  # fmt: skip
+
+    def make_pipeline(velocity) -> DeepWeightFlowPipeline:
+        pipe = DeepWeightFlowPipeline(
+            velocity=velocity, codec=codec, scheduler=scheduler, recipe=zoo.recipe and zoo.recipe.to_dict(),
+            canonicalization=canonical and canonical.to_dict(), flow_config=cfg.to_dict(),
+        )  # fmt: skip
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
     t0 = time.perf_counter()  # flow training, with the selection's scoring of its snapshots
     fingerprint = flow_fingerprint(latents, cfg, source_std)
     selector = _selector(make_pipeline, {"": (training, heldout)}, cfg, fingerprint, checkpoint_dir)
@@ -199,7 +204,6 @@ def fit_pipeline(
     selection = _keep_selected(selector, velocity)
     timings["flow_training"] = time.perf_counter() - t0
     pipe = make_pipeline(velocity)
-    pipe.set_progress_bar_config(disable=True)
     if selection is not None:
         pipe.card_info["selection"] = selection.to_dict()
     if connectivity:

@@ -517,7 +517,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         info = self._generated_info(seed, condition, calibrate and codec.has_unit_targets)
         tally = {"drawn": 0, "rejected": 0}  # every shard's, resumed ones included
         if check is not None:  # filled while the shards are written, before the zoo's info is
-            info["quality_check"] = {"threshold": check.threshold, "counts": tally}
+            info["quality_check"] = {**check.to_dict(), "counts": tally}
         with _without_solver_bars(self), resumable_job(path, job, overwrite) as folder:
             chunks = _job_shards(folder, num_networks, networks_per_shard, seed, make, progress, tally)
             return write_packed_zoo(path, arch, chunks, self._recipe_of(condition), info, overwrite)
@@ -586,7 +586,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         info = self._generated_info(seed, condition, units_recalibrated)
         if output.num_drawn is not None:
             counts = {"drawn": output.num_drawn, "rejected": output.rejected}
-            info["quality_check"] = {"threshold": self.quality_check.threshold, "counts": counts}
+            info["quality_check"] = {**self.quality_check.to_dict(), "counts": counts}
         return WeightZoo(arch, state_dicts, records, recipe=self._recipe_of(condition), info=info)
 
     def _recipe_of(self, condition: str | list[str] | None) -> Recipe | None:

@@ -484,25 +484,25 @@ def _baseline_table(baselines: dict[str, dict[str, Any]], where: str, scale: flo
 def _checked_baselines(
     frontier, generated: WeightZoo, matched: dict[str, dict[str, dict[str, Any]]]
 ) -> dict[str, Any] | None:
-    """When ``generated`` was drawn through the pipeline's quality check (its info records the threshold and
+    """When ``generated`` was drawn through the pipeline's quality check (its info records the check and the
     counts), each matched baseline given the same check: of its networks at the matched setting (``matched``: by
     novelty or function novelty), the share that passes and their mean (what redrawing the rejected ones until
     they pass gives on average; ``None`` when none pass), next to the generated set's acceptance rate — a checked
     generator is compared with checked baselines, never with raw ones only. ``None``: no check was applied."""
-    from .quality_check import NUM_SAMPLES, training_slice
+    from .quality_check import QualityCheck
     from .scoring import score_many
 
     record = generated.info.get("quality_check")
     if not isinstance(record, dict) or frontier.seen.recipe is None:
         return None
+    check = QualityCheck.from_dict({k: v for k, v in record.items() if k != "counts"}, "generated zoo info")
     arch, counts = frontier.seen.arch, record.get("counts") or {}
-    x, y = training_slice(frontier.seen.recipe, NUM_SAMPLES)
-    out: dict[str, Any] = {"threshold": record["threshold"], "generated_drawn": counts.get("drawn"),
+    out: dict[str, Any] = {"threshold": check.threshold, "generated_drawn": counts.get("drawn"),
                            "generated_rejected": counts.get("rejected"), "rows": {}}  # fmt: skip
     for where, rows in matched.items():
         for kind, row in (rows or {}).items():
             weights = frontier.baseline_weights(kind, row["knob"])
-            ok = score_many(arch, weights, x, y) >= record["threshold"]
+            ok = check.passes(arch, weights, frontier.seen.recipe)
             values = score_many(arch, weights[ok], frontier.x, frontier.y) if ok.any() else None
             out["rows"][f"{kind} at {where}"] = {"knob": row["knob"], "acceptance": float(ok.float().mean()),
                                                  "mean": None if values is None else float(values.mean())}  # fmt: skip

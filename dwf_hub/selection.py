@@ -211,7 +211,8 @@ def _target(condition: str, training: WeightZoo, heldout: WeightZoo | None) -> _
 class SnapshotSelector:
     """Scores the flow at ``iterations`` during training (``__call__``) and keeps the snapshot ``choose`` picks.
 
-    ``make_pipeline(velocity)``: a pipeline around a velocity model (for drawing networks as users get them);
+    ``make_pipeline(velocity)``: a pipeline around a velocity model, progress bars off (for drawing networks as
+    users get them);
     ``zoos``: per condition (``""`` for an unconditional flow), the fitted members (canonical) and the held-out
     ones (or ``None``; their novelty sets the floors); ``folder``: where snapshots are saved (resumed when their
     ``fingerprint`` matches)."""
@@ -240,7 +241,7 @@ class SnapshotSelector:
             return
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         with torch.random.fork_rng(devices=[]):  # training's random stream is left as it was
-            scores = self._score(iteration, state, model)
+            scores = self._score(iteration, model)
         self.states[iteration], self.scores[iteration] = state, scores
         logger.info("flow after %d iterations: %s", iteration, scores)
         from .distributed import process_state
@@ -253,11 +254,8 @@ class SnapshotSelector:
             path = self.folder / f"snapshot_{iteration:09d}.safetensors"
             save_tensors(path, state, {SNAPSHOT_KEY: json.dumps(meta)})
 
-    def _score(self, iteration: int, state: dict[str, Tensor], model: nn.Module) -> list[SnapshotScore]:
-        velocity = copy.deepcopy(model).cpu().eval()
-        velocity.load_state_dict(state)
-        pipe = self.make_pipeline(velocity)
-        pipe.set_progress_bar_config(disable=True)
+    def _score(self, iteration: int, model: nn.Module) -> list[SnapshotScore]:
+        pipe = self.make_pipeline(copy.deepcopy(model).cpu().eval())
         scores = []
         for t in self.targets:
             gen = torch.Generator().manual_seed(self.seed)
@@ -276,8 +274,11 @@ class SnapshotSelector:
                 meta = json.loads(read_header(path).metadata[SNAPSHOT_KEY])
                 scores = [SnapshotScore(**s) for s in meta["scores"]]
                 iteration = scores[0].iteration
-            except (KeyError, TypeError, ValueError, IndexError, DWFError):
-                continue  # an unfinished or foreign file: that snapshot is scored again
+            except (KeyError, TypeError, ValueError, IndexError, DWFError, AttributeError):
+                # written whole (atomically) or not at all, so not ours: never replaced by a snapshot of ours
+                raise DWFError(
+                    f"{path}: not a dwf_hub flow snapshot; remove it or choose another folder"
+                ) from None
             if meta.get("fingerprint") == self.fingerprint and iteration in self.iterations:
                 self.states[iteration], self.scores[iteration] = load_tensors(path), scores
 

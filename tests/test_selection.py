@@ -126,3 +126,19 @@ def test_the_flow_budget_grows_with_the_fitted_members(tiny_zoo):
     fit = fit_pipeline(tiny_zoo, cfg.replace(iterations_per_member=20), progress=False)  # 8 fitted: 160
     assert fit.pipeline.config.flow_config["training"]["iterations"] == 160
     assert fit.selection.scores[-1].iteration == 160
+
+
+def test_a_snapshot_file_that_is_not_ours_is_refused_not_replaced(tiny_zoo, tmp_path):
+    import pytest
+
+    from dwf_hub.errors import DWFError
+    from dwf_hub.io import save_tensors
+
+    foreign = tmp_path / "ckpt" / "snapshots" / "snapshot_000000060.safetensors"
+    save_tensors(foreign, {"x": torch.ones(2)}, {"owner": "someone else"})
+    before = foreign.read_bytes()
+    with pytest.raises(DWFError, match="not a dwf_hub flow snapshot"):
+        fit_pipeline(
+            tiny_zoo, default_flow_config(tiny_zoo), checkpoint_dir=tmp_path / "ckpt", progress=False
+        )
+    assert foreign.read_bytes() == before
