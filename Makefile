@@ -50,7 +50,8 @@ clean:
 	rm -rf $(VENV) demo_out bench_out .pytest_cache .ruff_cache *.egg-info
 
 # A folder to push as a Hugging Face Space: the app, its card, the prebuilt flows and a copy of the package.
+SPACE_DIR ?= dist/space
 space:
-	rm -rf dist/space && mkdir -p dist/space
-	cp -r spaces_demo/app.py spaces_demo/README.md spaces_demo/requirements.txt spaces_demo/flows dist/space/
-	cp -r dwf_hub zoo_recipes model_cards dist/space/ && find dist/space -name __pycache__ -prune -exec rm -rf {} +
+	rm -rf $(SPACE_DIR) && mkdir -p $(SPACE_DIR)
+	cp -r spaces_demo/app.py spaces_demo/README.md spaces_demo/requirements.txt spaces_demo/flows $(SPACE_DIR)/
+	cp -r dwf_hub zoo_recipes model_cards $(SPACE_DIR)/ && find $(SPACE_DIR) -name __pycache__ -prune -exec rm -rf {} +

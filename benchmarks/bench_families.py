@@ -92,7 +92,8 @@ def run(family: str, size: int, a: argparse.Namespace) -> dict:
     t_zoo = time.perf_counter() - t0
     # the last fifth held out of the fit (the flow's selection sees them as held-out members), and scored here
     cfg = load_recipe(recipe).flow_config(seed=a.seed, holdout=size // 5, select=a.select, **a.flow)
-    fit = fit_pipeline(canonicalize(zoo, progress=False).zoo, cfg, progress=False)
+    aligned = canonicalize(zoo, progress=False).zoo if cfg.canonicalization.canonicalize else zoo
+    fit = fit_pipeline(aligned, cfg, progress=False)
     seen, heldout = fit.training_zoo, fit.heldout_zoo
     pipe, x, y = fit.pipeline, *zoo.recipe.task.split(a.split)
     frontier = Frontier(seen, x, y, heldout, GENERATED, a.seed, a.sweep_networks,

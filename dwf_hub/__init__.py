@@ -35,7 +35,7 @@ _EXPORTS = {
     "fit_conditional": "dwf_hub.fitting",
     "load_conditional_recipe": "dwf_hub.conditional",
     "write_packed_zoo": "dwf_hub.zoo",
-    "novelty_ratio": "dwf_hub.metrics",
+    "novelty_ratio": "dwf_hub.novelty",
     "recalibrate_batchnorm": "dwf_hub.calibration",
     "evaluate_zoo": "dwf_hub.evaluation",
     "export_networks": "dwf_hub.export",

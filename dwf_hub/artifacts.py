@@ -40,7 +40,7 @@ STAGING_MARKER = ".dwf_staging"  # in a staging folder until its artifact is sea
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".py")
 # an unfinished `train_zoo` job in its zoo folder: what it may hold
 _JOB_FILES = re.compile(
-    r"^(\.dwf_job\.json|checkpoints/model_\d{5}\.safetensors|checkpoints/\.model_\d{5}\.safetensors\..*\.tmp)$"
+    rf"^({re.escape(JOB_FILE)}|checkpoints/model_\d{{5}}\.safetensors|checkpoints/\.model_\d{{5}}\.safetensors\..*\.tmp)$"
 )
 
 
@@ -238,16 +238,16 @@ def _lock(target: Path) -> Iterator[None]:
     def same_file(fd: int) -> None:
         try:
             current = os.stat(path)
-        except FileNotFoundError:
-            raise Timeout(str(path)) from None
+        except FileNotFoundError as e:
+            raise Timeout(str(path)) from e
         if (current.st_dev, current.st_ino) != (os.fstat(fd).st_dev, os.fstat(fd).st_ino):
             raise Timeout(str(path))
 
     lock = FileLock(path, timeout=0, thread_local=False, on_acquired=same_file)
     try:
         lock.acquire()
-    except Timeout:
-        raise DWFError(f"{target}: another process is writing it; wait for it to finish") from None
+    except Timeout as e:
+        raise DWFError(f"{target}: another process is writing it; wait for it to finish") from e
     except OSError as e:
         raise DWFError(f"{target}: cannot write beside it ({e.strerror or e})") from e
     try:

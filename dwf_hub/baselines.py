@@ -26,6 +26,7 @@ does to its samples, so the two are compared on equal terms.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -35,9 +36,8 @@ from torch import Tensor
 
 from .errors import DWFError
 from .postprocess import DeepWeightFlowOutput, check_memory, postprocess
+from .registry import Registry
 from .zoo import WeightZoo
-
-BASELINES = ("noise", "interpolation", "mean_noise", "gaussian")
 
 
 @dataclass
@@ -60,8 +60,7 @@ class ZooBaseline:
     """``in_span_parts``, when already computed (shared like ``parent_statistics``)."""
 
     def __post_init__(self) -> None:
-        if self.kind not in BASELINES:
-            raise DWFError(f"unknown baseline {self.kind!r}; known: {', '.join(BASELINES)}")
+        DRAWS[self.kind]  # an unknown kind: one line listing the known ones
         for name in ("sigma", "alpha", "scale"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -124,26 +123,7 @@ class ZooBaseline:
 
     def _draw(self, num_networks: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         """Raw weights ``[N, D]`` and each network's parents as mixing weights over the zoo ``[N, M]``."""
-        w, m = self._matrix, len(self._matrix)
-        mixing = torch.zeros(num_networks, m)
-        if self.kind == "mean_noise":  # every network's parents: all members, equally
-            noise = torch.randn(num_networks, w.shape[1], generator=generator)
-            return w.mean(0) + self.sigma * self.tensor_spread * noise, mixing + 1.0 / m
-        if self.kind == "gaussian":  # parents for recalibration: all members, equally (the mean's statistics)
-            parts = self.in_span_parts
-            z = torch.randn(num_networks, m, generator=generator, dtype=parts.dtype)
-            coef = parts.mean(0) + self.scale * z @ (parts - parts.mean(0)) / max(m - 1, 1) ** 0.5
-            return coef.to(w.dtype) @ w, mixing + 1.0 / m
-        if self.kind == "noise":
-            first = torch.randint(0, m, (num_networks,), generator=generator)
-            noise = torch.randn(num_networks, w.shape[1], generator=generator)
-            mixing[torch.arange(num_networks), first] = 1.0
-            return w[first] + self.sigma * self.tensor_spread * noise, mixing
-        picks = torch.stack([torch.randperm(m, generator=generator)[: self.k] for _ in range(num_networks)])
-        coef = torch.full((self.k,), self.alpha / (self.k - 1))
-        coef[0] = 1 - self.alpha
-        mixing.scatter_add_(1, picks, coef.expand(num_networks, -1).contiguous())
-        return torch.einsum("k,nkd->nd", coef, w[picks]), mixing
+        return DRAWS[self.kind](self, num_networks, generator)
 
     def _unit_targets(self, mixing: Tensor, calibration_data: Tensor | None) -> Tensor | None:
         """``[N, S]``: the parents' hidden-unit statistics mixed as the networks are (``recalibrate_units``)."""
@@ -213,3 +193,46 @@ def in_span_coefficients(weights: Tensor) -> Tensor:
         inv = torch.linalg.pinv(spread @ gram @ spread.T, hermitian=True, rtol=1e-10)
         coef[j] = centre + spread.T @ inv @ (spread @ gram @ target)
     return coef
+
+
+Draw = Callable[["ZooBaseline", int, "torch.Generator | None"], tuple[Tensor, Tensor]]
+DRAWS: Registry[Draw] = Registry("baseline")
+"""Per kind: ``(baseline, N, generator) -> (raw weights [N, D], each network's parents as mixing weights
+over the zoo [N, M])``."""
+
+
+@DRAWS.register("noise")
+def _noise(b: ZooBaseline, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    w, mixing = b._matrix, torch.zeros(n, len(b._matrix))
+    first = torch.randint(0, len(w), (n,), generator=generator)
+    noise = torch.randn(n, w.shape[1], generator=generator)
+    mixing[torch.arange(n), first] = 1.0
+    return w[first] + b.sigma * b.tensor_spread * noise, mixing
+
+
+@DRAWS.register("interpolation")
+def _interpolation(b: ZooBaseline, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    w, m = b._matrix, len(b._matrix)
+    picks = torch.stack([torch.randperm(m, generator=generator)[: b.k] for _ in range(n)])
+    coef = torch.full((b.k,), b.alpha / (b.k - 1))
+    coef[0] = 1 - b.alpha
+    mixing = torch.zeros(n, m).scatter_add_(1, picks, coef.expand(n, -1).contiguous())
+    return torch.einsum("k,nkd->nd", coef, w[picks]), mixing
+
+
+@DRAWS.register("mean_noise")
+def _mean_noise(b: ZooBaseline, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    w = b._matrix  # every network's parents: all members, equally
+    noise = torch.randn(n, w.shape[1], generator=generator)
+    return w.mean(0) + b.sigma * b.tensor_spread * noise, torch.full((n, len(w)), 1.0 / len(w))
+
+
+@DRAWS.register("gaussian")
+def _gaussian(b: ZooBaseline, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    w, parts = b._matrix, b.in_span_parts  # parents for recalibration: all members, equally (the mean's)
+    z = torch.randn(n, len(w), generator=generator, dtype=parts.dtype)
+    coef = parts.mean(0) + b.scale * z @ (parts - parts.mean(0)) / max(len(w) - 1, 1) ** 0.5
+    return coef.to(w.dtype) @ w, torch.full((n, len(w)), 1.0 / len(w))
+
+
+BASELINES = DRAWS.names()

@@ -333,8 +333,8 @@ def _number(option: str, text: str) -> float:
 
     try:
         return float(text)
-    except ValueError:
-        raise DWFError(f"{option}: {text!r} is not a number") from None
+    except ValueError as e:
+        raise DWFError(f"{option}: {text!r} is not a number") from e
 
 
 def _zoo_push(a: argparse.Namespace) -> None:
@@ -389,8 +389,8 @@ def _int_list(option: str, text: str | None) -> list[int] | None:
         return None
     try:
         return [int(v) for v in text.split(",")]
-    except ValueError:
-        raise DWFError(f"{option}: {text!r} is not a comma-separated list of integers") from None
+    except ValueError as e:
+        raise DWFError(f"{option}: {text!r} is not a comma-separated list of integers") from e
 
 
 def _demo(a: argparse.Namespace) -> None:

@@ -122,7 +122,7 @@ def build_dataclass(cls: type[T], data: dict[str, Any] | None, source: str) -> T
     try:
         return cls(**data)
     except DWFError as e:
-        raise DWFError(f"{source}: {e}") from None
+        raise DWFError(f"{source}: {e}") from e
 
 
 @dataclass
@@ -155,18 +155,30 @@ class TrainingConfig(Config):
     )
     crop_padding: int = option(4, "zero padding before the random crop", low=0, high=1024)
     start: str = option(
-        "independent",
+        "auto",
         "independent: each member from its own seed's initialisation; spawned: every member continues one parent "
         "network trained spawn_epochs epochs from spawn_seed, then diverges by its own data order (Frankle et al. "
-        "2020: such children are linearly connected)",
-        choices=("independent", "spawned"),
+        "2020: such children are linearly connected); auto: spawned for one init scheme without init_from, else "
+        "independent",
+        choices=("auto", "independent", "spawned"),
     )
-    spawn_epochs: int = option(0, "spawned: the parent's epochs before members diverge (0: a shared initialisation)",
-                               low=0, high=100_000)  # fmt: skip
+    spawn_epochs: int | None = option(
+        None, "spawned: the parent's epochs before members diverge (0: a shared initialisation; default: a third)",
+        low=0, high=100_000,
+    )  # fmt: skip
     spawn_seed: int = option(10_000, "spawned: the parent's seed", low=0, high=2**62)
 
     def validate(self) -> None:
         self.check(bool(self.init_schemes), "init must name at least one scheme")
+        if self.start == "auto":  # resolved here, so a zoo records what its members did
+            self.start = (
+                "spawned" if len(self.init_schemes) == 1 and self.init_from is None else "independent"
+            )
+        if self.spawn_epochs is None:
+            # A third: the digits ViT needs 10 of 30 epochs to give connected children (2 of 30 leaves aligned
+            # midpoints at 54 %), MLPs and CNNs 2-3 of 30 (benchmarks/RESULTS.md); more shared epochs only
+            # connect more, at the cost of the members' diversity.
+            self.spawn_epochs = self.epochs // 3 if self.start == "spawned" else 0
         self.check(self.spawn_epochs < self.epochs, "spawn_epochs must be fewer than epochs")
         self.check(self.start == "spawned" or self.spawn_epochs == 0, 'spawn_epochs needs start = "spawned"')
 
@@ -246,7 +258,8 @@ class CodecConfig(Config):
     unit_recalibration: str = option(
         "auto",
         "reset generated networks' hidden units to the pre-activation mean/std the latent predicts (REPAIR); "
-        "auto: for MLPs and SmallCNNs with a pca/whiten codec and a recipe, on: required, off: never",
+        "auto: for MLPs and SmallCNNs with a pca/whiten codec and a recipe; on: required (also ViTs' fc1 units, and "
+        "raw-weight codecs of small networks); off: never",
         choices=("auto", "on", "off"),
     )
 

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import DWFError, unknown
+from .errors import DWFError
+from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def _hf_images(
                 else datasets.load_dataset(path)
             )
         except Exception as e:
-            raise DWFError(f"could not load dataset {path!r} ({type(e).__name__}: {e})") from None
+            raise DWFError(f"could not load dataset {path!r} ({type(e).__name__}: {e})") from e
 
         def arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
             return _image_arrays(ds, split, path, image_column, label_column, flatten)
@@ -203,7 +204,7 @@ def load_tokenizer(name: str):
     try:
         return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as e:
-        raise DWFError(f"cannot load tokenizer {name!r} ({type(e).__name__}: {e})") from None
+        raise DWFError(f"cannot load tokenizer {name!r} ({type(e).__name__}: {e})") from e
 
 
 def tokenize(texts: list[str], tokenizer, max_length: int) -> Tensor:
@@ -231,7 +232,7 @@ def _hf_text_regression(default_path: str, text_column: str = "text", label_colu
         try:
             ds = datasets.load_dataset(path)
         except Exception as e:
-            raise DWFError(f"could not load dataset {path!r} ({type(e).__name__}: {e})") from None
+            raise DWFError(f"could not load dataset {path!r} ({type(e).__name__}: {e})") from e
         for split in ("train", "test"):
             if split not in ds:
                 raise DWFError(f"dataset {path!r} has no {split!r} split (has {list(ds)})")
@@ -311,8 +312,8 @@ def mnist1d(
         args = get_dataset_args()
         args.num_samples, args.seed = num_samples, seed
         d = make_dataset(args)
-    except ImportError:
-        raise DWFError("dataset 'mnist1d' needs the mnist1d package (pip install mnist1d)") from None
+    except ImportError as e:
+        raise DWFError("dataset 'mnist1d' needs the mnist1d package (pip install mnist1d)") from e
     finally:
         random.setstate(states[0])
         np.random.set_state(states[1])
@@ -334,21 +335,26 @@ HUB_DATASETS = {
     "svhn": "ufldl-stanford/svhn",
     "yelp_review_full": "Yelp/yelp_review_full",
 }
-LOADERS: dict[str, Callable[..., TaskData]] = {
-    "iris": _sklearn("load_iris"),
-    "digits": _sklearn("load_digits"),
-    "mnist": _hf_images(HUB_DATASETS["mnist"]),
-    "fashion_mnist": _hf_images(HUB_DATASETS["fashion_mnist"]),
-    "cifar10": _hf_images(HUB_DATASETS["cifar10"], image_column="img", flatten=False, standardize="channel"),
-    "stl10": _hf_images(HUB_DATASETS["stl10"], flatten=False, standardize="channel"),
-    "cifar100": _hf_images(HUB_DATASETS["cifar100"], "img", False, "channel", label_column="fine_label"),
-    "svhn": _hf_images(
-        HUB_DATASETS["svhn"], flatten=False, standardize="channel", config_name="cropped_digits"
-    ),
-    "yelp_review_full": _hf_text_regression(HUB_DATASETS["yelp_review_full"]),
-    "synthetic_sentiment": synthetic_sentiment,
-    "mnist1d": mnist1d,
-}
+LOADERS: Registry[Callable[..., TaskData]] = Registry(
+    "dataset",
+    {
+        "iris": _sklearn("load_iris"),
+        "digits": _sklearn("load_digits"),
+        "mnist": _hf_images(HUB_DATASETS["mnist"]),
+        "fashion_mnist": _hf_images(HUB_DATASETS["fashion_mnist"]),
+        "cifar10": _hf_images(
+            HUB_DATASETS["cifar10"], image_column="img", flatten=False, standardize="channel"
+        ),
+        "stl10": _hf_images(HUB_DATASETS["stl10"], flatten=False, standardize="channel"),
+        "cifar100": _hf_images(HUB_DATASETS["cifar100"], "img", False, "channel", label_column="fine_label"),
+        "svhn": _hf_images(
+            HUB_DATASETS["svhn"], flatten=False, standardize="channel", config_name="cropped_digits"
+        ),
+        "yelp_review_full": _hf_text_regression(HUB_DATASETS["yelp_review_full"]),
+        "synthetic_sentiment": synthetic_sentiment,
+        "mnist1d": mnist1d,
+    },
+)
 
 
 def source_datasets(data_config: dict[str, Any]) -> list[str]:
@@ -388,10 +394,9 @@ def _load_cached(key: str) -> TaskData:
     cfg = json.loads(key)
     name = cfg.pop("name", None)
     classes = cfg.pop("classes", None)
-    if name not in LOADERS:
-        raise unknown("dataset", name, list(LOADERS))
+    loader = LOADERS[name]  # an unknown name: one line listing the known ones
     try:
-        task = LOADERS[name](**cfg)
+        task = loader(**cfg)
         return task if classes is None else select_classes(task, classes)
     except TypeError as e:
-        raise DWFError(f"dataset {name!r}: bad options {cfg!r} ({e})") from None
+        raise DWFError(f"dataset {name!r}: bad options {cfg!r} ({e})") from e

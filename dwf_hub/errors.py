@@ -1,8 +1,9 @@
 """Exceptions with messages that name the file, key, shape or value at fault."""
 
 
-class DWFError(Exception):
-    """Base class of every error dwf_hub raises on bad input; the CLI prints these without a traceback."""
+class DWFError(ValueError):
+    """Base class of every error dwf_hub raises on bad input (a ``ValueError``); the CLI prints these without a
+    traceback, and each keeps what caused it (``__cause__``)."""
 
 
 class WeightFormatError(DWFError, ValueError):

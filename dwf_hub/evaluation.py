@@ -59,7 +59,7 @@ def aligned_matrices(zoo, reference, progress: bool = False) -> tuple[Tensor, Te
     if not reference.is_canonical:
         reference = canonicalize(reference, progress=progress).zoo
     canonical = reference.canonical
-    if zoo.canonical == canonical:
+    if canonical.same_alignment(zoo.canonical):
         return zoo.to_matrix(), reference.to_matrix()
     anchor = reference.state_dict(canonical.reference)
     spec = matching_spec(zoo.arch, canonical.permute_residual)

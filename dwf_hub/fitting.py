@@ -82,9 +82,7 @@ def _training_zoo(zoo: WeightZoo, cfg: FlowConfig, progress: bool) -> WeightZoo:
     """``zoo`` canonicalized as ``cfg`` asks (as it is when it already is, or when canonicalization is off)."""
     c = cfg.canonicalization
     record = zoo.canonical
-    if not c.canonicalize or (
-        record and (record.reference, record.permute_residual) == (c.reference, c.permute_residual)
-    ):
+    if not c.canonicalize or (record and record.aligned_to(c.reference, c.permute_residual)):
         return zoo
     return canonicalize(
         zoo, c.reference, c.matching_iterations, seed=cfg.training.seed, progress=progress,
@@ -117,11 +115,15 @@ def fit_codec(
     return codec, codec.encode(matrix)
 
 
+MAX_TARGET_MAP = 1 << 24  # entries (64 MB): a raw-weight codec's latent is every weight
+
+
 def fit_unit_targets(codec: WeightCodec, zoos: list[WeightZoo], latents: Tensor, mode: str = "auto") -> bool:
     """Give ``codec`` the map from its latent to every hidden unit's pre-activation mean and std on calibration
     data (``unit_recalibration``), fitted on the members of ``zoos`` (each on its own recipe's data; a
     conditional flow's zoos) and their ``latents [N, K]`` (in that order). ``mode``: ``auto`` (where it
-    applies: an architecture with ``unit_layers``, a pca/whiten codec, recipes), ``on`` (refused where it does not apply) or ``off``.
+    applies: an architecture with ``unit_layers`` recalibrated by default, a pca/whiten codec, recipes), ``on`` (also for other codecs whose
+    map is at most ``MAX_TARGET_MAP`` entries; refused where it does not apply) or ``off``.
     Returns whether the map was attached."""
     from .postprocess import recipe_calibration_data
     from .unit_recalibration import fit_target_map, supports, unit_statistics
@@ -129,11 +131,21 @@ def fit_unit_targets(codec: WeightCodec, zoos: list[WeightZoo], latents: Tensor,
     if mode == "off":
         return False
     arch = zoos[0].arch
+    biases = {f"{name}.bias" for name in arch.unit_layers}
+    size = (codec.latent_dim + 1) * 2 * sum(p.numel for p in arch.layout if p.key in biases)
     missing = [
         why
         for why, ok in (
-            (f"{arch.name} networks (no unit_layers: it has normalization layers)", supports(arch)),
-            (f"a {codec.config.normalization!r} codec (pca/whiten only)", codec.normalization.pca),
+            (f"{arch.name} networks (no unit_layers: it has BatchNorm)", supports(arch)),
+            (
+                f"{arch.name} networks under auto (opt in with 'on')",
+                mode == "on" or arch.units_recalibrated_by_default,
+            ),
+            (
+                f"a {codec.config.normalization!r} codec (auto: pca/whiten; on: also any codec whose map "
+                f"[latent + 1, 2 x units] has at most {MAX_TARGET_MAP:,} entries, here {size:,})",
+                codec.normalization.pca or (mode == "on" and size <= MAX_TARGET_MAP),
+            ),
             ("no recipe (no calibration data)", all(z.recipe is not None for z in zoos)),
         )
         if not ok

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from .baselines import ZooBaseline
-from .metrics import summarize
-from .novelty import NoveltyScorer, function_distances, median_ratio_interval, nearest
+from .metrics import nearest, summarize
+from .novelty import NoveltyScorer, function_distances, median_ratio_interval
 from .scoring import function_values, metric_of_outputs, outputs_many
 from .zoo import WeightZoo
 

@@ -58,16 +58,16 @@ def download(
                 library_version=package_version(),
             )
         )
-    except LocalEntryNotFoundError:
+    except LocalEntryNotFoundError as e:
         raise DWFError(
             f"{kind}repo {repo_id!r}{f' at revision {revision!r}' if revision else ''} is not in the local Hugging "
             "Face cache and downloading is off (HF_HUB_OFFLINE=1 or local_files_only=True); fetch it once with "
             f"network access: hf download {repo_id}{' --repo-type dataset' if repo_type == 'dataset' else ''}"
-        ) from None
+        ) from e
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
-        raise DWFError(f"{kind}repo {repo_id!r} not found on the Hub ({type(e).__name__})") from None
+        raise DWFError(f"{kind}repo {repo_id!r} not found on the Hub ({type(e).__name__})") from e
     except HfHubHTTPError as e:
-        raise DWFError(f"{kind}repo {repo_id!r}: Hub request failed ({e})") from None
+        raise DWFError(f"{kind}repo {repo_id!r}: Hub request failed ({e})") from e
 
 
 def upload(
@@ -133,6 +133,27 @@ class HubMixin:
 
     def _save_pretrained(self, folder: Path, *, repo_id: str | None = None, **kwargs: Any) -> None:
         raise NotImplementedError
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        repo_id: str | None = None,
+        push_to_hub: bool = False,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str | None = None,
+        create_pr: bool = False,
+        **kwargs: Any,
+    ) -> Path:
+        """Write into ``save_directory`` (``_save_pretrained``, with ``kwargs``); with ``push_to_hub``, upload
+        that folder as ``repo_id`` too. Returns the folder."""
+        if push_to_hub and not repo_id:
+            raise DWFError("push_to_hub=True needs repo_id='org/name'")
+        self._save_pretrained(Path(save_directory), repo_id=repo_id, **kwargs)
+        if push_to_hub:
+            upload(save_directory, repo_id, self.repo_type, private, token, commit_message, None, create_pr)
+        return Path(save_directory)
 
     @classmethod
     def _from_pretrained(cls, repo_id_or_path: str | os.PathLike, hub: dict[str, Any], **kwargs: Any):

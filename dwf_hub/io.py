@@ -61,8 +61,8 @@ def read_json(path: str | os.PathLike, error: type[Exception] = WeightFormatErro
     try:
         text = path.read_bytes().decode("utf-8")
         return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
-    except RecursionError:
-        raise error(f"{path}: invalid {what} (nested too deeply)") from None
+    except RecursionError as e:
+        raise error(f"{path}: invalid {what} (nested too deeply)") from e
     except (OSError, UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
         raise error(f"{path}: invalid {what} ({e})") from e
 
@@ -122,7 +122,7 @@ def map_tensor(path: str | os.PathLike, key: str, shape: tuple[int, ...]) -> Ten
             entry = json.loads(f.read(n)).get(key)
         size = path.stat().st_size
     except (OSError, struct.error, ValueError, AttributeError) as e:
-        raise WeightFormatError(f"{path}: not a readable safetensors file ({e})") from None
+        raise WeightFormatError(f"{path}: not a readable safetensors file ({e})") from e
     count = int(np.prod(shape))
     if (
         not isinstance(entry, dict)
@@ -157,7 +157,7 @@ def read_header(path: str | os.PathLike) -> Header:
             dtypes = {k: s.get_dtype() for k, s in slices.items()}
             metadata = f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for bad headers and truncation
-        raise WeightFormatError(f"{path}: not a valid safetensors file ({e})") from None
+        raise WeightFormatError(f"{path}: not a valid safetensors file ({e})") from e
     return Header(shapes, metadata, dtypes)
 
 
@@ -170,7 +170,7 @@ def load_tensors(path: str | os.PathLike) -> dict[str, Tensor]:
     try:
         return load_file(str(path))
     except Exception as e:
-        raise WeightFormatError(f"{path}: not a valid safetensors file ({e})") from None
+        raise WeightFormatError(f"{path}: not a valid safetensors file ({e})") from e
 
 
 DTYPE_NAMES = {
@@ -200,7 +200,7 @@ class FlatReader:
                 (n,) = struct.unpack("<Q", f.read(8))
                 header = json.loads(f.read(n))
         except (OSError, struct.error, ValueError) as e:
-            raise WeightFormatError(f"{self.path}: not a readable safetensors file ({e})") from None
+            raise WeightFormatError(f"{self.path}: not a readable safetensors file ({e})") from e
         self._start = 8 + n
         self._offsets = [p.offset for p in layout]
         self._entries = []

@@ -29,29 +29,29 @@ def summarize(values: Tensor, prefix: str = "") -> dict[str, float]:
     }
 
 
-def _pairwise_best(scores: Tensor, same: bool, largest: bool) -> Tensor:
-    """Row-wise max (or min) of ``scores [Na, Nb]``; the diagonal is ignored when ``same``."""
-    if same:
-        if scores.shape[0] < 2:
+def nearest(distances: Tensor, exclude_self: bool = False) -> Tensor:
+    """``[N]`` row minima of ``distances [N, M]`` (the diagonal left out when a set meets itself)."""
+    if exclude_self:
+        if len(distances) < 2:
             raise DWFError("need at least two networks to compare a set with itself")
-        scores = scores.clone()
-        scores.fill_diagonal_(float("-inf") if largest else float("inf"))
-    return scores.max(1).values if largest else scores.min(1).values
+        distances = distances.clone()
+        distances.fill_diagonal_(float("inf"))
+    return distances.min(1).values
 
 
 def nearest_distances(query: Tensor, pool: Tensor, exclude_self: bool = False) -> Tensor:
     """``[M]`` L2 distance of each row of ``query [M, D]`` to its nearest row of ``pool [N, D]``."""
-    return _pairwise_best(torch.cdist(query.double(), pool.double()), exclude_self, largest=False).float()
+    return nearest(torch.cdist(query.double(), pool.double()), exclude_self).float()
 
 
 def max_cosine(query: Tensor, pool: Tensor, same: bool = False) -> Tensor:
     """``[M]`` highest cosine similarity of each query network to a network of ``pool``."""
     a = torch.nn.functional.normalize(query.double(), dim=1)
     b = torch.nn.functional.normalize(pool.double(), dim=1)
-    return _pairwise_best(a @ b.T, same, largest=True).float()
+    return -nearest(-(a @ b.T), same).float()  # the most similar: the nearest in negated similarity
 
 
-def novelty_ratio(generated: Tensor, train: Tensor) -> float:
+def canonical_novelty_ratio(generated: Tensor, train: Tensor) -> float:
     """median nearest-train distance of generated networks / median nearest-other distance within train,
     in plain (canonical) weight space — the paper's Table 17 quantity. It depends on how each set was aligned;
     reports use the permutation-invariant ``dwf_hub.novelty.NoveltyScorer`` instead.
@@ -77,7 +77,7 @@ def wrong_iou(pred_a: Tensor, pred_b: Tensor, labels: Tensor) -> Tensor:
 
 def max_wrong_iou(pred_a: Tensor, pred_b: Tensor, labels: Tensor, same: bool = False) -> Tensor:
     """``[Na]`` the paper's mIoU per network: highest wrong-prediction IoU with a network of the other set."""
-    return _pairwise_best(wrong_iou(pred_a, pred_b, labels), same, largest=True)
+    return -nearest(-wrong_iou(pred_a, pred_b, labels), same)
 
 
 def wasserstein(a: Tensor, b: Tensor) -> float:

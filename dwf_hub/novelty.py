@@ -33,6 +33,7 @@ from torch import Tensor
 
 from .archs import ArchSpec
 from .errors import DWFError
+from .metrics import nearest
 
 # Above this many weights in an N x M pair batch, only each query's nearest candidates are aligned.
 ALL_PAIRS_BUDGET = 4e8
@@ -99,16 +100,6 @@ def function_distances(query: Tensor, pool: Tensor) -> Tensor:
     (``scoring.function_values``) of each query network ``[N, B, C]`` and each pool network ``[M, B, C]``."""
     b = query.shape[1]
     return (torch.cdist(query.flatten(1).double(), pool.flatten(1).double()) / b**0.5).float()
-
-
-def nearest(distances: Tensor, exclude_self: bool = False) -> Tensor:
-    """``[N]`` row minima of ``distances [N, M]`` (the diagonal left out when a set meets itself)."""
-    if exclude_self:
-        if len(distances) < 2:
-            raise DWFError("need at least two networks to compare a set with itself")
-        distances = distances.clone()
-        distances.fill_diagonal_(float("inf"))
-    return distances.min(1).values
 
 
 def median_ratio_interval(numerator: Tensor, denominator: Tensor | float, seed: int = 0) -> list[float]:
@@ -201,3 +192,10 @@ class NoveltyScorer:
             "nn_seen_median": nn_seen,
             "nn_unseen_median": nn_unseen,
         }
+
+
+def novelty_ratio(arch: ArchSpec, generated: Tensor, train: Tensor) -> float:
+    """The permutation-invariant novelty the reports use: median distance of ``generated [N, D]`` to its nearest
+    member of ``train [M, D]`` over the members' own median nearest-other distance (``NoveltyScorer``). Near 0:
+    near-copies; about 1: as far from the members as they are from each other, however either set is aligned."""
+    return NoveltyScorer(arch, train).score(generated, diversity=False)["novelty_ratio"]

@@ -204,7 +204,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         given = (("base_zoo", base_zoo), ("evaluation", evaluation), ("license", license))
         info.update({k: v for k, v in given if v is not None})
         with write_folder(save_directory, "pipeline", overwrite) as stage:
-            super().save_pretrained(stage, **kwargs)
+            DiffusionPipeline.save_pretrained(self, stage, **kwargs)  # past HubMixin's template
             index = json.loads((stage / "model_index.json").read_text())
             index.pop(
                 "_name_or_path", None
@@ -744,7 +744,7 @@ def _check_codec(folder: Path) -> None:
     try:
         arch = arch_from_config(json.loads(config.read_text()).get("arch"))
     except (json.JSONDecodeError, AttributeError) as e:
-        raise PipelineFormatError(f"{config}: not a codec config ({e})") from None
+        raise PipelineFormatError(f"{config}: not a codec config ({e})") from e
     for weights in folder.glob("diffusion_pytorch_model*.safetensors"):
         mean = read_header(weights).shapes.get("mean")
         if mean != (arch.num_params,):
@@ -769,7 +769,7 @@ def _check_codec_collection(path: Path, entry: Any) -> None:
         codecs = json.loads(config.read_text())["codecs"]
         archs = [arch_from_config(c["arch"]) for c in codecs]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise PipelineFormatError(f"{config}: not a codec collection config ({e})") from None
+        raise PipelineFormatError(f"{config}: not a codec collection config ({e})") from e
     for weights in (path / "condition_codecs").glob("diffusion_pytorch_model*.safetensors"):
         shapes = read_header(weights).shapes
         for i, arch in enumerate(archs):

@@ -41,9 +41,11 @@ class CanonicalizationRecord:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def aligned_to(self, reference: int, permute_residual: bool) -> bool:
+        """Whether this zoo sits in the canonical space of member ``reference`` with that residual choice: the
+        one rule for "already aligned" (method, sweeps and seed only change how well, not to what)."""
+        return (self.reference, self.permute_residual) == (reference, permute_residual)
+
     def same_alignment(self, other: CanonicalizationRecord | None) -> bool:
-        """Whether ``other`` aligned to the same reference network the same way (the seed aside)."""
-        return other is not None and (self.reference, self.permute_residual) == (
-            other.reference,
-            other.permute_residual,
-        )
+        """Whether ``other`` is aligned to the same reference network the same way (``aligned_to``)."""
+        return other is not None and self.aligned_to(other.reference, other.permute_residual)

@@ -131,4 +131,4 @@ def read_toml(name_or_path: str | Path, folder: Path, kind: str) -> tuple[Path, 
     try:
         return path, tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
-        raise DWFError(f"{path}: invalid TOML ({e})") from None
+        raise DWFError(f"{path}: invalid TOML ({e})") from e

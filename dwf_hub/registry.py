@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from .errors import unknown
+from .errors import DWFError, unknown
 
 T = TypeVar("T")
 
@@ -15,12 +15,14 @@ class Registry(Generic[T]):
     """``registry[name]`` -> the registered object; an unknown name raises ``UnknownNameError`` listing
     the known ones. Register with ``@registry.register("name")`` or ``registry.add("name", obj)``."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, items: dict[str, T] | None = None) -> None:
         self.kind, self._items = kind, {}
+        for name, item in (items or {}).items():
+            self.add(name, item)
 
     def add(self, name: str, item: T) -> T:
         if name in self._items:
-            raise ValueError(f"{self.kind} {name!r} is registered twice")
+            raise DWFError(f"{self.kind} {name!r} is registered twice")
         self._items[name] = item
         return item
 

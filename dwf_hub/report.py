@@ -445,7 +445,7 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def _stats(s: dict[str, float], metric: str) -> str:
+def _fmt_summary(s: dict[str, float], metric: str) -> str:
     """``mean ± std (min, max)`` in the metric's unit."""
     c, d = unit(metric)[0], 2 if metric == "accuracy" else 4
     return (
@@ -568,7 +568,7 @@ def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
     for k, s in summary["accuracy"].items():
         failed = summary.get("failed_share", {}).get(k)
         lines.append(
-            f"| {k} | {_stats(s, metric)} | "
+            f"| {k} | {_fmt_summary(s, metric)} | "
             + " | ".join(fmt_ratio(summary[m].get(k), summary.get(INTERVALS[m], {}).get(k)) for m in RATIOS)
             + f" | {fmt_ratio(summary.get('working_function_novelty_ratio', {}).get(k))} | "
             + ("–" if failed is None else f"{100 * failed:.0f} %")

@@ -274,11 +274,11 @@ class SnapshotSelector:
                 meta = json.loads(read_header(path).metadata[SNAPSHOT_KEY])
                 scores = [SnapshotScore(**s) for s in meta["scores"]]
                 iteration = scores[0].iteration
-            except (KeyError, TypeError, ValueError, IndexError, DWFError, AttributeError):
+            except (KeyError, TypeError, ValueError, IndexError, DWFError, AttributeError) as e:
                 # written whole (atomically) or not at all, so not ours: never replaced by a snapshot of ours
                 raise DWFError(
                     f"{path}: not a dwf_hub flow snapshot; remove it or choose another folder"
-                ) from None
+                ) from e
             if meta.get("fingerprint") == self.fingerprint and iteration in self.iterations:
                 self.states[iteration], self.scores[iteration] = load_tensors(path), scores
 

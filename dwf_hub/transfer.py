@@ -243,7 +243,7 @@ def _cell_name(method: str, budget: int) -> str:
 
 def write_table(root: Path, results: dict[str, Any], metric: str) -> dict[str, Any]:
     """``table.md``, ``table.csv``, ``summary.json`` (mean ± std per method and budget) and ``transfer.png``."""
-    rows = {m: {int(b): _stats(v) for b, v in cells.items()} for m, cells in results["cells"].items()}
+    rows = {m: {int(b): _mean_std_n(v) for b, v in cells.items()} for m, cells in results["cells"].items()}
     budgets = sorted({b for cells in rows.values() for b in cells})
     scale, unit = (100.0, " (%)") if metric == "accuracy" else (1.0, "")
     head = f"| method | {' | '.join(f'{b} epochs' for b in budgets)} |"
@@ -274,9 +274,11 @@ def write_table(root: Path, results: dict[str, Any], metric: str) -> dict[str, A
     return summary
 
 
-def _stats(values: list[float]) -> tuple[float, float, int]:
-    t = torch.tensor(values, dtype=torch.float64)
-    return float(t.mean()), float(t.std(unbiased=False)) if len(t) > 1 else 0.0, len(values)
+def _mean_std_n(values: list[float]) -> tuple[float, float, int]:
+    from .metrics import summarize
+
+    s = summarize(torch.tensor(values, dtype=torch.float64))
+    return s["mean"], s["std"], len(values)
 
 
 def _plot(root: Path, rows, metric: str, scale: float, unit: str) -> None:

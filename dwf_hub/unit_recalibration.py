@@ -1,4 +1,4 @@
-"""REPAIR-style recalibration of networks without normalization layers (Jordan et al., "REPAIR: REnormalizing
+"""REPAIR-style recalibration of networks without BatchNorm (Jordan et al., "REPAIR: REnormalizing
 Permuted Activations for Interpolation Repair", ICLR 2023): every hidden unit's (channel's) pre-activation mean
 and std on calibration inputs are reset to targets, by scaling the unit's incoming weights and shifting its bias
 — what BatchNorm recalibration does for networks that have BatchNorm.
@@ -7,13 +7,15 @@ Mixing aligned networks (interpolation, or a generator's samples between zoo mem
 variance; resetting each unit to the same mixture of its parents' statistics restores much of the lost accuracy.
 Baselines take their parents' statistics; a flow's samples take theirs from the codec latent through an affine
 map fitted on the zoo (``fit_target_map``: exact on every member, so a mixture of members' latents maps to the
-mixture of their statistics). Architectures opt in by naming their hidden layers (``ArchSpec.unit_layers``).
+mixture of their statistics). Architectures opt in by naming their hidden layers (``ArchSpec.unit_layers``). A ViT's
+LayerNorms have no statistics to recalibrate (each normalizes its own token); the units that blending shrinks are
+the feed-forward ``fc1`` pre-activations after them, which are reset here.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .archs import ArchSpec
 from .errors import DWFError
@@ -28,14 +30,15 @@ def supports(arch: ArchSpec) -> bool:
 def check_supported(arch: ArchSpec) -> None:
     if not supports(arch):
         raise DWFError(
-            f"unit recalibration needs an architecture without normalization layers that names its hidden "
-            f"layers (mlp, smallcnn), not {arch.name}"
+            f"unit recalibration needs an architecture that names its hidden layers (mlp, smallcnn, vit), not "
+            f"{arch.name} (BatchNorm networks are recalibrated through their BatchNorm statistics)"
         )
 
 
-def _moments(z: Tensor) -> tuple[Tensor, Tensor]:
-    """Per channel (dim 1) mean and std of a layer output ``[B, C, ...]`` over every other dim."""
-    z = z.transpose(0, 1).reshape(z.shape[1], -1)
+def _moments(z: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """Per unit (along ``dim``) mean and std of a layer output over every other dim: ``[B, C, H, W]`` with
+    ``dim = 1`` (convolutions), ``[B, H]`` or ``[B, T, H]`` with ``dim = -1`` (linear layers on tokens)."""
+    z = z.movedim(dim, 0).reshape(z.shape[dim], -1)
     return z.mean(1), z.std(1)
 
 
@@ -54,13 +57,14 @@ def _statistics(arch: ArchSpec, stacked: dict[str, Tensor], names: tuple[str, ..
 
     def one(params: dict[str, Tensor], xb: Tensor) -> Tensor:
         outs: list[Tensor] = []
-        handles = [modules[n].register_forward_hook(lambda _m, _i, out: outs.append(out)) for n in names]
+        hook = lambda m, _i, out: outs.extend(_moments(out, 1 if isinstance(m, nn.Conv2d) else -1))  # noqa: E731
+        handles = [modules[n].register_forward_hook(hook) for n in names]
         try:
             functional_call(caller, {f"model.{k}": v for k, v in params.items()}, (xb,))
         finally:
             for h in handles:
                 h.remove()
-        return torch.cat([t for z in outs for t in _moments(z)])
+        return torch.cat(outs)
 
     return vmap(one, in_dims=(0, None))(stacked, x)
 

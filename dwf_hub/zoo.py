@@ -294,21 +294,22 @@ class WeightZoo(HubMixin):
         return self.arch.instantiate(self.state_dict(index))
 
     # -- disk ------------------------------------------------------------------------------------
-    def save(
+    def _save_pretrained(
         self,
-        path: str | os.PathLike,
+        root: Path,
+        *,
         repo_id: str | None = None,
         overwrite: bool = False,
         extra_tensors: dict[str, dict[str, Tensor]] | None = None,
         license: str | None = None,
         networks_per_shard: int | None = None,
-    ) -> Path:
-        """Write the zoo as a dataset repo folder, whole or not at all (``artifacts.write_folder``): a folder
-        that is not an empty one or a zoo of ours is refused unless ``overwrite``. ``repo_id`` only goes
-        into the card's usage lines, ``license`` into its metadata (default: the recipe's); ``extra_tensors``: more safetensors files saved with the zoo
-        (``file name -> tensors``, e.g. the permutations ``canonicalize`` applied); ``networks_per_shard``:
-        packed shards of that many networks instead of one file per network."""
-        root = Path(path)
+    ) -> None:
+        """``save_pretrained`` (``save``): the zoo as a dataset repo folder, whole or not at all
+        (``artifacts.write_folder``): a folder that is not an empty one or a zoo of ours is refused unless
+        ``overwrite``. ``repo_id`` goes into the card's usage lines (and is where ``push_to_hub=True`` uploads),
+        ``license`` into its metadata (default: the recipe's); ``extra_tensors``: more safetensors files saved
+        with the zoo (``file name -> tensors``, e.g. the permutations ``canonicalize`` applied);
+        ``networks_per_shard``: packed shards of that many networks instead of one file per network."""
         if networks_per_shard is not None:
             if extra_tensors:
                 raise ZooFormatError("extra_tensors: not supported with networks_per_shard (packed zoos)")
@@ -317,9 +318,8 @@ class WeightZoo(HubMixin):
                 (batch, self.records[start : start + step])
                 for start, batch in zip(range(0, len(self), step), self.iter_matrix(step), strict=True)
             )
-            return write_packed_zoo(
-                root, self.arch, chunks, self.recipe, self.info, overwrite, repo_id, license
-            )
+            write_packed_zoo(root, self.arch, chunks, self.recipe, self.info, overwrite, repo_id, license)
+            return
         with write_folder(root, zoo_kind(self.info), overwrite, carry=[JOB_FILE]) as stage:
             records = self._write(stage, root.absolute(), repo_id, license)
             for name, tensors in (extra_tensors or {}).items():
@@ -327,7 +327,8 @@ class WeightZoo(HubMixin):
                     raise ZooFormatError(f"extra file {name!r}: a plain *.safetensors file name")
                 save_tensors(stage / name, tensors)
         self.records = records
-        return root
+
+    save = HubMixin.save_pretrained  # the older name
 
     def _write(
         self, stage: Path, root: Path, repo_id: str | None, license: str | None
@@ -418,11 +419,6 @@ class WeightZoo(HubMixin):
         members = [_checked_member(root, rec, arch, config.get("dtype"), headers) for rec in records]
         recipe = as_recipe(config.get("recipe"), f"{root / ZOO_CONFIG_NAME} recipe")
         return cls(arch, members, records, recipe=recipe, info=config.get("info"))
-
-    def _save_pretrained(
-        self, folder: Path, *, repo_id: str | None = None, license: str | None = None, **kwargs: Any
-    ) -> None:
-        self.save(folder, repo_id, license=license)
 
     @classmethod
     def _from_pretrained(
@@ -538,10 +534,8 @@ def _checked_packed(
         try:
             info = json.loads(header.metadata[SHARD_KEY])
             first, count = int(info["first_model_id"]), int(info["count"])
-        except (KeyError, TypeError, ValueError):
-            raise ZooFormatError(
-                f"{ckpt}: not a packed shard (no valid {SHARD_KEY!r} header record)"
-            ) from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise ZooFormatError(f"{ckpt}: not a packed shard (no valid {SHARD_KEY!r} header record)") from e
         _check_shapes(ckpt, header, arch, "float32", count)
         headers[ckpt] = (first, count)
     first, count = headers[ckpt]
@@ -719,7 +713,7 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
         names = pq.read_schema(path).names
         records = pq.read_table(path, columns=[c for c in names if c != WEIGHTS_COLUMN]).to_pylist()
     except Exception as e:
-        raise ZooFormatError(f"{path}: unreadable metadata table ({e})") from None
+        raise ZooFormatError(f"{path}: unreadable metadata table ({e})") from e
     for i, rec in enumerate(records):
         if not isinstance(rec.get("checkpoint"), str):
             raise ZooFormatError(f"{path}: row {i} has no 'checkpoint' path")

@@ -17,7 +17,14 @@ TINY_RECIPE = {
     "description": "test recipe",
     "arch": {"name": "mlp", "layer_sizes": [4, 6, 5, 3]},
     "data": {"name": "iris", "test_fraction": 0.2, "val_fraction": 0.2, "split_seed": 0},
-    "training": {"optimizer": "adam", "lr": 0.01, "batch_size": 16, "epochs": 15, "init": "kaiming"},
+    "training": {
+        "optimizer": "adam",
+        "lr": 0.01,
+        "batch_size": 16,
+        "epochs": 15,
+        "init": "kaiming",
+        "start": "independent",
+    },
     "flow": {
         "hidden_dim": 32,
         "time_embed_dim": 4,
@@ -47,6 +54,7 @@ lr = 0.01
 batch_size = 16
 epochs = 5
 init = "kaiming"
+start = "independent"
 chunk_size = 2
 [flow]
 hidden_dim = 16

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import torch
 from conftest import TINY_RECIPE_TOML
 
@@ -21,6 +22,7 @@ def _run(argv: list[str]) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_the_launch_forms_two_ranks(tmp_path):
     """The launcher the tests use really starts two ranks that see each other (gloo on CPUs)."""
     script = tmp_path / "who.py"
@@ -32,6 +34,7 @@ def test_the_launch_forms_two_ranks(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("rank*")) == ["rank0of2", "rank1of2"]
 
 
+@pytest.mark.slow
 def test_sharded_zoo_training_and_ddp_fit(tmp_path):
     recipe = tmp_path / "tiny.toml"
     recipe.write_text(TINY_RECIPE_TOML)
@@ -63,6 +66,7 @@ def test_sharded_zoo_training_and_ddp_fit(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".flow")) in ([], [".flow.lock"])
 
 
+@pytest.mark.slow
 def test_two_rank_dual_pca_agrees_with_one_rank(tmp_path):
     """Each rank reads its column slice; the all-reduced Gram matrix gives the one-process basis."""
     from scipy.linalg import subspace_angles

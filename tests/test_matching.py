@@ -109,3 +109,13 @@ def test_canonical_zoo_saves_and_reloads_exactly(tiny_zoo, tmp_path):
     canon = canonicalize(tiny_zoo, progress=False).zoo  # members are views into the matcher's stacked tensors
     canon.save(tmp_path / "canon")
     assert torch.equal(WeightZoo.load(tmp_path / "canon").to_matrix(), canon.to_matrix())
+
+
+def test_one_rule_says_when_a_zoo_is_already_aligned():
+    from dwf_hub.provenance import CanonicalizationRecord
+
+    a = CanonicalizationRecord("weight_matching", reference=0, max_iter=100, seed=0)
+    assert a.same_alignment(CanonicalizationRecord("weight_matching", 0, 5, seed=3))  # how well, not to what
+    assert not a.same_alignment(CanonicalizationRecord("weight_matching", 1, 100))
+    assert not a.same_alignment(CanonicalizationRecord("transfusion", 0, 100, permute_residual=False))
+    assert not a.same_alignment(None) and a.aligned_to(0, True) and not a.aligned_to(0, False)

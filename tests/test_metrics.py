@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dwf_hub.errors import DWFError
-from dwf_hub.metrics import nearest_distances, novelty_ratio
+from dwf_hub.metrics import canonical_novelty_ratio, nearest_distances
 
 
 def test_nearest_distances_hand_built():
@@ -17,8 +17,21 @@ def test_nearest_distances_hand_built():
         nearest_distances(train[:1], train[:1], exclude_self=True)
 
 
-def test_novelty_ratio_known_answers():
+def test_canonical_novelty_ratio_known_answers():
     train = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]])  # median nearest-other distance: 3
-    assert novelty_ratio(train.clone(), train) == 0.0  # exact copies
+    assert canonical_novelty_ratio(train.clone(), train) == 0.0  # exact copies
     gen = torch.tensor([[1.5, 0.0], [0.0, 5.5], [9.0, 0.0]])  # nearest distances 1.5, 1.5, 6 -> median 1.5
-    assert novelty_ratio(gen, train) == pytest.approx(0.5)
+    assert canonical_novelty_ratio(gen, train) == pytest.approx(0.5)
+
+
+def test_the_exported_novelty_ratio_sees_through_permutations():
+    import dwf_hub
+    from dwf_hub.archs import arch_from_config
+    from dwf_hub.permutations import apply_permutation
+
+    arch = arch_from_config({"name": "mlp", "layer_sizes": [4, 8, 3]})
+    train = torch.randn(4, arch.num_params, generator=torch.Generator().manual_seed(0))
+    perm = {"P_0": torch.randperm(8, generator=torch.Generator().manual_seed(1))}
+    shuffled = arch.flatten(apply_permutation(arch.permutation_spec(), perm, arch.unflatten(train[0])))[None]
+    assert canonical_novelty_ratio(shuffled, train) > 0.5  # the same network, hidden units reordered
+    assert dwf_hub.novelty_ratio(arch, shuffled, train) == pytest.approx(0.0, abs=1e-6)

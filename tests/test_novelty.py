@@ -9,7 +9,8 @@ from dwf_hub.archs import get_arch_class
 from dwf_hub.errors import DWFError
 from dwf_hub.matching import canonicalize, weight_matching_many
 from dwf_hub.matching.weight_matching import matched_inner_products, weight_matching_pairs
-from dwf_hub.novelty import NoveltyScorer, invariant_distances, median_ratio_interval, nearest
+from dwf_hub.metrics import nearest
+from dwf_hub.novelty import NoveltyScorer, invariant_distances, median_ratio_interval
 from dwf_hub.permutations import apply_permutation, random_permutation
 
 

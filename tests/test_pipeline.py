@@ -205,6 +205,7 @@ def test_fit_without_canonicalization(tiny_zoo):
     assert _gen(result.pipeline, 2).weights.shape == (2, tiny_zoo.arch.num_params)
 
 
+@pytest.mark.slow
 def test_generated_resnet18s_are_torchvision_models_to_fine_tune_and_save(tmp_path):
     import torchvision
     from safetensors.torch import load_file, save_file

@@ -39,7 +39,7 @@ def test_weight_distances_known_answers():
     shifted = a + 10.0
     assert metrics.wasserstein(a, shifted) == pytest.approx(10.0)
     assert metrics.jensen_shannon(a, shifted) == pytest.approx(1.0)  # disjoint supports: the maximum
-    assert metrics.novelty_ratio(a, a) == 0.0
+    assert metrics.canonical_novelty_ratio(a, a) == 0.0
     r = metrics.spearman(torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]), torch.tensor([10.0, 20.0, 30.0]))
     assert r.tolist() == pytest.approx([1.0, -1.0])
 
@@ -49,7 +49,7 @@ def test_shipped_evaluate_modules_load_offline_and_agree():
     ref = torch.randn(5, 10, generator=torch.Generator().manual_seed(1))
     dist = metrics.load_metric("weight_space_distance")
     out = dist.compute(predictions=w.tolist(), reference=ref.tolist())
-    assert out["novelty_ratio"] == pytest.approx(metrics.novelty_ratio(w, ref), rel=1e-5)
+    assert out["novelty_ratio"] == pytest.approx(metrics.canonical_novelty_ratio(w, ref), rel=1e-5)
     assert out["nn_l2_median"] == pytest.approx(float(metrics.nearest_distances(w, ref).median()), rel=1e-5)
     same = dist.compute(predictions=w.tolist())
     assert "novelty_ratio" not in same and same["wasserstein"] == 0

@@ -133,6 +133,7 @@ def _which(kind: str, a: Path, b: Path, target: Path) -> str:
         return f"error: {e}"
 
 
+@pytest.mark.slow
 def test_killed_zoo_saves_leave_the_old_or_the_new_zoo(tiny_zoo, tmp_path):
     a = tiny_zoo.save(tmp_path / "a")
     WeightZoo.from_matrix(tiny_zoo.arch, tiny_zoo.to_matrix()[:5] + 1, recipe=tiny_zoo.recipe).save(
@@ -142,6 +143,7 @@ def test_killed_zoo_saves_leave_the_old_or_the_new_zoo(tiny_zoo, tmp_path):
     assert set(outcomes) <= {"a", "b"}, outcomes
 
 
+@pytest.mark.slow
 def test_killed_pipeline_saves_leave_the_old_or_the_new_pipeline(tiny_zoo, tiny_fit, tmp_path):
     from dwf_hub.fitting import default_flow_config, fit_pipeline
 

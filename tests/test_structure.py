@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "dwf_hub"
 MAX_FUNCTION_LINES = 60
 LONG_ALLOWED = {("cli.py", "build_parser")}  # one add_argument per line: long by nature, not by logic
@@ -111,6 +113,7 @@ def test_no_function_is_longer_than_60_lines():
     assert not long, "functions over 60 lines: " + ", ".join(long)
 
 
+@pytest.mark.slow
 def test_recipes_and_card_templates_ship_inside_the_package(tmp_path):
     """They live at the top of the repository and install as dwf_hub/zoo_recipes, dwf_hub/model_cards."""
     import zipfile

@@ -151,6 +151,7 @@ def test_finetune_cli(tiny_fit, tiny_zoo, tmp_path, capsys):
     assert load_transfer_recipe("cifar10_to_cifar100_fewshot").transfer.shots == 50
 
 
+@pytest.mark.slow
 def test_accelerate_launch_on_two_processes_gives_the_one_process_table(tiny_fit, tiny_zoo, tmp_path):
     """``accelerate launch --num_processes 2 --cpu examples/transfer.py`` splits the cells between processes."""
     import subprocess

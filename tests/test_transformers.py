@@ -274,3 +274,26 @@ def test_vit_pipeline_end_to_end(tmp_path):
     assert logits.shape == (4, 10) and torch.isfinite(logits).all()
     again = pipe(num_networks=2, generator=torch.Generator().manual_seed(0), output_type="pt")
     assert torch.equal(again.weights, torch.stack([zoo.arch.flatten(m.state_dict()) for m in out.networks]))
+    assert not pipe.codec.has_unit_targets  # a ViT's fc1 units are recalibrated on request only
+
+
+def test_vit_fc1_units_recalibrated_on_request(tmp_path):
+    from dwf_hub.fitting import default_flow_config, fit_pipeline
+    from dwf_hub.postprocess import recipe_calibration_data
+    from dwf_hub.unit_recalibration import unit_statistics
+    from dwf_hub.zoo_training import train_zoo
+
+    zoo = train_zoo(
+        _small_recipe("digits_vit", epochs=2, spawn_epochs=1), 4, tmp_path / "zoo", progress=False
+    )
+    cfg = default_flow_config(
+        zoo, normalization="none", unit_recalibration="on", num_inference_steps=4, select="off"
+    )
+    pipe = fit_pipeline(zoo, cfg, progress=False).pipeline
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    raw = pipe(num_networks=3, generator=gen(), output_type="pt").weights
+    out = pipe(num_networks=3, generator=gen(), output_type="state_dict", quality_check=False).weights
+    x = recipe_calibration_data(pipe.arch, pipe.recipe)
+    targets = pipe.codec.unit_targets(pipe.codec.encode(raw))
+    torch.testing.assert_close(unit_statistics(pipe.arch, out, x), targets, atol=1e-3, rtol=1e-3)
+    assert not torch.allclose(out, raw)

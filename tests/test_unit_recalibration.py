@@ -43,21 +43,33 @@ def test_recalibration_sets_every_hidden_unit_to_its_target():
     assert not torch.equal(fixed, w)
     with pytest.raises(DWFError, match=r"targets have shape \(3, 5\), the networks need \(3, 22\)"):
         recalibrate_units(MLP, w, stats[:, :5], x)
-    with pytest.raises(DWFError, match=r"names its hidden layers \(mlp, smallcnn\), not resnet20"):
+    with pytest.raises(DWFError, match=r"names its hidden layers \(mlp, smallcnn, vit\), not resnet20"):
         unit_statistics(arch_from_config({"name": "resnet20"}), w, x)
 
 
-def test_convolutional_channels_are_recalibrated_too():
+@pytest.mark.parametrize("name", ["smallcnn", "vit"])
+def test_convolutional_channels_and_token_features_are_recalibrated_too(name):
     from dwf_hub.archs.smallcnn import SmallCNNSpec
+    from dwf_hub.archs.transformer import ViTSpec
 
-    cnn = SmallCNNSpec.tiny()
-    w = torch.randn(2, cnn.num_params, generator=torch.Generator().manual_seed(1)) * 0.5
-    x = cnn.example_input(32, torch.Generator().manual_seed(2))
-    stats = unit_statistics(cnn, w, x)
-    assert stats.shape == (2, 2 * (3 + 4 + 5 + 6))  # conv channels and fc1 units
+    arch = {"smallcnn": SmallCNNSpec, "vit": ViTSpec}[name].tiny()
+    w = torch.randn(2, arch.num_params, generator=torch.Generator().manual_seed(1)) * 0.5
+    x = arch.example_input(32, torch.Generator().manual_seed(2))
+    stats = unit_statistics(arch, w, x)
+    units = {"smallcnn": 3 + 4 + 5 + 6, "vit": 2 * 24}[name]  # conv channels and fc1 units; a ViT's fc1 units
+    assert stats.shape == (2, 2 * units)
+    # one network's first unit layer by hand: a unit is a channel (dim 1) or a token feature (last dim)
+    model, seen = arch.build().eval(), []
+    model.load_state_dict(arch.unflatten(w[1]))
+    dict(model.named_modules())[arch.unit_layers[0]].register_forward_hook(lambda _m, _i, o: seen.append(o))
+    arch.call(model, x)
+    out = seen[0].movedim(1 if name == "smallcnn" else -1, 0).flatten(1)
+    first = out.shape[0]
+    torch.testing.assert_close(stats[1, :first], out.mean(1), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(stats[1, first : 2 * first], out.std(1), atol=1e-5, rtol=1e-4)
     target = stats * 1.5 + 0.1
     torch.testing.assert_close(
-        unit_statistics(cnn, recalibrate_units(cnn, w, target, x), x), target, atol=1e-4, rtol=1e-4
+        unit_statistics(arch, recalibrate_units(arch, w, target, x), x), target, atol=1e-4, rtol=1e-4
     )
 
 
@@ -98,14 +110,20 @@ def test_flow_samples_get_the_statistics_their_latent_predicts(tiny_fit, tmp_pat
     assert "unit_recalibration" not in loaded.generate_zoo(3, seed=1, calibrate=False).info
 
 
-def test_unit_recalibration_modes(tiny_zoo):
+def test_unit_recalibration_modes(tiny_zoo, monkeypatch):
+    from dwf_hub.archs.transformer import ViTSpec
+
     off = fit_pipeline(
         tiny_zoo, tiny_zoo.recipe.flow_config(unit_recalibration="off", iterations=5), progress=False
     )
     assert not off.pipeline.codec.has_unit_targets
     raw = tiny_zoo.recipe.flow_config(unit_recalibration="on", normalization="standardize", iterations=5)
+    assert fit_pipeline(tiny_zoo, raw, progress=False).pipeline.codec.has_unit_targets  # a small map: allowed
+    monkeypatch.setattr("dwf_hub.fitting.MAX_TARGET_MAP", 10)
     with pytest.raises(DWFError, match="unit_recalibration='on' does not apply: a 'standardize' codec"):
         fit_pipeline(tiny_zoo, raw, progress=False)
+    vit = ViTSpec.tiny()  # a ViT's fc1 units are opt-in: auto leaves them
+    assert not vit.units_recalibrated_by_default and MLP.units_recalibrated_by_default
     auto = tiny_zoo.recipe.flow_config(normalization="standardize", iterations=5)
     assert not fit_pipeline(tiny_zoo, auto, progress=False).pipeline.codec.has_unit_targets
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dwf_hub.artifacts import write_manifest
-from dwf_hub.errors import WeightFormatError, ZooFormatError
+from dwf_hub.errors import DWFError, WeightFormatError, ZooFormatError
 from dwf_hub.io import save_tensors
 from dwf_hub.zoo import ZOO_FORMAT_VERSION, WeightZoo, checkpoint_name
 
@@ -160,3 +160,12 @@ def test_saving_a_loaded_zoo_reuses_its_checkpoint_files(tiny_zoo, tmp_path, mon
     for i in range(len(loaded)):
         assert (copy / checkpoint_name(i)).read_bytes() == (root / checkpoint_name(i)).read_bytes()
     assert torch.equal(WeightZoo.load(copy).to_matrix(), tiny_zoo.to_matrix())
+
+
+def test_save_pretrained_is_the_zoos_save(tiny_zoo, tmp_path):
+    root = tiny_zoo.save_pretrained(tmp_path / "a")  # the name every Hub class uses; save is the same method
+    assert WeightZoo.save is WeightZoo.save_pretrained
+    assert torch.equal(WeightZoo.from_pretrained(root).to_matrix(), tiny_zoo.to_matrix())
+    with pytest.raises(DWFError, match="push_to_hub=True needs repo_id"):
+        tiny_zoo.save_pretrained(tmp_path / "b", push_to_hub=True)
+    assert not (tmp_path / "b").exists()

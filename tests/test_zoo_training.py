@@ -172,6 +172,21 @@ def test_augmentation_crops_and_flips_per_image():
     assert torch.equal(alone, out[1:])  # member 1's draws do not depend on member 0
 
 
+def test_members_start_spawned_by_default_where_one_parent_can_stand_for_all():
+    from dwf_hub.configs import TrainingConfig
+
+    auto = TrainingConfig(epochs=30)  # recorded resolved, so a zoo says what its members did
+    assert (auto.start, auto.spawn_epochs) == ("spawned", 10)
+    assert TrainingConfig(epochs=30, spawn_epochs=2).spawn_epochs == 2
+    assert (TrainingConfig(epochs=2).start, TrainingConfig(epochs=2).spawn_epochs) == ("spawned", 0)
+    mixed = TrainingConfig(epochs=30, init=["kaiming", "xavier"])  # one parent cannot have several inits
+    assert (mixed.start, mixed.spawn_epochs) == ("independent", 0)
+    assert TrainingConfig(epochs=30, init_from="some/checkpoint").start == "independent"
+    assert TrainingConfig(epochs=30, start="independent").spawn_epochs == 0
+    with pytest.raises(DWFError, match='spawn_epochs needs start = "spawned"'):
+        TrainingConfig(epochs=30, start="independent", spawn_epochs=3)
+
+
 def test_a_spawned_zoo_shares_its_first_epochs_then_diverges(tmp_path):
     from conftest import TINY_RECIPE
 

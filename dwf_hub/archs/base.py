@@ -40,6 +40,8 @@ class ArchSpec(ABC):
     """Builds one architecture and knows its exact parameter layout and permutation symmetries."""
 
     name: ClassVar[str]
+    #: whether ``unit_recalibration = "auto"`` resets the ``unit_layers`` (``"on"`` always may)
+    units_recalibrated_by_default: ClassVar[bool] = True
 
     # -- to implement per architecture ---------------------------------------------------------
     @abstractmethod
@@ -77,7 +79,7 @@ class ArchSpec(ABC):
     @property
     def unit_layers(self) -> tuple[str, ...]:
         """Modules (names, in forward order) whose outputs are hidden pre-activations that unit recalibration may
-        reset (``dwf_hub.unit_recalibration``): for architectures without normalization layers; ``()``: none."""
+        reset (``dwf_hub.unit_recalibration``): for architectures without BatchNorm; ``()``: none."""
         return ()
 
     @property

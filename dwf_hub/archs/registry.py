@@ -4,25 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import DWFError, unknown
+from ..errors import DWFError
+from ..registry import Registry
 from .base import ArchSpec
 
-_REGISTRY: dict[str, type[ArchSpec]] = {}
+ARCHS: Registry[type[ArchSpec]] = Registry("architecture")
 
 
 def register(cls: type[ArchSpec]) -> type[ArchSpec]:
-    _REGISTRY[cls.name] = cls
-    return cls
+    """Class decorator: ``cls`` under ``cls.name`` (a second class of one name is refused)."""
+    return ARCHS.add(cls.name, cls)
 
 
 def available_archs() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(ARCHS)
 
 
 def get_arch_class(name: str) -> type[ArchSpec]:
-    if name not in _REGISTRY:
-        raise unknown("architecture", name, available_archs())
-    return _REGISTRY[name]
+    return ARCHS[name]
 
 
 def get_arch(name: str, **kwargs: Any) -> ArchSpec:
@@ -30,7 +29,7 @@ def get_arch(name: str, **kwargs: Any) -> ArchSpec:
     try:
         return cls(**kwargs)
     except TypeError as e:
-        raise DWFError(f"architecture {name!r}: bad arguments {kwargs!r} ({e})") from None
+        raise DWFError(f"architecture {name!r}: bad arguments {kwargs!r} ({e})") from e
 
 
 def arch_from_config(config: dict[str, Any]) -> ArchSpec:

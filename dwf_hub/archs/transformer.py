@@ -116,7 +116,7 @@ def _load_pretrained(arch: _TransformerSpec, path: str) -> tuple[dict[str, Tenso
                 folder, config=arch.hf_config(), use_safetensors=True, output_loading_info=True
             )
     except (OSError, ValueError, RuntimeError) as e:
-        raise DWFError(f"cannot load {arch!r} from checkpoint {path!r}: {e}") from None
+        raise DWFError(f"cannot load {arch!r} from checkpoint {path!r}: {e}") from e
     state = {k: v.detach() for k, v in model.state_dict().items()}
     arch.validate(state, source=f"checkpoint {path!r}")
     return state, frozenset(info["missing_keys"])
@@ -127,6 +127,9 @@ class ViTSpec(_TransformerSpec):
     """``ViTForImageClassification``; defaults are the paper's ViT-Small-192 (2.8M parameters)."""
 
     name = "vit"
+    # LayerNorm re-normalizes every token, and resetting the fc1 units after it did not move the digits ViT's
+    # accuracy-novelty frontier (benchmarks/RESULTS.md, bench_families.py --flow unit_recalibration=on): opt-in
+    units_recalibrated_by_default = False
 
     def __init__(
         self,
@@ -183,6 +186,10 @@ class ViTSpec(_TransformerSpec):
             image_mean=expand(mean),
             image_std=expand(std),
         )
+
+    @property
+    def unit_layers(self) -> tuple[str, ...]:
+        return tuple(f"vit.layers.{i}.mlp.fc1" for i in range(self.num_hidden_layers))
 
     def permutation_spec(self) -> PermutationSpec:
         axes: dict[str, Axes] = {
@@ -337,4 +344,4 @@ def spec_from_hf_config(config: dict[str, Any], source: str = "config.json") -> 
     try:
         return cls(**{**fields, "num_labels": num_labels})
     except TypeError as e:
-        raise DWFError(f"{source}: {e}") from None
+        raise DWFError(f"{source}: {e}") from e

@@ -100,10 +100,10 @@ def _load_state(
         return None
     try:
         meta = json.loads(read_header(path).metadata[STATE_KEY])
-    except (KeyError, json.JSONDecodeError):
+    except (KeyError, json.JSONDecodeError) as e:
         raise DWFError(
             f"{path}: not a dwf_hub flow checkpoint; remove it or choose another output folder"
-        ) from None
+        ) from e
     if meta.get("fingerprint") != fingerprint:
         raise DWFError(
             f"{folder} holds a flow checkpoint for other data or another configuration; "

@@ -41,5 +41,5 @@ class WeightSpaceDistance(evaluate.Metric):
             "jensen_shannon": metrics.jensen_shannon(a, b),
         }
         if not same:
-            out["novelty_ratio"] = metrics.novelty_ratio(a, b)
+            out["novelty_ratio"] = metrics.canonical_novelty_ratio(a, b)
         return out
