@@ -20,7 +20,7 @@ from dwf_hub.matching import canonicalize
 from dwf_hub.matching.reference import plain_weight_matching
 from dwf_hub.matching.weight_matching import objective
 from dwf_hub.permutations import apply_permutation
-from dwf_hub.zoo import WeightZoo
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 AUTHORS_S = (5.5, 6.9)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 from bench_frontier import cached_zoo
 
-from dwf_hub.connectivity import measure_connectivity
-from dwf_hub.fitting import default_flow_config, fit_pipeline
-from dwf_hub.frontier import Frontier
+from dwf_hub.evaluation.connectivity import measure_connectivity
+from dwf_hub.evaluation.frontier import Frontier
+from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
 from dwf_hub.matching import canonicalize
 
 HOLDOUT = 20

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from dwf_hub.archs import get_arch
+from dwf_hub.compression.pca import fit_pca, fit_pca_dual
 from dwf_hub.io import save_tensors
-from dwf_hub.pca import fit_pca, fit_pca_dual
-from dwf_hub.zoo import WeightZoo
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 ARCH = {"name": "mlp", "layer_sizes": [4096, 4096, 1024, 16]}
 DIRECTIONS = 8

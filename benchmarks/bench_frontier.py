@@ -4,7 +4,7 @@
                                         [--seeds 0,1] [--out bench_out/frontier] [--device cpu]
 
 Per zoo: train it (cached in ``--out``), canonicalize, keep the last ``--holdout`` members out of flow training.
-Every generator makes 100 networks that are scored the same way (``dwf_hub.frontier``): validation and test
+Every generator makes 100 networks that are scored the same way (``dwf_hub.evaluation.frontier``): validation and test
 accuracy, permutation-invariant novelty, diversity and held-out ratio against the networks the flow was fitted
 on. Baselines sweep their knob (noise sigma; interpolation alpha and k), the flow sweeps its settings (PCA
 components kept, iterations, sampling temperature = source std scale). Each flow row says whether it beats each
@@ -24,13 +24,13 @@ from pathlib import Path
 
 import torch
 
-from dwf_hub.fitting import default_flow_config, fit_pipeline
-from dwf_hub.frontier import Frontier, compare
-from dwf_hub.matching import canonicalize
-from dwf_hub.recipes import load_recipe
+from dwf_hub.evaluation.frontier import Frontier, compare
 from dwf_hub.scoring import score_many
-from dwf_hub.zoo import WeightZoo
-from dwf_hub.zoo_training import train_zoo
+from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
+from dwf_hub.matching import canonicalize
+from dwf_hub.zoo.recipes import load_recipe
+from dwf_hub.zoo.training import train_zoo
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 # Flow settings swept per zoo (one thing varied at a time around the recipe's default); every fit is also
 # sampled at temperatures 0.8 and 1.2.

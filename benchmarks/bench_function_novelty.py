@@ -22,12 +22,12 @@ from pathlib import Path
 
 from bench_frontier import add_overrides, cached_zoo, finish_panel, overrides, pm, sample
 
-from dwf_hub.baselines import BASELINES
-from dwf_hub.fitting import fit_pipeline
-from dwf_hub.frontier import COPIES, Frontier
+from dwf_hub.evaluation.baselines import BASELINES
+from dwf_hub.evaluation.frontier import COPIES, Frontier
+from dwf_hub.evaluation.report import fmt_ratio
+from dwf_hub.flow.fitting import fit_pipeline
 from dwf_hub.matching import canonicalize
-from dwf_hub.recipes import load_recipe
-from dwf_hub.report import fmt_ratio
+from dwf_hub.zoo.recipes import load_recipe
 
 SETTINGS = (
     ("noise", {"sigma": 0.05}),

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
-from dwf_hub.data import load_task
-from dwf_hub.evaluation import evaluate_zoo
-from dwf_hub.fitting import default_flow_config, fit_pipeline
-from dwf_hub.matching import canonicalize
-from dwf_hub.recipes import load_recipe
 from dwf_hub.scoring import score_many
-from dwf_hub.zoo_training import train_zoo
+from dwf_hub.evaluation.zoo_evaluation import evaluate_zoo
+from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
+from dwf_hub.matching import canonicalize
+from dwf_hub.zoo.data import load_task
+from dwf_hub.zoo.recipes import load_recipe
+from dwf_hub.zoo.training import train_zoo
 
 ZOOS = {"iris": ("iris_mlp", 100), "digits": ("digits_mlp", 50)}
 AUTHORS_IRIS = {  # REFERENCE_NOTES: their code on a 2-core CPU, zoo 90.70 +- 2.02

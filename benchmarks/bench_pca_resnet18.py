@@ -17,7 +17,7 @@ import torch
 
 from dwf_hub.archs import get_arch
 from dwf_hub.codec import WeightCodec
-from dwf_hub.pca import fit_pca, fit_pca_incremental
+from dwf_hub.compression.pca import fit_pca, fit_pca_incremental
 
 
 def rss_bytes(field: str) -> int:

@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from dwf_hub.data import load_task
-from dwf_hub.fitting import default_flow_config, fit_pipeline
+from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
 from dwf_hub.matching import canonicalize
-from dwf_hub.recipes import load_recipe
-from dwf_hub.zoo import WeightZoo
-from dwf_hub.zoo_training import init_member, train_zoo
+from dwf_hub.zoo.data import load_task
+from dwf_hub.zoo.recipes import load_recipe
+from dwf_hub.zoo.training import init_member, train_zoo
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 AUTHORS = {
     "zoo training, 100 Iris MLPs": 47.8,

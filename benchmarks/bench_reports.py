@@ -22,9 +22,9 @@ from pathlib import Path
 
 from bench_frontier import add_overrides, cached_zoo, overrides
 
-from dwf_hub.fitting import default_flow_config, fit_pipeline
+from dwf_hub.evaluation.report import INTERVALS, build_report, fmt_ratio
+from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
 from dwf_hub.matching import canonicalize
-from dwf_hub.report import INTERVALS, build_report, fmt_ratio
 
 HOLDOUT, GENERATED = 20, 100
 WORKING = "working_function_novelty_ratio"

@@ -29,12 +29,12 @@ import torch
 from bench_frontier import pm
 from torch import Tensor
 
-from dwf_hub.baselines import ZooBaseline
-from dwf_hub.frontier import Frontier
+from dwf_hub.evaluation.baselines import ZooBaseline
+from dwf_hub.evaluation.frontier import Frontier
+from dwf_hub.generation.postprocess import recipe_calibration_data
+from dwf_hub.generation.unit_recalibration import recalibrate_units, unit_statistics
 from dwf_hub.matching import canonicalize
-from dwf_hub.postprocess import recipe_calibration_data
-from dwf_hub.unit_recalibration import recalibrate_units, unit_statistics
-from dwf_hub.zoo import WeightZoo
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 
 def projector(w: Tensor):

@@ -48,7 +48,7 @@ def layer_sizes(family: str, scale: float) -> list[int]:
 
 def make_zoo(folder: Path, family: str, scale: float) -> Path:
     from dwf_hub.archs import get_arch
-    from dwf_hub.zoo import write_packed_zoo
+    from dwf_hub.zoo.weight_zoo import write_packed_zoo
 
     if (folder / "zoo.json").is_file():
         return folder
@@ -92,7 +92,7 @@ def record(path: Path, **values) -> None:
 def worker_fit(zoo: Path, out: Path, k: int, iterations: int) -> None:
     """Dual PCA + flow training (under DDP when launched with several ranks); the main process saves."""
     from dwf_hub.configs import FlowConfig
-    from dwf_hub.fitting import fit_pipeline
+    from dwf_hub.flow.fitting import fit_pipeline
 
     cfg = FlowConfig.from_flat(canonicalize=False, normalization="whiten", n_components=k, pca_solver="dual",
                                iterations=iterations, hidden_dim=512, batch_size=min(64, k + 1))  # fmt: skip
@@ -171,7 +171,7 @@ def run_family(
 ) -> None:
     t0 = time.perf_counter()
     zoo = make_zoo(root / f"{family}_zoo", family, scale)
-    from dwf_hub.zoo import WeightZoo
+    from dwf_hub.zoo.weight_zoo import WeightZoo
 
     z = WeightZoo.load(zoo)
     n, d, k = len(z), z.arch.num_params, FAMILIES[family][2]

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from bench_frontier import cached_zoo, margins, panels, plot_sweeps, pm, sample, swept
 
-from dwf_hub.fitting import fit_pipeline
-from dwf_hub.frontier import Frontier
+from dwf_hub.evaluation.frontier import Frontier
+from dwf_hub.evaluation.report import fmt_ratio
+from dwf_hub.flow.fitting import fit_pipeline
 from dwf_hub.matching import canonicalize
-from dwf_hub.recipes import load_recipe
-from dwf_hub.report import fmt_ratio
+from dwf_hub.zoo.recipes import load_recipe
 
 SETTINGS = {
     "whiten all": {},

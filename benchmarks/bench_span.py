@@ -8,7 +8,7 @@ training sets of each size reports: the fraction of a held-out member's deviatio
 outside the training members' affine span (1: orthogonal to it; every PCA-latent generator lives in that span),
 the validation accuracy of the held-out members projected onto the span, and the training mean network's
 accuracy and plain-distance novelty (distance to its nearest training member over the held-out members'), plain
-and with its hidden units recalibrated to the members' mean statistics (``dwf_hub.unit_recalibration``).
+and with its hidden units recalibrated to the members' mean statistics (``dwf_hub.generation.unit_recalibration``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 from bench_residuals import projector
 
-from dwf_hub.matching import canonicalize
-from dwf_hub.postprocess import recipe_calibration_data
 from dwf_hub.scoring import score_many
-from dwf_hub.unit_recalibration import recalibrate_units, unit_statistics
-from dwf_hub.zoo import WeightZoo
-from dwf_hub.zoo_training import train_zoo
+from dwf_hub.generation.postprocess import recipe_calibration_data
+from dwf_hub.generation.unit_recalibration import recalibrate_units, unit_statistics
+from dwf_hub.matching import canonicalize
+from dwf_hub.zoo.training import train_zoo
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 UNSEEN = 100
 

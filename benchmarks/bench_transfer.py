@@ -14,9 +14,9 @@ import shutil
 import time
 from pathlib import Path
 
-from dwf_hub.fitting import default_flow_config, fit_pipeline
-from dwf_hub.transfer import load_transfer_recipe, run_transfer
-from dwf_hub.zoo_training import train_zoo
+from dwf_hub.evaluation.transfer import load_transfer_recipe, run_transfer
+from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
+from dwf_hub.zoo.training import train_zoo
 
 FIGURES = Path(__file__).parent / "figures"
 

@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 from dwf_hub.archs import get_arch
-from dwf_hub.evaluation import evaluate_zoo
-from dwf_hub.fitting import default_flow_config, fit_pipeline
+from dwf_hub.evaluation.zoo_evaluation import evaluate_zoo
+from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
 from dwf_hub.matching import canonicalize
-from dwf_hub.zoo import WeightZoo
-from dwf_hub.zoo_training import init_member, train_zoo
+from dwf_hub.zoo.training import init_member, train_zoo
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 MODES = {
     "full": ("TransFusion + residual stream", {"canonicalize": True, "permute_residual": True}),

@@ -27,15 +27,15 @@ from bench_frontier import pm, sample
 from bench_function_novelty import matched_rows
 from bench_residuals import projector
 
-from dwf_hub.fitting import fit_pipeline
-from dwf_hub.frontier import Frontier
+from dwf_hub.evaluation.frontier import Frontier
+from dwf_hub.evaluation.report import fmt_ratio
+from dwf_hub.flow.fitting import fit_pipeline
+from dwf_hub.generation.postprocess import recipe_calibration_data
+from dwf_hub.generation.unit_recalibration import recalibrate_units, unit_statistics
 from dwf_hub.io import write_json
 from dwf_hub.matching import canonicalize
-from dwf_hub.postprocess import recipe_calibration_data
-from dwf_hub.recipes import Recipe, load_recipe
-from dwf_hub.report import fmt_ratio
-from dwf_hub.unit_recalibration import recalibrate_units, unit_statistics
-from dwf_hub.zoo_training import train_zoo
+from dwf_hub.zoo.recipes import Recipe, load_recipe
+from dwf_hub.zoo.training import train_zoo
 
 MIDPOINT, MEAN = {"alpha": 0.5, "k": 2}, {"alpha": 79 / 80, "k": 80}
 

@@ -48,7 +48,7 @@ def _check_outputs(a: argparse.Namespace) -> None:
 
 
 def _zoo_train(a: argparse.Namespace) -> None:
-    from .zoo_training import train_zoo
+    from .zoo.training import train_zoo
 
     zoo = train_zoo(
         a.recipe,
@@ -66,8 +66,8 @@ def _zoo_train(a: argparse.Namespace) -> None:
 
 def _zoo_import(a: argparse.Namespace) -> None:
     from .errors import DWFError
-    from .recipes import load_recipe
-    from .zoo import WeightZoo
+    from .zoo.recipes import load_recipe
+    from .zoo.weight_zoo import WeightZoo
 
     recipe = load_recipe(a.recipe) if a.recipe else None
     zoo = WeightZoo.from_transformers(a.models, recipe=recipe, info={"source": "imported"})
@@ -78,7 +78,7 @@ def _zoo_import(a: argparse.Namespace) -> None:
 
 
 def _recipes(a: argparse.Namespace) -> None:
-    from .recipes import available_recipes, load_recipe
+    from .zoo.recipes import available_recipes, load_recipe
 
     for name in available_recipes():
         print(f"{name:<22} {load_recipe(name).description}")
@@ -86,7 +86,7 @@ def _recipes(a: argparse.Namespace) -> None:
 
 def _canonicalize(a: argparse.Namespace) -> None:
     from .matching import canonicalize
-    from .zoo import open_zoo
+    from .zoo.weight_zoo import open_zoo
 
     result = canonicalize(
         open_zoo(a.zoo),
@@ -162,8 +162,8 @@ def _fit(a: argparse.Namespace) -> None:
     from .artifacts import resumable_job
     from .distributed import process_state
     from .errors import DWFError
-    from .fitting import default_flow_config, fit_conditional, fit_pipeline
-    from .zoo import open_zoo
+    from .flow.fitting import default_flow_config, fit_conditional, fit_pipeline
+    from .zoo.weight_zoo import open_zoo
 
     labels = [x.strip() for x in a.labels.split(",")] if a.labels else None
     if (len(a.zoo) > 1 or labels) and len(labels or []) != len(a.zoo):
@@ -188,7 +188,7 @@ def _fit(a: argparse.Namespace) -> None:
             result = fit_pipeline(zoos[0], config, checkpoint_dir=ckpt, progress=not a.quiet)
         evaluation = None
         if a.evaluate:
-            from .evaluation import evaluate_zoo
+            from .evaluation.zoo_evaluation import evaluate_zoo
 
             generated = result.pipeline.generate_zoo(a.evaluate, seed=a.seed)
             evaluation = evaluate_zoo(generated, reference=result.training_zoo)
@@ -228,13 +228,13 @@ def _generate(a: argparse.Namespace) -> None:
         print(f"{a.num_networks} generated networks in {a.out} ({per_shard} per shard){_checked(a.out)}")
         return
     from .artifacts import check_disk
-    from .zoo import zoo_bytes
+    from .zoo.weight_zoo import zoo_bytes
 
     check_disk(a.out, zoo_bytes(pipe.codec_of(a.condition).arch, a.num_networks) * (2 if a.export else 1))
     zoo = pipe.generate_zoo(a.num_networks, seed=a.seed, **kwargs)
     zoo.save(a.out, overwrite=a.overwrite)
     if a.export:
-        from .export import export_networks
+        from .zoo.export import export_networks
 
         export_networks(zoo.arch, [zoo.model(i) for i in range(len(zoo))], a.export, zoo.recipe, a.overwrite)
         print(f"one Hub model folder per network in {a.export}")
@@ -243,7 +243,7 @@ def _generate(a: argparse.Namespace) -> None:
 
 def _checked(out: str) -> str:
     """What the quality check did for the zoo at ``out``, as the end of ``generate``'s summary line."""
-    from .zoo import read_zoo_config
+    from .zoo.weight_zoo import read_zoo_config
 
     check = read_zoo_config(Path(out)).get("info", {}).get("quality_check")
     if not check:
@@ -255,8 +255,8 @@ def _checked(out: str) -> str:
 
 
 def _baseline(a: argparse.Namespace) -> None:
-    from .baselines import ZooBaseline
-    from .zoo import open_zoo
+    from .evaluation.baselines import ZooBaseline
+    from .zoo.weight_zoo import open_zoo
 
     knobs = {"sigma": a.sigma, "alpha": a.alpha, "k": a.k, "scale": a.scale}
     baseline = ZooBaseline(open_zoo(a.zoo), a.kind, **knobs, recalibrate_units=a.recalibrate_units)
@@ -267,8 +267,8 @@ def _baseline(a: argparse.Namespace) -> None:
 
 
 def _evaluate(a: argparse.Namespace) -> None:
-    from .evaluation import evaluate_zoo
-    from .zoo import open_zoo
+    from .evaluation.zoo_evaluation import evaluate_zoo
+    from .zoo.weight_zoo import open_zoo
 
     json_out = Path(a.json) if a.json else None  # checked before any work (_check_outputs)
     ref = open_zoo(a.reference) if a.reference else None
@@ -287,7 +287,7 @@ def _evaluate(a: argparse.Namespace) -> None:
 def _report(a: argparse.Namespace, zoo, ref) -> dict:
     """``evaluate --out``: the comparison report; prints its verdict and the generated set's line."""
     from .errors import DWFError
-    from .report import INTERVALS, RATIOS, build_report, fmt_ratio, unit
+    from .evaluation.report import INTERVALS, RATIOS, build_report, fmt_ratio, unit
 
     if ref is None:
         raise DWFError("--out writes a comparison report: give the training zoo with --reference")
@@ -318,7 +318,7 @@ def _summary_line(summary: dict, with_reference: bool) -> str:
         line += (
             f"; reference {v(summary['reference_' + m + '_mean'])} ± {v(summary['reference_' + m + '_std'])}"
         )
-        from .report import INTERVALS, fmt_ratio
+        from .evaluation.report import INTERVALS, fmt_ratio
 
         line += "; " + ", ".join(
             f"{k.replace('_', ' ')} {fmt_ratio(summary[k], summary.get(INTERVALS[k]))}"
@@ -338,7 +338,7 @@ def _number(option: str, text: str) -> float:
 
 
 def _zoo_push(a: argparse.Namespace) -> None:
-    from .zoo import WeightZoo
+    from .zoo.weight_zoo import WeightZoo
 
     url = WeightZoo.load(a.zoo).push_to_hub(
         a.repo, private=a.private or None, commit_message=a.message, create_pr=a.create_pr, license=a.license
@@ -360,7 +360,7 @@ def _finetune(a: argparse.Namespace) -> None:
     import dataclasses
 
     from .configs import build_dataclass
-    from .transfer import TransferConfig, load_transfer_recipe, run_transfer
+    from .evaluation.transfer import TransferConfig, load_transfer_recipe, run_transfer
 
     recipe = load_transfer_recipe(a.recipe)
     changes = {"num_networks": a.num_networks, "budgets": _int_list("--budgets", a.budgets),
@@ -373,7 +373,7 @@ def _finetune(a: argparse.Namespace) -> None:
 
         pipe = DeepWeightFlowPipeline.from_pretrained(a.pipeline)
     if a.zoo:
-        from .zoo import open_zoo
+        from .zoo.weight_zoo import open_zoo
 
         zoo = open_zoo(a.zoo)
     run_transfer(recipe, a.out, pipeline=pipe, zoo=zoo, progress=not a.quiet, overwrite=a.overwrite)
@@ -453,7 +453,7 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 
 def _package_version() -> str:
-    from .hub import package_version  # hub imports nothing heavy at module level
+    from .hub.repos import package_version  # hub imports nothing heavy at module level
 
     return package_version()
 

@@ -23,9 +23,9 @@ from diffusers.configuration_utils import register_to_config
 from torch import Tensor
 
 from .archs import ArchSpec, arch_from_config
+from .compression.normalizations import NORMALIZATIONS, Normalization
+from .compression.pca import PCAResult, fit_pca
 from .errors import DWFError, WeightFormatError
-from .normalizations import NORMALIZATIONS, Normalization
-from .pca import PCAResult, fit_pca
 
 BASIS_SHARD_BYTES = 1 << 30  # a basis above this many bytes is saved as column shards of at most this size
 BASIS_FILE = "basis-{:05d}-of-{:05d}.safetensors"
@@ -161,7 +161,7 @@ class WeightCodec(ModelMixin, ConfigMixin):
         return codec
 
     def set_unit_targets(self, target_map: Tensor) -> None:
-        """Attach ``unit_target_map [K + 1, S]`` (``unit_recalibration.fit_target_map`` on the training latents)."""
+        """Attach ``unit_target_map [K + 1, S]`` (``fit_target_map`` on the training latents)."""
         self.register_to_config(unit_statistics=target_map.shape[1])
         self.register_buffer("unit_target_map", target_map.float().to(self.mean.device))
 
@@ -173,15 +173,13 @@ class WeightCodec(ModelMixin, ConfigMixin):
         """``[N, S]`` hidden-unit target statistics of ``latents [N, K]`` (``None`` without a target map)."""
         if not self.has_unit_targets:
             return None
-        from .unit_recalibration import predict_targets
-
         return predict_targets(self.unit_target_map, latents.float().to(self.unit_target_map.device)).cpu()
 
     def encode_columns(self, read_columns: Callable[[int, int], Tensor], n: int, block_size: int) -> Tensor:
         """``encode`` of the ``[N, D]`` matrix whose column blocks ``read_columns(start, stop)`` returns, one
         block at a time (memory ``N x block``, never ``N x D``); under a multi-process launch each rank reads
         its share of the blocks and one all-reduce sums the partial latents."""
-        from .pca import Ranks
+        from .compression.pca import Ranks
 
         if not self.normalization.pca:
             raise DWFError("encode_columns: only for pca/whiten codecs (the others are per-weight)")
@@ -292,3 +290,16 @@ class CodecCollection(ModelMixin, ConfigMixin):
         collection = cls([{k: v for k, v in c.config.items() if not k.startswith("_")} for c in codecs])
         collection.members = torch.nn.ModuleList(codecs)
         return collection
+
+
+def fit_target_map(coords: Tensor, stats: Tensor) -> Tensor:
+    """``[K + 1, S]``: the minimum-norm affine least-squares map from coordinates ``[N, K]`` to statistics
+    ``[N, S]`` (last row: the intercept); exact on every member when ``K >= N - 1``."""
+    a = torch.cat([coords.double(), torch.ones(len(coords), 1, dtype=torch.float64)], 1)
+    return torch.linalg.pinv(a) @ stats.double()
+
+
+def predict_targets(target_map: Tensor, coords: Tensor) -> Tensor:
+    """``[N, S]`` target statistics of coordinates ``[N, K]``."""
+    m = target_map.to(coords.dtype)
+    return coords @ m[:-1] + m[-1]

@@ -13,13 +13,13 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from .compression.normalizations import NORMALIZATIONS
+from .compression.pca_solvers import PCA_SOLVERS
 from .errors import DWFError
 from .flow.solvers import SOLVERS
-from .init_schemes import INIT_SCHEMES
-from .normalizations import NORMALIZATIONS
-from .optim import LR_SCHEDULES, OPTIMIZERS
-from .pca_solvers import PCA_SOLVERS
 from .registry import Registry
+from .zoo.init_schemes import INIT_SCHEMES
+from .zoo.optim import LR_SCHEDULES, OPTIMIZERS
 
 T = TypeVar("T")
 C = TypeVar("C", bound="Config")
@@ -329,7 +329,7 @@ class FlowTrainingConfig(Config):
     select: str = option(
         "auto",
         "auto: keep the snapshot (of 8 along training, 1/64 to all of it) whose networks are new and working on the validation split "
-        "and held-out members (dwf_hub/selection.py); off: the end of training",
+        "and held-out members (dwf_hub/flow/selection.py); off: the end of training",
         choices=("auto", "off"),
     )
 

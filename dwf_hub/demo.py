@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .report import FAILURES, INTERVALS, RATIOS, fmt_ratio
+from .evaluation.report import FAILURES, INTERVALS, RATIOS, fmt_ratio
 
 RECIPE = "iris_mlp"
 HOLDOUT_FRACTION = 0.2  # of the zoo kept out of flow training, for the held-out ratio
@@ -69,10 +69,10 @@ def _run_demo(
     flow_overrides: dict[str, Any],
 ) -> dict[str, Any]:
     """The demo's phases in work folder ``root``; its artifacts then become the folder ``out``."""
-    from .fitting import default_flow_config, fit_pipeline
+    from .evaluation.report import build_report
+    from .flow.fitting import default_flow_config, fit_pipeline
     from .matching import canonicalize
-    from .report import build_report
-    from .zoo_training import train_zoo
+    from .zoo.training import train_zoo
 
     num_models, holdout, num_generated, seed = (
         run[k] for k in ("num_models", "holdout", "num_generated", "seed")

@@ -19,14 +19,13 @@ from torch import Tensor, nn
 
 from .codec import CodecCollection, WeightCodec
 from .configs import CalibrationConfig
-from .connectivity import Connectivity
 from .errors import DWFError, PipelineFormatError
 from .flow.scheduler import FlowODEScheduler
 from .flow.velocity import VelocityModel
-from .hub import HubMixin
-from .postprocess import DeepWeightFlowOutput, WeightPostprocessor, check_memory, check_output_type
-from .provenance import CanonicalizationRecord
-from .recipes import Recipe, as_recipe
+from .generation.postprocess import DeepWeightFlowOutput, WeightPostprocessor, check_memory, check_output_type
+from .hub.repos import HubMixin
+from .provenance import CanonicalizationRecord, Connectivity
+from .zoo.recipes import Recipe, as_recipe
 
 __all__ = ["DeepWeightFlowOutput", "DeepWeightFlowPipeline"]
 logger = logging.getLogger(__name__)
@@ -134,9 +133,9 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
 
     @property
     def selection(self):
-        """Which snapshot of the flow's training was kept at fit time, and why (``selection.Selection``; ``None``:
+        """Which snapshot of the flow's training was kept at fit time, and why (``provenance.Selection``; ``None``:
         not selected)."""
-        from .selection import Selection
+        from .provenance import Selection
 
         data = self.card_info.get("selection")
         return None if data is None else Selection.from_dict(data, CARD_INFO_NAME)
@@ -152,7 +151,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
     def _from_pretrained(
         cls, repo_id_or_path: str | os.PathLike, hub: dict[str, Any], **kwargs: Any
     ) -> DeepWeightFlowPipeline:
-        from .hub import download
+        from .hub.repos import download
 
         if kwargs.pop("trust_remote_code", False):
             raise PipelineFormatError(
@@ -190,7 +189,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         or not at all (``artifacts.write_folder``): a folder that is not empty or a pipeline of ours is
         refused unless ``overwrite``."""
         from .artifacts import write_folder
-        from .cards import render_flow_card
+        from .hub.cards import render_flow_card
         from .io import write_json, write_text
 
         if kwargs.get("safe_serialization") is False:
@@ -221,7 +220,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
             write_text(stage / "README.md", card)
         self.card_info = info
         if hub.pop("push_to_hub", False):  # as diffusers does, but with our card already written
-            from .hub import upload
+            from .hub.repos import upload
 
             if not repo_id:
                 raise DWFError("push_to_hub=True needs repo_id='org/name'")
@@ -274,7 +273,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         if check is None:
             out = self._draw(num_networks, generator, labels, output_type, *sampling)
             return out if return_dict else out.to_tuple()
-        from .quality_check import draw_checked
+        from .generation.quality_check import draw_checked
 
         def draw(slots: list[int]) -> Tensor:
             gens = [generator[i] for i in slots] if isinstance(generator, list) else generator
@@ -300,7 +299,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
     def quality_check(self):
         """The fit-time quality-check record (``QualityCheck``; ``None``: none, e.g. a conditional flow or a
         pipeline fitted before dwf_hub 0.3)."""
-        from .quality_check import QualityCheck
+        from .generation.quality_check import QualityCheck
 
         data = self.card_info.get("quality_check")
         return None if data is None else QualityCheck.from_dict(data, CARD_INFO_NAME)
@@ -319,7 +318,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         if not usable or asked is False:
             return None
         if asked is None:  # on by default, unless its training data cannot be had here: then said, not hidden
-            from .quality_check import training_slice
+            from .generation.quality_check import training_slice
 
             try:
                 training_slice(self.recipe, 1)
@@ -485,7 +484,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         uninterrupted run; other settings are refused unless ``overwrite``). Until the zoo is written that
         folder takes as much disk again."""
         from .artifacts import check_disk, check_output, resumable_job
-        from .zoo import check_shard_size, write_packed_zoo, zoo_bytes
+        from .zoo.weight_zoo import check_shard_size, write_packed_zoo, zoo_bytes
 
         _check_seed(seed)
         _count(num_networks)
@@ -544,7 +543,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         def make(gen: torch.Generator, n: int) -> tuple[Tensor, int]:
             if check is None:
                 return raw(gen, n), n
-            from .quality_check import draw_checked
+            from .generation.quality_check import draw_checked
 
             passes = lambda w: check.passes(codec.arch, w, self.recipe)  # noqa: E731
             weights, drawn, _ = draw_checked(lambda slots: raw(gen, len(slots)), passes, n)
@@ -575,7 +574,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         hidden units were recalibrated — by default, when the codec has unit targets and the output is not raw
         ``"pt"`` weights: pass ``False`` for outputs of ``calibrate=False``; a conditional flow's networks of
         one ``condition`` get that condition's recipe)."""
-        from .zoo import WeightZoo
+        from .zoo.weight_zoo import WeightZoo
 
         codec = self.codec_of(condition if isinstance(condition, str) else None)
         arch = codec.arch

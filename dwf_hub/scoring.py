@@ -82,8 +82,6 @@ def metric_of_outputs(arch: ArchSpec, outputs: Tensor, y: Tensor) -> Tensor:
     """``[N]``: ``arch.metric`` of outputs ``[N, B, C]`` against ``y [B]``."""
     if arch.task == "classification":
         return (outputs.argmax(-1) == y.cpu()).float().mean(1)
-    from .metrics import spearman
-
     return spearman(outputs[..., 0], y).float()
 
 
@@ -91,3 +89,12 @@ def function_values(arch: ArchSpec, outputs: Tensor) -> Tensor:
     """What a network computes, as compared by function-space novelty: ``outputs [N, B, C]`` -> class
     probabilities (classification; logits have a free offset) or the outputs themselves (regression)."""
     return outputs.float().softmax(-1) if arch.task == "classification" else outputs.float()
+
+
+def spearman(pred: Tensor, target: Tensor) -> Tensor:
+    """``[N]`` Spearman correlation of each network's predictions ``[N, B]`` with targets ``[B]``; a constant
+    prediction (a broken network: scipy says NaN) ranks nothing, so it scores 0 and every table stays finite."""
+    from scipy.stats import spearmanr
+
+    rho = torch.tensor([spearmanr(p.double().numpy(), target.double().numpy())[0] for p in pred])
+    return rho.nan_to_num(0.0)

@@ -29,12 +29,12 @@ import gradio as gr
 import torch
 
 from dwf_hub.errors import DWFError
-from dwf_hub.evaluation import aligned_matrices
-from dwf_hub.flow.solvers import SOLVERS
-from dwf_hub.novelty import NoveltyScorer, nearest
-from dwf_hub.pipeline import DeepWeightFlowPipeline
+from dwf_hub.evaluation.novelty import NoveltyScorer, nearest
 from dwf_hub.scoring import score_many
-from dwf_hub.zoo import WeightZoo
+from dwf_hub.evaluation.zoo_evaluation import aligned_matrices
+from dwf_hub.flow.solvers import SOLVERS
+from dwf_hub.pipeline import DeepWeightFlowPipeline
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 MAX_NETWORKS = int(os.environ.get("DWF_MAX_NETWORKS", "200"))
 MAX_UPLOAD_MB = float(os.environ.get("DWF_MAX_UPLOAD_MB", "50"))
@@ -93,8 +93,8 @@ def build_embedded(
 ) -> Flow:
     """The recipe's flow and canonical zoo: shipped prebuilt in ``prebuilt/<recipe>`` (the Space is ready in
     seconds), else trained and fitted once offline into ``root`` and loaded from there on later starts."""
-    from dwf_hub.fitting import fit_pipeline
-    from dwf_hub.zoo_training import train_zoo
+    from dwf_hub.flow.fitting import fit_pipeline
+    from dwf_hub.zoo.training import train_zoo
 
     folder = prebuilt / recipe if prebuilt is not None and (prebuilt / recipe).is_dir() else root / recipe
     if not (folder / "pipeline" / "model_index.json").is_file() or not (folder / "canonical_zoo").is_dir():

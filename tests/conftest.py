@@ -67,21 +67,21 @@ checkpoint_every = 20
 
 @pytest.fixture(scope="session")
 def tiny_recipe():
-    from dwf_hub.recipes import Recipe
+    from dwf_hub.zoo.recipes import Recipe
 
     return Recipe.from_dict(TINY_RECIPE)
 
 
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory, tiny_recipe):
-    from dwf_hub.zoo_training import train_zoo
+    from dwf_hub.zoo.training import train_zoo
 
     return train_zoo(tiny_recipe, 8, tmp_path_factory.mktemp("zoo"), seed=0, progress=False)
 
 
 @pytest.fixture(scope="session")
 def tiny_fit(tiny_zoo):
-    from dwf_hub.fitting import fit_pipeline
+    from dwf_hub.flow.fitting import fit_pipeline
 
     return fit_pipeline(tiny_zoo, progress=False)
 

@@ -8,9 +8,9 @@ import itertools
 import pytest
 import torch
 
-from dwf_hub.baselines import ZooBaseline
 from dwf_hub.errors import DWFError
-from dwf_hub.frontier import Frontier, _interpolate_knob, compare
+from dwf_hub.evaluation.baselines import ZooBaseline
+from dwf_hub.evaluation.frontier import Frontier, _interpolate_knob, compare
 from dwf_hub.matching import canonicalize
 
 
@@ -89,7 +89,7 @@ def test_gaussian_is_fitted_to_each_members_projection_on_the_others(canonical):
 
 
 def test_baselines_hand_back_networks_like_the_pipeline(tiny_zoo, tmp_path):
-    from dwf_hub.zoo import WeightZoo
+    from dwf_hub.zoo.weight_zoo import WeightZoo
 
     base = ZooBaseline(tiny_zoo, "interpolation", alpha=0.3)  # canonicalizes a raw zoo first
     assert base.zoo.is_canonical
@@ -107,9 +107,9 @@ def test_baselines_hand_back_networks_like_the_pipeline(tiny_zoo, tmp_path):
 
 def test_bn_baselines_are_recalibrated():
     from dwf_hub.archs import get_arch_class
-    from dwf_hub.calibration import recalibrate_batchnorm
-    from dwf_hub.zoo import WeightZoo
-    from dwf_hub.zoo_training import init_member
+    from dwf_hub.generation.calibration import recalibrate_batchnorm
+    from dwf_hub.zoo.training import init_member
+    from dwf_hub.zoo.weight_zoo import WeightZoo
 
     arch = get_arch_class("resnet20").tiny()
     members = [init_member(arch, "kaiming", s) for s in range(4)]
@@ -189,7 +189,7 @@ def test_matched_baselines_land_on_the_target_novelty(canonical):
 def test_a_missed_match_is_refined_with_the_drawn_set(canonical, monkeypatch):
     """A sweep that misreads the knob (a steep or curved curve, or too few networks per setting): the first
     interpolated setting misses the target; re-interpolating with the drawn set as one more point lands on it."""
-    from dwf_hub import frontier as fr
+    from dwf_hub.evaluation import frontier as fr
 
     x, y = canonical.recipe.task.split("val")
     seen, heldout = canonical.split_holdout(2)
@@ -204,7 +204,7 @@ def test_a_missed_match_is_refined_with_the_drawn_set(canonical, monkeypatch):
 def test_fewer_networks_per_sweep_setting_find_the_same_match(canonical):
     """``sweep_networks`` (a conv net's report on a CPU is mostly its sweeps) only locates the setting: the
     matched set is drawn at full size and lands on the target novelty within the matching tolerance."""
-    from dwf_hub.frontier import MATCH_TOLERANCE
+    from dwf_hub.evaluation.frontier import MATCH_TOLERANCE
 
     x, y = canonical.recipe.task.split("val")
     seen, heldout = canonical.split_holdout(2)
@@ -220,7 +220,7 @@ def test_fewer_networks_per_sweep_setting_find_the_same_match(canonical):
 
 def test_cli_baseline(tiny_zoo, tmp_path, capsys):
     from dwf_hub.cli import main
-    from dwf_hub.zoo import WeightZoo
+    from dwf_hub.zoo.weight_zoo import WeightZoo
 
     tiny_zoo.save(tmp_path / "zoo")
     args = ["-q", "baseline", "noise", str(tmp_path / "zoo"), "--num-networks", "5", "--sigma", "0.2"]
@@ -254,8 +254,8 @@ def test_cli_baseline(tiny_zoo, tmp_path, capsys):
 
 
 def test_cli_knows_every_baseline():
-    from dwf_hub.baselines import BASELINES
     from dwf_hub.cli import build_parser
+    from dwf_hub.evaluation.baselines import BASELINES
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     kind = next(a for a in sub.choices["baseline"]._actions if a.dest == "kind")

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from dwf_hub.archs import get_arch_class
-from dwf_hub.calibration import check_calibration_data, has_batchnorm, recalibrate_batchnorm
 from dwf_hub.configs import TrainingConfig
-from dwf_hub.data import TaskData
 from dwf_hub.errors import DWFError
-from dwf_hub.fitting import default_flow_config, fit_pipeline
-from dwf_hub.zoo import WeightZoo
-from dwf_hub.zoo_training import init_member, train_members
+from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
+from dwf_hub.generation.calibration import check_calibration_data, has_batchnorm, recalibrate_batchnorm
+from dwf_hub.zoo.data import TaskData
+from dwf_hub.zoo.training import init_member, train_members
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +79,8 @@ def test_pipeline_never_returns_uncalibrated_bn_networks_silently(arch):
 
 
 def test_pipeline_calibrates_as_its_recipe_says(arch):
-    from dwf_hub.data import load_task
-    from dwf_hub.recipes import Recipe
+    from dwf_hub.zoo.data import load_task
+    from dwf_hub.zoo.recipes import Recipe
 
     recipe = Recipe.from_dict(
         {
@@ -105,7 +105,7 @@ def test_pipeline_calibrates_as_its_recipe_says(arch):
 
 
 def test_calibration_config_refuses_the_test_split():
-    from dwf_hub.recipes import Recipe
+    from dwf_hub.zoo.recipes import Recipe
 
     with pytest.raises(DWFError, match="split must be 'train'"):
         Recipe.from_dict(

@@ -11,7 +11,7 @@ import torch
 
 from dwf_hub.cli import main
 from dwf_hub.configs import FlowConfig
-from dwf_hub.zoo import WeightZoo
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 TOML = """
 name = "tiny_iris"

@@ -10,14 +10,14 @@ import torch
 from conftest import TINY_RECIPE
 
 from dwf_hub.cli import main
-from dwf_hub.conditional import load_conditional_recipe
 from dwf_hub.errors import DWFError
-from dwf_hub.fitting import fit_conditional
+from dwf_hub.flow.conditional import load_conditional_recipe
+from dwf_hub.flow.fitting import fit_conditional
 from dwf_hub.flow.velocity import VelocityModel
 from dwf_hub.pipeline import DeepWeightFlowPipeline, _check_codec_collection
-from dwf_hub.recipes import Recipe
-from dwf_hub.zoo import WeightZoo
-from dwf_hub.zoo_training import train_zoo
+from dwf_hub.zoo.recipes import Recipe
+from dwf_hub.zoo.training import train_zoo
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 
 def _recipe(name: str, **arch) -> Recipe:
@@ -146,7 +146,7 @@ def test_conditional_recipes_ship_and_agree_on_the_architecture(tmp_path):
 
 
 def test_condition_coordinates_are_each_conditions_whitened_pca():
-    from dwf_hub.fitting import condition_coordinates
+    from dwf_hub.flow.fitting import condition_coordinates
 
     g = torch.Generator().manual_seed(0)
     latents = torch.cat([torch.randn(12, 6, generator=g) * 3 + 5, torch.randn(8, 6, generator=g)])

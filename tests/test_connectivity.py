@@ -7,11 +7,12 @@ import logging
 import pytest
 import torch
 
-from dwf_hub.connectivity import Connectivity, measure_connectivity
 from dwf_hub.errors import PipelineFormatError
+from dwf_hub.evaluation.connectivity import measure_connectivity
 from dwf_hub.matching import canonicalize
+from dwf_hub.provenance import Connectivity
 from dwf_hub.scoring import score_many
-from dwf_hub.zoo import WeightZoo
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 
 def _zoo(tiny_zoo, rows: list[torch.Tensor]) -> WeightZoo:
@@ -62,7 +63,7 @@ def test_fit_records_connectivity_on_the_card(tiny_fit, tiny_zoo, tmp_path):
 
 
 def test_fit_without_the_check_and_its_warning(tiny_zoo, tmp_path, caplog):
-    from dwf_hub.fitting import default_flow_config, fit_pipeline
+    from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
 
     off = fit_pipeline(
         tiny_zoo, default_flow_config(tiny_zoo, iterations=2, connectivity_pairs=0), progress=False

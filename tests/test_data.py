@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from dwf_hub.data import load_task
 from dwf_hub.errors import DWFError, UnknownNameError
+from dwf_hub.zoo.data import load_task
 
 
 def test_iris_split_is_fixed_and_disjoint():
@@ -87,7 +87,7 @@ def _rgb_standin(root, name, image_column, size, n_train=24, n_test=8, label_col
     "recipe", ["cifar10_smallcnn", "cifar10_resnet20", "cifar10_resnet18", "stl10_smallcnn", "stl10_resnet18"]
 )
 def test_image_recipes_load_standins_in_the_hub_format(tmp_path, recipe):
-    from dwf_hub.recipes import load_recipe
+    from dwf_hub.zoo.recipes import load_recipe
 
     r = load_recipe(recipe)
     arch = r.arch_spec
@@ -119,8 +119,8 @@ def test_image_loader_names_a_missing_column(tmp_path):
 
 
 def test_cifar_recipe_trains_end_to_end_on_a_standin(tmp_path):
-    from dwf_hub.recipes import Recipe, load_recipe
-    from dwf_hub.zoo_training import train_zoo
+    from dwf_hub.zoo.recipes import Recipe, load_recipe
+    from dwf_hub.zoo.training import train_zoo
 
     base = load_recipe("cifar10_smallcnn").to_dict()
     path = _rgb_standin(tmp_path, "cifar10", "img", 32)
@@ -188,7 +188,7 @@ def test_mnist1d_is_generated_offline_and_leaves_global_generators_alone():
 
     import numpy as np
 
-    from dwf_hub.data import load_task
+    from dwf_hub.zoo.data import load_task
 
     load_task({"name": "mnist1d", "num_samples": 500})  # first imports may draw from `random`
     random.seed(5)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import TINY_RECIPE_TOML
 
-from dwf_hub.zoo import WeightZoo, checkpoint_name
+from dwf_hub.zoo.weight_zoo import WeightZoo, checkpoint_name
 
 # torchrun: `accelerate launch --cpu` starts one process whatever --num_processes says (its simple launcher)
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]

@@ -9,7 +9,7 @@ import torch
 
 from dwf_hub.archs import get_arch
 from dwf_hub.cli import main
-from dwf_hub.export import export_networks, network_folder
+from dwf_hub.zoo.export import export_networks, network_folder
 
 
 def test_generated_mlps_export_and_reload_through_the_mixin(tiny_fit, tmp_path):
@@ -56,7 +56,7 @@ def test_a_generated_vit_runs_in_the_transformers_pipeline(tmp_path):
 def test_digits_vit_export_carries_labels_and_the_zoos_preprocessing(tmp_path):
     from transformers import AutoConfig, AutoImageProcessor
 
-    from dwf_hub.recipes import load_recipe
+    from dwf_hub.zoo.recipes import load_recipe
 
     recipe = load_recipe("digits_vit")
     arch = recipe.arch_spec
@@ -106,7 +106,7 @@ def test_a_generated_bert_runs_in_the_transformers_text_pipeline(tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
     from test_data import _yelp_standin
 
-    from dwf_hub.recipes import Recipe, load_recipe
+    from dwf_hub.zoo.recipes import Recipe, load_recipe
 
     root = _yelp_standin(tmp_path)
     d = load_recipe("yelp_bert").to_dict()

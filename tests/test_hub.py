@@ -16,7 +16,7 @@ import torch
 
 from dwf_hub.errors import DWFError, PipelineFormatError, ZooFormatError
 from dwf_hub.pipeline import DeepWeightFlowPipeline
-from dwf_hub.zoo import WeightZoo, read_metadata
+from dwf_hub.zoo.weight_zoo import WeightZoo, read_metadata
 
 
 @pytest.fixture
@@ -138,7 +138,7 @@ def test_small_zoo_weights_stream_through_datasets(tiny_zoo, tmp_path):
 
 
 def test_pipeline_push_then_load_by_repo_id(tiny_fit, hub, tmp_path):
-    from dwf_hub.evaluation import evaluate_zoo
+    from dwf_hub.evaluation.zoo_evaluation import evaluate_zoo
 
     pipe = tiny_fit.pipeline
     evaluation = evaluate_zoo(pipe.generate_zoo(16, seed=0), reference=tiny_fit.training_zoo)
@@ -201,7 +201,7 @@ def test_hub_errors_are_clear(tmp_path, tiny_zoo, hub):
 
 
 def test_too_many_files_in_one_folder_is_refused(tmp_path, monkeypatch):
-    import dwf_hub.hub as hub_module
+    import dwf_hub.hub.repos as hub_module
 
     monkeypatch.setattr(hub_module, "MAX_FILES_PER_FOLDER", 3)
     for i in range(4):
@@ -279,7 +279,7 @@ def test_save_pretrained_push_to_hub_carries_our_card(tiny_fit, hub, tmp_path):
 def test_zoo_cards_carry_licence_sources_and_synthetic_provenance(tiny_zoo, tiny_fit, tmp_path):
     from huggingface_hub import DatasetCard
 
-    from dwf_hub.recipes import Recipe
+    from dwf_hub.zoo.recipes import Recipe
 
     d = tiny_zoo.recipe.to_dict()
     d.update(license="other", data={"name": "mnist", "val_size": 8})

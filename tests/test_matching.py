@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dwf_hub.evaluation.metrics import nearest_distances
 from dwf_hub.matching import canonicalize
 from dwf_hub.matching.reference import plain_weight_matching
 from dwf_hub.matching.weight_matching import objective
-from dwf_hub.metrics import nearest_distances
 from dwf_hub.permutations import apply_permutation, identity_permutation
 from dwf_hub.scoring import score_many
 
@@ -104,7 +104,7 @@ def test_matching_rejects_nan_naming_network_and_key():
 
 
 def test_canonical_zoo_saves_and_reloads_exactly(tiny_zoo, tmp_path):
-    from dwf_hub.zoo import WeightZoo
+    from dwf_hub.zoo.weight_zoo import WeightZoo
 
     canon = canonicalize(tiny_zoo, progress=False).zoo  # members are views into the matcher's stacked tensors
     canon.save(tmp_path / "canon")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dwf_hub.errors import DWFError
-from dwf_hub.metrics import canonical_novelty_ratio, nearest_distances
+from dwf_hub.evaluation.metrics import canonical_novelty_ratio, nearest_distances
 
 
 def test_nearest_distances_hand_built():

@@ -1,4 +1,4 @@
-"""Permutation-invariant novelty, diversity and held-out ratios (``dwf_hub.novelty``)."""
+"""Permutation-invariant novelty, diversity and held-out ratios (``dwf_hub.evaluation.novelty``)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import torch
 
 from dwf_hub.archs import get_arch_class
 from dwf_hub.errors import DWFError
+from dwf_hub.evaluation.metrics import nearest
+from dwf_hub.evaluation.novelty import NoveltyScorer, invariant_distances, median_ratio_interval
 from dwf_hub.matching import canonicalize, weight_matching_many
 from dwf_hub.matching.weight_matching import matched_inner_products, weight_matching_pairs
-from dwf_hub.metrics import nearest
-from dwf_hub.novelty import NoveltyScorer, invariant_distances, median_ratio_interval
 from dwf_hub.permutations import apply_permutation, random_permutation
 
 
@@ -135,8 +135,8 @@ def test_scorer_refuses_degenerate_input(one_hidden):
 
 
 def test_fit_holdout_flows_into_evaluation(tiny_zoo):
-    from dwf_hub.evaluation import evaluate_zoo
-    from dwf_hub.fitting import default_flow_config, fit_pipeline
+    from dwf_hub.evaluation.zoo_evaluation import evaluate_zoo
+    from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
 
     fit = fit_pipeline(tiny_zoo, default_flow_config(tiny_zoo, holdout=2), progress=False)
     assert len(fit.training_zoo) == 6 and len(fit.heldout_zoo) == 2
@@ -154,7 +154,7 @@ def test_fit_holdout_flows_into_evaluation(tiny_zoo):
 def test_function_novelty_sees_functions_not_weights(tiny_zoo):
     """Permuted copies, and copies whose first ReLU layer is rescaled (weights in x c, out / c), compute the
     zoo's own functions: function novelty 0, though rescaling moves them in weight space; noise is seen."""
-    from dwf_hub.frontier import Frontier
+    from dwf_hub.evaluation.frontier import Frontier
 
     canonical = canonicalize(tiny_zoo, progress=False).zoo
     arch, x, y = canonical.arch, *canonical.recipe.task.split("val")
@@ -181,7 +181,7 @@ def test_function_novelty_sees_functions_not_weights(tiny_zoo):
 def test_failed_networks_are_counted_and_left_out_of_working_function_novelty(tiny_zoo):
     """A broken network computes a function far from every member: the plain function novelty counts it as new,
     ``working_function_novelty_ratio`` leaves it out and ``failed_share`` counts it."""
-    from dwf_hub.frontier import FAILED_MARGIN, Frontier
+    from dwf_hub.evaluation.frontier import FAILED_MARGIN, Frontier
     from dwf_hub.scoring import score_many
 
     canonical = canonicalize(tiny_zoo, progress=False).zoo

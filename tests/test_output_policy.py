@@ -16,7 +16,7 @@ from dwf_hub.artifacts import job_folder, resumable_job, write_manifest
 from dwf_hub.cli import build_parser, main
 from dwf_hub.errors import DWFError
 from dwf_hub.pipeline import DeepWeightFlowPipeline
-from dwf_hub.zoo import WeightZoo
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +168,9 @@ def test_the_same_kind_is_replaced_and_cards_may_be_edited(artifacts, tmp_path):
     "writer", ["save", "save_pretrained", "export", "train_zoo", "generate_to_disk", "report"]
 )
 def test_python_writers_refuse_a_lookalike(writer, artifacts, tiny_zoo, tiny_fit, tmp_path):
-    from dwf_hub.export import export_networks
-    from dwf_hub.report import build_report
-    from dwf_hub.zoo_training import train_zoo
+    from dwf_hub.evaluation.report import build_report
+    from dwf_hub.zoo.export import export_networks
+    from dwf_hub.zoo.training import train_zoo
 
     out = tmp_path / "sd"
     _occupy("diffusers lookalike", out, artifacts)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dwf_hub.compression.pca import fit_pca
 from dwf_hub.errors import DWFError
-from dwf_hub.pca import fit_pca
 
 
 def _low_rank(n=30, d=500, r=6, seed=0):
@@ -61,7 +61,7 @@ def test_pca_errors():
 
 
 def test_incremental_pca_agrees_with_exact():
-    from dwf_hub.pca import fit_pca_incremental
+    from dwf_hub.compression.pca import fit_pca_incremental
 
     w, _ = _low_rank(n=40)
     w = w + 0.01 * torch.randn(w.shape, generator=torch.Generator().manual_seed(1))
@@ -90,8 +90,8 @@ def test_incremental_pca_agrees_with_exact():
 
 
 def test_fit_pipeline_streams_pca_over_checkpoints(tiny_zoo, tmp_path):
-    from dwf_hub.fitting import default_flow_config, fit_pipeline
-    from dwf_hub.zoo import WeightZoo
+    from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
+    from dwf_hub.zoo.weight_zoo import WeightZoo
 
     tiny_zoo.save(tmp_path / "zoo")
     on_disk = WeightZoo.load(tmp_path / "zoo")
@@ -116,7 +116,7 @@ def _offset_low_rank(n=30, d=5000, seed=2):
 
 
 def test_dual_pca_agrees_with_exact(tmp_path):
-    from dwf_hub.pca import fit_pca_dual
+    from dwf_hub.compression.pca import fit_pca_dual
 
     w = _offset_low_rank()
     exact = fit_pca(w, n_components=5)
@@ -165,9 +165,9 @@ def test_dual_pca_agrees_with_exact(tmp_path):
 
 
 def test_dual_pca_reads_checkpoint_columns_from_disk(tiny_zoo, tmp_path):
-    from dwf_hub.fitting import default_flow_config, fit_pipeline
+    from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
     from dwf_hub.io import save_tensors
-    from dwf_hub.zoo import WeightZoo
+    from dwf_hub.zoo.weight_zoo import WeightZoo
 
     tiny_zoo.save(tmp_path / "zoo")
     on_disk = WeightZoo.load(tmp_path / "zoo")
@@ -194,8 +194,8 @@ def test_dual_pca_reads_checkpoint_columns_from_disk(tiny_zoo, tmp_path):
 
 
 def test_auto_picks_dual_pca_when_the_zoo_does_not_fit(monkeypatch):
-    from dwf_hub import pca
-    from dwf_hub.pca_solvers import resolve_pca_solver
+    from dwf_hub.compression import pca
+    from dwf_hub.compression.pca_solvers import resolve_pca_solver
 
     assert resolve_pca_solver("auto", 100, 1000) == "exact"
     monkeypatch.setattr(pca, "exact_fits_in_memory", lambda n, d: False)

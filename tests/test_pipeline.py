@@ -12,7 +12,7 @@ from dwf_hub.codec import WeightCodec
 from dwf_hub.errors import DWFError, PipelineFormatError
 from dwf_hub.permutations import apply_permutation, random_permutation
 from dwf_hub.pipeline import DeepWeightFlowPipeline
-from dwf_hub.zoo import WeightZoo
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 
 def _gen(pipe, n=4, seed=0, **kw):
@@ -44,7 +44,7 @@ def test_generation_is_seeded(tiny_fit):
 
 def test_sampling_temperature_scales_the_source(tiny_zoo, tmp_path):
     from dwf_hub.configs import FlowConfig
-    from dwf_hub.fitting import fit_pipeline
+    from dwf_hub.flow.fitting import fit_pipeline
 
     cfg = FlowConfig.from_flat({"iterations": 30, "hidden_dim": 32, "temperature": 0.5})
     pipe = fit_pipeline(tiny_zoo, cfg, progress=False).pipeline
@@ -152,7 +152,7 @@ def test_codec_round_trip(tiny_zoo, normalization, tmp_path):
 def test_sharded_basis_saves_loads_memory_mapped_and_decodes_the_same(tiny_zoo, tmp_path):
     """A basis above the shard size leaves the weights file: column shards, memory-mapped on load."""
     from dwf_hub.codec import BASIS_FILE
-    from dwf_hub.pca import fit_pca_dual
+    from dwf_hub.compression.pca import fit_pca_dual
 
     w = tiny_zoo.to_matrix()
     d = w.shape[1]
@@ -195,7 +195,7 @@ def _scheduler():
 
 
 def test_fit_without_canonicalization(tiny_zoo):
-    from dwf_hub.fitting import default_flow_config, fit_pipeline
+    from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
 
     result = fit_pipeline(
         tiny_zoo, default_flow_config(tiny_zoo, canonicalize=False, iterations=5), progress=False
@@ -211,9 +211,9 @@ def test_generated_resnet18s_are_torchvision_models_to_fine_tune_and_save(tmp_pa
     from safetensors.torch import load_file, save_file
 
     from dwf_hub.archs import get_arch_class
-    from dwf_hub.fitting import default_flow_config, fit_pipeline
-    from dwf_hub.zoo import WeightZoo
-    from dwf_hub.zoo_training import init_member
+    from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
+    from dwf_hub.zoo.training import init_member
+    from dwf_hub.zoo.weight_zoo import WeightZoo
 
     arch = get_arch_class("resnet18").tiny()
     zoo = WeightZoo(arch, [init_member(arch, "default", s) for s in range(4)])

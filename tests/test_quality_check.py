@@ -10,10 +10,10 @@ import torch
 
 from dwf_hub.cli import main
 from dwf_hub.errors import DWFError
+from dwf_hub.generation.quality_check import QualityCheck, draw_checked, training_slice
 from dwf_hub.pipeline import DeepWeightFlowPipeline
-from dwf_hub.quality_check import QualityCheck, draw_checked, training_slice
 from dwf_hub.scoring import score_many
-from dwf_hub.zoo import WeightZoo
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -11,16 +11,16 @@ import torch
 from dwf_hub.archs import get_arch
 from dwf_hub.cli import build_parser
 from dwf_hub.codec import WeightCodec
+from dwf_hub.compression.normalizations import NORMALIZATIONS
+from dwf_hub.compression.pca_solvers import PCA_SOLVERS
 from dwf_hub.configs import PHASES, FlowConfig, TrainingConfig
 from dwf_hub.errors import DWFError, UnknownNameError
 from dwf_hub.flow.scheduler import FlowODEScheduler
 from dwf_hub.flow.solvers import SOLVERS
-from dwf_hub.init_schemes import INIT_SCHEMES, initialise
-from dwf_hub.normalizations import NORMALIZATIONS
-from dwf_hub.optim import LR_SCHEDULES, OPTIMIZERS, lr_factor, make_optimizer
-from dwf_hub.pca_solvers import PCA_SOLVERS
 from dwf_hub.registry import Registry
-from dwf_hub.zoo import WeightZoo
+from dwf_hub.zoo.init_schemes import INIT_SCHEMES, initialise
+from dwf_hub.zoo.optim import LR_SCHEDULES, OPTIMIZERS, lr_factor, make_optimizer
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 
 def test_registry_refuses_unknown_and_duplicate_names():

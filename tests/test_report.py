@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from dwf_hub import metrics
+from dwf_hub.evaluation import metrics
+from dwf_hub.scoring import spearman
 
 LABELS = torch.tensor([0, 1, 2, 0, 1, 2])
 
@@ -40,7 +41,7 @@ def test_weight_distances_known_answers():
     assert metrics.wasserstein(a, shifted) == pytest.approx(10.0)
     assert metrics.jensen_shannon(a, shifted) == pytest.approx(1.0)  # disjoint supports: the maximum
     assert metrics.canonical_novelty_ratio(a, a) == 0.0
-    r = metrics.spearman(torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]), torch.tensor([10.0, 20.0, 30.0]))
+    r = spearman(torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]), torch.tensor([10.0, 20.0, 30.0]))
     assert r.tolist() == pytest.approx([1.0, -1.0])
 
 
@@ -67,9 +68,9 @@ def test_shipped_evaluate_modules_load_offline_and_agree():
 
 
 def test_report_flags_memorized_copies(tiny_zoo, tmp_path):
+    from dwf_hub.evaluation.report import build_report
     from dwf_hub.matching import canonicalize
-    from dwf_hub.report import build_report
-    from dwf_hub.zoo import WeightZoo
+    from dwf_hub.zoo.weight_zoo import WeightZoo
 
     canonical = canonicalize(tiny_zoo, progress=False).zoo
     copies = WeightZoo.from_matrix(tiny_zoo.arch, canonical.to_matrix() + 1e-4, recipe=tiny_zoo.recipe)
@@ -168,7 +169,7 @@ def test_vectorized_predictions_match_a_loop(tiny_zoo):
 
 
 def test_overall_verdict_needs_both_spaces():
-    from dwf_hub.report import beats_overall, verdict
+    from dwf_hub.evaluation.report import beats_overall, verdict
 
     def row(beats: bool) -> dict:
         return {"beats": beats, "reached": True, "knob": {"sigma": 0.1}, "mean": 0.9, "baseline_mean": 0.8,
@@ -200,7 +201,7 @@ def test_overall_verdict_needs_both_spaces():
 
 
 def test_diversity_matched_baselines_say_who_dominates():
-    from dwf_hub.report import diversity_outcome, verdict
+    from dwf_hub.evaluation.report import diversity_outcome, verdict
 
     def row(gen: float, base: float, novelty: float) -> dict:
         return {"knob": {"scale": 0.7}, "reached": True, "mean": gen, "baseline_mean": base,
@@ -220,9 +221,9 @@ def test_diversity_matched_baselines_say_who_dominates():
 
 
 def test_report_matches_the_baselines_that_cannot_copy_the_zoo_on_diversity(tiny_zoo, tmp_path):
+    from dwf_hub.evaluation.report import build_report, diversity_outcome
     from dwf_hub.matching import canonicalize
-    from dwf_hub.report import build_report, diversity_outcome
-    from dwf_hub.zoo import WeightZoo
+    from dwf_hub.zoo.weight_zoo import WeightZoo
 
     canonical = canonicalize(tiny_zoo, progress=False).zoo
     w = canonical.to_matrix()
@@ -244,10 +245,10 @@ def test_report_matches_the_baselines_that_cannot_copy_the_zoo_on_diversity(tiny
 
 def test_report_shows_one_progress_step_per_scored_set(tiny_zoo, tiny_fit, tmp_path, monkeypatch, capsys):
     """A report scores dozens of sets (minutes for conv nets on a CPU): its bar counts each, and ``-q`` hides it."""
-    from dwf_hub import report
     from dwf_hub.cli import main
-    from dwf_hub.frontier import Frontier
-    from dwf_hub.report import _scoring_bar, build_report
+    from dwf_hub.evaluation import report
+    from dwf_hub.evaluation.frontier import Frontier
+    from dwf_hub.evaluation.report import _scoring_bar, build_report
 
     counted, score, bars = [], Frontier.score, []
     monkeypatch.setattr(Frontier, "score", lambda self, *a, **k: counted.append(1) or score(self, *a, **k))
@@ -275,9 +276,9 @@ def test_report_shows_one_progress_step_per_scored_set(tiny_zoo, tiny_fit, tmp_p
 def test_a_checked_generated_set_meets_baselines_given_the_same_check(
     tiny_zoo, tiny_fit, tmp_path, monkeypatch
 ):
-    from dwf_hub.frontier import Frontier
-    from dwf_hub.quality_check import NUM_SAMPLES, training_slice
-    from dwf_hub.report import build_report
+    from dwf_hub.evaluation.frontier import Frontier
+    from dwf_hub.evaluation.report import build_report
+    from dwf_hub.generation.quality_check import NUM_SAMPLES, training_slice
     from dwf_hub.scoring import score_many
 
     drawn, original = {}, Frontier.baseline_weights

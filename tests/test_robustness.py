@@ -22,7 +22,7 @@ from dwf_hub.cli import main
 from dwf_hub.errors import DWFError
 from dwf_hub.io import save_tensors
 from dwf_hub.pipeline import DeepWeightFlowPipeline
-from dwf_hub.zoo import WeightZoo, checkpoint_name
+from dwf_hub.zoo.weight_zoo import WeightZoo, checkpoint_name
 
 
 # -- 1. saving never destroys what is not ours -------------------------------------------------------
@@ -145,7 +145,7 @@ def test_killed_zoo_saves_leave_the_old_or_the_new_zoo(tiny_zoo, tmp_path):
 
 @pytest.mark.slow
 def test_killed_pipeline_saves_leave_the_old_or_the_new_pipeline(tiny_zoo, tiny_fit, tmp_path):
-    from dwf_hub.fitting import default_flow_config, fit_pipeline
+    from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
 
     tiny_fit.pipeline.save_pretrained(tmp_path / "a")
     other = fit_pipeline(tiny_zoo, default_flow_config(tiny_zoo, iterations=5, seed=1), progress=False)
@@ -155,7 +155,7 @@ def test_killed_pipeline_saves_leave_the_old_or_the_new_pipeline(tiny_zoo, tiny_
 
 
 def test_a_mixture_of_two_pipelines_is_refused(pipe_dir, tiny_zoo, tmp_path):
-    from dwf_hub.fitting import default_flow_config, fit_pipeline
+    from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
 
     other = fit_pipeline(tiny_zoo, default_flow_config(tiny_zoo, iterations=5, seed=1), progress=False)
     other.pipeline.save_pretrained(tmp_path / "other")
@@ -345,8 +345,8 @@ def test_argument_errors_exit_2(pipe_dir, tmp_path, args):
 def test_bad_recipe_values_are_refused_before_work(tmp_path, training, match):
     from conftest import TINY_RECIPE
 
-    from dwf_hub.recipes import Recipe
-    from dwf_hub.zoo_training import train_zoo
+    from dwf_hub.zoo.recipes import Recipe
+    from dwf_hub.zoo.training import train_zoo
 
     bad = {**TINY_RECIPE, "training": {**TINY_RECIPE["training"], **training}}
     with pytest.raises(DWFError, match=match):
@@ -357,8 +357,8 @@ def test_bad_recipe_values_are_refused_before_work(tmp_path, training, match):
 def test_input_size_the_data_does_not_have(tmp_path):
     from conftest import TINY_RECIPE
 
-    from dwf_hub.recipes import Recipe
-    from dwf_hub.zoo_training import train_zoo
+    from dwf_hub.zoo.recipes import Recipe
+    from dwf_hub.zoo.training import train_zoo
 
     bad = {**TINY_RECIPE, "arch": {"name": "mlp", "layer_sizes": [5, 6, 3]}}
     with pytest.raises(DWFError, match=r"takes inputs of shape \(5,\), the data has \(4,\)"):

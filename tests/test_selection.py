@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from dwf_hub.fitting import default_flow_config, fit_pipeline
-from dwf_hub.selection import FRACTIONS, Floors, SnapshotScore, choose
+from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
+from dwf_hub.flow.selection import FRACTIONS, choose
+from dwf_hub.provenance import Floors, SnapshotScore
 
 
 def _s(iteration, mean, novelty, fn=None, std=0.0, condition=""):
@@ -83,7 +84,7 @@ def test_snapshots_do_not_change_training_and_off_keeps_the_end(tiny_zoo, tmp_pa
 
 
 def test_a_resumed_fit_reuses_its_snapshots(tiny_zoo, tmp_path, monkeypatch):
-    from dwf_hub.selection import SnapshotSelector
+    from dwf_hub.flow.selection import SnapshotSelector
 
     cfg = default_flow_config(tiny_zoo)
     first = fit_pipeline(tiny_zoo, cfg, checkpoint_dir=tmp_path / "ckpt", progress=False)
@@ -106,7 +107,7 @@ def test_the_selection_is_saved_with_the_pipeline_and_on_its_card(tiny_fit, pipe
 
     from dwf_hub import DeepWeightFlowPipeline
     from dwf_hub.errors import PipelineFormatError
-    from dwf_hub.selection import Selection
+    from dwf_hub.provenance import Selection
 
     loaded = DeepWeightFlowPipeline.from_pretrained(pipe_dir)
     assert loaded.selection == tiny_fit.selection
@@ -117,7 +118,7 @@ def test_the_selection_is_saved_with_the_pipeline_and_on_its_card(tiny_fit, pipe
 
 
 def test_the_flow_budget_grows_with_the_fitted_members(tiny_zoo):
-    from dwf_hub.fitting import budget_for
+    from dwf_hub.flow.fitting import budget_for
 
     cfg = default_flow_config(tiny_zoo).replace(iterations=60, iterations_per_member=10)
     assert budget_for(cfg, 8).training.iterations == 80 and budget_for(cfg, 5).training.iterations == 60

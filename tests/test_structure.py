@@ -83,7 +83,7 @@ def test_cycle_finder_finds_a_cycle():
 
 def test_import_graph_has_no_cycle():
     graph = import_graph()
-    assert "dwf_hub.zoo" in graph and "dwf_hub.cards" in graph  # the graph saw the package
+    assert "dwf_hub.zoo.weight_zoo" in graph and "dwf_hub.hub.cards" in graph  # the graph saw the package
     assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
 
 
@@ -118,8 +118,8 @@ def test_recipes_and_card_templates_ship_inside_the_package(tmp_path):
     """They live at the top of the repository and install as dwf_hub/zoo_recipes, dwf_hub/model_cards."""
     import zipfile
 
-    from dwf_hub.cards import TEMPLATES
-    from dwf_hub.recipes import RECIPE_DIR, available_recipes
+    from dwf_hub.hub.cards import TEMPLATES
+    from dwf_hub.zoo.recipes import RECIPE_DIR, available_recipes
 
     assert "iris_mlp" in available_recipes() and (TEMPLATES / "zoo_card.md").is_file()
     assert RECIPE_DIR.name == "zoo_recipes"
@@ -136,3 +136,46 @@ def test_recipes_and_card_templates_ship_inside_the_package(tmp_path):
         "dwf_hub/zoo_recipes/conditional/digits_halves_mlp.toml",
     }
     assert shipped <= set(names)
+
+
+# The stages, in data-flow order: a module may import its own stage and earlier ones, never a later one.
+STAGES = (
+    ("base", ("errors", "io", "formats", "registry", "resources", "distributed", "artifacts", "permutations",
+              "provenance", "scoring", "archs", "hub")),
+    ("zoo", ("zoo", "matching")),
+    ("generation", ("compression", "codec", "flow", "generation", "pipeline")),
+    ("evaluation", ("evaluation",)),
+    ("fit", ("flow.fitting", "flow.conditional", "flow.selection")),
+    ("app", ("cli", "demo")),
+)  # fmt: skip
+# configs declares every phase's options, so it reads each stage's registry of names (optimizers, solvers, ...)
+READS_EVERY_STAGE = {"dwf_hub.configs"}
+
+
+def stage_of(module: str) -> int | None:
+    """The rank of ``module``'s stage: the longest prefix that names it (``flow.fitting`` before ``flow``)."""
+    name = module.removeprefix("dwf_hub.")
+    found = [
+        (len(p), rank)
+        for rank, (_, ps) in enumerate(STAGES)
+        for p in ps
+        if name == p or name.startswith(f"{p}.")
+    ]
+    return max(found)[1] if found else None
+
+
+def test_every_module_belongs_to_one_stage():
+    assert [
+        m for m in import_graph() if m not in ("dwf_hub", *READS_EVERY_STAGE) and stage_of(m) is None
+    ] == []
+
+
+def test_layers_point_down():
+    upward = sorted(
+        f"{a} -> {b}"
+        for a, deps in import_graph().items()
+        if a not in READS_EVERY_STAGE and a != "dwf_hub"
+        for b in deps
+        if stage_of(b) is not None and stage_of(a) is not None and stage_of(b) > stage_of(a)
+    )
+    assert upward == [], "a stage imports a later one (generation must not import judging code)"

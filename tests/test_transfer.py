@@ -13,9 +13,8 @@ from conftest import TINY_RECIPE_TOML
 from dwf_hub.archs import get_arch
 from dwf_hub.artifacts import job_folder
 from dwf_hub.cli import main
-from dwf_hub.data import load_task
 from dwf_hub.errors import DWFError
-from dwf_hub.transfer import (
+from dwf_hub.evaluation.transfer import (
     TransferConfig,
     TransferRecipe,
     few_shot,
@@ -24,6 +23,7 @@ from dwf_hub.transfer import (
     run_transfer,
     with_new_head,
 )
+from dwf_hub.zoo.data import load_task
 
 TARGET = {"name": "iris", "test_fraction": 0.2, "val_fraction": 0.2, "split_seed": 0, "classes": [1, 2]}
 
@@ -64,7 +64,7 @@ def test_inputs_are_resized_to_the_source_shape():
 
 
 def test_transfer_table_and_resume(recipe, tiny_fit, tiny_zoo, tmp_path, monkeypatch):
-    import dwf_hub.transfer as transfer
+    import dwf_hub.evaluation.transfer as transfer
 
     calls, original = [], transfer._cell
 
@@ -203,7 +203,7 @@ def test_every_family_fine_tunes(family, tmp_path):
     """Random starts of each family's tiny variant through one fine-tuning epoch (images: digits 5-9 as 1x8x8;
     BERT: the synthetic regression task, scored by Spearman)."""
     from dwf_hub.archs import get_arch_class
-    from dwf_hub.recipes import Recipe
+    from dwf_hub.zoo.recipes import Recipe
 
     arch = get_arch_class(family).tiny()
     if family == "bert":

@@ -12,7 +12,7 @@ from dwf_hub.errors import DWFError, WeightFormatError, ZooFormatError
 from dwf_hub.matching import canonicalize, matching_spec, weight_matching, weight_matching_many
 from dwf_hub.permutations import apply_permutation, random_permutation
 from dwf_hub.scoring import BatchedForward, stack_state_dicts
-from dwf_hub.zoo import WeightZoo
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 TRANSFORMERS = ["vit", "bert"]
 
@@ -181,7 +181,7 @@ def test_zoo_from_transformers_rejects_mismatched_heads(tmp_path):
 def test_members_start_from_a_pretrained_checkpoint(tmp_path):
     from transformers import BertModel
 
-    from dwf_hub.zoo_training import init_member
+    from dwf_hub.zoo.training import init_member
 
     arch = _tiny("bert")
     torch.manual_seed(0)
@@ -201,7 +201,7 @@ def test_members_start_from_a_pretrained_checkpoint(tmp_path):
 
 
 def _small_recipe(name, **training):
-    from dwf_hub.recipes import Recipe, load_recipe
+    from dwf_hub.zoo.recipes import Recipe, load_recipe
 
     d = load_recipe(name).to_dict()
     d["training"].update(training)
@@ -210,13 +210,13 @@ def _small_recipe(name, **training):
 
 
 def test_bert_regression_zoo_trains_deterministically(tmp_path):
-    from dwf_hub.evaluation import evaluate_zoo
-    from dwf_hub.zoo_training import train_zoo
+    from dwf_hub.evaluation.zoo_evaluation import evaluate_zoo
+    from dwf_hub.zoo.training import train_zoo
 
     recipe = _small_recipe("synthetic_bert", epochs=2)
     recipe_dict = recipe.to_dict()
     recipe_dict["data"].update(num_train=256, num_val=64, num_test=64)
-    from dwf_hub.recipes import Recipe
+    from dwf_hub.zoo.recipes import Recipe
 
     recipe = Recipe.from_dict(recipe_dict)
     a = train_zoo(recipe, 3, tmp_path / "a", progress=False)
@@ -235,8 +235,8 @@ def _check_regression_report(zoo, out):
     """A report on a regression zoo scores with Spearman's rho (not argmax accuracy) and leaves out mIoU."""
     from scipy.stats import spearmanr
 
-    from dwf_hub.baselines import ZooBaseline
-    from dwf_hub.report import build_report
+    from dwf_hub.evaluation.baselines import ZooBaseline
+    from dwf_hub.evaluation.report import build_report
     from dwf_hub.scoring import outputs_many
 
     generated = ZooBaseline(zoo, "noise", sigma=0.1).generate_zoo(3, seed=0)
@@ -255,9 +255,9 @@ def test_vit_pipeline_end_to_end(tmp_path):
     """Tiny ViT zoo -> TransFusion -> PCA flow -> generated transformers models."""
     from transformers import ViTForImageClassification
 
-    from dwf_hub.fitting import default_flow_config, fit_pipeline
+    from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
     from dwf_hub.pipeline import DeepWeightFlowPipeline
-    from dwf_hub.zoo_training import train_zoo
+    from dwf_hub.zoo.training import train_zoo
 
     recipe = _small_recipe("digits_vit", epochs=2, spawn_epochs=1)  # the recipe spawns its members
     zoo = train_zoo(recipe, 4, tmp_path / "zoo", progress=False)
@@ -278,10 +278,10 @@ def test_vit_pipeline_end_to_end(tmp_path):
 
 
 def test_vit_fc1_units_recalibrated_on_request(tmp_path):
-    from dwf_hub.fitting import default_flow_config, fit_pipeline
-    from dwf_hub.postprocess import recipe_calibration_data
-    from dwf_hub.unit_recalibration import unit_statistics
-    from dwf_hub.zoo_training import train_zoo
+    from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
+    from dwf_hub.generation.postprocess import recipe_calibration_data
+    from dwf_hub.generation.unit_recalibration import unit_statistics
+    from dwf_hub.zoo.training import train_zoo
 
     zoo = train_zoo(
         _small_recipe("digits_vit", epochs=2, spawn_epochs=1), 4, tmp_path / "zoo", progress=False

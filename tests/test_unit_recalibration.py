@@ -7,19 +7,18 @@ import pytest
 import torch
 
 from dwf_hub.archs import arch_from_config
-from dwf_hub.baselines import ZooBaseline
 from dwf_hub.cli import main
+from dwf_hub.codec import fit_target_map, predict_targets
 from dwf_hub.errors import DWFError
-from dwf_hub.fitting import fit_pipeline
-from dwf_hub.pipeline import DeepWeightFlowPipeline
-from dwf_hub.postprocess import recipe_calibration_data
-from dwf_hub.unit_recalibration import (
-    fit_target_map,
-    predict_targets,
+from dwf_hub.evaluation.baselines import ZooBaseline
+from dwf_hub.flow.fitting import fit_pipeline
+from dwf_hub.generation.postprocess import recipe_calibration_data
+from dwf_hub.generation.unit_recalibration import (
     recalibrate_units,
     unit_statistics,
 )
-from dwf_hub.zoo import WeightZoo
+from dwf_hub.pipeline import DeepWeightFlowPipeline
+from dwf_hub.zoo.weight_zoo import WeightZoo
 
 MLP = arch_from_config({"name": "mlp", "layer_sizes": [4, 6, 5, 3]})
 
@@ -119,7 +118,7 @@ def test_unit_recalibration_modes(tiny_zoo, monkeypatch):
     assert not off.pipeline.codec.has_unit_targets
     raw = tiny_zoo.recipe.flow_config(unit_recalibration="on", normalization="standardize", iterations=5)
     assert fit_pipeline(tiny_zoo, raw, progress=False).pipeline.codec.has_unit_targets  # a small map: allowed
-    monkeypatch.setattr("dwf_hub.fitting.MAX_TARGET_MAP", 10)
+    monkeypatch.setattr("dwf_hub.flow.fitting.MAX_TARGET_MAP", 10)
     with pytest.raises(DWFError, match="unit_recalibration='on' does not apply: a 'standardize' codec"):
         fit_pipeline(tiny_zoo, raw, progress=False)
     vit = ViTSpec.tiny()  # a ViT's fc1 units are opt-in: auto leaves them

@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from dwf_hub.artifacts import write_manifest
-from dwf_hub.baselines import ZooBaseline
 from dwf_hub.cli import main
 from dwf_hub.errors import DWFError
+from dwf_hub.evaluation.baselines import ZooBaseline
 from dwf_hub.io import load_tensors, save_tensors
 from dwf_hub.pipeline import DeepWeightFlowPipeline
-from dwf_hub.zoo import WeightZoo, checkpoint_name
+from dwf_hub.zoo.weight_zoo import WeightZoo, checkpoint_name
 
 
 def _velocity_file(pipe_dir: Path) -> Path:
@@ -276,7 +276,7 @@ def _edit_velocity(pipe_dir: Path, drop: bool) -> None:
 
 
 def test_python_values_are_refused_in_one_clear_error(tiny_fit, tiny_zoo, zoo_dir):
-    from dwf_hub.zoo_training import train_zoo
+    from dwf_hub.zoo.training import train_zoo
 
     pipe = tiny_fit.pipeline
     with pytest.raises(DWFError, match="torch.Generator"):
@@ -308,7 +308,7 @@ def test_a_head_that_does_not_fit_the_data_is_refused(tmp_path, capsys):
 def test_sizes_are_bounded_before_anything_is_allocated(zoo_dir, tmp_path, capsys, monkeypatch):
     from conftest import TINY_RECIPE_TOML
 
-    monkeypatch.setattr("dwf_hub.pca.available_memory", lambda: 2**30)
+    monkeypatch.setattr("dwf_hub.resources.available_memory", lambda: 2**30)
     _refused(["-q", "fit", str(zoo_dir), "--out", str(tmp_path / "p"), "--hidden-dim", "40000"], capsys,
              "velocity model of")  # fmt: skip
     (tmp_path / "r.toml").write_text(TINY_RECIPE_TOML.replace("[4, 6, 5, 3]", "[4, 100000000, 3]"))

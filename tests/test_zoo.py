@@ -8,7 +8,7 @@ import torch
 from dwf_hub.artifacts import write_manifest
 from dwf_hub.errors import DWFError, WeightFormatError, ZooFormatError
 from dwf_hub.io import save_tensors
-from dwf_hub.zoo import ZOO_FORMAT_VERSION, WeightZoo, checkpoint_name
+from dwf_hub.zoo.weight_zoo import ZOO_FORMAT_VERSION, WeightZoo, checkpoint_name
 
 
 def _copy(zoo, path):
@@ -151,7 +151,7 @@ def test_unknown_architecture_in_zoo(tiny_zoo, tmp_path):
 
 def test_saving_a_loaded_zoo_reuses_its_checkpoint_files(tiny_zoo, tmp_path, monkeypatch):
     """Pushing or copying a zoo links (or copies) its checkpoints instead of deserializing and rewriting them."""
-    import dwf_hub.zoo as zoo_module
+    import dwf_hub.zoo.weight_zoo as zoo_module
 
     root = tiny_zoo.save(tmp_path / "z")
     loaded = WeightZoo.load(root)

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from dwf_hub.configs import TrainingConfig
-from dwf_hub.data import TaskData, load_task
 from dwf_hub.errors import DWFError, UnknownNameError
-from dwf_hub.recipes import Recipe, available_recipes, load_recipe
-from dwf_hub.zoo import WeightZoo, checkpoint_name
-from dwf_hub.zoo_training import init_member, train_members, train_zoo
+from dwf_hub.zoo.data import TaskData, load_task
+from dwf_hub.zoo.recipes import Recipe, available_recipes, load_recipe
+from dwf_hub.zoo.training import init_member, train_members, train_zoo
+from dwf_hub.zoo.weight_zoo import WeightZoo, checkpoint_name
 
 
 def test_shipped_recipes_load():
@@ -148,7 +148,7 @@ def test_mixed_init_recipe_cycles_schemes(tmp_path):
 
 
 def test_augmentation_crops_and_flips_per_image():
-    from dwf_hub.zoo_training import augment
+    from dwf_hub.zoo.training import augment
 
     x = torch.arange(2 * 3 * 1 * 4 * 4, dtype=torch.float32).view(2, 3, 1, 4, 4)  # [N, B, C, H, W]
     out = augment(x, [torch.Generator().manual_seed(i) for i in range(2)], padding=1)
@@ -190,7 +190,7 @@ def test_members_start_spawned_by_default_where_one_parent_can_stand_for_all():
 def test_a_spawned_zoo_shares_its_first_epochs_then_diverges(tmp_path):
     from conftest import TINY_RECIPE
 
-    from dwf_hub.recipes import Recipe
+    from dwf_hub.zoo.recipes import Recipe
 
     spawned = {**TINY_RECIPE, "training": {**TINY_RECIPE["training"], "start": "spawned", "spawn_epochs": 5}}
     a = train_zoo(Recipe.from_dict(spawned), 4, tmp_path / "a", progress=False).to_matrix()

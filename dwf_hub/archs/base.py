@@ -79,7 +79,7 @@ class ArchSpec(ABC):
     @property
     def unit_layers(self) -> tuple[str, ...]:
         """Modules (names, in forward order) whose outputs are hidden pre-activations that unit recalibration may
-        reset (``dwf_hub.unit_recalibration``): for architectures without BatchNorm; ``()``: none."""
+        reset (``dwf_hub.generation.unit_recalibration``): for architectures without BatchNorm; ``()``: none."""
         return ()
 
     @property

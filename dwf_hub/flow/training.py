@@ -157,7 +157,7 @@ class _Run:
 
 
 def _new_run(dim: int, cfg: FlowConfig, conditions: FlowConditions | None = None) -> _Run:
-    from ..pca import require_memory
+    from ..resources import require_memory
 
     t, v = cfg.training, cfg.velocity
     build = lambda: VelocityModel(  # noqa: E731

@@ -12,7 +12,7 @@ from ..distributed import process_state
 from ..errors import DWFError
 from ..permutations import PermutationSpec
 from ..provenance import CanonicalizationRecord
-from ..zoo import WeightZoo
+from ..zoo.weight_zoo import WeightZoo
 from .weight_matching import MatchResult, weight_matching, weight_matching_many
 
 DEFAULT_ITERATIONS = {"git_re_basin": 100, "transfusion": 10}  # the paper's settings

@@ -18,9 +18,9 @@ GOLDEN = Path(__file__).with_name("iris.safetensors")
 
 def compute(folder: Path) -> dict[str, torch.Tensor]:
     """The tensors the golden file holds, computed from scratch in ``folder``."""
-    from dwf_hub.fitting import fit_pipeline
-    from dwf_hub.recipes import Recipe
-    from dwf_hub.zoo_training import train_zoo
+    from dwf_hub.flow.fitting import fit_pipeline
+    from dwf_hub.zoo.recipes import Recipe
+    from dwf_hub.zoo.training import train_zoo
 
     zoo = train_zoo(Recipe.from_dict(TINY_RECIPE), 8, folder / "zoo", seed=0, progress=False)
     fit = fit_pipeline(zoo, progress=False)
