@@ -32,12 +32,12 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from dwf_hub.evaluation.frontier import Frontier
-from dwf_hub.scoring import score_many
 from dwf_hub.flow.fitting import fit_pipeline
 from dwf_hub.generation.unit_recalibration import recalibrate_units, unit_statistics
 from dwf_hub.matching import canonicalize
 from dwf_hub.matching.weight_matching import weight_matching_pairs
 from dwf_hub.permutations import apply_permutation
+from dwf_hub.scoring import score_many
 from dwf_hub.zoo.recipes import load_recipe
 from dwf_hub.zoo.weight_zoo import WeightZoo
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from dwf_hub.evaluation.frontier import Frontier, compare
-from dwf_hub.scoring import score_many
 from dwf_hub.flow.conditional import load_conditional_recipe
 from dwf_hub.flow.fitting import fit_conditional, fit_pipeline
+from dwf_hub.scoring import score_many
 from dwf_hub.zoo.training import train_zoo
 
 

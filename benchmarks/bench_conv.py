@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 from dwf_hub.evaluation.novelty import NoveltyScorer
-from dwf_hub.scoring import score_many, stack_state_dicts
 from dwf_hub.evaluation.zoo_evaluation import aligned_matrices
 from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
 from dwf_hub.generation.calibration import recalibrate_batchnorm
 from dwf_hub.matching import canonicalize
+from dwf_hub.scoring import score_many, stack_state_dicts
 from dwf_hub.zoo.data import load_task
 from dwf_hub.zoo.recipes import load_recipe
 from dwf_hub.zoo.training import train_zoo

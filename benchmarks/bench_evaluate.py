@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from dwf_hub.evaluation.report import build_report
-from dwf_hub.scoring import predict_many, stack_matrix
 from dwf_hub.flow.fitting import fit_pipeline
 from dwf_hub.matching import canonicalize, matching_spec
 from dwf_hub.matching.weight_matching import matched_inner_products, weight_matching_pairs
+from dwf_hub.scoring import predict_many, stack_matrix
 from dwf_hub.zoo.training import train_zoo
 
 ZOOS = {"iris": ("iris_mlp", 100), "digits": ("digits_mlp", 50), "digits_resnet20": ("digits_resnet20", 50)}

@@ -24,9 +24,9 @@ import torch
 from bench_frontier import add_overrides, cached_zoo, overrides, panels
 from torch import Tensor
 
-from dwf_hub.scoring import score_many
 from dwf_hub.flow.fitting import fit_pipeline
 from dwf_hub.matching import canonicalize
+from dwf_hub.scoring import score_many
 from dwf_hub.zoo.recipes import load_recipe
 
 GROUPS = (("failed (< 50 %)", 0.0, 0.5), ("middle (50–90 %)", 0.5, 0.9), ("good (≥ 90 %)", 0.9, 1.01))

@@ -32,9 +32,9 @@ import torch
 from bench_frontier import at_novelty, panels, plot_sweeps
 
 from dwf_hub.evaluation.frontier import Frontier
-from dwf_hub.scoring import score_many
 from dwf_hub.flow.fitting import fit_pipeline
 from dwf_hub.matching import canonicalize
+from dwf_hub.scoring import score_many
 from dwf_hub.zoo.recipes import load_recipe
 from dwf_hub.zoo.training import train_zoo
 from dwf_hub.zoo.weight_zoo import WeightZoo

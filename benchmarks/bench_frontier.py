@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 
 from dwf_hub.evaluation.frontier import Frontier, compare
-from dwf_hub.scoring import score_many
 from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
 from dwf_hub.matching import canonicalize
+from dwf_hub.scoring import score_many
 from dwf_hub.zoo.recipes import load_recipe
 from dwf_hub.zoo.training import train_zoo
 from dwf_hub.zoo.weight_zoo import WeightZoo

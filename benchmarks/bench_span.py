@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 from bench_residuals import projector
 
-from dwf_hub.scoring import score_many
 from dwf_hub.generation.postprocess import recipe_calibration_data
 from dwf_hub.generation.unit_recalibration import recalibrate_units, unit_statistics
 from dwf_hub.matching import canonicalize
+from dwf_hub.scoring import score_many
 from dwf_hub.zoo.training import train_zoo
 from dwf_hub.zoo.weight_zoo import WeightZoo
 

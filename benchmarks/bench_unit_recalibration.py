@@ -20,9 +20,9 @@ from pathlib import Path
 from bench_frontier import SWEEPS, at_novelty, cached_zoo, finish_panel, pm, sample
 
 from dwf_hub.evaluation.frontier import Frontier
-from dwf_hub.scoring import score_many
 from dwf_hub.flow.fitting import fit_pipeline
 from dwf_hub.matching import canonicalize
+from dwf_hub.scoring import score_many
 from dwf_hub.zoo.recipes import load_recipe
 
 KINDS = ("noise", "interpolation")

@@ -27,9 +27,9 @@ from bench_frontier import margins, panels, sample, swept
 from dwf_hub.evaluation.connectivity import measure_connectivity
 from dwf_hub.evaluation.frontier import Frontier
 from dwf_hub.evaluation.report import fmt_ratio
-from dwf_hub.scoring import outputs_many
 from dwf_hub.flow.fitting import fit_pipeline
 from dwf_hub.matching import canonicalize
+from dwf_hub.scoring import outputs_many
 from dwf_hub.zoo.recipes import load_recipe
 from dwf_hub.zoo.training import spawn_start, train_members
 from dwf_hub.zoo.weight_zoo import WeightZoo

@@ -29,11 +29,12 @@ import gradio as gr
 import torch
 
 from dwf_hub.errors import DWFError
-from dwf_hub.evaluation.novelty import NoveltyScorer, nearest
-from dwf_hub.scoring import score_many
+from dwf_hub.evaluation.metrics import nearest
+from dwf_hub.evaluation.novelty import NoveltyScorer
 from dwf_hub.evaluation.zoo_evaluation import aligned_matrices
 from dwf_hub.flow.solvers import SOLVERS
 from dwf_hub.pipeline import DeepWeightFlowPipeline
+from dwf_hub.scoring import score_many
 from dwf_hub.zoo.weight_zoo import WeightZoo
 
 MAX_NETWORKS = int(os.environ.get("DWF_MAX_NETWORKS", "200"))

@@ -179,3 +179,29 @@ def test_layers_point_down():
         if stage_of(b) is not None and stage_of(a) is not None and stage_of(b) > stage_of(a)
     )
     assert upward == [], "a stage imports a later one (generation must not import judging code)"
+
+
+def test_every_benchmark_script_still_runs_its_help():
+    """Benchmarks are never run as tests, so this keeps them from rotting: each one imports and parses
+    ``--help`` (one process; the scripts import each other from their folder)."""
+    bench = PACKAGE.parent / "benchmarks"
+    loop = (
+        "import contextlib, io, runpy, sys\n"
+        "bad = []\n"
+        f"for path in sorted(__import__('pathlib').Path({str(bench)!r}).glob('*.py')):\n"
+        "    sys.argv, out = [str(path), '--help'], io.StringIO()\n"
+        "    try:\n"
+        "        with contextlib.redirect_stdout(out):\n"
+        "            runpy.run_path(str(path), run_name='__main__')\n"
+        "        bad.append(f'{path.name}: no --help')\n"
+        "    except SystemExit as e:\n"
+        "        if e.code not in (0, None) or 'usage' not in out.getvalue():\n"
+        "            bad.append(f'{path.name}: exit {e.code}')\n"
+        "    except Exception as e:\n"
+        "        bad.append(f'{path.name}: {type(e).__name__}: {e}')\n"
+        "print(repr(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", loop], cwd=bench, capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "PYTHONPATH": str(bench)})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-2000:]
