@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -22,17 +21,22 @@ from .configs import CalibrationConfig
 from .errors import DWFError, PipelineFormatError
 from .flow.scheduler import FlowODEScheduler
 from .flow.velocity import VelocityModel
-from .generation.postprocess import DeepWeightFlowOutput, WeightPostprocessor, check_memory, check_output_type
+from .generation.disk_jobs import tensor_bytes
+from .generation.pipeline_folder import CARD_INFO_NAME, load_checked
+from .generation.postprocess import (
+    DeepWeightFlowOutput,
+    WeightPostprocessor,
+    check_count,
+    check_memory,
+    check_output_type,
+    check_seed,
+)
 from .hub.repos import HubMixin
 from .provenance import CanonicalizationRecord, Connectivity
 from .zoo.recipes import Recipe, as_recipe
 
 __all__ = ["DeepWeightFlowOutput", "DeepWeightFlowPipeline"]
 logger = logging.getLogger(__name__)
-
-COMPONENTS = {"velocity": VelocityModel, "codec": WeightCodec, "scheduler": FlowODEScheduler}
-CARD_INFO_NAME = "card.json"
-PROVENANCE = ("recipe", "canonicalization", "flow_config", "conditions")
 
 
 class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
@@ -164,7 +168,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         for _ in range(3):  # a save swapping the folder while it is read: read it again, never a mixture
             identity = folder_identity(path)
             try:
-                pipe = _load_checked(cls, path, kwargs)
+                pipe = load_checked(cls, path, kwargs)
             except PipelineFormatError:
                 if folder_identity(path) == identity:
                     raise
@@ -264,7 +268,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         how many. ``False``: the raw flow.
         """
         check_output_type(output_type)
-        labels = self.label_ids(condition, _count(num_networks))
+        labels = self.label_ids(condition, check_count(num_networks))
         _check_generators(generator, num_networks)  # before a redraw picks a network's own generator
         codec = self._codec_for(labels)
         check_memory(num_networks, codec.arch.num_params + codec.latent_dim)
@@ -385,7 +389,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
     ) -> Tensor:
         """The flow's samples ``[N, K]`` in the codec's latent space (``codec.decode`` gives weights);
         ``labels [N]`` (``label_ids``) for a conditional flow."""
-        check_memory(_count(num_networks), self.codec.latent_dim)
+        check_memory(check_count(num_networks), self.codec.latent_dim)
         device = self.velocity.device
         self.velocity.eval()
         self.scheduler.set_timesteps(num_inference_steps, device=device, solver=solver)
@@ -459,7 +463,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
 
     def generate_zoo(self, num_networks: int, seed: int = 0, **kwargs: Any):
         """Generate networks as a ``WeightZoo`` (same format as a trained zoo)."""
-        _check_seed(seed)
+        check_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         out = self(num_networks=num_networks, generator=gen, output_type="state_dict", **kwargs)
         recalibrated = None if kwargs.get("calibrate", True) else False  # None: as the codec does
@@ -483,73 +487,11 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         it, and the same call after an interruption generates only the rest (the same networks as one
         uninterrupted run; other settings are refused unless ``overwrite``). Until the zoo is written that
         folder takes as much disk again."""
-        from .artifacts import check_disk, check_output, resumable_job
-        from .zoo.weight_zoo import check_shard_size, write_packed_zoo, zoo_bytes
+        from .generation.disk_jobs import generate_to_disk
 
-        _check_seed(seed)
-        _count(num_networks)
-        check_shard_size(networks_per_shard)
-        condition = kwargs.pop("condition", None)
-        if condition is not None and not isinstance(condition, str):
-            raise DWFError("generate_to_disk: condition must be one label (a str)")
-        self.label_ids(condition, 1)  # an unknown or missing label is refused before any work
-        check_output(path, "generated zoo", overwrite)
-        codec = self.codec_of(condition)
-        arch = codec.arch
-        check_disk(path, 4 * num_networks * arch.num_params + zoo_bytes(arch, num_networks))  # job + zoo
-        wanted = kwargs.pop("calibrate", True)
-        check = self._check_for(
-            kwargs.pop("quality_check", None), "state_dict", wanted, self.label_ids(condition, 1)
+        return generate_to_disk(
+            self, path, num_networks, seed, networks_per_shard, overwrite, progress, **kwargs
         )
-        calibrate = wanted and (arch.needs_calibration or codec.has_unit_targets)
-        data = kwargs.pop("calibration_data", None)
-        if calibrate and data is None:
-            data = self._postprocessor_of(condition).calibration_data()
-        make = self._shard_maker(
-            condition, min(networks_per_shard, num_networks), calibrate, data, check, kwargs
-        )
-
-        settings = {"seed": seed, "num_networks": num_networks, "networks_per_shard": networks_per_shard,
-                    "condition": condition, "calibrate": calibrate, "options": _job_value(kwargs),
-                    "quality_check": check and check.to_dict()}  # fmt: skip
-        job = {"generate": {**settings, "calibration_data": _job_value(data), "pipeline": self.fingerprint()}}
-        info = self._generated_info(seed, condition, calibrate and codec.has_unit_targets)
-        tally = {"drawn": 0, "rejected": 0}  # every shard's, resumed ones included
-        if check is not None:  # filled while the shards are written, before the zoo's info is
-            info["quality_check"] = {**check.to_dict(), "counts": tally}
-        with _without_solver_bars(self), resumable_job(path, job, overwrite) as folder:
-            chunks = _job_shards(folder, num_networks, networks_per_shard, seed, make, progress, tally)
-            return write_packed_zoo(path, arch, chunks, self._recipe_of(condition), info, overwrite)
-
-    def _shard_maker(self, condition, most: int, calibrate: bool, data, check, kwargs: dict[str, Any]):
-        """``make(generator, n) -> (weights [n, D], networks drawn)`` for ``generate_to_disk``'s shards: sampled,
-        decoded into one buffer of ``most`` rows, post-processed, and through ``check`` when there is one."""
-        codec = self.codec_of(condition)
-        basis = codec.basis()[0][2] if codec.normalization.pca else codec.mean
-        # one decode buffer reused by every chunk: fresh memory's first touch costs more than the multiply
-        buffer = torch.empty((most, codec.arch.num_params), dtype=basis.dtype, device=basis.device)
-
-        def raw(gen: torch.Generator, n: int) -> Tensor:
-            latents = self.sample_latents(n, gen, labels=self.label_ids(condition, n), **kwargs)
-            latents = latents[:, : codec.latent_dim]
-            weights = codec.decode(latents, out=buffer[:n]).float()  # no copy when float32
-            if calibrate:
-                post = self._postprocessor_of(condition)
-                weights = post.postprocess(
-                    weights, "state_dict", data, True, codec.unit_targets(latents)
-                ).weights
-            return weights.clone() if check is not None else weights  # the buffer is reused by redraws
-
-        def make(gen: torch.Generator, n: int) -> tuple[Tensor, int]:
-            if check is None:
-                return raw(gen, n), n
-            from .generation.quality_check import draw_checked
-
-            passes = lambda w: check.passes(codec.arch, w, self.recipe)  # noqa: E731
-            weights, drawn, _ = draw_checked(lambda slots: raw(gen, len(slots)), passes, n)
-            return weights, drawn
-
-        return make
 
     def fingerprint(self) -> str:
         """SHA-256 of the pipeline's weights (velocity, codecs) and configuration: the same flow or not,
@@ -560,7 +502,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
             module = getattr(self, name, None)
             for key, t in (module.state_dict() if module is not None else {}).items():
                 h.update(f"{name}.{key}:{tuple(t.shape)}:{t.dtype}".encode())
-                h.update(_tensor_bytes(t))
+                h.update(tensor_bytes(t))
         return h.hexdigest()
 
     def to_zoo(
@@ -644,73 +586,6 @@ def _condition_postprocessors(
     }
 
 
-@contextlib.contextmanager
-def _without_solver_bars(pipe: DiffusionPipeline):
-    """No progress bar per ODE solve inside (a chunked loop shows one bar over its chunks)."""
-    bars = dict(getattr(pipe, "_progress_bar_config", {}))
-    pipe.set_progress_bar_config(**{**bars, "disable": True})
-    try:
-        yield
-    finally:
-        pipe.set_progress_bar_config(**bars)
-
-
-def _tensor_bytes(t: Tensor) -> bytes:
-    """A tensor's raw bytes (any dtype), for hashing."""
-    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()  # 0-d: as 1-d
-
-
-def _job_value(value: Any) -> Any:
-    """``value`` as it identifies a generation job in JSON: tensors by their SHA-256, containers item by item."""
-    if isinstance(value, Tensor):
-        digest = hashlib.sha256(_tensor_bytes(value)).hexdigest()
-        return f"tensor {tuple(value.shape)} {value.dtype} sha256 {digest}"
-    if isinstance(value, dict):
-        return {str(k): _job_value(v) for k, v in sorted(value.items())}
-    if isinstance(value, list | tuple):
-        return [_job_value(v) for v in value]
-    return value if value is None or isinstance(value, bool | int | float | str) else repr(value)
-
-
-def _job_shards(
-    folder: Path, total: int, per_shard: int, seed: int, make, progress: bool, tally: dict[str, int]
-):
-    """``(weights [n, D], rows)`` per shard of a generation job: the shards an interrupted run finished in
-    ``folder`` (read back), then the rest, made by ``make(generator, n) -> (weights, networks drawn)`` from the
-    generator's state after the last finished one and kept in ``folder`` before they are handed on; ``tally``
-    adds up the networks drawn and rejected."""
-    from safetensors import safe_open
-    from tqdm.auto import tqdm
-
-    from .io import save_tensors
-
-    gen, starts = torch.Generator().manual_seed(seed), range(0, total, per_shard)
-    paths = [folder / f"shard_{i:05d}.safetensors" for i in range(len(starts))]
-    done = 0
-    while done < len(paths) and paths[done].is_file():  # written atomically: present means complete
-        done += 1
-    if done:
-        with safe_open(paths[done - 1], "pt") as f:
-            gen.set_state(f.get_tensor("generator_state"))
-    bar = tqdm(
-        total=len(starts), initial=done, desc="generating", unit="shard", disable=not progress, leave=False
-    )
-    for i, start in enumerate(starts):
-        n = min(per_shard, total - start)
-        if i < done:
-            with safe_open(paths[i], "pt") as f:
-                weights, count = f.get_tensor("weights"), int(f.get_tensor("drawn"))
-        else:
-            weights, count = make(gen, n)
-            save_tensors(paths[i], {"weights": weights, "generator_state": gen.get_state(),
-                                    "drawn": torch.tensor(count)})  # fmt: skip
-            bar.update()
-        tally["drawn"] += count
-        tally["rejected"] += count - n
-        yield weights, [{"source": "generated", "seed": seed, "index": start + j} for j in range(n)]
-    bar.close()
-
-
 def _check_generators(generator: Any, num_networks: int) -> None:
     """``generator``: ``None``, one ``torch.Generator``, or a list of one per network."""
     gens = generator if isinstance(generator, list) else [generator]
@@ -720,146 +595,6 @@ def _check_generators(generator: Any, num_networks: int) -> None:
         raise DWFError(
             f"{len(generator)} generators for {num_networks} networks: give one, or one per network"
         )
-
-
-def _count(num_networks: Any) -> int:
-    """``num_networks``, refused unless a positive integer."""
-    if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
-        raise DWFError(f"num_networks must be a positive integer, got {num_networks!r}")
-    return num_networks
-
-
-def _check_seed(seed: Any) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise DWFError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-
-
-def _check_codec(folder: Path) -> None:
-    """The codec's architecture and its saved buffers agree (checked on the config and headers only)."""
-    from .archs import arch_from_config
-    from .io import read_header
-
-    config = folder / WeightCodec.config_name
-    try:
-        arch = arch_from_config(json.loads(config.read_text()).get("arch"))
-    except (json.JSONDecodeError, AttributeError) as e:
-        raise PipelineFormatError(f"{config}: not a codec config ({e})") from e
-    for weights in folder.glob("diffusion_pytorch_model*.safetensors"):
-        mean = read_header(weights).shapes.get("mean")
-        if mean != (arch.num_params,):
-            raise PipelineFormatError(
-                f"{config}: architecture {arch!r} has {arch.num_params} weights, but {weights.name} holds {mean}"
-            )
-
-
-def _check_codec_collection(path: Path, entry: Any) -> None:
-    """A multi-architecture flow's ``condition_codecs`` component (absent: ``[null, null]``): our class, and
-    each codec's architecture agreeing with its saved buffers (config and headers only)."""
-    from .archs import arch_from_config
-    from .io import read_header
-
-    if entry in (None, [None, None]):
-        return
-    expected = [CodecCollection.__module__, CodecCollection.__name__]
-    if entry != expected:
-        raise PipelineFormatError(f"{path}: component 'condition_codecs' is {entry!r}, expected {expected}")
-    config = path / "condition_codecs" / CodecCollection.config_name
-    try:
-        codecs = json.loads(config.read_text())["codecs"]
-        archs = [arch_from_config(c["arch"]) for c in codecs]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise PipelineFormatError(f"{config}: not a codec collection config ({e})") from e
-    for weights in (path / "condition_codecs").glob("diffusion_pytorch_model*.safetensors"):
-        shapes = read_header(weights).shapes
-        for i, arch in enumerate(archs):
-            mean = shapes.get(f"members.{i}.mean")
-            if mean is not None and mean != (arch.num_params,):
-                raise PipelineFormatError(
-                    f"{config}: codec {i} is {arch!r} ({arch.num_params} weights), but {weights.name} holds {mean}"
-                )
-
-
-def _load_checked(cls, path: Path, kwargs: dict[str, Any]) -> DeepWeightFlowPipeline:
-    """``cls`` loaded by diffusers from ``path`` after ``_check_pipeline_dir``; its weights checked finite."""
-    _check_pipeline_dir(path)
-    try:
-        pipe = DiffusionPipeline.from_pretrained.__func__(cls, path, use_safetensors=True, **dict(kwargs))
-    except (ValueError, OSError, RuntimeError, TypeError, KeyError) as e:
-        if isinstance(e, DWFError):
-            raise
-        reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        raise PipelineFormatError(f"{path}: cannot load the pipeline ({reason})") from e
-    from .io import read_header
-
-    for name in ("velocity", "codec", "condition_codecs"):
-        module = getattr(pipe, name, None)
-        state = module.state_dict() if module is not None else {}
-        stored = set()
-        for weights in (path / name).glob("diffusion_pytorch_model*.safetensors"):  # not a sharded basis
-            stored |= set(read_header(weights).shapes)
-        if module is not None and stored != set(state):
-            odd = sorted(stored ^ set(state))
-            raise PipelineFormatError(
-                f"{path / name}: tensors do not match its config ({'unexpected' if odd[0] in stored else 'missing'} {odd[0]!r})"
-            )
-        for key, t in state.items():
-            if t.is_floating_point() and not torch.isfinite(t).all():
-                raise PipelineFormatError(f"{path / name}: tensor {key!r} contains NaN or Inf values")
-    pipe.card_info = _read_card_info(path / CARD_INFO_NAME)
-    return pipe
-
-
-def _read_card_info(path: Path) -> dict[str, Any]:
-    from .io import read_json
-
-    if not path.is_file():
-        return {}
-    info = read_json(path, PipelineFormatError)
-    if not isinstance(info, dict):
-        raise PipelineFormatError(f"{path}: expected a JSON object, got {type(info).__name__}")
-    return info
-
-
-def _check_pipeline_dir(path: Path) -> None:
-    """Refuse, naming the part, a folder that is not one complete save of this pipeline class: its
-    manifest must list every file unchanged, no pickle or code file may be present, and
-    ``model_index.json`` must name exactly our components — all before diffusers reads anything."""
-    from .artifacts import refuse_pickles, verify_files
-    from .io import read_json
-
-    index = path / "model_index.json"
-    if not index.is_file():
-        raise PipelineFormatError(f"{path}: not a pipeline folder (missing model_index.json)")
-    spec = read_json(index, PipelineFormatError)
-    if not isinstance(spec, dict) or spec.get("_class_name") != DeepWeightFlowPipeline.__name__:
-        got = spec.get("_class_name") if isinstance(spec, dict) else type(spec).__name__
-        raise PipelineFormatError(
-            f"{index}: pipeline class is {got!r}, not {DeepWeightFlowPipeline.__name__!r}"
-        )
-    refuse_pickles(path, "pipeline")
-    verify_files(path, None, "pipeline", error=PipelineFormatError, exact=True)  # every file, by content
-    for name, cls in COMPONENTS.items():
-        expected = [cls.__module__, cls.__name__]
-        if spec.get(name) != expected:
-            raise PipelineFormatError(
-                f"{index}: component {name!r} is {spec.get(name)!r}, expected {expected}"
-            )
-        config = path / name / cls.config_name
-        if not config.is_file():
-            raise PipelineFormatError(f"{path}: component {name!r} is missing ({config} not found)")
-        if name != "scheduler" and not any((path / name).glob("*.safetensors")):
-            raise PipelineFormatError(
-                f"{path}: component {name!r} has no safetensors weights in {path / name}"
-            )
-    _check_codec(path / "codec")
-    _check_codec_collection(path, spec.get("condition_codecs"))
-    known = {*COMPONENTS, *PROVENANCE, "condition_codecs"}
-    extra = sorted(k for k in spec if not k.startswith("_") and k not in known)
-    if extra:
-        raise PipelineFormatError(f"{index}: unexpected entries {extra}")
-    for name in PROVENANCE:
-        if not isinstance(spec.get(name), (dict, type(None))):
-            raise PipelineFormatError(f"{index}: {name!r} must be a JSON object or null, got {spec[name]!r}")
 
 
 def _register_with_diffusers() -> None:

@@ -92,7 +92,7 @@ class Connectivity:
             f"{line}: the aligned members are not linearly connected, and blends of them (what a flow's samples "
             f"between members are) lose {self.metric}; expect near-copies of members and a failed tail "
             '(the failed share of dwf-hub evaluate). A zoo trained with [training] start = "spawned" (members '
-            "continue one parent trained a few epochs) is connected: README, How members start"
+            "continue one parent trained a few epochs) is connected: docs/usage.md, How members start"
         )
 
     def to_dict(self) -> dict[str, Any]:

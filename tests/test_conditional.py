@@ -14,7 +14,8 @@ from dwf_hub.errors import DWFError
 from dwf_hub.flow.conditional import load_conditional_recipe
 from dwf_hub.flow.fitting import fit_conditional
 from dwf_hub.flow.velocity import VelocityModel
-from dwf_hub.pipeline import DeepWeightFlowPipeline, _check_codec_collection
+from dwf_hub.generation.pipeline_folder import check_codec_collection
+from dwf_hub.pipeline import DeepWeightFlowPipeline
 from dwf_hub.zoo.recipes import Recipe
 from dwf_hub.zoo.training import train_zoo
 from dwf_hub.zoo.weight_zoo import WeightZoo
@@ -194,9 +195,9 @@ def test_multi_architecture_flow_decodes_each_condition_with_its_own_codec(zoos,
     cfg = tmp_path / "multi" / "condition_codecs" / "config.json"
     cfg.write_text(cfg.read_text().replace("8,", "7,", 1))
     with pytest.raises(DWFError, match=r"codec 0 is .*\(93 weights\), but .* holds \(103,\)"):
-        _check_codec_collection(tmp_path / "multi", ["dwf_hub.codec", "CodecCollection"])
+        check_codec_collection(tmp_path / "multi", ["dwf_hub.codec", "CodecCollection"])
     with pytest.raises(DWFError, match="component 'condition_codecs' is"):
-        _check_codec_collection(tmp_path / "multi", ["os", "system"])
+        check_codec_collection(tmp_path / "multi", ["os", "system"])
 
 
 def test_a_conditional_fit_selects_its_length_on_every_zoo(fitted):

@@ -557,7 +557,7 @@ def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
         f"was fitted on ({summary['holdout']} more held out), on the {summary['split']} split. Novelty, "
         "diversity and held-out ratios are permutation-invariant (each network aligned to each zoo network); "
         "function novelty compares what networks compute on the split's inputs instead of their weights (held-out "
-        "members show the value of genuinely new networks); see the README's Novelty section. In brackets: 95 % "
+        "members show the value of genuinely new networks); see docs/evaluation.md, Novelty. In brackets: 95 % "
         "bootstrap intervals over the scored networks (another draw of the same generator can land anywhere in them)."
         + _sweep_note(summary),
         "",
