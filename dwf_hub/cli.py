@@ -207,12 +207,11 @@ def _fit(a: argparse.Namespace) -> None:
 
 
 def _generate(a: argparse.Namespace) -> None:
+    from .configs import CallConfig
     from .errors import DWFError
-    from .flow.scheduler import check_temperature
     from .pipeline import DeepWeightFlowPipeline
 
-    if a.temperature is not None:
-        check_temperature(a.temperature)  # before loading anything
+    CallConfig(a.num_networks, a.seed, temperature=a.temperature)  # before loading anything
     per_shard = a.networks_per_shard
     if per_shard is None and a.num_networks > PACK_ABOVE:
         per_shard = PACK_ABOVE

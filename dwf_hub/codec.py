@@ -25,6 +25,7 @@ from torch import Tensor
 from .archs import ArchSpec, arch_from_config
 from .compression.normalizations import NORMALIZATIONS, Normalization
 from .compression.pca import PCAResult, fit_pca
+from .configs import CodecState
 from .errors import DWFError, WeightFormatError
 
 BASIS_SHARD_BYTES = 1 << 30  # a basis above this many bytes is saved as column shards of at most this size
@@ -56,45 +57,19 @@ class WeightCodec(ModelMixin, ConfigMixin):
         shards of that many weights (``None``: a buffer in the weights file); ``unit_statistics``: the number
         of hidden-unit statistics ``S`` the latent predicts (``None``: no unit recalibration)."""
         super().__init__()
-        norm = NORMALIZATIONS[normalization]
         d = arch_from_config(arch).num_params
-        if latent_dim is not None and (
-            isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or not 1 <= latent_dim <= d
-        ):
-            raise DWFError(
-                f"codec config: latent_dim={latent_dim!r} must be an integer in [1, {d}] (the weights)"
-            )
+        CodecState(d, normalization, latent_dim, explained_variance, basis_shard_columns, unit_statistics)
         # uninitialised (no page touched): ``fit`` replaces them with its own tensors and ``from_pretrained``
         # loads them, so a BERT-size codec never holds a second [D] copy of its mean or reference
         self.register_buffer("mean", torch.empty(d))
         self.register_buffer("scale", torch.ones(d))
         self.register_buffer("reference", torch.empty(d))
-        if norm.pca:
-            if not latent_dim:
-                raise DWFError(
-                    f"codec: normalization {normalization!r} needs latent_dim (the number of components)"
-                )
+        if NORMALIZATIONS[normalization].pca:
             self.register_buffer("component_std", torch.ones(latent_dim))
             if basis_shard_columns is None:
                 self.register_buffer("components", torch.empty(latent_dim, d))
-            elif (
-                isinstance(basis_shard_columns, bool)
-                or not isinstance(basis_shard_columns, int)
-                or (basis_shard_columns < 1)
-            ):
-                raise DWFError(
-                    f"codec config: basis_shard_columns={basis_shard_columns!r} must be a positive integer"
-                )
         self._shards: list[tuple[int, int, Tensor]] = []  # (start, stop, [K, stop - start]) when sharded
         if unit_statistics is not None:
-            if (
-                isinstance(unit_statistics, bool)
-                or not isinstance(unit_statistics, int)
-                or unit_statistics < 1
-            ):
-                raise DWFError(
-                    f"codec config: unit_statistics={unit_statistics!r} must be a positive integer"
-                )
             self.register_buffer("unit_target_map", torch.zeros(self.latent_dim + 1, unit_statistics))
 
     @cached_property

@@ -369,6 +369,64 @@ class SamplingConfig(Config):
     )
 
 
+@dataclass
+class CodecState(Config):
+    """A ``WeightCodec``'s saved configuration (``codec/config.json``): checked when the codec is built."""
+
+    section: ClassVar[str] = "codec config"
+    num_weights: int = option(1, "the architecture's weights", low=1)
+    normalization: str = option("none", "coordinates", choices=NORMALIZATIONS)
+    latent_dim: int | None = option(None, "principal components (pca, whiten)", low=1)
+    explained_variance: float | None = option(None, "their share of the zoo's variance", low=0)
+    basis_shard_columns: int | None = option(None, "weights per column shard of the basis", low=1)
+    unit_statistics: int | None = option(None, "hidden-unit statistics the latent predicts", low=1)
+
+    def validate(self) -> None:
+        if self.latent_dim is not None:
+            self.check(
+                self.latent_dim <= self.num_weights,
+                f"latent_dim={self.latent_dim} exceeds the architecture's {self.num_weights} weights",
+            )
+        if NORMALIZATIONS[self.normalization].pca:
+            self.check(
+                self.latent_dim is not None,
+                f"normalization {self.normalization!r} needs latent_dim (the number of components)",
+            )
+
+
+@dataclass
+class SchedulerConfig(Config):
+    """A ``FlowODEScheduler``'s settings (``scheduler_config.json``): checked when the scheduler is built."""
+
+    section: ClassVar[str] = "scheduler config"
+    solver: str = option("rk4", "ODE solver", choices=SOLVERS)
+    num_inference_steps: int = option(10, "ODE steps", low=1, high=MAX_INFERENCE_STEPS)
+    source_std: float = option(1.0, "std of the source the flow starts from", low=0, open_low=True, high=1e6)
+    t_start: float = option(0.0, "first time of the ODE", low=0, high=1)
+    t_end: float = option(1.0, "last time of the ODE", low=0, high=1)
+    temperature: float = option(1.0, "source std multiplier", low=0, open_low=True, high=MAX_TEMPERATURE)
+
+    def validate(self) -> None:
+        self.check(self.t_start < self.t_end, f"need t_start < t_end, got {self.t_start} and {self.t_end}")
+
+
+@dataclass
+class CallConfig(Config):
+    """One generation call's arguments (``pipe(...)``, ``generate_to_disk``; ``None``: the pipeline's default),
+    checked before any work by building this."""
+
+    section: ClassVar[str] = "pipeline call"
+    num_networks: int = option(1, "networks to generate", low=1, high=1 << 40)
+    seed: int = option(0, "the generator's seed", low=0, high=2**63 - 1)
+    num_inference_steps: int | None = option(None, "ODE steps", low=1, high=MAX_INFERENCE_STEPS)
+    solver: str | None = option(None, "ODE solver", choices=SOLVERS)
+    temperature: float | None = option(
+        None, "source std multiplier", low=0, open_low=True, high=MAX_TEMPERATURE
+    )
+    guidance_scale: float | None = option(None, "classifier-free guidance scale", low=0, high=100)
+    quality_check: bool | None = option(None, "redraw networks below the quality threshold")
+
+
 PHASES: dict[str, type[Config]] = {
     "canonicalization": CanonicalizationConfig,
     "codec": CodecConfig,

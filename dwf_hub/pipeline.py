@@ -17,7 +17,7 @@ from huggingface_hub.utils import are_progress_bars_disabled
 from torch import Tensor, nn
 
 from .codec import CodecCollection, WeightCodec
-from .configs import CalibrationConfig
+from .configs import CalibrationConfig, CallConfig
 from .errors import DWFError, PipelineFormatError
 from .flow.scheduler import FlowODEScheduler
 from .flow.velocity import VelocityModel
@@ -26,10 +26,8 @@ from .generation.pipeline_folder import CARD_INFO_NAME, load_checked
 from .generation.postprocess import (
     DeepWeightFlowOutput,
     WeightPostprocessor,
-    check_count,
     check_memory,
     check_output_type,
-    check_seed,
 )
 from .hub.repos import HubMixin
 from .provenance import CanonicalizationRecord, Connectivity
@@ -268,7 +266,8 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         how many. ``False``: the raw flow.
         """
         check_output_type(output_type)
-        labels = self.label_ids(condition, check_count(num_networks))
+        CallConfig(num_networks, 0, num_inference_steps, solver, temperature, guidance_scale, quality_check)
+        labels = self.label_ids(condition, num_networks)
         _check_generators(generator, num_networks)  # before a redraw picks a network's own generator
         codec = self._codec_for(labels)
         check_memory(num_networks, codec.arch.num_params + codec.latent_dim)
@@ -310,8 +309,6 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
 
     def _check_for(self, asked: bool | None, output_type: str, calibrate: bool, labels: Tensor | None):
         """The quality check a call runs (``None``: none), refusing one that was asked for but cannot run."""
-        if asked is not None and not isinstance(asked, bool):
-            raise DWFError(f"quality_check must be True, False or None, got {asked!r}")
         check = self.quality_check
         usable = check is not None and labels is None and output_type != "pt" and calibrate and self.recipe
         if asked and not usable:
@@ -389,7 +386,8 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
     ) -> Tensor:
         """The flow's samples ``[N, K]`` in the codec's latent space (``codec.decode`` gives weights);
         ``labels [N]`` (``label_ids``) for a conditional flow."""
-        check_memory(check_count(num_networks), self.codec.latent_dim)
+        CallConfig(num_networks, 0, num_inference_steps, solver, temperature, guidance_scale)
+        check_memory(num_networks, self.codec.latent_dim)
         device = self.velocity.device
         self.velocity.eval()
         self.scheduler.set_timesteps(num_inference_steps, device=device, solver=solver)
@@ -419,8 +417,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
             if guidance_scale is not None
             else (flow.get("sampling") or {}).get("guidance_scale", 1.0)
         )
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale <= 100:
-            raise DWFError(f"guidance_scale must be a number in [0, 100], got {scale!r}")
+        CallConfig(guidance_scale=scale)
         if scale != 1.0 and (labels is None or not (flow.get("training") or {}).get("label_dropout", 0.0)):
             raise DWFError("guidance_scale != 1 needs a conditional flow trained with label_dropout > 0")
         return float(scale)
@@ -463,7 +460,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
 
     def generate_zoo(self, num_networks: int, seed: int = 0, **kwargs: Any):
         """Generate networks as a ``WeightZoo`` (same format as a trained zoo)."""
-        check_seed(seed)
+        CallConfig(seed=seed)
         gen = torch.Generator().manual_seed(seed)
         out = self(num_networks=num_networks, generator=gen, output_type="state_dict", **kwargs)
         recalibrated = None if kwargs.get("calibrate", True) else False  # None: as the codec does

@@ -136,7 +136,7 @@ def test_bn_baselines_are_recalibrated():
 def test_bad_baseline_settings(canonical, kwargs, message):
     with pytest.raises(DWFError, match=message):
         ZooBaseline(canonical, **kwargs)
-    with pytest.raises(DWFError, match="num_networks must be a positive integer"):
+    with pytest.raises(DWFError, match="pipeline call: num_networks must be >= 1, got 0"):
         ZooBaseline(canonical)(0)
 
 

@@ -153,12 +153,12 @@ def test_cli_errors_are_clear(argv, message, capsys, tmp_path, monkeypatch):
 
 def test_generate_rejects_zero_networks(workdir, capsys):
     assert main(["generate", str(workdir / "pipe"), "--num-networks", "0", "--out", str(workdir / "g0")]) == 2
-    assert "num_networks must be a positive integer" in capsys.readouterr().err
+    assert "pipeline call: num_networks must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_generate_temperature(workdir, capsys):
     assert main(["generate", str(workdir / "pipe"), "--temperature", "-1", "--out", str(workdir / "t")]) == 2
-    assert "temperature must be a number in (0, 10], got -1.0" in capsys.readouterr().err
+    assert "pipeline call: temperature must be > 0, got -1.0" in capsys.readouterr().err
     gen = ["-q", "generate", str(workdir / "pipe"), "--num-networks", "3", "--out"]
     assert main([*gen, str(workdir / "cold"), "--temperature", "0.5"]) == 0
     assert main([*gen, str(workdir / "warm")]) == 0

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dwf_hub.configs import FlowConfig
-from dwf_hub.errors import DWFError, UnknownNameError
+from dwf_hub.errors import DWFError
 from dwf_hub.flow.scheduler import FlowODEScheduler
 from dwf_hub.flow.training import FlowConditions, train_flow
 from dwf_hub.flow.velocity import VelocityModel
@@ -40,14 +40,14 @@ def test_scheduler_timesteps_and_config(tmp_path):
     s.save_pretrained(tmp_path)
     loaded = FlowODEScheduler.from_pretrained(tmp_path)
     assert loaded.config.solver == "rk4" and loaded.init_noise_sigma == 0.3
-    with pytest.raises(UnknownNameError, match="unknown solver 'midpoint'"):
+    with pytest.raises(DWFError, match="scheduler config: solver='midpoint' is not one of"):
         FlowODEScheduler(solver="midpoint")
     with pytest.raises(DWFError, match="num_inference_steps"):
         s.set_timesteps(0)
     warm = FlowODEScheduler(source_std=0.3, temperature=0.5)
     assert warm.init_noise_sigma == pytest.approx(0.15) and warm.start_sigma(2.0) == pytest.approx(0.6)
     for bad in (0, -1.0, float("nan"), 11.0, True):
-        with pytest.raises(DWFError, match="temperature must be a number in"):
+        with pytest.raises(DWFError, match="scheduler config: temperature"):
             FlowODEScheduler(temperature=bad)
 
 

@@ -57,7 +57,7 @@ def test_sampling_temperature_scales_the_source(tiny_zoo, tmp_path):
     # the ODE is continuous: a near-zero source sends every sample to nearly one network
     spread = {t: _gen(pipe, 8, output_type="pt", temperature=t).weights.std(0).mean() for t in (1e-4, 1.0)}
     assert spread[1e-4] < 0.01 * spread[1.0]
-    with pytest.raises(DWFError, match="temperature must be a number in"):
+    with pytest.raises(DWFError, match="pipeline call: temperature must be > 0, got 0.0"):
         _gen(pipe, temperature=0.0)
 
 
@@ -96,11 +96,11 @@ def test_missing_or_foreign_component(tiny_fit, tmp_path):
 
 def test_bad_arguments(tiny_fit):
     for bad in (0, -3, 2.5, True):
-        with pytest.raises(DWFError, match="num_networks must be a positive integer"):
+        with pytest.raises(DWFError, match="pipeline call: num_networks"):
             tiny_fit.pipeline(num_networks=bad)
     with pytest.raises(DWFError, match="output_type"):
         tiny_fit.pipeline(num_networks=1, output_type="numpy")
-    with pytest.raises(DWFError, match="unknown solver"):
+    with pytest.raises(DWFError, match="solver='dopri5' is not one of rk4, heun, euler"):
         tiny_fit.pipeline(num_networks=1, solver="dopri5")
 
 
@@ -365,3 +365,27 @@ def test_packed_zoo_refuses_inconsistent_rows(tiny_fit, tmp_path):
             WeightZoo.load(tmp_path / "gen")
     with pytest.raises(DWFError, match="networks_per_shard"):
         tiny_fit.pipeline.generate_to_disk(tmp_path / "x", 5, networks_per_shard=0, progress=False)
+
+
+def test_saved_configs_are_checked_by_building_them():
+    from dwf_hub.codec import WeightCodec
+    from dwf_hub.flow.scheduler import FlowODEScheduler
+
+    arch = {"name": "mlp", "layer_sizes": [4, 6, 5, 3]}  # 83 weights
+    for kwargs, message in (
+        ({"normalization": "whiten"}, "codec config: normalization 'whiten' needs latent_dim"),
+        ({"normalization": "pca", "latent_dim": 84}, "latent_dim=84 exceeds the architecture's 83 weights"),
+        ({"normalization": "pca", "latent_dim": 3, "basis_shard_columns": 0}, "basis_shard_columns must be >= 1"),
+        ({"unit_statistics": True}, "unit_statistics=True has type bool"),
+        ({"normalization": "zca"}, "normalization='zca' is not one of"),
+    ):
+        with pytest.raises(DWFError, match=message):
+            WeightCodec(arch, **kwargs)
+    for kwargs, message in (
+        ({"t_start": 0.5, "t_end": 0.5}, "need t_start < t_end"),
+        ({"source_std": 0.0}, "source_std must be > 0"),
+        ({"solver": "dopri"}, "solver='dopri' is not one of"),
+        ({"num_inference_steps": 2.0}, "num_inference_steps=2.0 has type float"),
+    ):
+        with pytest.raises(DWFError, match=f"scheduler config: {message}"):
+            FlowODEScheduler(**kwargs)

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..configs import CallConfig
 from ..errors import DWFError
 from ..generation.postprocess import DeepWeightFlowOutput, check_memory, postprocess
 from ..registry import Registry
@@ -150,8 +151,7 @@ class ZooBaseline:
         calibrate: bool = True,
     ) -> DeepWeightFlowOutput | tuple:
         """The pipeline's call: ``N`` networks as models, state dicts or flat weights (``output_type``)."""
-        if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
-            raise DWFError(f"num_networks must be a positive integer, got {num_networks!r}")
+        CallConfig(num_networks)
         check_memory(num_networks, 2 * self.arch.num_params)
         weights, mixing = self._draw(num_networks, generator)
         targets = self._unit_targets(mixing, calibration_data) if calibrate and output_type != "pt" else None

@@ -10,25 +10,14 @@ evaluated (``order`` per interval); the loop is always::
 
 from __future__ import annotations
 
-import math
-
 import torch
 from diffusers import ConfigMixin, SchedulerMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerOutput
 from torch import Tensor
 
-from ..configs import MAX_INFERENCE_STEPS, MAX_TEMPERATURE
-from ..errors import DWFError
+from ..configs import CallConfig, SchedulerConfig
 from .solvers import SOLVERS
-
-
-def check_temperature(temperature: object) -> float:
-    """A sampling temperature: a number in (0, ``MAX_TEMPERATURE``] (the source std is multiplied by it)."""
-    ok = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
-    if not ok or not 0 < temperature <= MAX_TEMPERATURE:
-        raise DWFError(f"temperature must be a number in (0, {MAX_TEMPERATURE:g}], got {temperature!r}")
-    return float(temperature)
 
 
 class FlowODEScheduler(SchedulerMixin, ConfigMixin):
@@ -44,16 +33,9 @@ class FlowODEScheduler(SchedulerMixin, ConfigMixin):
         t_end: float = 1.0,
         temperature: float = 1.0,
     ) -> None:
-        SOLVERS[solver]  # an unknown name raises, naming the known ones
-        check_temperature(temperature)
-        for name, value in (("source_std", source_std), ("t_start", t_start), ("t_end", t_end)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise DWFError(f"scheduler config: {name}={value!r} must be a finite number")
-        if source_std <= 0 or not 0 <= t_start < t_end <= 1:
-            raise DWFError(
-                f"scheduler config: need source_std > 0 and 0 <= t_start < t_end <= 1, got {source_std}, "
-                f"{t_start}, {t_end}"
-            )
+        SchedulerConfig(
+            solver, num_inference_steps, source_std, t_start, t_end, temperature
+        )  # one line per bad value
         self.set_timesteps(num_inference_steps)
 
     @property
@@ -63,7 +45,7 @@ class FlowODEScheduler(SchedulerMixin, ConfigMixin):
 
     def start_sigma(self, temperature: float | None = None) -> float:
         """``init_noise_sigma`` at ``temperature`` (default: the configured one)."""
-        t = self.temperature if temperature is None else check_temperature(temperature)
+        t = self.temperature if temperature is None else CallConfig(temperature=temperature).temperature
         return float(self.config.source_std) * t
 
     @property
@@ -86,10 +68,7 @@ class FlowODEScheduler(SchedulerMixin, ConfigMixin):
     ) -> None:
         """``num_inference_steps`` intervals of ``[t_start, t_end]``; ``solver`` overrides the configured one."""
         steps = self.config.num_inference_steps if num_inference_steps is None else num_inference_steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_INFERENCE_STEPS:
-            raise DWFError(
-                f"num_inference_steps must be an integer in [1, {MAX_INFERENCE_STEPS}], got {steps!r}"
-            )
+        CallConfig(num_inference_steps=steps, solver=solver)
         solver = solver or self.config.solver
         offsets = torch.tensor(SOLVERS[solver].offsets, dtype=torch.float64)
         self._solver, self.num_inference_steps = solver, steps

@@ -14,8 +14,8 @@ import torch
 from diffusers import DiffusionPipeline
 from torch import Tensor
 
+from ..configs import CallConfig
 from ..errors import DWFError
-from .postprocess import check_count, check_seed
 
 
 def generate_to_disk(
@@ -32,8 +32,7 @@ def generate_to_disk(
     from ..artifacts import check_disk, check_output, resumable_job
     from ..zoo.weight_zoo import check_shard_size, write_packed_zoo, zoo_bytes
 
-    check_seed(seed)
-    check_count(num_networks)
+    CallConfig(num_networks, seed)
     check_shard_size(networks_per_shard)
     condition = kwargs.pop("condition", None)
     if condition is not None and not isinstance(condition, str):

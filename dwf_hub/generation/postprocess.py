@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from diffusers.utils import BaseOutput
@@ -36,18 +35,6 @@ class DeepWeightFlowOutput(BaseOutput):
     def acceptance_rate(self) -> float | None:
         """Share of drawn networks that passed the quality check (``None``: no check ran)."""
         return None if not self.num_drawn else (self.num_drawn - (self.rejected or 0)) / self.num_drawn
-
-
-def check_count(num_networks: Any) -> int:
-    """``num_networks``, refused unless a positive integer."""
-    if not isinstance(num_networks, int) or isinstance(num_networks, bool) or num_networks < 1:
-        raise DWFError(f"num_networks must be a positive integer, got {num_networks!r}")
-    return num_networks
-
-
-def check_seed(seed: Any) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise DWFError(f"seed must be an integer in [0, 2**63), got {seed!r}")
 
 
 def check_output_type(output_type: str) -> None:
