@@ -375,7 +375,10 @@ def test_saved_configs_are_checked_by_building_them():
     for kwargs, message in (
         ({"normalization": "whiten"}, "codec config: normalization 'whiten' needs latent_dim"),
         ({"normalization": "pca", "latent_dim": 84}, "latent_dim=84 exceeds the architecture's 83 weights"),
-        ({"normalization": "pca", "latent_dim": 3, "basis_shard_columns": 0}, "basis_shard_columns must be >= 1"),
+        (
+            {"normalization": "pca", "latent_dim": 3, "basis_shard_columns": 0},
+            "basis_shard_columns must be >= 1",
+        ),
         ({"unit_statistics": True}, "unit_statistics=True has type bool"),
         ({"normalization": "zca"}, "normalization='zca' is not one of"),
     ):
