@@ -33,9 +33,9 @@ browser:
 
 bench: install
 	$(PY) benchmarks/bench_mlp.py
-	$(PY) benchmarks/bench_phases.py
+	$(PY) benchmarks/research/bench_phases.py
 	$(PY) benchmarks/bench_canonicalize.py
-	$(PY) benchmarks/bench_pca_resnet18.py --skip-incremental
+	$(PY) benchmarks/research/bench_pca_resnet18.py --skip-incremental
 	$(PY) benchmarks/bench_evaluate.py
 
 lint: install

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_frontier import cached_zoo
+from _common import cached_zoo
 
 from dwf_hub.evaluation.connectivity import measure_connectivity
 from dwf_hub.evaluation.frontier import Frontier

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_frontier import at_novelty, panels, plot_sweeps
+from _common import at_novelty, panels, plot_sweeps
 
 from dwf_hub.evaluation.frontier import Frontier
 from dwf_hub.flow.fitting import fit_pipeline

@@ -20,7 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
-from bench_frontier import add_overrides, cached_zoo, overrides
+from _common import add_overrides, cached_zoo, overrides
 
 from dwf_hub.evaluation.report import INTERVALS, build_report, fmt_ratio
 from dwf_hub.flow.fitting import default_flow_config, fit_pipeline

@@ -26,9 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_dual_pca import synthetic_rows
+from _common import synthetic_rows
 
 FAMILIES = {  # name -> (MLP layer sizes of about the family's weight count, zoo size, components)
     "resnet18": ([4096, 2048, 1024, 512, 10], 100, 99),

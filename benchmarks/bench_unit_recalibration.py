@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench_frontier import SWEEPS, at_novelty, cached_zoo, finish_panel, pm, sample
+from _common import SWEEPS, at_novelty, cached_zoo, finish_panel, pm, sample
 
 from dwf_hub.evaluation.frontier import Frontier
 from dwf_hub.flow.fitting import fit_pipeline

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from bench_frontier import margins, panels, sample, swept
+from _common import margins, panels, sample, swept
 
 from dwf_hub.evaluation.connectivity import measure_connectivity
 from dwf_hub.evaluation.frontier import Frontier

@@ -188,7 +188,8 @@ def test_every_benchmark_script_still_runs_its_help():
     loop = (
         "import contextlib, io, runpy, sys\n"
         "bad = []\n"
-        f"for path in sorted(__import__('pathlib').Path({str(bench)!r}).glob('*.py')):\n"
+        f"root = __import__('pathlib').Path({str(bench)!r})\n"
+        "for path in sorted([*root.glob('[!_]*.py'), *root.glob('research/*.py')]):\n"
         "    sys.argv, out = [str(path), '--help'], io.StringIO()\n"
         "    try:\n"
         "        with contextlib.redirect_stdout(out):\n"
@@ -202,6 +203,6 @@ def test_every_benchmark_script_still_runs_its_help():
         "print(repr(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", loop], cwd=bench, capture_output=True, text=True, timeout=300,
-                         env={**__import__("os").environ, "PYTHONPATH": str(bench)})  # fmt: skip
+                         env={**__import__("os").environ, "PYTHONPATH": f"{bench}:{bench / 'research'}"})  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-2000:]

@@ -1,6 +1,6 @@
 """PCA at ResNet-18 scale: fit on 100 random ResNet-18-sized weight vectors, decode 100 networks.
 
-    python benchmarks/bench_pca_resnet18.py [--n 100] [--skip-incremental]
+    python benchmarks/research/bench_pca_resnet18.py [--n 100] [--skip-incremental]
 
 Peak memory is the process's resident high-water mark (reset before each phase through
 /proc/self/clear_refs), reported above what was resident when the phase began, in units of one

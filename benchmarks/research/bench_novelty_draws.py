@@ -1,7 +1,7 @@
 """How much do a generator's figures move from one draw of 100 networks to the next, and do the reports'
 bootstrap intervals say so?
 
-    python benchmarks/bench_novelty_draws.py [--zoos iris_mlp,digits_mlp] [--draws 6] [--split test]
+    python benchmarks/research/bench_novelty_draws.py [--zoos iris_mlp,digits_mlp] [--draws 6] [--split test]
                                              [--out bench_out/frontier] [--cnn-out bench_out/frontier_cnn]
 
 Per zoo (100 members cached in ``--out`` / ``--cnn-out``, 80 fitted, 20 held out) the recipe's default flow
@@ -16,10 +16,13 @@ coverage).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
-from bench_frontier import default_flow, margins, pm, swept
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
+from _common import default_flow, margins, pm, swept
 
 RATIOS = ("novelty", "diversity", "heldout", "function_novelty")
 

@@ -1,7 +1,7 @@
 """Does a better alignment make a better generator? Weight matching (Git Re-Basin, the pipeline's) vs activation
 matching vs consensus weight matching, on the frontier benchmark's zoos.
 
-    python benchmarks/bench_alignment.py [--zoos digits_mlp,digits_smallcnn] [--seeds 0,1] [--split val]
+    python benchmarks/research/bench_alignment.py [--zoos digits_mlp,digits_smallcnn] [--seeds 0,1] [--split val]
                                          [--out bench_out/frontier] [--cnn-out bench_out/frontier_cnn]
 
 Activation matching (Ainsworth et al., "Git Re-Basin", section 3.1) pairs each hidden unit of a member with the
@@ -23,11 +23,14 @@ in ``--out``.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from bench_frontier import cached_zoo, margins, panels, pm, swept
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
+from _common import cached_zoo, margins, panels, pm, swept
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 

@@ -1,6 +1,6 @@
 """Per-phase timings of the Iris job next to the authors' figures (REFERENCE_NOTES, same kind of 2-core CPU).
 
-    python benchmarks/bench_phases.py [--out bench_out/phases] [--skip-demo]
+    python benchmarks/research/bench_phases.py [--out bench_out/phases] [--skip-demo]
 
 Measured in one run: batched zoo training vs a one-by-one PyTorch loop (the authors' approach: DataLoader,
 one model at a time), Git Re-Basin on 100 networks, flow training, generation (weights only, and ready

@@ -1,6 +1,6 @@
 """Where do a flow's failed samples sit? Each sample's place in the codec's latent space against its accuracy.
 
-    python benchmarks/bench_failed_samples.py [--zoos digits_smallcnn,digits_mlp] [--num 200] [--seed 0]
+    python benchmarks/research/bench_failed_samples.py [--zoos digits_smallcnn,digits_mlp] [--num 200] [--seed 0]
                                               [--split val] [--out bench_out/frontier] [--cnn-out bench_out/frontier_cnn]
                                               [--set KEY=VALUE ...]  # flow config overrides
 
@@ -18,10 +18,13 @@ latent generator can reach); ``failed_samples.png`` in ``--out``.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
-from bench_frontier import add_overrides, cached_zoo, overrides, panels
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
+from _common import add_overrides, cached_zoo, overrides, panels
 from torch import Tensor
 
 from dwf_hub.flow.fitting import fit_pipeline

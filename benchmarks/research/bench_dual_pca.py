@@ -1,6 +1,6 @@
 """Streaming dual PCA at scale: 100 checkpoints of 21M weights each (8.4 GB) stored as safetensors.
 
-    python benchmarks/bench_dual_pca.py [--n 100] [--k 64] [--dir bench_out/dual_pca]
+    python benchmarks/research/bench_dual_pca.py [--n 100] [--k 64] [--dir bench_out/dual_pca]
 
 The checkpoints (an MLP [4096, 4096, 1024, 16]: 20,993,040 weights) are a shared mean plus 8 random
 directions with per-network coefficients plus noise, written once and reused. The fit runs in a fresh
@@ -21,24 +21,15 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
+from _common import DIRECTIONS, synthetic_rows
+
 from dwf_hub.archs import get_arch
 from dwf_hub.compression.pca import fit_pca, fit_pca_dual
 from dwf_hub.io import save_tensors
 from dwf_hub.zoo.weight_zoo import WeightZoo
 
 ARCH = {"name": "mlp", "layer_sizes": [4096, 4096, 1024, 16]}
-DIRECTIONS = 8
-
-
-def synthetic_rows(n: int, d: int, seed: int = 0):
-    """Yields ``[D]`` rows: mean + coefficients @ directions + noise (fixed by ``seed``)."""
-    g = torch.Generator().manual_seed(seed)
-    mean = torch.randn(d, generator=g) * 0.05
-    directions = torch.randn(DIRECTIONS, d, generator=g) * 0.01
-    scales = torch.logspace(0, -1, DIRECTIONS)
-    for _ in range(n):
-        coef = torch.randn(DIRECTIONS, generator=g) * scales
-        yield mean + coef @ directions + 0.001 * torch.randn(d, generator=g)
 
 
 def write_checkpoints(folder: Path, n: int) -> list[Path]:

@@ -1,6 +1,6 @@
 """Screen flow settings on one cached zoo against noise and interpolation, on the validation split.
 
-    python benchmarks/bench_screen.py [--zoo digits_vit] [--template digits_smallcnn] [--out bench_out/frontier_big]
+    python benchmarks/research/bench_screen.py [--zoo digits_vit] [--template digits_smallcnn] [--out bench_out/frontier_big]
                                       [--settings '{"whiten all": {}, "whiten 0.99": {"n_components": 0.99}}']
                                       [--sweep-networks N]
 
@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-from bench_frontier import cached_zoo, margins, panels, plot_sweeps, pm, sample, swept
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
+from _common import cached_zoo, margins, panels, plot_sweeps, pm, sample, swept
 
 from dwf_hub.evaluation.frontier import Frontier
 from dwf_hub.evaluation.report import fmt_ratio

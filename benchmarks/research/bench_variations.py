@@ -2,7 +2,7 @@
 image-to-image ``strength``), instead of from pure noise. Does that trace a better accuracy–novelty curve than the
 flow's own samples and the noise / interpolation baselines?
 
-    python benchmarks/bench_variations.py [--zoos iris_mlp,digits_mlp,digits_smallcnn] [--seed 0]
+    python benchmarks/research/bench_variations.py [--zoos iris_mlp,digits_mlp,digits_smallcnn] [--seed 0]
                                           [--strengths 0.1,0.3,0.5,0.7,0.85,1] [--split val]
                                           [--out bench_out/frontier] [--cnn-out bench_out/frontier_cnn]
 
@@ -18,10 +18,13 @@ markdown table per zoo and saves ``variations.png`` in ``--out``.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
-from bench_frontier import default_flow, margins, panels, plot_sweeps, pm, swept
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
+from _common import default_flow, margins, panels, plot_sweeps, pm, swept
 from torch import Tensor
 
 from dwf_hub.flow.scheduler import FlowODEScheduler

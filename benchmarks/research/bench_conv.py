@@ -1,6 +1,6 @@
 """Convolutional zoos end to end: SmallCNN and ResNet-20 on the 8x8 digits, and the paper's Table 7.
 
-    python benchmarks/bench_conv.py [--device cuda] [--num-models 50] [--out bench_out/conv]
+    python benchmarks/research/bench_conv.py [--device cuda] [--num-models 50] [--out bench_out/conv]
 
 For each recipe: train a zoo, fit four flows (Git Re-Basin on/off x PCA-whitened / per-weight
 standardised coordinates, i.e. with and without PCA), generate networks and report test accuracy

@@ -1,6 +1,6 @@
 """Does a wider zoo give a weight generator room to be new *and* accurate?
 
-    python benchmarks/bench_width.py [--recipe digits_mlp] [--widths 32,128,512] [--split val] [--seed 0]
+    python benchmarks/research/bench_width.py [--recipe digits_mlp] [--widths 32,128,512] [--split val] [--seed 0]
                                      [--out bench_out/width] [--no-flow]
 
 A PCA-latent flow can only reach the affine span of its training members (``bench_residuals.py``): its new
@@ -21,9 +21,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
-from bench_frontier import pm, sample
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
+from _common import pm, sample
 from bench_function_novelty import matched_rows
 from bench_residuals import projector
 

@@ -1,6 +1,6 @@
 """Weight-space vs function-space novelty: which sets are new in what they compute, not just in their weights.
 
-    python benchmarks/bench_function_novelty.py [--zoos iris_mlp,digits_mlp] [--seed 0] [--temperatures default]
+    python benchmarks/research/bench_function_novelty.py [--zoos iris_mlp,digits_mlp] [--seed 0] [--temperatures default]
                                                 [--modes off,auto] [--split test] [--figure function_novelty.png]
                                                 [--out bench_out/frontier] [--cnn-out bench_out/frontier_cnn]
                                                 [--set KEY=VALUE ...]  # flow config overrides
@@ -18,9 +18,11 @@ flow, every baseline at its weight novelty and at its function novelty (``max``:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from bench_frontier import add_overrides, cached_zoo, finish_panel, overrides, pm, sample
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
+from _common import add_overrides, cached_zoo, finish_panel, overrides, pm, sample
 
 from dwf_hub.evaluation.baselines import BASELINES
 from dwf_hub.evaluation.frontier import COPIES, Frontier

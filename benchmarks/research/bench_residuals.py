@@ -1,6 +1,6 @@
 """What makes a new network accurate: its part inside the span of the training members, or the rest?
 
-    python benchmarks/bench_residuals.py [--zoos digits_mlp,digits_smallcnn] [--split val]
+    python benchmarks/research/bench_residuals.py [--zoos digits_mlp,digits_smallcnn] [--split val]
                                          [--out bench_out/frontier] [--cnn-out bench_out/frontier_cnn]
 
 The frontier benchmark's zoos (100 members, canonical, 80 fitted, 20 held out). A held-out member ``h`` splits
@@ -23,10 +23,13 @@ members, and to their in-span parts (the ``gaussian`` baseline).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
-from bench_frontier import pm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
+from _common import pm
 from torch import Tensor
 
 from dwf_hub.evaluation.baselines import ZooBaseline

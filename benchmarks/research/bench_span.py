@@ -1,6 +1,6 @@
 """Where are the new networks? Held-out zoo members against the span of the canonical training members.
 
-    python benchmarks/bench_span.py [--recipe digits_mlp] [--num-models 1200] [--sizes 80,200,500,1100]
+    python benchmarks/research/bench_span.py [--recipe digits_mlp] [--num-models 1200] [--sizes 80,200,500,1100]
                                     [--out bench_out/span]
 
 Trains (or reuses, in ``--out``) one zoo, canonicalizes it, keeps its last 100 members as unseen networks, and for
@@ -14,9 +14,12 @@ and with its hidden units recalibrated to the members' mean statistics (``dwf_hu
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _common
 from bench_residuals import projector
 
 from dwf_hub.generation.postprocess import recipe_calibration_data
