@@ -176,7 +176,7 @@ class TrainingConfig(Config):
             )
         if self.spawn_epochs is None:
             # A third: the digits ViT needs 10 of 30 epochs to give connected children (2 of 30 leaves aligned
-            # midpoints at 54 %), MLPs and CNNs 2-3 of 30 (benchmarks/RESULTS.md); more shared epochs only
+            # midpoints at 54 %), MLPs and CNNs 2-3 of 30 (benchmarks/HISTORY.md); more shared epochs only
             # connect more, at the cost of the members' diversity.
             self.spawn_epochs = self.epochs // 3 if self.start == "spawned" else 0
         self.check(self.spawn_epochs < self.epochs, "spawn_epochs must be fewer than epochs")

@@ -128,7 +128,7 @@ class ViTSpec(_TransformerSpec):
 
     name = "vit"
     # LayerNorm re-normalizes every token, and resetting the fc1 units after it did not move the digits ViT's
-    # accuracy-novelty frontier (benchmarks/RESULTS.md, bench_families.py --flow unit_recalibration=on): opt-in
+    # accuracy-novelty frontier (benchmarks/HISTORY.md, bench_families.py --flow unit_recalibration=on): opt-in
     units_recalibrated_by_default = False
 
     def __init__(

@@ -16,7 +16,7 @@ recalibrated, ``generate_zoo`` in the zoo format).
   projected onto the affine span of the others: what a generator confined to the span of its training members
   can reach of an unseen one), drawn with its covariance times ``scale ** 2`` (``scale = 0``: the mean, so it
   too is compared only where it reaches). Fitted to the members themselves it would mix their private parts
-  (the 98 % of a digits member outside its peers' span) into noise that breaks every network (RESULTS.md).
+  (the 98 % of a digits member outside its peers' span) into noise that breaks every network (benchmarks/HISTORY.md).
 
 With ``recalibrate_units`` (MLPs, SmallCNNs), every network's hidden units are reset to the same mixture of its parents'
 pre-activation statistics (REPAIR; ``dwf_hub.generation.unit_recalibration``): what a flow fitted with unit recalibration

@@ -1,6 +1,6 @@
 """How linearly connected a canonical zoo is: what midpoints of aligned members score next to the members.
 
-A flow in a PCA latent of N members draws near-copies of members or blends of several (benchmarks/RESULTS.md,
+A flow in a PCA latent of N members draws near-copies of members or blends of several (benchmarks/HISTORY.md,
 ``bench_failed_samples.py``), and a blend is only as good as the path between the members it mixes. Where the
 midpoint of two aligned members works (Iris MLPs: −1 pp) the flow's blends work too; where it fails (SmallCNN,
 ResNet-20, ViT on digits: −30 to −70 pp) the flow's samples are near-copies or failed networks. Measured at fit
