@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -71,7 +72,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         )
         self.postprocessor = WeightPostprocessor(codec.arch, as_recipe(recipe, "pipeline recipe"))
         codecs = [codec, *(condition_codecs.members if condition_codecs is not None else [])]
-        self.condition_postprocessors = _condition_postprocessors(codecs, conditions, velocity)
+        self.by_condition = _conditions(codecs, conditions, velocity)
         self.card_info: dict[str, Any] = {}
         self.hub_repo_id: str | None = None  # the Hub repo it was loaded from (generated zoos link to it)
         # the ecosystem's switches (HF_HUB_DISABLE_PROGRESS_BARS, diffusers' disable_progress_bar; `-q` sets both)
@@ -99,11 +100,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         if condition is None:
             return self.codec
         self.label_ids(condition, 1)  # an unknown label, or any label for an unconditional flow, is refused
-        extra = self.condition_codecs
-        if extra is None:
-            return self.codec
-        index = self.labels.index(condition)
-        return self.codec if index == 0 else extra.members[index - 1]
+        return self.by_condition[condition].codec
 
     def _codec_for(self, labels: Tensor | None) -> WeightCodec:
         """The one codec decoding every network of ``labels [N]``; a multi-architecture flow is refused a mix
@@ -125,7 +122,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
     @property
     def labels(self) -> list[str]:
         """A conditional flow's condition labels (``[]``: unconditional)."""
-        return list(self.condition_postprocessors)
+        return list(self.by_condition)
 
     @property
     def connectivity(self) -> Connectivity | None:
@@ -355,7 +352,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         data; ``targets [N, S]``: the unit targets), in the input order."""
         n = len(weights)
         out = DeepWeightFlowOutput(weights=weights.clone(), state_dicts=[None] * n, networks=[None] * n)
-        for i, post in enumerate(self.condition_postprocessors.values()):
+        for i, post in enumerate(c.postprocessor for c in self.by_condition.values()):
             rows = (labels == i).nonzero().flatten().tolist()
             if rows:
                 part = post.postprocess(
@@ -423,11 +420,8 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         return float(scale)
 
     def _postprocessor_of(self, condition: str | None) -> WeightPostprocessor:
-        return (
-            self.condition_postprocessors.get(condition, self.postprocessor)
-            if condition
-            else self.postprocessor
-        )
+        part = self.by_condition.get(condition) if condition else None
+        return part.postprocessor if part else self.postprocessor
 
     @property
     def calibration_config(self) -> CalibrationConfig:
@@ -528,9 +522,8 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         return WeightZoo(arch, state_dicts, records, recipe=self._recipe_of(condition), info=info)
 
     def _recipe_of(self, condition: str | list[str] | None) -> Recipe | None:
-        if isinstance(condition, str) and condition in self.condition_postprocessors:
-            return self.condition_postprocessors[condition].recipe
-        return self.recipe
+        part = self.by_condition.get(condition) if isinstance(condition, str) else None
+        return part.postprocessor.recipe if part else self.recipe
 
     def _generated_info(
         self, seed: int | None, condition: str | list[str] | None = None, units_recalibrated: bool = False
@@ -550,11 +543,20 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         return info
 
 
-def _condition_postprocessors(
+@dataclass(frozen=True)
+class Condition:
+    """What one label of a conditional flow generates: the codec that decodes its networks and the
+    post-processor that builds them (its architecture and recipe)."""
+
+    codec: WeightCodec
+    postprocessor: WeightPostprocessor
+
+
+def _conditions(
     codecs: list[WeightCodec], conditions: dict[str, Any] | None, velocity
-) -> dict[str, WeightPostprocessor]:
-    """``label -> WeightPostprocessor`` (with that label's recipe and architecture) for a conditional flow;
-    checked against the velocity model's label count and the codecs (one, or one per label)."""
+) -> dict[str, Condition]:
+    """``label -> Condition`` for a conditional flow (``{}``: unconditional); checked against the velocity
+    model's label count and the codecs (one, or one per label)."""
     if not conditions:
         if len(codecs) > 1:
             raise PipelineFormatError("pipeline: condition_codecs given, but no conditions")
@@ -576,10 +578,12 @@ def _condition_postprocessors(
         raise PipelineFormatError(
             f"pipeline conditions: {len(labels)} labels, but {len(codecs)} codecs (one, or one per label)"
         )
-    archs = [c.arch for c in codecs] * (len(labels) // len(codecs))
+    per_label = codecs * (len(labels) // len(codecs))  # one codec shared, or one each
     return {
-        label: WeightPostprocessor(arch, as_recipe(r, f"recipe of condition {label!r}"))
-        for label, r, arch in zip(labels, recipes, archs, strict=True)
+        label: Condition(
+            codec, WeightPostprocessor(codec.arch, as_recipe(r, f"recipe of condition {label!r}"))
+        )
+        for label, r, codec in zip(labels, recipes, per_label, strict=True)
     }
 
 
