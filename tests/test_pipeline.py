@@ -67,6 +67,7 @@ def test_save_and_load_round_trip(tiny_fit, tmp_path):
     assert index["_class_name"] == "DeepWeightFlowPipeline"
     assert index["codec"] == ["dwf_hub.codec", "WeightCodec"]  # import paths users' repos depend on
     assert index["velocity"] == ["dwf_hub.flow.velocity", "VelocityModel"]
+    assert index["scheduler"] == ["dwf_hub.flow.scheduler", "FlowODEScheduler"]
     loaded = DeepWeightFlowPipeline.from_pretrained(tmp_path / "pipe")
     for name in ("velocity", "codec"):
         a, b = getattr(tiny_fit.pipeline, name).state_dict(), getattr(loaded, name).state_dict()
