@@ -23,7 +23,7 @@ from .errors import DWFError, PipelineFormatError
 from .flow.scheduler import FlowODEScheduler
 from .flow.velocity import VelocityModel
 from .generation.disk_jobs import tensor_bytes
-from .generation.pipeline_folder import CARD_INFO_NAME, load_checked
+from .generation.pipeline_folder import CARD_INFO_NAME, check_loaded, check_pipeline_dir
 from .generation.postprocess import (
     DeepWeightFlowOutput,
     WeightPostprocessor,
@@ -38,7 +38,7 @@ __all__ = ["DeepWeightFlowOutput", "DeepWeightFlowPipeline"]
 logger = logging.getLogger(__name__)
 
 
-class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
+class DeepWeightFlowPipeline(DiffusionPipeline, HubMixin):
     """``pipe(num_networks=N)`` -> ``N`` new networks of the architecture the flow was fitted on.
 
     Provenance is pipeline config (``model_index.json``, as diffusers stores pipeline-level values):
@@ -49,6 +49,9 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
     """
 
     repo_type = "model"
+    # the Hub side is ours (download, check, then diffusers' loading; push with our card), not diffusers' mixin's
+    from_pretrained = HubMixin.__dict__["from_pretrained"]
+    push_to_hub = HubMixin.push_to_hub
     model_cpu_offload_seq = "velocity"
     _optional_components: ClassVar[list[str]] = ["condition_codecs"]
 
@@ -163,7 +166,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         for _ in range(3):  # a save swapping the folder while it is read: read it again, never a mixture
             identity = folder_identity(path)
             try:
-                pipe = load_checked(cls, path, kwargs)
+                pipe = check_loaded(cls._load_checked_folder(path, kwargs), path)
             except PipelineFormatError:
                 if folder_identity(path) == identity:
                     raise
@@ -172,6 +175,18 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
                 pipe.hub_repo_id = str(repo_id_or_path) if from_hub else None
                 return pipe
         raise PipelineFormatError(f"{path}: the pipeline folder keeps changing while it is loaded; try again")
+
+    @classmethod
+    def _load_checked_folder(cls, path: Path, kwargs: dict[str, Any]) -> DeepWeightFlowPipeline:
+        """diffusers' own ``from_pretrained`` on ``path`` once ``check_pipeline_dir`` has accepted it."""
+        check_pipeline_dir(path)
+        try:
+            return super().from_pretrained(path, use_safetensors=True, **dict(kwargs))
+        except (ValueError, OSError, RuntimeError, TypeError, KeyError) as e:
+            if isinstance(e, DWFError):
+                raise
+            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise PipelineFormatError(f"{path}: cannot load the pipeline ({reason})") from e
 
     def save_pretrained(
         self,
@@ -202,7 +217,7 @@ class DeepWeightFlowPipeline(HubMixin, DiffusionPipeline):
         given = (("base_zoo", base_zoo), ("evaluation", evaluation), ("license", license))
         info.update({k: v for k, v in given if v is not None})
         with write_folder(save_directory, "pipeline", overwrite) as stage:
-            DiffusionPipeline.save_pretrained(self, stage, **kwargs)  # past HubMixin's template
+            super().save_pretrained(stage, **kwargs)
             index = json.loads((stage / "model_index.json").read_text())
             index.pop(
                 "_name_or_path", None

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import DiffusionPipeline
 
 from ..codec import CodecCollection, WeightCodec
-from ..errors import DWFError, PipelineFormatError
+from ..errors import PipelineFormatError
 from ..flow.scheduler import FlowODEScheduler
 from ..flow.velocity import VelocityModel
 
@@ -67,16 +66,9 @@ def check_codec_collection(path: Path, entry: Any) -> None:
                 )
 
 
-def load_checked(cls, path: Path, kwargs: dict[str, Any]) -> Any:
-    """``cls`` loaded by diffusers from ``path`` after ``_check_pipeline_dir``; its weights checked finite."""
-    check_pipeline_dir(path)
-    try:
-        pipe = DiffusionPipeline.from_pretrained.__func__(cls, path, use_safetensors=True, **dict(kwargs))
-    except (ValueError, OSError, RuntimeError, TypeError, KeyError) as e:
-        if isinstance(e, DWFError):
-            raise
-        reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        raise PipelineFormatError(f"{path}: cannot load the pipeline ({reason})") from e
+def check_loaded(pipe: Any, path: Path) -> Any:
+    """``pipe``, loaded by diffusers from ``path`` after ``check_pipeline_dir``, with every component's tensors
+    the ones its files hold and finite, and the card's record attached."""
     from ..io import read_header
 
     for name in ("velocity", "codec", "condition_codecs"):
