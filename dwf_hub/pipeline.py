@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -95,7 +96,14 @@ class DeepWeightFlowPipeline(DiffusionPipeline, HubMixin):
         device = kwargs.get("device", next((a for a in args if isinstance(a, (str, torch.device))), None))
         if device is not None:
             check_device(device)
-        return super().to(*args, **kwargs)
+        # diffusers warns on every dtype cast that modules "should be kept in float32: []", naming none: ours keep none
+        quiet = diffusers_logging.get_logger("diffusers.models.modeling_utils")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            return super().to(*args, **kwargs)
+        finally:
+            quiet.setLevel(level)
 
     def codec_of(self, condition: str | None) -> WeightCodec:
         """The codec that decodes ``condition``'s networks: its own in a multi-architecture conditional flow
@@ -258,6 +266,8 @@ class DeepWeightFlowPipeline(DiffusionPipeline, HubMixin):
         guidance_scale: float | None = None,
         temperature: float | None = None,
         quality_check: bool | None = None,
+        callback_on_step_end: Callable[..., dict[str, Tensor]] | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
     ) -> DeepWeightFlowOutput | tuple:
         """Integrate the flow from ``N`` Gaussian samples in one batched solver pass.
 
@@ -275,7 +285,8 @@ class DeepWeightFlowPipeline(DiffusionPipeline, HubMixin):
         ``quality_check`` (default: on when the pipeline holds a fit-time record, see ``pipe.quality_check``, and
         the networks are post-processed): a network scoring below the record's threshold on a slice of the
         training split is drawn again (up to 10 draws per network); ``out.num_drawn`` / ``out.rejected`` say
-        how many. ``False``: the raw flow.
+        how many. ``False``: the raw flow. ``callback_on_step_end(pipe, i, t, {"latents": x})`` (diffusers'
+        hook) runs after every solver step ``i`` at time ``t``; the dict it returns may replace ``latents``.
         """
         check_output_type(output_type)
         CallConfig(num_networks, 0, num_inference_steps, solver, temperature, guidance_scale, quality_check)
@@ -283,7 +294,16 @@ class DeepWeightFlowPipeline(DiffusionPipeline, HubMixin):
         _check_generators(generator, num_networks)  # before a redraw picks a network's own generator
         codec = self._codec_for(labels)
         check_memory(num_networks, codec.arch.num_params + codec.latent_dim)
-        sampling = (num_inference_steps, solver, guidance_scale, temperature, calibration_data, calibrate)
+        callback = _step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        sampling = (
+            num_inference_steps,
+            solver,
+            guidance_scale,
+            temperature,
+            calibration_data,
+            calibrate,
+            callback,
+        )
         check = self._check_for(quality_check, output_type, calibrate, labels)
         if check is None:
             out = self._draw(num_networks, generator, labels, output_type, *sampling)
@@ -300,10 +320,11 @@ class DeepWeightFlowPipeline(DiffusionPipeline, HubMixin):
         out.num_drawn, out.rejected = drawn, rejected
         return out if return_dict else out.to_tuple()
 
-    def _draw(self, n, generator, labels, output_type, steps, solver, guidance, temperature, data, calibrate):
+    def _draw(self, n, generator, labels, output_type, steps, solver, guidance, temperature, data, calibrate,
+              callback=None):  # fmt: skip
         """``n`` networks from the flow, post-processed as ``__call__`` describes (no quality check)."""
         codec = self._codec_for(labels)
-        x = self.sample_latents(n, generator, steps, solver, labels, guidance, temperature)
+        x = self.sample_latents(n, generator, steps, solver, labels, guidance, temperature, callback)
         latents = x[:, : codec.latent_dim]
         weights, targets = codec.decode(latents).float().cpu(), codec.unit_targets(latents)
         if labels is None:
@@ -395,10 +416,12 @@ class DeepWeightFlowPipeline(DiffusionPipeline, HubMixin):
         labels: Tensor | None = None,
         guidance_scale: float | None = None,
         temperature: float | None = None,
+        callback: Callable[[Any, int, Tensor, Tensor], Tensor] | None = None,
     ) -> Tensor:
         """The flow's samples ``[N, K]`` in the codec's latent space (``codec.decode`` gives weights);
-        ``labels [N]`` (``label_ids``) for a conditional flow."""
+        ``labels [N]`` (``label_ids``) for a conditional flow; ``callback(pipe, i, t, x) -> x`` after each step."""
         CallConfig(num_networks, 0, num_inference_steps, solver, temperature, guidance_scale)
+        _check_scheduler(self.scheduler)
         check_memory(num_networks, self.codec.latent_dim)
         device = self.velocity.device
         self.velocity.eval()
@@ -413,12 +436,14 @@ class DeepWeightFlowPipeline(DiffusionPipeline, HubMixin):
         labels = None if labels is None else labels.to(device)
         if labels is not None:
             x = x + self.velocity.label_sources[labels].to(x.dtype)
-        for t in self.progress_bar(self.scheduler.timesteps):
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             v = self.velocity(x, t, labels)
             if scale != 1.0:
                 v_none = self.velocity(x, t)
                 v = v_none + scale * (v - v_none)
             x = self.scheduler.step(v, t, x).prev_sample
+            if callback is not None:
+                x = callback(self, i, t, x)
         return x if labels is None else self.velocity.to_latent(x, labels)
 
     def _guidance(self, labels: Tensor | None, guidance_scale: float | None) -> float:
@@ -600,6 +625,40 @@ def _conditions(
         )
         for label, r, codec in zip(labels, recipes, per_label, strict=True)
     }
+
+
+def _step_callback(
+    hook: Any, inputs: list[str] | None
+) -> Callable[[Any, int, Tensor, Tensor], Tensor] | None:
+    """diffusers' ``callback_on_step_end(pipe, i, t, tensors) -> dict`` as ``(pipe, i, t, x) -> x``; the only
+    tensor a weight flow has to offer is ``latents``."""
+    names = ["latents"] if inputs is None else inputs
+    if hook is None:
+        return None
+    if not callable(hook):
+        raise DWFError(f"callback_on_step_end must be callable, got {hook!r}")
+    if not isinstance(names, list) or not set(names) <= {"latents"}:
+        raise DWFError(f"callback_on_step_end_tensor_inputs: only ['latents'] is available, got {inputs!r}")
+
+    def call(pipe: Any, i: int, t: Tensor, x: Tensor) -> Tensor:
+        returned = hook(pipe, i, t, {n: x for n in names}) or {}
+        if not isinstance(returned, dict):
+            raise DWFError(f"callback_on_step_end must return a dict, got {type(returned).__name__}")
+        return returned.get("latents", x)
+
+    return call
+
+
+def _check_scheduler(scheduler: Any) -> None:
+    """A swapped-in scheduler must integrate a weight flow the way ``FlowODEScheduler`` does."""
+    needs = ("set_timesteps", "start_sigma", "step", "timesteps")
+    missing = [n for n in needs if not hasattr(scheduler, n)]
+    if not isinstance(scheduler, FlowODEScheduler) and missing:
+        raise DWFError(
+            f"scheduler: {type(scheduler).__name__} cannot integrate this flow (it lacks {', '.join(missing)}); a "
+            "scheduler must provide set_timesteps(steps, device=, solver=), start_sigma(temperature), step(v, t, x) "
+            "and timesteps over [0, 1] as dwf_hub.flow.scheduler.FlowODEScheduler does"
+        )
 
 
 def _check_generators(generator: Any, num_networks: int) -> None:

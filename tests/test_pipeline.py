@@ -393,3 +393,34 @@ def test_saved_configs_are_checked_by_building_them():
     ):
         with pytest.raises(DWFError, match=f"scheduler config: {message}"):
             FlowODEScheduler(**kwargs)
+
+
+def test_diffusers_conventions_callback_dtype_and_scheduler_swap(tiny_fit, tmp_path, caplog):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    pipe = tiny_fit.pipeline
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    seen = []
+
+    def hook(p, i, t, tensors):
+        seen.append((i, float(t), tuple(tensors["latents"].shape)))
+        return {"latents": tensors["latents"] * 0} if i == len(p.scheduler.timesteps) - 1 else tensors
+
+    zeroed = pipe(num_networks=3, generator=gen(), output_type="pt", callback_on_step_end=hook).weights
+    assert len(seen) == len(pipe.scheduler.timesteps) and seen[0][0] == 0  # once per solver step, in order
+    assert torch.allclose(
+        zeroed, pipe.codec.decode(torch.zeros(3, pipe.codec.latent_dim))
+    )  # its latents used
+    with pytest.raises(DWFError, match=r"only \['latents'\] is available"):
+        pipe(num_networks=1, callback_on_step_end=hook, callback_on_step_end_tensor_inputs=["prompt_embeds"])
+    pipe.save_pretrained(tmp_path / "p")
+    for kw in ("dtype", "torch_dtype"):  # diffusers 0.42's name and the older one
+        assert DeepWeightFlowPipeline.from_pretrained(
+            tmp_path / "p", **{kw: torch.bfloat16}
+        ).velocity.dtype == (torch.bfloat16)
+    caplog.clear()
+    loaded = DeepWeightFlowPipeline.from_pretrained(tmp_path / "p").to(torch.bfloat16)
+    assert "kept in float32" not in caplog.text and loaded.velocity.dtype == torch.bfloat16
+    loaded.scheduler = FlowMatchEulerDiscreteScheduler()
+    with pytest.raises(DWFError, match="FlowMatchEulerDiscreteScheduler cannot integrate this flow"):
+        loaded(num_networks=1)
