@@ -325,3 +325,23 @@ def test_flow_card_reports_only_the_generated_networks(tiny_fit, tmp_path):
     }  # the zoo's accuracy is context, not a result
     assert {(r.dataset_type, r.dataset_split) for r in card.data.eval_results} == {("org/zoo", "test")}
     assert "95.00" in card.text  # the zoo's figure, in the text
+
+
+def test_hub_failures_say_which_it_is(tmp_path, tiny_zoo, monkeypatch):
+    import huggingface_hub.constants as constants
+
+    from dwf_hub.hub.repos import upload
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DWFError, match=r"not a folder here.*downloading is off \(HF_HUB_OFFLINE=1\)"):
+        DeepWeightFlowPipeline.from_pretrained("flows/irs", cache_dir=tmp_path)  # a mistyped local folder
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(DWFError, match=r"downloading is off \(local_files_only=True\)"):
+        WeightZoo.from_pretrained("org/missing", cache_dir=tmp_path, local_files_only=True)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 2)
+    with pytest.raises(DWFError, match=r"not in the local Hugging Face cache; the Hub could not be reached"):
+        WeightZoo.from_pretrained("org/missing", cache_dir=tmp_path)
+    folder = tiny_zoo.save_pretrained(tmp_path / "zoo")
+    with pytest.raises(DWFError, match=r"push to 'org/x' failed, nothing was committed: \w+"):
+        upload(folder, "org/x", "dataset", token="hf_fake")

@@ -59,10 +59,17 @@ def download(
             )
         )
     except LocalEntryNotFoundError as e:
+        from huggingface_hub import constants
+
+        why = (
+            "downloading is off (local_files_only=True)" if local_files_only
+            else "downloading is off (HF_HUB_OFFLINE=1)" if constants.HF_HUB_OFFLINE
+            else f"the Hub could not be reached ({_first_line(e)})"
+        )  # fmt: skip
         raise DWFError(
-            f"{kind}repo {repo_id!r}{f' at revision {revision!r}' if revision else ''} is not in the local Hugging "
-            "Face cache and downloading is off (HF_HUB_OFFLINE=1 or local_files_only=True); fetch it once with "
-            f"network access: hf download {repo_id}{' --repo-type dataset' if repo_type == 'dataset' else ''}"
+            f"{repo_id}: not a folder here, and {kind}repo {repo_id!r}{f' at revision {revision!r}' if revision else ''}"
+            f" is not in the local Hugging Face cache; {why}. Fetch it once with network access: hf download "
+            f"{repo_id}{' --repo-type dataset' if repo_type == 'dataset' else ''}"
         ) from e
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
         raise DWFError(f"{kind}repo {repo_id!r} not found on the Hub ({type(e).__name__})") from e
@@ -101,17 +108,40 @@ def upload(
             f"{d}: {n} files in one folder; the Hub allows at most {MAX_FILES_PER_FOLDER} per folder"
         )
     api = HfApi(token=token)
-    url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
-    api.upload_folder(
-        repo_id=repo_id,
-        folder_path=root,
-        repo_type=repo_type,
-        revision=revision,
-        commit_message=commit_message or f"Upload with dwf_hub ({len(files)} files)",
-        delete_patterns="*",
-        create_pr=create_pr,
-    )
+    try:  # one commit: a failure before it leaves the remote repo as it was
+        url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        api.upload_folder(
+            repo_id=repo_id,
+            folder_path=root,
+            repo_type=repo_type,
+            revision=revision,
+            commit_message=commit_message or f"Upload with dwf_hub ({len(files)} files)",
+            delete_patterns="*",
+            create_pr=create_pr,
+        )
+    except _network_errors() as e:
+        raise DWFError(
+            f"push to {repo_id!r} failed, nothing was committed: {type(e).__name__}: {_first_line(e)}"
+        ) from e
     return str(url)
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a Hub request raises when the network or the server fails (HTTP errors included): huggingface_hub's
+    own, and its HTTP client's (``httpx2`` today, ``httpx`` in earlier releases)."""
+    import importlib.util
+
+    from huggingface_hub.errors import HfHubHTTPError
+
+    clients = [
+        importlib.import_module(n).HTTPError for n in ("httpx2", "httpx") if importlib.util.find_spec(n)
+    ]
+    return (HfHubHTTPError, OSError, *clients)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def package_version() -> str:
