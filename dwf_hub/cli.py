@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 from pathlib import Path
@@ -664,8 +666,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import logging
 
+    # under torchrun / accelerate launch, rank 0 speaks for the job: other ranks print errors only
+    follower = os.environ.get("RANK", "0") != "0"
+    args.quiet = args.quiet or follower
     logging.basicConfig(format="dwf-hub: %(message)s", level=logging.WARNING if args.quiet else logging.INFO)
-    logging.getLogger("dwf_hub").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    logging.getLogger("dwf_hub").setLevel(
+        logging.ERROR if follower else logging.WARNING if args.quiet else logging.INFO
+    )
     if args.quiet:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         if "diffusers" in sys.modules or args.command in ("fit", "generate", "push", "demo", "evaluate"):
@@ -675,7 +682,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if hasattr(args, "output"):
             _check_outputs(args)
-        args.func(args)
+        with contextlib.redirect_stdout(io.StringIO()) if follower else contextlib.nullcontext():
+            args.func(args)
     except DWFError as e:
         _say(f"dwf-hub: error: {e}")
         return 2

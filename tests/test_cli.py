@@ -294,3 +294,14 @@ def test_global_options_anywhere_version_and_defaults_in_help(capsys):
     assert (
         "networks to generate (default: 100)" in text and "seed of the Gaussian source (default: 0)" in text
     )
+
+
+def test_under_a_launcher_rank_zero_speaks_for_the_job(monkeypatch, capsys):
+    monkeypatch.setenv("RANK", "0")
+    assert main(["recipes"]) == 0
+    assert "iris_mlp" in capsys.readouterr().out
+    monkeypatch.setenv("RANK", "1")  # torchrun's other ranks: no summary lines, no logs
+    assert main(["recipes"]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["evaluate", "no-such-folder"]) == 2
+    assert "dwf-hub: error:" in capsys.readouterr().err  # errors still say what went wrong, on every rank
