@@ -1,6 +1,7 @@
 """dwf_hub: neural-network weights as a shareable data type (DeepWeightFlow on the Hugging Face Hub).
 
-Heavy libraries are imported on first use, so ``import dwf_hub`` stays light.
+Heavy libraries are imported on first use, so ``import dwf_hub`` stays light; diffusers learns our pipeline
+class (``diffusers.DiffusionPipeline.from_pretrained`` of our repos) as soon as both are imported, in either order.
 """
 
 from __future__ import annotations
@@ -50,3 +51,40 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'dwf_hub' has no attribute {name!r}")
+
+
+def _teach_diffusers() -> None:
+    """Register the pipeline with diffusers now if diffusers is loaded, else right after it is imported (a
+    one-shot import hook: ``import dwf_hub`` itself imports neither diffusers nor torch)."""
+    import sys
+
+    if "diffusers" in sys.modules:
+        if (
+            "dwf_hub.pipeline" not in sys.modules
+        ):  # (while it is being imported, it registers itself at its end)
+            importlib.import_module("dwf_hub.pipeline")
+        return
+    from importlib.abc import MetaPathFinder
+    from importlib.util import find_spec
+
+    class _AfterDiffusers(MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name != "diffusers":
+                return None
+            sys.meta_path.remove(self)
+            spec = find_spec(name)
+            if spec is None or spec.loader is None:
+                return spec
+            run = spec.loader.exec_module
+
+            def exec_module(module) -> None:
+                run(module)
+                importlib.import_module("dwf_hub.generation.diffusers_entry").teach()
+
+            spec.loader.exec_module = exec_module
+            return spec
+
+    sys.meta_path.insert(0, _AfterDiffusers())
+
+
+_teach_diffusers()

@@ -673,13 +673,15 @@ def _check_generators(generator: Any, num_networks: int) -> None:
 
 
 def _register_with_diffusers() -> None:
-    """Let diffusers' generic entry point resolve ``"_class_name": "DeepWeightFlowPipeline"`` without remote code
-    (``DiffusionPipeline.from_pretrained(folder)`` once dwf_hub's pipeline is imported). Our own
-    ``DeepWeightFlowPipeline.from_pretrained`` is the entry point that also checks the folder first."""
+    """``diffusers.DeepWeightFlowPipeline`` resolves to this class, and diffusers' generic loader hands our
+    folders and repos to it (``diffusers_entry.teach``)."""
     import diffusers
+
+    from .generation.diffusers_entry import teach
 
     if getattr(diffusers, DeepWeightFlowPipeline.__name__, None) is not DeepWeightFlowPipeline:
         setattr(diffusers, DeepWeightFlowPipeline.__name__, DeepWeightFlowPipeline)
+    teach()
 
 
 _register_with_diffusers()

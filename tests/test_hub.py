@@ -167,6 +167,11 @@ def test_pipeline_push_then_load_by_repo_id(tiny_fit, hub, tmp_path):
     a = pipe(num_networks=5, generator=gen(), output_type="pt").weights
     b = loaded(num_networks=5, generator=gen(), output_type="pt").weights
     assert torch.equal(a, b)
+    from diffusers import DiffusionPipeline  # diffusers' generic loader, by repo id: handed to ours
+
+    generic = DiffusionPipeline.from_pretrained("org/dwf-tiny", cache_dir=cache)
+    assert type(generic) is DeepWeightFlowPipeline
+    assert torch.equal(generic(num_networks=5, generator=gen(), output_type="pt").weights, a)
     assert loaded.card_info["base_zoo"] == "org/dwf-zoo-tiny"
 
 

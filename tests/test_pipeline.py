@@ -424,3 +424,31 @@ def test_diffusers_conventions_callback_dtype_and_scheduler_swap(tiny_fit, tmp_p
     loaded.scheduler = FlowMatchEulerDiscreteScheduler()
     with pytest.raises(DWFError, match="FlowMatchEulerDiscreteScheduler cannot integrate this flow"):
         loaded(num_networks=1)
+
+
+@pytest.mark.parametrize("order", ["dwf_hub first", "diffusers first"])
+def test_import_dwf_hub_is_enough_for_diffusers_generic_loader(tiny_fit, tmp_path, order):
+    import subprocess
+    import sys
+
+    tiny_fit.pipeline.save_pretrained(tmp_path / "p")
+    tampered = tmp_path / "t"
+    tiny_fit.pipeline.save_pretrained(tampered)
+    (tampered / "velocity" / "diffusion_pytorch_model.bin").write_bytes(b"not a pickle we would ever open")
+    imports = "import dwf_hub, sys; light = 'torch' not in sys.modules; import diffusers"
+    if order == "diffusers first":
+        imports = "import diffusers; import dwf_hub; light = True"
+    code = f"""{imports}
+from diffusers import DiffusionPipeline
+pipe = DiffusionPipeline.from_pretrained({str(tmp_path / "p")!r})
+print(type(pipe).__name__, light, tuple(pipe(num_networks=2, output_type="pt").weights.shape))
+try:
+    DiffusionPipeline.from_pretrained({str(tampered)!r})
+except Exception as e:
+    print(type(e).__name__, e)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    first, second = out.stdout.strip().splitlines()[-2:]
+    assert first == f"DeepWeightFlowPipeline True (2, {tiny_fit.pipeline.arch.num_params})"
+    assert "diffusion_pytorch_model.bin: pipeline folders hold safetensors only" in second  # our checks ran
