@@ -305,3 +305,21 @@ def test_under_a_launcher_rank_zero_speaks_for_the_job(monkeypatch, capsys):
     assert capsys.readouterr().out == ""
     assert main(["evaluate", "no-such-folder"]) == 2
     assert "dwf-hub: error:" in capsys.readouterr().err  # errors still say what went wrong, on every rank
+
+
+def test_progress_bars_honour_the_hub_switch(monkeypatch, tmp_path, capsys):
+    from conftest import TINY_RECIPE_TOML
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+    (tmp_path / "r.toml").write_text(TINY_RECIPE_TOML)
+    disable_progress_bars()  # what HF_HUB_DISABLE_PROGRESS_BARS=1 does
+    try:
+        assert (
+            main(
+                ["zoo", "train", str(tmp_path / "r.toml"), "--num-models", "2", "--out", str(tmp_path / "z")]
+            )
+            == 0
+        )
+    finally:
+        enable_progress_bars()
+    assert "it/s" not in capsys.readouterr().err  # no bar, though progress was not turned off with -q

@@ -201,8 +201,8 @@ def fit_pca_dual(
     there (a safetensors file, key ``components``) and returned memory-mapped, so a basis larger than
     memory is fine. Explained variance is a fraction of the total variance, ``trace(H G H) / (N - 1)``.
     """
+    from huggingface_hub.utils import tqdm  # honours HF_HUB_DISABLE_PROGRESS_BARS
     from sklearn.utils.extmath import randomized_svd
-    from tqdm.auto import tqdm
 
     n, d = n_networks, num_params
     _check_matrix(n, (n, d))

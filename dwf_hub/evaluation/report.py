@@ -236,7 +236,7 @@ def build_report(
 def _scoring_bar(sets: int, baselines: bool, progress: bool):
     """A progress bar over the sets a report scores: ``sets`` fixed ones, then each baseline's sweep and its
     matched settings (at most: a setting is not matched when the generated set has no such ratio)."""
-    from tqdm.auto import tqdm
+    from huggingface_hub.utils import tqdm  # honours HF_HUB_DISABLE_PROGRESS_BARS
 
     from .frontier import COPIES, GRIDS
 

@@ -131,8 +131,8 @@ def job_shards(
     ``folder`` (read back), then the rest, made by ``make(generator, n) -> (weights, networks drawn)`` from the
     generator's state after the last finished one and kept in ``folder`` before they are handed on; ``tally``
     adds up the networks drawn and rejected."""
+    from huggingface_hub.utils import tqdm  # honours HF_HUB_DISABLE_PROGRESS_BARS
     from safetensors import safe_open
-    from tqdm.auto import tqdm
 
     from ..io import save_tensors
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from huggingface_hub.utils import tqdm  # honours HF_HUB_DISABLE_PROGRESS_BARS
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ..archs import ArchSpec
 from ..distributed import process_state

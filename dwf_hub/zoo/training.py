@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub.utils import tqdm  # honours HF_HUB_DISABLE_PROGRESS_BARS
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ..archs import ArchSpec
 from ..artifacts import check_output, claim_job
