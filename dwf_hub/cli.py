@@ -203,7 +203,8 @@ def _fit(a: argparse.Namespace) -> None:
         )
         if not _main_writes(write):
             return
-    print(f"pipeline saved to {out} (final loss {result.losses[-1]:.4g}; timings {result.timings})")
+    phases = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    print(f"pipeline saved to {out} (final loss {result.losses[-1]:.4g}; {phases})")
     if result.selection is not None:
         print(f"flow selection: {result.selection.describe()}")
 
@@ -348,7 +349,14 @@ def _zoo_push(a: argparse.Namespace) -> None:
 
 
 def _push(a: argparse.Namespace) -> None:
+    from .errors import DWFError
     from .pipeline import DeepWeightFlowPipeline
+
+    if (Path(a.pipeline) / "zoo.json").is_file():  # a zoo folder: `push` takes either kind
+        if a.base_zoo:
+            raise DWFError(f"--base-zoo: {a.pipeline} is a zoo; the option links a pipeline to its zoo")
+        a.zoo = a.pipeline
+        return _zoo_push(a)
 
     url = DeepWeightFlowPipeline.from_pretrained(a.pipeline).push_to_hub(
         a.repo, private=a.private or None, commit_message=a.message, create_pr=a.create_pr, license=a.license,
@@ -405,10 +413,23 @@ def _demo(a: argparse.Namespace) -> None:
     print(f"wrote {Path(a.out) / 'report.md'} and {Path(a.out) / 'summary.json'}")
 
 
+# flow.solvers.SOLVERS' names written out: importing it would pull torch into every command's start (test_cli)
+SOLVER_NAMES = ("rk4", "heun", "euler")
+
+
+def _alias(p: argparse.ArgumentParser, old: str, dest: str, kind: type) -> None:
+    """``old``: an earlier spelling of ``dest``'s option, accepted but not listed (kept for a release)."""
+    p.add_argument(old, dest=dest, type=kind, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
 def _push_arguments(p: argparse.ArgumentParser, what: str, help: str, example: str, func) -> None:
     p.add_argument(what, help=help)
     p.add_argument("repo", help=f"Hub repo id, e.g. {example}")
-    p.add_argument("--private", action="store_true")
+    p.add_argument(
+        "--private",
+        action="store_true",
+        help="create the repo private (an existing repo keeps its visibility)",
+    )
     p.add_argument("--message", default=None, help="commit message")
     p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
     p.add_argument("--license", default=None, help="licence identifier for the card (default: the recipe's)")
@@ -478,7 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
     zoo = sub.add_parser("zoo", help="zoo commands").add_subparsers(dest="zoo_command", required=True)
     t = zoo.add_parser("train", **kw, help="train a zoo from a recipe (resumes if interrupted)")
     t.add_argument("recipe", help="recipe name (see `dwf-hub recipes`) or path to a .toml recipe")
-    t.add_argument("--num-models", type=int, default=100, help="networks in the zoo")
+    t.add_argument("--num-networks", dest="num_models", type=int, default=100, help="networks in the zoo")
+    _alias(t, "--num-models", "num_models", int)
     t.add_argument("--out", required=True, help="zoo folder to train into")
     t.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     t.add_argument("--seed", type=_seed, default=0, help="member i gets seed SEED+i")
@@ -532,9 +554,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=_fit, output=("pipeline", ("zoo",)))
 
     ps = sub.add_parser(
-        "push", **kw, help="upload a pipeline folder as a Hub model repo (with its model card)"
+        "push", **kw, help="upload a pipeline (a Hub model repo) or a zoo (a dataset repo), with its card"
     )
-    _push_arguments(ps, "pipeline", "pipeline folder (or Hub repo id)", "org/dwf-resnet18-cifar10", _push)
+    _push_arguments(
+        ps,
+        "pipeline",
+        "pipeline or zoo folder (a pipeline also by Hub repo id)",
+        "org/dwf-resnet18-cifar10",
+        _push,
+    )
     ps.add_argument(
         "--base-zoo", default=None, help="Hub dataset repo id of the training zoo (linked from the card)"
     )
@@ -545,10 +573,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, help="zoo folder for the generated networks")
     g.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     g.add_argument("--seed", type=_seed, default=0, help="seed of the Gaussian source")
-    g.add_argument("--steps", type=int, default=None, help="ODE steps (default: the pipeline's)")
+    g.add_argument("--num-inference-steps", dest="steps", type=int, default=None,
+                   help="ODE steps (default: the pipeline's)")  # fmt: skip
+    _alias(g, "--steps", "steps", int)
     g.add_argument("--export", default=None, metavar="DIR",
                    help="also write one loadable Hub model folder per network (save_pretrained format) into DIR")  # fmt: skip
-    g.add_argument("--solver", default=None, help="ODE solver (default: the pipeline's)")
+    g.add_argument(
+        "--solver", default=None, choices=SOLVER_NAMES, help="ODE solver (default: the pipeline's)"
+    )
     g.add_argument("--condition", default=None, help="a conditional flow's label to generate for")
     g.add_argument(
         "--guidance-scale",
@@ -652,8 +684,10 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", **kw, help="the main job: Iris zoo -> canonicalize -> fit -> generate -> evaluate"
     )
     d.add_argument("--out", default="demo_out", help="folder for everything the demo writes")
-    d.add_argument("--num-models", type=int, default=100, help="zoo size")
-    d.add_argument("--num-generated", type=int, default=100, help="networks to generate")
+    d.add_argument("--zoo-size", dest="num_models", type=int, default=100, help="networks in the zoo")
+    d.add_argument("--num-networks", dest="num_generated", type=int, default=100, help="networks to generate")
+    _alias(d, "--num-models", "num_models", int)
+    _alias(d, "--num-generated", "num_generated", int)
     d.add_argument("--seed", type=_seed, default=0, help="seed of the whole run")
     d.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     d.set_defaults(func=_demo, output=("demo", ()))

@@ -323,3 +323,44 @@ def test_progress_bars_honour_the_hub_switch(monkeypatch, tmp_path, capsys):
     finally:
         enable_progress_bars()
     assert "it/s" not in capsys.readouterr().err  # no bar, though progress was not turned off with -q
+
+
+def _options(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from ((f"{name} {where}", a) for where, a in _options(sub))
+        elif action.option_strings:
+            yield action.option_strings[0], action
+
+
+def test_every_option_has_help_and_one_name_per_concept():
+    import argparse
+
+    from dwf_hub.cli import SOLVER_NAMES, build_parser
+    from dwf_hub.flow.solvers import SOLVERS
+
+    options = list(_options(build_parser()))
+    listed = [(where, a) for where, a in options if a.help is not argparse.SUPPRESS]
+    assert [where for where, a in listed if not a.help] == []  # every listed option says what it does
+    assert SOLVERS.names() == SOLVER_NAMES  # the literal choices are the registry's
+    solver = [a for where, a in listed if "--solver" in a.option_strings]
+    assert solver and all(tuple(a.choices) == SOLVER_NAMES for a in solver)
+    names = {s for _, a in listed for s in a.option_strings}
+    assert not names & {"--num-models", "--num-generated", "--steps"}  # old spellings: accepted, not listed
+    assert {"--num-networks", "--num-inference-steps", "--zoo-size"} <= names
+
+
+def test_push_takes_a_zoo_too(tiny_zoo, tmp_path, monkeypatch, capsys):
+    from dwf_hub.zoo.weight_zoo import WeightZoo
+
+    pushed = []
+    monkeypatch.setattr(
+        WeightZoo, "push_to_hub", lambda self, repo, **kw: pushed.append((len(self), repo)) or repo
+    )
+    folder = tiny_zoo.save_pretrained(tmp_path / "zoo")
+    assert main(["push", str(folder), "org/zoo"]) == 0 and pushed == [(len(tiny_zoo), "org/zoo")]
+    assert main(["push", str(folder), "org/zoo", "--base-zoo", "org/other"]) == 2
+    assert "--base-zoo" in capsys.readouterr().err

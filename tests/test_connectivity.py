@@ -29,6 +29,7 @@ def test_copies_are_connected(tiny_zoo):
     assert found.midpoints == pytest.approx(found.members) and found.drop == pytest.approx(0.0, abs=1e-7)
     assert found.connected and "linearly connected after alignment" in found.describe()
     assert (found.split, found.pairs, found.metric) == ("val", 5, "accuracy")
+    assert measure_connectivity(_zoo(tiny_zoo, [w] * 3), pairs=16).pairs == 3  # no more pairs than it has
 
 
 def test_members_whose_midpoint_fails_are_not_connected(tiny_zoo):

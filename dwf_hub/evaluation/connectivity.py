@@ -23,6 +23,7 @@ def measure_connectivity(
     from ..scoring import score_many
     from .baselines import ZooBaseline
 
+    pairs = min(pairs, len(zoo) * (len(zoo) - 1) // 2)  # a 3-member zoo has 3 pairs, not 16
     task = zoo.recipe.task
     x, y = task.split(split)
     baseline = ZooBaseline(zoo, "interpolation", alpha=0.5, k=2, recalibrate_units=recalibrate_units)

@@ -227,7 +227,7 @@ def fit_pipeline(
         check = QualityCheck.fit(training)
         pipe.card_info["quality_check"] = check.to_dict()
         logger.info("quality check: %s", check.describe())
-    logger.info("fitted on %d networks: final loss %.4g, timings %s", len(training), losses[-1], timings)
+    logger.debug("fitted on %d networks: final loss %.4g, timings %s", len(training), losses[-1], timings)
     return FitResult(pipe, training, heldout, losses, timings, connectivity=connectivity, selection=selection)
 
 
