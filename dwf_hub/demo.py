@@ -51,13 +51,30 @@ def run_demo(
     members) are kept out of flow training, for the held-out ratio.
     """
     from .artifacts import check_output, resumable_job
+    from .hub.repos import package_version
 
     check_output(out, "demo", overwrite)
     if holdout is None:  # the held-out ratio needs at least two held-out members
         holdout = int(num_models * HOLDOUT_FRACTION) if num_models * HOLDOUT_FRACTION >= 2 else 0
     run = {"num_models": num_models, "holdout": holdout, "num_generated": num_generated, "seed": seed}
-    with resumable_job(out, {"demo": {**run, "flow": flow_overrides}}, overwrite) as work:
-        return _run_demo(work, Path(out), run, progress, overwrite, flow_overrides)
+    job = {"demo": {**run, "flow": flow_overrides}, "dwf_hub": package_version()}
+    finished = _finished(Path(out), job)
+    if finished is not None and not overwrite:  # same inputs, same code: the same outputs, already there
+        return finished
+    with resumable_job(out, job, overwrite) as work:
+        summary = _run_demo(work, Path(out), run, progress, overwrite, flow_overrides, job)
+    return summary
+
+
+def _finished(out: Path, job: dict[str, Any]) -> dict[str, Any] | None:
+    """The summary of a finished demo in ``out`` made by ``job`` (``None``: none, or another job's)."""
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return (
+        summary if isinstance(summary, dict) and summary.get("job") == json.loads(json.dumps(job)) else None
+    )
 
 
 def _run_demo(
@@ -67,6 +84,7 @@ def _run_demo(
     progress: bool,
     overwrite: bool,
     flow_overrides: dict[str, Any],
+    job: dict[str, Any],
 ) -> dict[str, Any]:
     """The demo's phases in work folder ``root``; its artifacts then become the folder ``out``."""
     from .evaluation.report import build_report
@@ -114,6 +132,9 @@ def _run_demo(
     check = fit.pipeline.quality_check  # what `pipe(...)` would redraw: the raw networks below its threshold
     passed = check.passes(generated.arch, output.weights, generated.recipe).float().mean()
     summary["quality_check"] = {"threshold": check.threshold, "raw_pass_rate": float(passed)}
+    summary["job"] = (
+        job  # what made it: a rerun of the same job returns this summary without redoing anything
+    )
     _publish(root, out, summary, overwrite)
     return summary
 

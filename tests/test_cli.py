@@ -254,12 +254,22 @@ def test_demo_small(tmp_path):
     generated = WeightZoo.load(tmp_path / "demo" / "generated").to_matrix()
     assert len(generated) == 5
     assert not (tmp_path / "demo" / "flow_checkpoint").exists()
-    # Rerunning reuses the finished zoo and reproduces the same flow and the same generated weights.
+    # Rerunning the same job redoes nothing (the folder is untouched); --overwrite redoes it, to the same weights.
+    stamp = (tmp_path / "demo" / "summary.json").stat().st_mtime_ns
     again = run_demo(
         tmp_path / "demo", num_models=6, num_generated=5, progress=False, iterations=20, hidden_dim=16
     )
-    assert again["novelty_ratio"] == summary["novelty_ratio"]
+    assert again == on_disk and (tmp_path / "demo" / "summary.json").stat().st_mtime_ns == stamp
+    redone = run_demo(
+        tmp_path / "demo", num_models=6, num_generated=5, progress=False, iterations=20, hidden_dim=16,
+        overwrite=True,
+    )  # fmt: skip
+    assert redone["novelty_ratio"] == summary["novelty_ratio"]
     assert torch.equal(WeightZoo.load(tmp_path / "demo" / "generated").to_matrix(), generated)
+    other = run_demo(
+        tmp_path / "demo", num_models=6, num_generated=4, progress=False, iterations=20, hidden_dim=16
+    )
+    assert other["num_generated"] == 4  # another job in the same folder is run, not reused
 
 
 def test_fit_with_paper_preset_cli(workdir):
