@@ -53,16 +53,21 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'dwf_hub' has no attribute {name!r}")
 
 
+def _entry():
+    return importlib.import_module("dwf_hub.generation.diffusers_entry")
+
+
+def _pipeline_class():
+    return importlib.import_module("dwf_hub.pipeline").DeepWeightFlowPipeline
+
+
 def _teach_diffusers() -> None:
     """Register the pipeline with diffusers now if diffusers is loaded, else right after it is imported (a
     one-shot import hook: ``import dwf_hub`` itself imports neither diffusers nor torch)."""
     import sys
 
     if "diffusers" in sys.modules:
-        if (
-            "dwf_hub.pipeline" not in sys.modules
-        ):  # (while it is being imported, it registers itself at its end)
-            importlib.import_module("dwf_hub.pipeline")
+        _entry().teach(_pipeline_class)
         return
     from importlib.abc import MetaPathFinder
     from importlib.util import find_spec
@@ -79,7 +84,7 @@ def _teach_diffusers() -> None:
 
             def exec_module(module) -> None:
                 run(module)
-                importlib.import_module("dwf_hub.generation.diffusers_entry").teach()
+                _entry().teach(_pipeline_class)
 
             spec.loader.exec_module = exec_module
             return spec

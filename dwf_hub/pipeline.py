@@ -271,10 +271,9 @@ class DeepWeightFlowPipeline(DiffusionPipeline, HubMixin):
     ) -> DeepWeightFlowOutput | tuple:
         """Integrate the flow from ``N`` Gaussian samples in one batched solver pass.
 
-        ``num_inference_steps`` and ``solver`` default to the scheduler config (RK4, 10 steps unless
-        fitted otherwise). Architectures with BatchNorm are recalibrated on ``calibration_data`` (inputs
-        ``[B, ...]`` from the training split) or, without it, on the training split of the recipe the
-        flow was fitted on; ``calibrate=False`` opts out and returns the flow's raw running statistics.
+        ``num_inference_steps`` and ``solver`` default to the scheduler config. BatchNorm networks are recalibrated on
+        ``calibration_data`` (inputs ``[B, ...]`` from the training split; default: the recipe's training split);
+        ``calibrate=False`` opts out and returns the flow's raw running statistics.
         ``output_type="pt"`` always returns raw weights. ``generator``: one, or a list of ``N`` (network ``i``
         drawn from ``generator[i]``, as diffusers' pipelines take them). The flow runs in the pipeline's dtype
         (``pipe.to(torch.bfloat16)``, ``torch_dtype=``); weights come back as float32. A conditional flow needs
@@ -292,18 +291,11 @@ class DeepWeightFlowPipeline(DiffusionPipeline, HubMixin):
         CallConfig(num_networks, 0, num_inference_steps, solver, temperature, guidance_scale, quality_check)
         labels = self.label_ids(condition, num_networks)
         _check_generators(generator, num_networks)  # before a redraw picks a network's own generator
-        codec = self._codec_for(labels)
+        codec = self._codec_for(labels)  # (a multi-architecture flow refuses a mix of conditions here)
         check_memory(num_networks, codec.arch.num_params + codec.latent_dim)
         callback = _step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
-        sampling = (
-            num_inference_steps,
-            solver,
-            guidance_scale,
-            temperature,
-            calibration_data,
-            calibrate,
-            callback,
-        )
+        sampling = (num_inference_steps, solver, guidance_scale, temperature, calibration_data, calibrate,
+                    callback)  # fmt: skip
         check = self._check_for(quality_check, output_type, calibrate, labels)
         if check is None:
             out = self._draw(num_networks, generator, labels, output_type, *sampling)
@@ -681,7 +673,7 @@ def _register_with_diffusers() -> None:
 
     if getattr(diffusers, DeepWeightFlowPipeline.__name__, None) is not DeepWeightFlowPipeline:
         setattr(diffusers, DeepWeightFlowPipeline.__name__, DeepWeightFlowPipeline)
-    teach()
+    teach(lambda: DeepWeightFlowPipeline)
 
 
 _register_with_diffusers()

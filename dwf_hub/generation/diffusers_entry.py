@@ -7,6 +7,7 @@ diffusers is imported; this module imports nothing heavy until it is asked to.""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,9 @@ def names_our_pipeline(repo_id_or_path: Any, kwargs: dict[str, Any]) -> bool:
         return False
 
 
-def teach() -> None:
-    """Wrap ``DiffusionPipeline.from_pretrained`` (once) so that it dispatches our folders and repos to us."""
+def teach(pipeline_class: Callable[[], Any]) -> None:
+    """Wrap ``DiffusionPipeline.from_pretrained`` (once) so that it dispatches our folders and repos to
+    ``pipeline_class()`` (a callable, so that the pipeline module is imported only when it is needed)."""
     from diffusers import DiffusionPipeline
 
     generic = DiffusionPipeline.__dict__["from_pretrained"].__func__
@@ -39,9 +41,7 @@ def teach() -> None:
 
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         if cls is DiffusionPipeline and names_our_pipeline(pretrained_model_name_or_path, kwargs):
-            from ..pipeline import DeepWeightFlowPipeline
-
-            return DeepWeightFlowPipeline.from_pretrained(pretrained_model_name_or_path, **kwargs)
+            return pipeline_class().from_pretrained(pretrained_model_name_or_path, **kwargs)
         return generic(cls, pretrained_model_name_or_path, **kwargs)
 
     from_pretrained.__doc__, from_pretrained.dwf_hub_dispatch = generic.__doc__, True
