@@ -31,6 +31,16 @@ def hub(monkeypatch, tmp_path):
     server.close()
 
 
+@pytest.fixture
+def datasets(hub, monkeypatch, tmp_path):
+    """``datasets`` pointed at the test Hub, online (it keeps its own offline switch and endpoint)."""
+    datasets = pytest.importorskip("datasets")
+    online = {"HF_DATASETS_OFFLINE": False, "HF_HUB_OFFLINE": False, "HF_ENDPOINT": hub.endpoint}
+    for key, value in {**online, "HF_DATASETS_CACHE": tmp_path / "datasets_cache"}.items():
+        monkeypatch.setattr(datasets.config, key, value)
+    return datasets
+
+
 def test_a_zoo_round_trips_and_a_smaller_push_deletes_stale_files(hub, tiny_zoo):
     tiny_zoo.push_to_hub("org/zoo", private=True)
     assert hub.repos[("dataset", "org/zoo")].private
@@ -69,15 +79,7 @@ def test_pull_requests_and_revisions(hub, tiny_zoo):
     assert len(WeightZoo.from_pretrained("org/zoo", revision=main)) == len(tiny_zoo)
 
 
-def test_datasets_reads_a_zoo_by_repo_id(hub, tiny_zoo, monkeypatch, tmp_path):
-    datasets = pytest.importorskip("datasets")
-    for key, value in {
-        "HF_DATASETS_OFFLINE": False,
-        "HF_HUB_OFFLINE": False,
-        "HF_ENDPOINT": hub.endpoint,
-    }.items():
-        monkeypatch.setattr(datasets.config, key, value)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets_cache")
+def test_datasets_reads_a_zoo_by_repo_id(hub, datasets, tiny_zoo):
     tiny_zoo.push_to_hub("org/zoo")
     rows = datasets.load_dataset("org/zoo", split="train")
     assert len(rows) == len(tiny_zoo)
@@ -95,17 +97,9 @@ def test_a_network_failure_mid_push_is_one_line_and_leaves_the_repo_as_it_was(hu
     assert (repo.branches["main"], len(repo.commits)) == before
 
 
-def test_the_cards_usage_snippets_run_as_written(hub, tiny_zoo, tiny_fit, monkeypatch, tmp_path):
+def test_the_cards_usage_snippets_run_as_written(hub, datasets, tiny_zoo, tiny_fit):
     import re
 
-    datasets = pytest.importorskip("datasets")
-    for key, value in {
-        "HF_DATASETS_OFFLINE": False,
-        "HF_HUB_OFFLINE": False,
-        "HF_ENDPOINT": hub.endpoint,
-    }.items():
-        monkeypatch.setattr(datasets.config, key, value)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets_cache")
     tiny_zoo.push_to_hub("org/dwf-zoo-tiny")
     tiny_fit.pipeline.push_to_hub("org/dwf-tiny", base_zoo="org/dwf-zoo-tiny")
     for kind, repo_id in (("dataset", "org/dwf-zoo-tiny"), ("model", "org/dwf-tiny")):

@@ -18,16 +18,8 @@ from ..configs import CallConfig
 from ..errors import DWFError
 
 
-def generate_to_disk(
-    pipe,
-    path: str | os.PathLike,
-    num_networks: int,
-    seed: int = 0,
-    networks_per_shard: int = 1000,
-    overwrite: bool = False,
-    progress: bool = True,
-    **kwargs: Any,
-) -> Path:
+def generate_to_disk(pipe, path: str | os.PathLike, num_networks: int, seed: int, networks_per_shard: int,
+                     overwrite: bool, progress: bool, **kwargs: Any) -> Path:  # fmt: skip
     """``pipe.generate_to_disk`` (its docstring says what it does)."""
     from ..artifacts import check_disk, check_output, resumable_job
     from ..zoo.weight_zoo import check_shard_size, write_packed_zoo, zoo_bytes
