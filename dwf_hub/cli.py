@@ -708,11 +708,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.ERROR if follower else logging.WARNING if args.quiet else logging.INFO
     )
     if args.quiet:
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-        if "huggingface_hub" in sys.modules:  # imported already: the variable is read once, at import
-            from huggingface_hub.utils import disable_progress_bars
-
-            disable_progress_bars()
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when huggingface_hub is imported (after this)
         if "diffusers" in sys.modules or args.command in ("fit", "generate", "push", "demo", "evaluate"):
             from diffusers.utils import logging as diffusers_logging
 

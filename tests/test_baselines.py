@@ -158,6 +158,11 @@ def test_knob_is_interpolated_between_bracketing_settings():
     spread = {"mean": 0.9, "std": 0.05}  # se of the difference over 100 + 100 networks: 0.0071
     assert compare(spread, {"mean": 0.89, "std": 0.05, "reached": True})["significant"] is False
     assert compare(spread, {"mean": 0.88, "std": 0.05, "reached": True})["significant"] is True
+    # three verdicts: only a significant win counts as beating; a difference within the noise is a tie
+    verdicts = [compare(spread, {"mean": m, "std": 0.05, "reached": True}) for m in (0.88, 0.89, 0.91, 0.92)]
+    assert [v["verdict"] for v in verdicts] == ["ahead", "tie", "tie", "behind"]
+    assert [v["beats"] for v in verdicts] == [True, False, False, False]
+    assert compare(spread, {"mean": 0.895, "std": 0.05, "reached": False})["verdict"] == "ahead"  # dominates
     assert not compare(gen, {"mean": 0.95, "reached": True})["beats"]
     assert not compare(gen, {"mean": 0.95, "reached": False})["beats"]
     # a baseline more novel at every setting: never beaten; comparable only when it dominates

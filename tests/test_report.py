@@ -181,9 +181,11 @@ def test_overall_verdict_needs_both_spaces():
     assert beats_overall(weight, {}) == {"noise": True, "interpolation": True}  # no function novelty measured
     text = verdict(0.7, None, weight, "accuracy", function)
     assert text.index("In function space") < text.index("In weight space")
-    assert text.endswith("Overall (both spaces): beats noise (1 of the 2 baselines it can be compared with).")
+    assert text.endswith(
+        "Overall (both spaces): significantly ahead of noise (1 of the 2 baselines it can be compared with)."
+    )
     lost = verdict(0.7, None, {"noise": row(False)}, "accuracy", {"noise": row(True)})
-    assert lost.endswith("beats none (0 of the 1 baselines it can be compared with).")
+    assert lost.endswith("ahead of none (0 of the 1 baselines it can be compared with).")
     apart = {**row(False), "too_novel": True, "comparable": False}  # more novel, less accurate: no verdict
     mixed = verdict(0.7, None, {**weight, "mean_noise": apart}, "accuracy", {**function, "mean_noise": apart})
     assert "cannot be compared with** the mean_noise baseline (more novel at every setting" in mixed
@@ -191,7 +193,10 @@ def test_overall_verdict_needs_both_spaces():
     # a baseline that wins on accuracy with a narrower set is said to; a wider or beaten one is not
     narrow = {**row(False), "diversity_ratio": 0.1, "generated_diversity_ratio": 0.4}
     said = verdict(0.7, None, {"mean_noise": narrow}, "accuracy")
-    assert "90.00 vs 80.00, but its networks are less diverse (diversity 0.10 vs 0.40)." in said
+    assert (
+        "90.00 vs 80.00, but the baseline's networks are less diverse than the generated ones (diversity 0.10 vs 0.40)."
+        in said
+    )
     for quiet in (
         {**narrow, "diversity_ratio": 0.5},
         {**narrow, "beats": True},

@@ -238,16 +238,19 @@ def _interpolate_knob(
 
 
 def compare(generated: dict[str, Any], baseline: dict[str, Any], n: int = 100) -> dict[str, Any]:
-    """Does the generated set beat ``baseline`` (a ``Frontier.matched`` row)? ``beats``: at matched novelty,
-    higher mean metric; when the baseline cannot reach the generated set's novelty, at least its metric at
-    its most novel setting (the generated set then dominates it). When every setting of the baseline is more
-    novel (``too_novel``), the generated set cannot be shown to beat it: ``comparable`` is then False unless the
-    baseline is also at least as good (it dominates the generated set). ``significant``: the difference
-    exceeds twice its standard error over networks (``n`` per set; the test split is shared, so its own
-    sampling noise is not in it)."""
+    """Where the generated set stands against ``baseline`` (a ``Frontier.matched`` row). ``verdict``: ``ahead``
+    when, at matched novelty, its mean metric is higher by more than twice the difference's standard error
+    (``significant``; ``n`` networks per set, the test split shared), or when the baseline cannot reach its
+    novelty and it is at least as good there (it dominates); ``behind`` when lower beyond that noise; else
+    ``tie``. ``beats``: ``ahead`` — only significant wins count. When every setting of the baseline is more
+    novel (``too_novel``) the generated set cannot be ahead: ``comparable`` is then False unless the baseline is
+    also at least as good (it dominates the generated set)."""
     d = generated["mean"] - baseline["mean"]
     too_novel = bool(baseline.get("too_novel", False))
-    beats = not too_novel and (d > 0 if baseline["reached"] else d >= 0)
     se = ((generated.get("std", 0.0) ** 2 + baseline.get("std", 0.0) ** 2) / n) ** 0.5
-    return {"beats": bool(beats), "difference": d, "significant": bool(abs(d) > 2 * se),
+    significant = bool(abs(d) > 2 * se)
+    dominates = not too_novel and not baseline["reached"] and d >= 0
+    verdict = ("ahead" if dominates or (not too_novel and d > 0 and significant)
+               else "behind" if d < 0 and significant else "tie")  # fmt: skip
+    return {"beats": verdict == "ahead", "verdict": verdict, "difference": d, "significant": significant,
             "comparable": not too_novel or d <= 0}  # fmt: skip

@@ -75,8 +75,8 @@ def verdict(
     overall = beats_overall(baselines or {}, function_baselines or {})
     if overall:
         won = [k for k, v in overall.items() if v]
-        text += (f" Overall (both spaces): beats {', '.join(won) or 'none'} ({len(won)} of the {len(overall)} "
-                 "baselines it can be compared with).")  # fmt: skip
+        text += (f" Overall (both spaces): significantly ahead of {', '.join(won) or 'none'} ({len(won)} of the "
+                 f"{len(overall)} baselines it can be compared with).")  # fmt: skip
     return text
 
 
@@ -102,8 +102,9 @@ def failures(scores: dict[str, dict[str, Any]]) -> str:
 def beats_overall(
     baselines: dict[str, dict[str, Any]], function_baselines: dict[str, dict[str, Any]]
 ) -> dict[str, bool]:
-    """``{kind: bool}``: the generator beats the baseline in every space (weight novelty, function novelty where
-    measured) where the two can be compared (``frontier.compare``); a baseline comparable in neither is left out."""
+    """``{kind: bool}``: the generator is significantly ahead of the baseline (``frontier.compare``'s ``beats``) in
+    every space (weight novelty, function novelty where measured) where the two can be compared; a baseline
+    comparable in neither is left out."""
     out = {}
     for kind, b in baselines.items():
         rows = [r for r in (b, function_baselines.get(kind)) if r is not None and r.get("comparable", True)]
@@ -122,10 +123,11 @@ def _comparisons(baselines: dict[str, dict[str, Any]], metric: str, key: str, sa
                  f"(it reaches at most {label} {b[key]:.2f}, at {knob})")  # fmt: skip
         if b.get("too_novel"):
             where = f"(more novel at every setting; its least novel, {knob}, has {label} {b[key]:.2f})"
-        outcome = "**beats**" if b["beats"] else "**does not beat**"
+        words = {"ahead": "**is ahead of**", "behind": "**is behind**", "tie": "**ties with**"}
+        outcome = words[b.get("verdict", "ahead" if b["beats"] else "tie")]
         if not b.get("comparable", True):
             outcome = "**cannot be compared with**"
-        noise = "" if b.get("significant", True) else " (a difference within twice its standard error)"
+        noise = " (within twice the standard error)" if b.get("verdict") == "tie" else ""
         text += (f" The generator {outcome} the {kind} baseline {where}: {scale * b['mean']:.2f} vs "
                  f"{scale * b['baseline_mean']:.2f}{noise}{_narrower(b)}.")  # fmt: skip
     return text
@@ -168,7 +170,7 @@ def _narrower(b: dict[str, Any]) -> str:
     ours, theirs = b.get("generated_diversity_ratio"), b.get("diversity_ratio")
     if b["beats"] or not b.get("comparable", True) or ours is None or theirs is None or theirs >= ours:
         return ""
-    return f", but its networks are less diverse (diversity {theirs:.2f} vs {ours:.2f})"
+    return f", but the baseline's networks are less diverse than the generated ones (diversity {theirs:.2f} vs {ours:.2f})"
 
 
 def build_report(
@@ -466,7 +468,7 @@ def _baseline_table(baselines: dict[str, dict[str, Any]], where: str, scale: flo
         return []
     lines = ["", f"Baselines at the generated networks' {where}:", "",
              f"| baseline | setting | novelty | function novelty | diversity | mean{suffix} | generated − baseline "
-             f"| {'outcome' if where == 'diversity' else 'generator beats it'} | beyond 2 standard errors |",
+             f"| {'outcome' if where == 'diversity' else 'verdict'} | beyond 2 standard errors |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for kind, b in baselines.items():
         knob = ", ".join(f"{k}={v:.3g}" for k, v in b["knob"].items())
@@ -542,7 +544,12 @@ def _sweep_note(summary: dict[str, Any]) -> str:
 
 
 def _beats_cell(b: dict[str, Any]) -> str:
-    return "not comparable" if not b.get("comparable", True) else "yes" if b["beats"] else "no"
+    """The verdict against one baseline: ahead, behind, tie (within the noise) or not comparable."""
+    return (
+        "not comparable"
+        if not b.get("comparable", True)
+        else b.get("verdict", "ahead" if b["beats"] else "tie")
+    )
 
 
 def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
