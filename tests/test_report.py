@@ -310,3 +310,35 @@ def test_a_checked_generated_set_meets_baselines_given_the_same_check(
     assert "given the same check" in (tmp_path / "rep" / "report.md").read_text()
     raw = tiny_fit.pipeline.generate_zoo(8, seed=0, quality_check=False)
     assert build_report(raw, tiny_zoo, tmp_path / "raw", baselines=False)["baselines_checked"] is None
+
+
+def test_the_report_opens_with_three_lines_a_reader_can_trust():
+    from dwf_hub.evaluation.report import headline
+
+    def row(mean, verdict):
+        return {
+            "baseline_mean": mean,
+            "difference": 0.9 - mean,
+            "verdict": verdict,
+            "beats": verdict == "ahead",
+        }
+
+    summary = {
+        "metric": "accuracy",
+        "accuracy": {"generated": {"mean": 0.9}, "held-out zoo members": {"mean": 0.95}},
+        "novelty_ratio": {"generated": 0.8, "held-out zoo members": 1.0},
+        "function_novelty_ratio": {"generated": 3.0, "held-out zoo members": 1.0},
+        "failed_share": {"generated": 0.02},
+        "baselines_function": {"noise": row(0.85, "ahead"), "interpolation": row(0.92, "behind")},
+        "beats": {"noise": True, "interpolation": False},
+    }
+    first, best, verdicts = headline(summary)
+    assert "90.00 % at novelty 0.800, function novelty 3.00, 2 % failed" in first
+    assert (
+        "held-out members** (what new networks score): 95.00 % at novelty 1.000, function novelty 1.00"
+        in first
+    )
+    assert best == (
+        "- **Best baseline** at the same function novelty: interpolation, 92.00 %; the generator is **behind** (-2.00)."
+    )
+    assert verdicts == "- **Significantly ahead of** (both spaces): noise; not: interpolation."

@@ -552,11 +552,45 @@ def _beats_cell(b: dict[str, Any]) -> str:
     )
 
 
+def headline(summary: dict[str, Any]) -> list[str]:
+    """Three lines a reader can trust in ten seconds: the generated set next to what genuinely new networks (the
+    held-out members) score, the best baseline at the same function novelty, and the significant verdicts."""
+    scale, suffix = unit(summary["metric"])[0], " %" if summary["metric"] == "accuracy" else ""
+    acc, gen, held = summary["accuracy"], "generated", "held-out zoo members"
+
+    def point(k: str) -> str:
+        nov, fn = (summary[m].get(k) for m in ("novelty_ratio", "function_novelty_ratio"))
+        return (f"{scale * acc[k]['mean']:.2f}{suffix} at novelty {fmt_ratio(nov)}"
+                f"{'' if fn is None else f', function novelty {fn:.2f}'}")  # fmt: skip
+
+    failed = summary.get("failed_share", {}).get(gen)
+    first = f"- **Generated**: {point(gen)}" + ("" if failed is None else f", {100 * failed:.0f} % failed")
+    first += f"; **held-out members** (what new networks score): {point(held)}." if held in acc else "."
+    rows = {k: b for k, b in (summary.get("baselines_function") or summary.get("baselines") or {}).items()
+            if b.get("comparable", True)}  # fmt: skip
+    lines = [first]
+    if rows:
+        kind, b = max(rows.items(), key=lambda kv: kv[1]["baseline_mean"])
+        lines.append(f"- **Best baseline** at the same {'function ' if summary.get('baselines_function') else ''}"
+                     f"novelty: {kind}, {scale * b['baseline_mean']:.2f}{suffix}; the generator is "
+                     f"**{b.get('verdict', 'ahead' if b['beats'] else 'tie')}** ({scale * b['difference']:+.2f}).")  # fmt: skip
+    verdicts = {
+        v: [k for k, won in summary["beats"].items() if won == (v == "ahead")] for v in ("ahead", "not ahead")
+    }
+    lines.append(f"- **Significantly ahead of** (both spaces): {', '.join(verdicts['ahead']) or 'none'}; "
+                 f"not: {', '.join(verdicts['not ahead']) or 'none'}.")  # fmt: skip
+    return lines
+
+
 def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
     metric = summary["metric"]
     scale, suffix = unit(metric)
     lines = [
         "# Evaluation report",
+        "",
+        *headline(summary),
+        "",
+        "## Details",
         "",
         summary["verdict"],
         "",
