@@ -236,9 +236,17 @@ def _generate(a: argparse.Namespace) -> None:
     zoo = pipe.generate_zoo(a.num_networks, seed=a.seed, **kwargs)
     zoo.save(a.out, overwrite=a.overwrite)
     if a.export:
+        from .scoring import score_many
         from .zoo.export import export_networks
 
-        export_networks(zoo.arch, [zoo.model(i) for i in range(len(zoo))], a.export, zoo.recipe, a.overwrite)
+        scores = None
+        with contextlib.suppress(
+            DWFError, AttributeError
+        ):  # each card says what its network scores, where the data can be had
+            scores = score_many(zoo.arch, zoo.to_matrix(), *zoo.recipe.task.split("test")).tolist()
+        provenance = {"source": "generated", "generator": a.pipeline, "scores": scores}
+        export_networks(zoo.arch, [zoo.model(i) for i in range(len(zoo))], a.export, zoo.recipe, a.overwrite,
+                        provenance)  # fmt: skip
         print(f"one Hub model folder per network in {a.export}")
     print(f"{len(zoo)} generated networks in {a.out}{_checked(a.out)}")
 

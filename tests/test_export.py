@@ -121,3 +121,37 @@ def test_a_generated_bert_runs_in_the_transformers_text_pipeline(tmp_path):
     )
     (result,) = rate("good food very good")
     assert isinstance(result["score"], float)
+
+
+def test_an_exported_network_carries_its_preprocessing_and_a_real_card(tiny_fit, tmp_path):
+    """Raw Iris features are not what the networks were trained on: the folder says how to get there."""
+    from dwf_hub.archs.mlp import MLP
+    from dwf_hub.scoring import score_many
+    from dwf_hub.zoo.export import preprocess
+    from dwf_hub.zoo.weight_zoo import WeightZoo
+
+    tiny_fit.pipeline.save_pretrained(tmp_path / "pipe")
+    assert main(["-q", "generate", str(tmp_path / "pipe"), "--num-networks", "2", "--out", str(tmp_path / "g"),
+                 "--export", str(tmp_path / "nets")]) == 0  # fmt: skip
+    zoo, folder = WeightZoo.load(tmp_path / "g"), tmp_path / "nets" / network_folder(0)
+    task = zoo.recipe.task
+    import sklearn.datasets
+
+    raw = torch.tensor(sklearn.datasets.load_iris().data, dtype=torch.float32)
+    labels = torch.tensor(sklearn.datasets.load_iris().target)
+    model = MLP.from_pretrained(folder).eval()
+    with torch.no_grad():
+        on_raw = (model(raw).argmax(-1) == labels).float().mean()
+        prepared = (model(preprocess(folder, raw)).argmax(-1) == labels).float().mean()
+    assert prepared > on_raw + 0.2, (prepared, on_raw)  # the recorded standardisation is what it needs
+    torch.testing.assert_close(
+        preprocess(folder, raw)[:1], (raw[:1] - torch.tensor(task.input_mean)) / torch.tensor(task.input_std)
+    )
+    card = (folder / "README.md").read_text()
+    expected = float(score_many(zoo.arch, zoo.to_matrix()[:1], *task.split("test"))[0])
+    assert "More Information Needed" not in card and f"{100 * expected:.2f} % (test split)" in card
+    assert "preprocess(" in card and "setosa" in card and str(tmp_path / "pipe") in card
+    code = card.split("```python\n")[1].split("```")[0].replace("raw_inputs", "raw")
+    scope = {"raw": raw}
+    exec(code.replace(f'"{folder.name}"', repr(str(folder))), scope)
+    assert scope["logits"].shape == (150, 3)

@@ -40,8 +40,9 @@ class TaskData:
     labels: tuple[str, ...] | None = None
     """Class names, index by index (classification)."""
     input_mean: tuple[float, ...] | None = None
-    """The standardisation applied to raw inputs, one value (``global``) or one per channel (``channel``); an
-    image processor rebuilt from it prepares new images the way the networks were trained on."""
+    """The standardisation applied to raw inputs, one value (``global``), one per channel (``channel``) or one
+    per feature (``feature``); an image processor or ``export.preprocess`` rebuilt from it prepares new inputs
+    the way the networks were trained on."""
     input_std: tuple[float, ...] | None = None
     pixel_max: float = 1.0
     """The raw input value of a white pixel (8x8 digits: 16; images read from the Hub: 1 after / 255)."""
@@ -91,9 +92,9 @@ def _to_task(
     lab = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))  # noqa: E731
     num_classes = int(max(np.max(y_tr), np.max(y_val), np.max(y_te))) + 1
     stats = (
-        tuple(float(v) for v in np.ravel(mean)) if standardize in ("global", "channel") else None,
-        tuple(float(v) for v in np.ravel(std)) if standardize in ("global", "channel") else None,
-    )
+        tuple(float(v) for v in np.ravel(mean)) if standardize != "none" else None,
+        tuple(float(v) for v in np.ravel(std)) if standardize != "none" else None,
+    )  # one value (global), one per channel, or one per feature: what raw inputs need before a network sees them
     labels = tuple(str(v) for v in labels) if labels is not None and len(labels) == num_classes else None
     return TaskData(
         t(x_tr), lab(y_tr), t(x_val), lab(y_val), t(x_te), lab(y_te), num_classes, labels, *stats, pixel_max
