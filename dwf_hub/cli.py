@@ -154,10 +154,25 @@ def _add_flow_options(parser: argparse.ArgumentParser) -> None:
     groups = {}
     for phase, f, hint in _flow_fields():
         if phase not in groups:
-            groups[phase] = parser.add_argument_group(f"flow {phase} (default: the recipe's)")
+            groups[phase] = parser.add_argument_group(
+                f"flow {phase} (the defaults below are the global ones; a zoo's recipe [flow] table overrides "
+                "them, and fit logs every setting that differs)"
+            )
         default = "" if f.default is None else f" (default {f.default})"
         groups[phase].add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
                                    help=f.metadata.get("help", "") + default, **_argument(hint, f.metadata))  # fmt: skip
+
+
+def _log_settings(config, overrides: dict) -> None:
+    """One line: every flow setting that differs from the global default, and who set it (recipe or option)."""
+    import logging
+
+    from .configs import FlowConfig
+
+    defaults = FlowConfig().flat()
+    changed = {k: v for k, v in config.flat().items() if v != defaults.get(k) and k != "seed"}
+    said = ", ".join(f"{k}={v}{' (option)' if k in overrides else ''}" for k, v in changed.items()) or "none"
+    logging.getLogger("dwf_hub.cli").info("flow settings beyond the global defaults: %s", said)
 
 
 def _fit(a: argparse.Namespace) -> None:
@@ -178,6 +193,7 @@ def _fit(a: argparse.Namespace) -> None:
     overrides = {f.name: getattr(a, f.name) for _, f, _ in _flow_fields() if getattr(a, f.name) is not None}
     overrides["seed"] = a.seed
     config = default_flow_config(zoos[0], a.preset, **overrides)
+    _log_settings(config, overrides)
     out = Path(a.out)
     # the job is what it computes (settings, the zoos' contents), however the zoos were named
     job = {"fit": config.to_dict(), "zoos": [z.fingerprint() for z in zoos], "labels": labels,

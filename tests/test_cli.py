@@ -374,3 +374,14 @@ def test_push_takes_a_zoo_too(tiny_zoo, tmp_path, monkeypatch, capsys):
     assert main(["push", str(folder), "org/zoo"]) == 0 and pushed == [(len(tiny_zoo), "org/zoo")]
     assert main(["push", str(folder), "org/zoo", "--base-zoo", "org/other"]) == 2
     assert "--base-zoo" in capsys.readouterr().err
+
+
+def test_fit_says_which_settings_its_recipe_and_options_changed(workdir, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="dwf_hub")
+    argv = ["fit", str(workdir / "zoo"), "--out", str(workdir / "pipe_said"), "--iterations", "6"]
+    assert main(argv) == 0
+    line = next(r.getMessage() for r in caplog.records if "beyond the global defaults" in r.getMessage())
+    assert "iterations=6 (option)" in line  # from the command line
+    assert "hidden_dim=32," in line  # from the zoo's recipe, not marked as an option
