@@ -175,11 +175,16 @@ def _histogram(generated: list[float], zoo: list[float], metric: str):
     fig, ax = plt.subplots(figsize=(6, 3.2))
     values = generated + zoo
     bins = torch.linspace(min(values), max(values) + 1e-6, 21).tolist() if values else 20
+    # shares, not counts: 100 generated against a zoo of 20 would otherwise look like a different distribution
     if zoo:
-        ax.hist(zoo, bins=bins, alpha=0.6, label=f"training zoo ({len(zoo)})")
-    ax.hist(generated, bins=bins, alpha=0.6, label=f"generated ({len(generated)})")
+        ax.hist(
+            zoo, bins=bins, alpha=0.6, weights=[1 / len(zoo)] * len(zoo), label=f"training zoo ({len(zoo)})"
+        )
+    if generated:
+        ax.hist(generated, bins=bins, alpha=0.6, weights=[1 / len(generated)] * len(generated),
+                label=f"generated ({len(generated)})")  # fmt: skip
     ax.set_xlabel(f"test {metric}")
-    ax.set_ylabel("networks")
+    ax.set_ylabel("share of networks")
     ax.legend()
     fig.tight_layout()
     return fig

@@ -342,3 +342,10 @@ def test_make_space_assembles_a_deployable_folder(tmp_path):
         p.name for p in space.iterdir()
     }
     assert (space / "dwf_hub" / "pipeline.py").is_file() and not list(space.rglob("__pycache__"))
+
+
+def test_the_histogram_compares_shares_not_counts(space):
+    fig = app._histogram([0.9] * 100, [0.9] * 20 + [0.5] * 20, "accuracy")
+    heights = {round(p.get_height(), 6) for p in fig.axes[0].patches if p.get_height() > 0}
+    assert heights == {1.0, 0.5}  # all 100 generated in one bin: share 1; the zoo's two halves: 0.5 each
+    assert fig.axes[0].get_ylabel() == "share of networks"
