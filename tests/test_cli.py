@@ -250,7 +250,7 @@ def test_demo_small(tmp_path):
     assert "Novelty ratio" in (tmp_path / "demo" / "report.md").read_text()
     evaluation = json.loads((tmp_path / "demo" / "evaluation" / "summary.json").read_text())
     assert evaluation["novelty_ratio"]["generated"] == summary["novelty_ratio"]
-    assert (tmp_path / "demo" / "evaluation" / "accuracy_vs_miou.png").is_file()
+    assert (tmp_path / "demo" / "evaluation" / "accuracy_vs_novelty.png").is_file()
     generated = WeightZoo.load(tmp_path / "demo" / "generated").to_matrix()
     assert len(generated) == 5
     assert not (tmp_path / "demo" / "flow_checkpoint").exists()

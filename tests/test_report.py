@@ -117,11 +117,17 @@ def test_report_flags_memorized_copies(tiny_zoo, tmp_path):
         "report.md",
         "summary.json",
         "accuracy_hist.png",
-        "accuracy_vs_miou.png",
         "nn_distance_hist.png",
         "accuracy_vs_novelty.png",
     ):
         assert (tmp_path / "copies" / name).stat().st_size > 0
+    assert not (
+        tmp_path / "copies" / "accuracy_vs_miou.png"
+    ).exists()  # 30 test samples: too few for the scatter
+    report = (tmp_path / "copies" / "report.md").read_text()
+    assert all(
+        f"]({f})" in report for f in ("accuracy_hist.png", "nn_distance_hist.png", "accuracy_vs_novelty.png")
+    )
     assert (tmp_path / "copies" / "accuracy_hist.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "copies" / "summary.json").read_text())["memorized"] is True
     fresh = WeightZoo.from_matrix(

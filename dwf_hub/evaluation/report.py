@@ -356,6 +356,9 @@ def _match_baselines(
     return matched
 
 
+MIOU_MIN_SAMPLES = 100  # below this many test samples the accuracy-vs-mIoU scatter stacks on a few values
+
+
 def _figures(
     root: Path,
     sets: dict[str, Tensor],
@@ -376,12 +379,13 @@ def _figures(
     scale, suffix = unit(metric)
     files = {}
     fig, ax = plt.subplots(figsize=(6, 4))
-    for k in names:
-        ax.hist(scale * acc[k].numpy(), bins=20, alpha=0.5, label=k)
-    ax.set(xlabel=f"{summary['split']} {metric}{suffix}", ylabel="networks", title=metric.capitalize())
+    for k in names:  # ECDFs: overlaid histograms of a few possible values (a 30-sample split) are unreadable
+        ax.ecdf(scale * acc[k].numpy(), label=k)
+    ax.set(xlabel=f"{summary['split']} {metric}{suffix}", ylabel="share of networks at or below",
+           title=f"{metric.capitalize()} (empirical distribution)")  # fmt: skip
     ax.legend(fontsize=7)
-    files[f"{metric} histogram"] = _save(fig, root / "accuracy_hist.png")
-    if preds is not None:
+    files[f"{metric} distribution"] = _save(fig, root / "accuracy_hist.png")
+    if preds is not None and len(y) >= MIOU_MIN_SAMPLES:  # on a few samples the IoUs stack on a few values
         fig, ax = plt.subplots(figsize=(6, 4))
         for k in names:
             iou = metrics.max_wrong_iou(preds[k], preds["zoo"], y, same=k == "zoo")
@@ -394,9 +398,9 @@ def _figures(
     fig, ax = plt.subplots(figsize=(6, 4))
     for k in names:
         d = metrics.nearest_distances(sets[k], sets["zoo"], exclude_self=k == "zoo")
-        ax.hist(d.numpy(), bins=20, alpha=0.5, label=f"{k} → zoo")
-    ax.set(xlabel="L2 distance to the nearest zoo network (canonical space)", ylabel="networks",
-           title="Nearest-neighbour distances")  # fmt: skip
+        ax.ecdf(d.numpy(), label=f"{k} → zoo")
+    ax.set(xlabel="L2 distance to the nearest zoo network (canonical space; the novelty ratios use the "
+           "permutation-invariant one)", ylabel="share of networks at or below", title="Nearest-neighbour distances")  # fmt: skip
     ax.legend(fontsize=7)
     files["nearest-neighbour distances"] = _save(fig, root / "nn_distance_hist.png")
 
