@@ -404,39 +404,51 @@ def _figures(
     ax.legend(fontsize=7)
     files["nearest-neighbour distances"] = _save(fig, root / "nn_distance_hist.png")
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6.5))
     for ax, key in zip(axes, ("novelty_ratio", "function_novelty_ratio"), strict=True):
         plot_frontier(ax, summary, key)
     # one legend under both panels: inside an axis it covered the generated point (ResNet-20, ViT reports)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8)
-    fig.subplots_adjust(bottom=0.25, wspace=0.25)
+    fig.subplots_adjust(bottom=0.36, wspace=0.25)
     files["accuracy vs novelty"] = _save(fig, root / "accuracy_vs_novelty.png")
     return files
 
 
+MATCH_MARKERS = {"(matched)": "x", "(function-matched)": "+", "(diversity-matched)": "D"}
+
+
 def plot_frontier(ax, summary: dict[str, Any], key: str = "novelty_ratio") -> None:
-    """The accuracy–novelty plane (``key``: weight or function novelty): each baseline's sweep as a line, its
-    matched settings as crosses in the line's colour, every other scored set as a point (labelled for a legend)."""
+    """The accuracy–novelty plane (``key``: weight or function novelty), log x: each baseline's sweep as a thin line,
+    its matched settings in the line's colour with one marker per kind of match (weight ×, function +, diversity ◆),
+    the held-out members as a band of their novelty's interval, and every scored set with its 95 % interval of the
+    mean (the generated set a large star)."""
     scale, suffix = unit(summary["metric"])
     colours, others = {}, iter(f"C{i}" for i in range(len(summary["sweeps"]), 10))
     for kind, rows in summary["sweeps"].items():
-        pts = [(r[key], scale * r["mean"]) for r in rows if r.get(key) is not None]
-        colours[kind] = ax.plot(*zip(*pts), "o--", ms=3, alpha=0.6, label=f"{kind} (sweep, × matched)")[
-            0
-        ].get_color()
+        pts = [(r[key], scale * r["mean"]) for r in rows if r.get(key)]
+        if pts:
+            colours[kind] = ax.plot(*zip(*pts), "-", lw=0.8, alpha=0.6, label=f"{kind} (sweep)")[
+                0
+            ].get_color()
+    held = summary.get(INTERVALS.get(key, ""), {}).get("held-out zoo members")
+    if held:
+        ax.axvspan(*held, color="grey", alpha=0.15, label="held-out members (novelty interval)")
     for name, stats in summary["accuracy"].items():
-        nov = 0.0 if name == "zoo" else summary[key].get(name)
-        kind = name.split(" (")[0]
-        if nov is None:
+        nov = summary[key].get(name)
+        if not nov:  # the zoo itself sits at 0, off a log axis
             continue
-        if name.endswith("matched)") and kind in colours:
-            ax.scatter([nov], [scale * stats["mean"]], s=40, marker="x", color=colours[kind], zorder=3)
+        kind, match = name.split(" (")[0], next((m for m in MATCH_MARKERS if name.endswith(m)), None)
+        ci = 1.96 * scale * stats.get("std", 0.0) / max(stats.get("n", 100), 1) ** 0.5
+        if match and kind in colours:
+            ax.errorbar([nov], [scale * stats["mean"]], yerr=ci, fmt=MATCH_MARKERS[match], color=colours[kind],
+                        ms=7, zorder=3, label=f"{kind} {match[1:-1]}")  # fmt: skip
         else:
             mine = name == "generated"
-            ax.scatter([nov], [scale * stats["mean"]], s=90 if mine else 30, marker="*" if mine else "o",
-                       color="black" if mine else next(others, "grey"), zorder=4, label=name)  # fmt: skip
+            ax.errorbar([nov], [scale * stats["mean"]], yerr=ci, fmt="*" if mine else "o", ms=14 if mine else 5,
+                        color="black" if mine else next(others, "grey"), zorder=4, label=name)  # fmt: skip
+    ax.set_xscale("log")
     what = "novelty ratio (permutation-invariant)" if key == "novelty_ratio" else "function novelty ratio"
-    ax.set(xlabel=what, ylabel=f"mean {summary['split']} {summary['metric']}{suffix}",
+    ax.set(xlabel=what + ", log scale", ylabel=f"mean {summary['split']} {summary['metric']}{suffix} (95 % CI)",
            title=f"{summary['metric'].capitalize()} vs. {what.split(' (')[0]}")  # fmt: skip
 
 
