@@ -22,7 +22,8 @@ from pathlib import Path
 
 from _common import add_overrides, cached_zoo, overrides
 
-from dwf_hub.evaluation.report import INTERVALS, build_report, fmt_ratio
+from dwf_hub.evaluation.report import build_report
+from dwf_hub.evaluation.verdict import INTERVALS, fmt_ratio
 from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
 from dwf_hub.matching import canonicalize
 

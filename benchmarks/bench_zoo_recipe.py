@@ -26,7 +26,7 @@ from _common import margins, panels, sample, swept
 
 from dwf_hub.evaluation.connectivity import measure_connectivity
 from dwf_hub.evaluation.frontier import Frontier
-from dwf_hub.evaluation.report import fmt_ratio
+from dwf_hub.evaluation.verdict import fmt_ratio
 from dwf_hub.flow.fitting import fit_pipeline
 from dwf_hub.matching import canonicalize
 from dwf_hub.scoring import outputs_many

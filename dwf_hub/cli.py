@@ -313,7 +313,8 @@ def _evaluate(a: argparse.Namespace) -> None:
 def _report(a: argparse.Namespace, zoo, ref) -> dict:
     """``evaluate --out``: the comparison report; prints its verdict and the generated set's line."""
     from .errors import DWFError
-    from .evaluation.report import INTERVALS, RATIOS, build_report, fmt_ratio, unit
+    from .evaluation.report import build_report
+    from .evaluation.verdict import INTERVALS, RATIOS, fmt_ratio, unit
 
     if ref is None:
         raise DWFError("--out writes a comparison report: give the training zoo with --reference")
@@ -344,7 +345,7 @@ def _summary_line(summary: dict, with_reference: bool) -> str:
         line += (
             f"; reference {v(summary['reference_' + m + '_mean'])} ± {v(summary['reference_' + m + '_std'])}"
         )
-        from .evaluation.report import INTERVALS, fmt_ratio
+        from .evaluation.verdict import INTERVALS, fmt_ratio
 
         line += "; " + ", ".join(
             f"{k.replace('_', ' ')} {fmt_ratio(summary[k], summary.get(INTERVALS[k]))}"

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .evaluation.report import FAILURES, INTERVALS, RATIOS, fmt_ratio
+from .evaluation.verdict import FAILURES, INTERVALS, RATIOS, fmt_ratio
 
 RECIPE = "iris_mlp"
 HOLDOUT_FRACTION = 0.2  # of the zoo kept out of flow training, for the held-out ratio

@@ -175,7 +175,7 @@ def test_vectorized_predictions_match_a_loop(tiny_zoo):
 
 
 def test_overall_verdict_needs_both_spaces():
-    from dwf_hub.evaluation.report import beats_overall, verdict
+    from dwf_hub.evaluation.verdict import beats_overall, verdict
 
     def row(beats: bool) -> dict:
         return {"beats": beats, "reached": True, "knob": {"sigma": 0.1}, "mean": 0.9, "baseline_mean": 0.8,
@@ -212,7 +212,7 @@ def test_overall_verdict_needs_both_spaces():
 
 
 def test_diversity_matched_baselines_say_who_dominates():
-    from dwf_hub.evaluation.report import diversity_outcome, verdict
+    from dwf_hub.evaluation.verdict import diversity_outcome, verdict
 
     def row(gen: float, base: float, novelty: float) -> dict:
         return {"knob": {"scale": 0.7}, "reached": True, "mean": gen, "baseline_mean": base,
@@ -232,7 +232,8 @@ def test_diversity_matched_baselines_say_who_dominates():
 
 
 def test_report_matches_the_baselines_that_cannot_copy_the_zoo_on_diversity(tiny_zoo, tmp_path):
-    from dwf_hub.evaluation.report import build_report, diversity_outcome
+    from dwf_hub.evaluation.report import build_report
+    from dwf_hub.evaluation.verdict import diversity_outcome
     from dwf_hub.matching import canonicalize
     from dwf_hub.zoo.weight_zoo import WeightZoo
 
@@ -319,7 +320,7 @@ def test_a_checked_generated_set_meets_baselines_given_the_same_check(
 
 
 def test_the_report_opens_with_three_lines_a_reader_can_trust():
-    from dwf_hub.evaluation.report import headline
+    from dwf_hub.evaluation.verdict import headline
 
     def row(mean, verdict):
         return {

@@ -26,7 +26,7 @@ from _common import add_overrides, cached_zoo, finish_panel, overrides, pm, samp
 
 from dwf_hub.evaluation.baselines import BASELINES
 from dwf_hub.evaluation.frontier import COPIES, Frontier
-from dwf_hub.evaluation.report import fmt_ratio
+from dwf_hub.evaluation.verdict import fmt_ratio
 from dwf_hub.flow.fitting import fit_pipeline
 from dwf_hub.matching import canonicalize
 from dwf_hub.zoo.recipes import load_recipe

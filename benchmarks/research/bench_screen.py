@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _co
 from _common import cached_zoo, margins, panels, plot_sweeps, pm, sample, swept
 
 from dwf_hub.evaluation.frontier import Frontier
-from dwf_hub.evaluation.report import fmt_ratio
+from dwf_hub.evaluation.verdict import fmt_ratio
 from dwf_hub.flow.fitting import fit_pipeline
 from dwf_hub.matching import canonicalize
 from dwf_hub.zoo.recipes import load_recipe

@@ -30,7 +30,7 @@ from bench_function_novelty import matched_rows
 from bench_residuals import projector
 
 from dwf_hub.evaluation.frontier import Frontier
-from dwf_hub.evaluation.report import fmt_ratio
+from dwf_hub.evaluation.verdict import fmt_ratio
 from dwf_hub.flow.fitting import fit_pipeline
 from dwf_hub.generation.postprocess import recipe_calibration_data
 from dwf_hub.generation.unit_recalibration import recalibrate_units, unit_statistics
