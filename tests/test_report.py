@@ -252,7 +252,7 @@ def test_report_matches_the_baselines_that_cannot_copy_the_zoo_on_diversity(tiny
         assert abs(b["diversity_ratio"] - generated) < 0.25 * generated or not b["reached"], b
         assert b["generated_novelty_ratio"] == s["novelty_ratio"]["generated"]
         assert b["outcome"] == diversity_outcome(b)
-    assert "Baselines at the generated networks' diversity" in (tmp_path / "report.md").read_text()
+    assert "| gaussian | diversity |" in (tmp_path / "report.md").read_text()  # its row of the verdict table
 
 
 def test_report_shows_one_progress_step_per_scored_set(tiny_zoo, tiny_fit, tmp_path, monkeypatch, capsys):
@@ -348,4 +348,25 @@ def test_the_report_opens_with_three_lines_a_reader_can_trust():
     assert best == (
         "- **Best baseline** at the same function novelty: interpolation, 92.00 %; the generator is **behind** (-2.00)."
     )
+    summary["baselines_function"]["interpolation"] = row(0.9, "tie")
+    assert headline(summary)[1].endswith("the generator is **tied with it** (+0.00).")
     assert verdicts == "- **Significantly ahead of** (both spaces): noise; not: interpolation."
+
+
+def test_one_verdict_table_holds_every_comparison():
+    from dwf_hub.evaluation.report_markdown import _verdict_table
+
+    def row(verdict, **kw):
+        return {"knob": {"sigma": 0.1}, "reached": True, "accuracy_mean": 0.8, "accuracy_std": 0.05,
+                "difference": 0.1, "significant": verdict != "tie", "verdict": verdict,
+                "beats": verdict == "ahead", **kw}  # fmt: skip
+
+    summary = {"accuracy": {"generated": {"mean": 0.9, "std": 0.05}}, "num_generated": 100, "sweep_networks": 25,
+               "baselines_function": {"noise": row("tie")}, "baselines": {"noise": row("ahead")},
+               "baselines_diversity": {"gaussian": row("ahead", outcome="generator dominates")}}  # fmt: skip
+    lines = _verdict_table(summary, 100.0, " (%)")
+    rows = [ln for ln in lines if ln.startswith("| noise") or ln.startswith("| gaussian")]
+    assert [r.split(" | ")[1] for r in rows] == ["function novelty", "weight novelty", "diversity"]
+    assert rows[0].endswith("| no | tie |") and rows[1].endswith("| yes | ahead |")
+    assert "80.00 ± 1.96" in rows[0] and "90.00 ± 0.98" in rows[0]  # 25 networks a setting vs 100 generated
+    assert rows[2].endswith("| generator dominates |")

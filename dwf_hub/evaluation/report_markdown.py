@@ -15,25 +15,39 @@ def _fmt_summary(s: dict[str, float], metric: str) -> str:
     )
 
 
-def _baseline_table(baselines: dict[str, dict[str, Any]], where: str, scale: float, suffix: str) -> list[str]:
-    """Markdown lines: each baseline at the generated networks' ``where`` (novelty or function novelty)."""
-    if not baselines:
-        return []
-    lines = ["", f"Baselines at the generated networks' {where}:", "",
-             f"| baseline | setting | novelty | function novelty | diversity | mean{suffix} | generated − baseline "
-             f"| {'outcome' if where == 'diversity' else 'verdict'} | beyond 2 standard errors |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for kind, b in baselines.items():
-        knob = ", ".join(f"{k}={v:.3g}" for k, v in b["knob"].items())
-        reach = "" if b["reached"] else " (most novel setting; cannot reach)"
-        if b.get("too_novel"):
-            reach = " (least novel setting; always more novel)"
-        lines.append(f"| {kind} | {knob}{reach} | {b['novelty_ratio']:.3f} | {fmt_ratio(b['function_novelty_ratio'])} "
-                     f"| {fmt_ratio(b.get('diversity_ratio'))} "
-                     f"| {scale * b['accuracy_mean']:.2f} | {scale * b['difference']:+.2f} "
-                     f"| {b['outcome'] if where == 'diversity' else _beats_cell(b)} "
-                     f"| {'yes' if b['significant'] else 'no'} |")  # fmt: skip
-    return lines
+MATCHED_ON = (
+    ("baselines_function", "function novelty"),
+    ("baselines", "weight novelty"),
+    ("baselines_diversity", "diversity"),
+)
+
+
+def _verdict_table(summary: dict[str, Any], scale: float, suffix: str) -> list[str]:
+    """One table for every comparison: each baseline at the generated set's function novelty, weight novelty and
+    (for those that cannot copy the zoo) diversity — its setting, both means with 95 % intervals, the difference,
+    whether it exceeds twice its standard error, and the verdict (ahead / behind / tie, or who dominates)."""
+    gen = summary["accuracy"]["generated"]
+
+    def ci(mean: float, std: float, n: int) -> str:
+        return f"{scale * mean:.2f} ± {1.96 * scale * std / max(n, 1) ** 0.5:.2f}"
+
+    lines = ["", "Every baseline at the generated set's function novelty, weight novelty and diversity (± 95 % "
+             "intervals of the means; a difference within twice its standard error is a tie):", "",
+             f"| baseline | matched on | its setting | its mean{suffix} | generated{suffix} | generated − baseline "
+             "| beyond 2 s.e. | verdict |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for key, on in MATCHED_ON:
+        for kind, b in (summary.get(key) or {}).items():
+            knob = ", ".join(f"{k}={v:.3g}" for k, v in b["knob"].items())
+            if b.get("too_novel"):
+                knob += " (least novel setting; always more novel)"
+            elif not b["reached"]:
+                knob += " (most novel setting; cannot reach)"
+            n = summary.get("sweep_networks") or summary["num_generated"]
+            lines.append(f"| {kind} | {on} | {knob} | {ci(b['accuracy_mean'], b.get('accuracy_std', 0.0), n)} "
+                         f"| {ci(gen['mean'], gen['std'], summary['num_generated'])} | {scale * b['difference']:+.2f} "
+                         f"| {'yes' if b['significant'] else 'no'} "
+                         f"| {b['outcome'] if key == 'baselines_diversity' else _beats_cell(b)} |")  # fmt: skip
+    return lines if len(lines) > 5 else []
 
 
 def _checked_lines(
@@ -110,9 +124,7 @@ def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
             + ("–" if failed is None else f"{100 * failed:.0f} %")
             + " |"
         )
-    for key, where in (("baselines", "novelty"), ("baselines_function", "function novelty"),
-                       ("baselines_diversity", "diversity")):  # fmt: skip
-        lines += _baseline_table(summary.get(key) or {}, where, scale, suffix)
+    lines += _verdict_table(summary, scale, suffix)
     lines += _checked_lines(
         summary.get("baselines_checked"), summary["accuracy"]["generated"]["mean"], scale, suffix
     )

@@ -163,6 +163,9 @@ def fmt_ratio(v: float | None, interval: list[float] | None = None) -> str:
     return f"{v:.3f}" if interval is None else f"{v:.3f} ({interval[0]:.2f}–{interval[1]:.2f})"
 
 
+_SAID = {"ahead": "ahead", "behind": "behind", "tie": "tied with it"}
+
+
 def headline(summary: dict[str, Any]) -> list[str]:
     """Three lines a reader can trust in ten seconds: the generated set next to what genuinely new networks (the
     held-out members) score, the best baseline at the same function novelty, and the significant verdicts."""
@@ -184,7 +187,7 @@ def headline(summary: dict[str, Any]) -> list[str]:
         kind, b = max(rows.items(), key=lambda kv: kv[1]["baseline_mean"])
         lines.append(f"- **Best baseline** at the same {'function ' if summary.get('baselines_function') else ''}"
                      f"novelty: {kind}, {scale * b['baseline_mean']:.2f}{suffix}; the generator is "
-                     f"**{b.get('verdict', 'ahead' if b['beats'] else 'tie')}** ({scale * b['difference']:+.2f}).")  # fmt: skip
+                     f"**{_SAID[b.get('verdict', 'ahead' if b['beats'] else 'tie')]}** ({scale * b['difference']:+.2f}).")  # fmt: skip
     verdicts = {
         v: [k for k, won in summary["beats"].items() if won == (v == "ahead")] for v in ("ahead", "not ahead")
     }
