@@ -95,6 +95,7 @@ def test_transfer_table_and_resume(recipe, tiny_fit, tiny_zoo, tmp_path, monkeyp
     assert {"table.md", "table.csv", "summary.json", "transfer.png"} <= {
         p.name for p in (tmp_path / "t").iterdir()
     }
+    assert "mean ± std over K = 3 networks per method" in (tmp_path / "t" / "table.md").read_text()
     other = dataclasses.replace(recipe, transfer=dataclasses.replace(recipe.transfer, lr=1e-3))
     monkeypatch.setattr(transfer, "_cell", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):  # another setting, interrupted: its job waits beside the results

@@ -248,7 +248,8 @@ def write_table(root: Path, results: dict[str, Any], metric: str) -> dict[str, A
     scale, unit = (100.0, " (%)") if metric == "accuracy" else (1.0, "")
     head = f"| method | {' | '.join(f'{b} epochs' for b in budgets)} |"
     lines = [
-        f"Target test {metric}{unit}, mean ± std over K networks",
+        f"Target test {metric}{unit}, mean ± std over K = "
+        f"{'/'.join(sorted({str(n) for cells in rows.values() for _, _, n in cells.values()}))} networks per method",
         "",
         head,
         "|---" * (len(budgets) + 1) + "|",
