@@ -331,8 +331,8 @@ def _report(a: argparse.Namespace, zoo, ref) -> dict:
     print(f"{report['num_generated']} networks, {a.split} {m}{suffix} {scale * gen['mean']:.2f} ± "
           f"{scale * gen['std']:.2f}; reference {scale * seen['mean']:.2f} ± {scale * seen['std']:.2f}; {ratios}; "
           f"failed {100 * failed:.0f} %")  # fmt: skip
-    print(report["verdict"].replace("**", ""))
-    print(f"wrote {Path(a.out) / 'report.md'}, summary.json and figures")
+    print("\n".join(report["headline"]).replace("**", ""))
+    print(f"wrote {Path(a.out) / 'report.md'} (the verdict in full), summary.json and figures")
     return report
 
 

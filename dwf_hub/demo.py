@@ -173,6 +173,7 @@ def _summary(
         "beats": report["beats"],
         "miou_generated_to_zoo": report["table17"]["gen→orig"]["miou_mean"],
         "verdict": report["verdict"],
+        "headline": report["headline"],
         "flow_config": flow_config,
         "timings": timings,
     }
@@ -253,7 +254,7 @@ def print_summary(s: dict[str, Any]) -> None:
         f"novelty ratio {_ratio(s, 'novelty_ratio')}, diversity ratio {_ratio(s, 'diversity_ratio')}, "
         f"held-out ratio {_ratio(s, 'heldout_ratio')} (95 % bootstrap intervals)"
     )
-    print(s["verdict"].replace("**", ""))
+    print("\n".join(s["headline"]).replace("**", ""))
     print(f"quality check: {100 * s['quality_check']['raw_pass_rate']:.0f} % of the raw networks pass "
           f"(threshold {s['quality_check']['threshold']:.4f}); pipe(...) redraws the others")  # fmt: skip
     print("timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in s["timings"].items()))

@@ -30,6 +30,7 @@ from .verdict import (
     beats_overall,
     diversity_outcome,
     failures,
+    headline,
     verdict,
 )
 
@@ -89,6 +90,7 @@ def build_report(
         "memorized": novelty < MEMORIZED,
         "baselines_checked": _checked_baselines(frontier, generated, {"novelty": matched, "function novelty": by_function}),
     }  # fmt: skip
+    summary["headline"] = headline(summary)
     with write_folder(out, "report", overwrite) as root:
         figures = _figures(root, sets, per_network, preds, y, summary)
         write_json(root / "summary.json", summary)

@@ -97,7 +97,7 @@ def _markdown(summary: dict[str, Any], figures: dict[str, str]) -> str:
     lines = [
         "# Evaluation report",
         "",
-        *headline(summary),
+        *(summary.get("headline") or headline(summary)),
         "",
         "## Details",
         "",
