@@ -16,7 +16,9 @@ from typing import Any
 
 from torch import Tensor
 
+from ..artifacts import check_output, write_folder
 from ..errors import DWFError
+from ..io import write_json, write_text
 from ..zoo.weight_zoo import WeightZoo
 from . import metrics
 from .baselines import BASELINES
@@ -53,8 +55,6 @@ def build_report(
     architecture's task metric. ``holdout``: the last members of ``reference`` were not fitted on (default: what
     ``generated`` records); ``noise``: extra zoo + noise rows at these relative sigmas; ``baselines``: also find
     each baseline's setting at the generated set's novelty (``sweep_networks`` per sweep setting) and compare."""
-    from ..artifacts import check_output, write_folder
-    from ..io import write_json, write_text
     from ..matching import canonicalize
     from .frontier import Frontier
     from .zoo_evaluation import aligned_matrices
@@ -92,7 +92,7 @@ def build_report(
     }  # fmt: skip
     summary["headline"] = headline(summary)
     with write_folder(out, "report", overwrite) as root:
-        figures = _figures(root, sets, per_network, preds, y, summary)
+        figures = _figures(root, sets, per_network, preds, y, summary, frontier.scorer)
         write_json(root / "summary.json", summary)
         write_text(root / "report.md", _markdown(summary, figures))
     return summary

@@ -21,7 +21,11 @@ def _figures(
     preds: dict[str, Tensor] | None,
     y: Tensor,
     summary: dict[str, Any],
+    scorer=None,
 ) -> dict[str, str]:
+    """The report's PNG figures in ``root`` (``name -> file``); ``scorer`` (a ``NoveltyScorer``): the
+    nearest-neighbour distances are its permutation-invariant ones, in units of the zoo's own (the novelty ratio's
+    scale), else plain L2 in canonical space."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,14 +54,7 @@ def _figures(
         ax.legend(fontsize=7)
         files["accuracy vs mIoU"] = _save(fig, root / "accuracy_vs_miou.png")
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for k in names:
-        d = metrics.nearest_distances(sets[k], sets["zoo"], exclude_self=k == "zoo")
-        ax.ecdf(d.numpy(), label=f"{k} → zoo")
-    ax.set(xlabel="L2 distance to the nearest zoo network (canonical space; the novelty ratios use the "
-           "permutation-invariant one)", ylabel="share of networks at or below", title="Nearest-neighbour distances")  # fmt: skip
-    ax.legend(fontsize=7)
-    files["nearest-neighbour distances"] = _save(fig, root / "nn_distance_hist.png")
+    files["nearest-neighbour distances"] = _nearest_figure(plt, root, sets, names, scorer)
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 6.5))
     for ax, key in zip(axes, ("novelty_ratio", "function_novelty_ratio"), strict=True):
@@ -116,3 +113,25 @@ def _save(fig, path: Path) -> str:
 
     plt.close(fig)
     return path.name
+
+
+def _nearest_figure(plt, root: Path, sets: dict[str, Tensor], names: list[str], scorer) -> str:
+    """ECDFs of each set's distance to its nearest zoo network (``_figures`` says in which distance)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k in names:
+        if scorer is None:
+            d = metrics.nearest_distances(sets[k], sets["zoo"], exclude_self=k == "zoo")
+        elif k == "zoo":
+            d = scorer.train_nn / scorer.scale  # each member to its nearest other member, computed already
+        else:
+            d = metrics.nearest(scorer.distances(sets[k], scorer.train)) / scorer.scale
+        ax.ecdf(d.numpy(), label=f"{k} → zoo")
+    what = (
+        "permutation-invariant distance to the nearest zoo network, in units of the zoo's median (its median "
+        "is the novelty ratio)"
+        if scorer is not None
+        else "L2 distance to the nearest zoo network (canonical space)"
+    )
+    ax.set(xlabel=what, ylabel="share of networks at or below", title="Nearest-neighbour distances")
+    ax.legend(fontsize=7)
+    return _save(fig, root / "nn_distance_hist.png")
