@@ -108,7 +108,7 @@ def _save(fig, path: Path) -> str:
     from ..io import atomic_path
 
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+        fig.savefig(tmp, dpi=100, format="png", bbox_inches="tight")  # no label cut at the edge
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -126,12 +126,8 @@ def _nearest_figure(plt, root: Path, sets: dict[str, Tensor], names: list[str], 
         else:
             d = metrics.nearest(scorer.distances(sets[k], scorer.train)) / scorer.scale
         ax.ecdf(d.numpy(), label=f"{k} → zoo")
-    what = (
-        "permutation-invariant distance to the nearest zoo network, in units of the zoo's median (its median "
-        "is the novelty ratio)"
-        if scorer is not None
-        else "L2 distance to the nearest zoo network (canonical space)"
-    )
+    what = ("distance to the nearest zoo network\n(permutation-invariant; 1 = the zoo's own median)" if scorer
+            is not None else "L2 distance to the nearest zoo network\n(canonical space)")  # fmt: skip
     ax.set(xlabel=what, ylabel="share of networks at or below", title="Nearest-neighbour distances")
     ax.legend(fontsize=7)
     return _save(fig, root / "nn_distance_hist.png")
