@@ -54,24 +54,37 @@ def test_a_generated_vit_runs_in_the_transformers_pipeline(tmp_path):
 
 
 def test_digits_vit_export_carries_labels_and_the_zoos_preprocessing(tmp_path):
-    from transformers import AutoConfig, AutoImageProcessor
+    """A 1-channel digits ViT exports as the same function of RGB images, so transformers' image pipeline (which
+    converts every image to RGB) runs it on a PIL image and gives the 1-channel network's prediction."""
+    from PIL import Image
+    from transformers import AutoConfig, AutoImageProcessor, pipeline
 
     from dwf_hub.zoo.recipes import load_recipe
 
     recipe = load_recipe("digits_vit")
     arch = recipe.arch_spec
-    export_networks(arch, [arch.instantiate(arch.build().state_dict())], tmp_path / "d", recipe)
+    net = arch.instantiate(arch.build().state_dict())
+    export_networks(arch, [net], tmp_path / "d", recipe)
     folder = tmp_path / "d" / network_folder(0)
     assert AutoConfig.from_pretrained(folder).id2label == {i: str(i) for i in range(10)}
     processor = AutoImageProcessor.from_pretrained(folder)
     import sklearn.datasets
 
     raw = sklearn.datasets.load_digits().images[0]  # 8x8, values 0..16
-    pixels = np.round(raw * 255 / 16).astype(np.uint8)[..., None]  # as an 8-bit grayscale image
-    got = processor(images=pixels, return_tensors="pt", input_data_format="channels_last")["pixel_values"][0]
+    image = Image.fromarray(np.round(raw * 255 / 16).astype(np.uint8)).convert("RGB")  # what a user hands in
+    got = processor(images=image, return_tensors="pt")["pixel_values"]
     task = recipe.task
     expected = (torch.from_numpy(raw).float() - task.input_mean[0]) / task.input_std[0]
-    torch.testing.assert_close(got[0], expected, atol=0.02, rtol=0)  # 8-bit rounding only
+    for c in range(3):
+        torch.testing.assert_close(got[0, c], expected, atol=0.02, rtol=0)  # 8-bit rounding only
+    with torch.no_grad():
+        one_channel = torch.softmax(net(pixel_values=got[:, :1]).logits, -1)[0]
+    scores = pipeline("image-classification", model=str(folder))(image, top_k=10)
+    best = max(scores, key=lambda s: s["score"])
+    assert (
+        best["label"] == str(int(one_channel.argmax()))
+        and abs(best["score"] - float(one_channel.max())) < 1e-4
+    )
 
 
 def test_generate_export_cli(tiny_fit, tmp_path):
