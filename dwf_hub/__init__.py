@@ -61,12 +61,16 @@ def _pipeline_class():
     return importlib.import_module("dwf_hub.pipeline").DeepWeightFlowPipeline
 
 
+PIPELINE_MODULE = "diffusers.pipelines.pipeline_utils"  # defines DiffusionPipeline
+
+
 def _teach_diffusers() -> None:
-    """Register the pipeline with diffusers now if diffusers is loaded, else right after it is imported (a
-    one-shot import hook: ``import dwf_hub`` itself imports neither diffusers nor torch)."""
+    """Register the pipeline with diffusers' generic loader now if diffusers' pipeline module is loaded, else right
+    after it is imported (a one-shot import hook: ``import dwf_hub`` itself imports neither diffusers nor torch, and
+    a process that never loads diffusers' pipelines pays nothing)."""
     import sys
 
-    if "diffusers" in sys.modules:
+    if PIPELINE_MODULE in sys.modules:
         _entry().teach(_pipeline_class)
         return
     from importlib.abc import MetaPathFinder
@@ -74,7 +78,7 @@ def _teach_diffusers() -> None:
 
     class _AfterDiffusers(MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name != "diffusers":
+            if name != PIPELINE_MODULE:
                 return None
             sys.meta_path.remove(self)
             spec = find_spec(name)

@@ -33,7 +33,7 @@ def names_our_pipeline(repo_id_or_path: Any, kwargs: dict[str, Any]) -> bool:
 def teach(pipeline_class: Callable[[], Any]) -> None:
     """Wrap ``DiffusionPipeline.from_pretrained`` (once) so that it dispatches our folders and repos to
     ``pipeline_class()`` (a callable, so that the pipeline module is imported only when it is needed)."""
-    from diffusers import DiffusionPipeline
+    from diffusers.pipelines.pipeline_utils import DiffusionPipeline  # its module, loaded whole by now
 
     generic = DiffusionPipeline.__dict__["from_pretrained"].__func__
     if getattr(generic, "dwf_hub_dispatch", False):
