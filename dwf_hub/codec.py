@@ -35,7 +35,7 @@ BASIS_FILE = "basis-{:05d}-of-{:05d}.safetensors"
 class WeightCodec(ModelMixin, ConfigMixin):
     """``encode: [N, D] -> [N, K]`` and ``decode: [N, K] -> [N, D]``.
 
-    Buffers: ``mean [D]``, ``scale [D]`` (per-weight normalisation), ``components [K, D]`` and
+    Buffers: ``mean [D]``, ``scale [D]`` (per-weight normalisation; not with PCA), ``components [K, D]`` and
     ``component_std [K]`` (``pca``/``whiten``: orthonormal principal directions and the zoo's standard
     deviation along each), ``reference [D]`` (the network every training member was aligned to), and with
     ``unit_statistics`` set, ``unit_target_map [K + 1, S]`` (latent -> every hidden unit's target
@@ -62,7 +62,10 @@ class WeightCodec(ModelMixin, ConfigMixin):
         # uninitialised (no page touched): ``fit`` replaces them with its own tensors and ``from_pretrained``
         # loads them, so a BERT-size codec never holds a second [D] copy of its mean or reference
         self.register_buffer("mean", torch.empty(d))
-        self.register_buffer("scale", torch.ones(d))
+        if not NORMALIZATIONS[
+            normalization
+        ].pca:  # a PCA codec never uses it (0.44 GB at BERT-Base); older saves
+            self.register_buffer("scale", torch.ones(d))  # hold one, which loading ignores (LEGACY_BUFFERS)
         self.register_buffer("reference", torch.empty(d))
         if NORMALIZATIONS[normalization].pca:
             self.register_buffer("component_std", torch.ones(latent_dim))
@@ -278,3 +281,7 @@ def predict_targets(target_map: Tensor, coords: Tensor) -> Tensor:
     """``[N, S]`` target statistics of coordinates ``[N, K]``."""
     m = target_map.to(coords.dtype)
     return coords @ m[:-1] + m[-1]
+
+
+# Buffers older saves hold that the codec no longer keeps: a PCA codec's unused ``scale`` (ones).
+LEGACY_BUFFERS = ("scale",)

@@ -452,3 +452,24 @@ except Exception as e:
     first, second = out.stdout.strip().splitlines()[-2:]
     assert first == f"DeepWeightFlowPipeline True (2, {tiny_fit.pipeline.arch.num_params})"
     assert "diffusion_pytorch_model.bin: pipeline folders hold safetensors only" in second  # our checks ran
+
+
+def test_a_pca_codec_stores_no_unused_scale_and_older_saves_still_load(tiny_fit, tmp_path):
+    from dwf_hub.io import read_header
+
+    pipe = tiny_fit.pipeline
+    assert pipe.codec.normalization.pca and "scale" not in pipe.codec.state_dict()
+    pipe.save_pretrained(tmp_path / "p")
+    (weights,) = (tmp_path / "p" / "codec").glob("diffusion_pytorch_model*.safetensors")
+    assert "scale" not in read_header(weights).shapes  # [D] of ones it never used
+    old = Path(__file__).resolve().parents[1] / "spaces_demo" / "flows" / "iris_mlp" / "pipeline"
+    (saved,) = (old / "codec").glob("diffusion_pytorch_model*.safetensors")
+    assert "scale" in read_header(saved).shapes  # saved before: still loads, and generates
+    loaded = DeepWeightFlowPipeline.from_pretrained(old)
+    assert (
+        "scale" not in loaded.codec.state_dict()
+        and loaded(num_networks=2, output_type="pt").weights.isfinite().all()
+    )
+    from dwf_hub.codec import WeightCodec
+
+    assert "scale" in WeightCodec(pipe.codec.config.arch, "standardize").state_dict()  # where it is used

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..codec import CodecCollection, WeightCodec
+from ..codec import LEGACY_BUFFERS, CodecCollection, WeightCodec
 from ..errors import PipelineFormatError
 from ..flow.scheduler import FlowODEScheduler
 from ..flow.velocity import VelocityModel
@@ -77,6 +77,7 @@ def check_loaded(pipe: Any, path: Path) -> Any:
         stored = set()
         for weights in (path / name).glob("diffusion_pytorch_model*.safetensors"):  # not a sharded basis
             stored |= set(read_header(weights).shapes)
+        stored = {k for k in stored if k in state or k.rsplit(".", 1)[-1] not in LEGACY_BUFFERS}
         if module is not None and stored != set(state):
             odd = sorted(stored ^ set(state))
             raise PipelineFormatError(
