@@ -51,7 +51,9 @@ clean:
 
 # A folder to push as a Hugging Face Space: the app, its card, the prebuilt flows and a copy of the package.
 SPACE_DIR ?= dist/space
-space:
+space:  # replaces SPACE_DIR only when it is empty or a Space this target assembled (its app.py and dwf_hub/)
+	@if [ -e "$(SPACE_DIR)" ] && [ -n "$$(ls -A "$(SPACE_DIR)")" ] && ! { [ -f "$(SPACE_DIR)/app.py" ] && [ -d "$(SPACE_DIR)/dwf_hub" ]; }; then \
+		echo "make space: $(SPACE_DIR) is not a Space folder assembled here; choose another SPACE_DIR" >&2; exit 2; fi
 	rm -rf $(SPACE_DIR) && mkdir -p $(SPACE_DIR)
 	cp -r spaces_demo/app.py spaces_demo/README.md spaces_demo/requirements.txt spaces_demo/flows $(SPACE_DIR)/
 	cp -r dwf_hub zoo_recipes model_cards $(SPACE_DIR)/ && find $(SPACE_DIR) -name __pycache__ -prune -exec rm -rf {} +

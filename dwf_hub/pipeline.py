@@ -288,7 +288,8 @@ class DeepWeightFlowPipeline(DiffusionPipeline, HubMixin):
         hook) runs after every solver step ``i`` at time ``t``; the dict it returns may replace ``latents``.
         """
         check_output_type(output_type)
-        CallConfig(num_networks, 0, num_inference_steps, solver, temperature, guidance_scale, quality_check)
+        CallConfig(num_networks=num_networks, num_inference_steps=num_inference_steps, solver=solver,
+                   temperature=temperature, guidance_scale=guidance_scale, quality_check=quality_check)  # fmt: skip
         labels = self.label_ids(condition, num_networks)
         _check_generators(generator, num_networks)  # before a redraw picks a network's own generator
         codec = self._codec_for(labels)  # (a multi-architecture flow refuses a mix of conditions here)
@@ -412,7 +413,8 @@ class DeepWeightFlowPipeline(DiffusionPipeline, HubMixin):
     ) -> Tensor:
         """The flow's samples ``[N, K]`` in the codec's latent space (``codec.decode`` gives weights);
         ``labels [N]`` (``label_ids``) for a conditional flow; ``callback(pipe, i, t, x) -> x`` after each step."""
-        CallConfig(num_networks, 0, num_inference_steps, solver, temperature, guidance_scale)
+        CallConfig(num_networks=num_networks, num_inference_steps=num_inference_steps, solver=solver,
+                   temperature=temperature, guidance_scale=guidance_scale)  # fmt: skip
         _check_scheduler(self.scheduler)
         check_memory(num_networks, self.codec.latent_dim)
         device = self.velocity.device

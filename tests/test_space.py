@@ -342,6 +342,17 @@ def test_make_space_assembles_a_deployable_folder(tmp_path):
         p.name for p in space.iterdir()
     }
     assert (space / "dwf_hub" / "pipeline.py").is_file() and not list(space.rglob("__pycache__"))
+    again = subprocess.run(
+        ["make", "-s", "space", f"SPACE_DIR={space}"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr  # its own Space: rebuilt
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    refused = subprocess.run(
+        ["make", "-s", "space", f"SPACE_DIR={tmp_path / 'mine'}"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert refused.returncode != 0 and "not a Space folder" in refused.stderr
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
 def test_the_histogram_compares_shares_not_counts(space):

@@ -106,6 +106,11 @@ class ArchSpec(ABC):
                 return type(self)(**{**kw, key: n})
         raise DWFError(f"{self.name}: no way to change the number of outputs")
 
+    def for_export(self, net: nn.Module) -> tuple[ArchSpec, nn.Module]:
+        """The architecture and network to export as a Hub model for the ecosystem's tools (the same function;
+        default: as they are)."""
+        return self, net
+
     def input_processor(self, task: Any = None) -> Any:
         """A transformers processor that prepares raw inputs as ``task``'s data were (saved with exported
         networks; ``None``: the architecture has none)."""

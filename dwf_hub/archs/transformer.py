@@ -169,6 +169,21 @@ class ViTSpec(_TransformerSpec):
     def call(self, model: nn.Module, x: Tensor) -> Tensor:
         return model(pixel_values=x).logits
 
+    def for_export(self, net: nn.Module) -> tuple[ViTSpec, nn.Module]:
+        """A 1-channel ViT as the same function of RGB images: ``transformers.pipeline`` converts every image to RGB,
+        so the exported model takes 3 channels, each patch filter split equally over them (a gray image, R = G = B,
+        gives exactly the 1-channel outputs). Other ViTs as they are."""
+        if self.num_channels != 1:
+            return self, net
+        rgb = type(self)(**{**self.kwargs, "num_channels": 3})
+        state = {k: v.clone() for k, v in net.state_dict().items()}
+        key = "vit.embeddings.patch_embeddings.projection.weight"
+        state[key] = state[key].repeat(1, 3, 1, 1) / 3
+        model = rgb.build()
+        model.load_state_dict(state)
+        model.config.update({k: v for k, v in net.config.to_dict().items() if k in ("id2label", "label2id")})
+        return rgb, model.eval()
+
     def input_processor(self, task: Any = None) -> Any:
         """A ``ViTImageProcessor`` equivalent to the zoo's preprocessing: resize to the input size, rescale a
         0–255 pixel to the data's raw scale, standardise with the training split's statistics."""

@@ -14,8 +14,8 @@ from ..codec import LEGACY_BUFFERS, CodecCollection, WeightCodec
 from ..errors import PipelineFormatError
 from ..flow.scheduler import FlowODEScheduler
 from ..flow.velocity import VelocityModel
+from .diffusers_entry import CLASS_NAME
 
-CLASS_NAME = "DeepWeightFlowPipeline"
 COMPONENTS = {"velocity": VelocityModel, "codec": WeightCodec, "scheduler": FlowODEScheduler}
 CARD_INFO_NAME = "card.json"
 PROVENANCE = ("recipe", "canonicalization", "flow_config", "conditions")

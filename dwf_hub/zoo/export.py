@@ -94,8 +94,7 @@ def _save_one(arch: ArchSpec, net: nn.Module, out: Path, task) -> None:
         if task is not None:
             (out / PREPROCESSING_NAME).write_text(json.dumps(preprocessing(task, arch), indent=2))
         return
-    if getattr(arch, "num_channels", 3) == 1 and arch.name.startswith("vit"):
-        arch, net = _as_rgb(arch, net)
+    arch, net = arch.for_export(net)
     labels = task.labels if task is not None else None
     if labels is not None and arch.task == "classification":
         net.config.id2label = dict(enumerate(labels))
@@ -108,20 +107,6 @@ def _save_one(arch: ArchSpec, net: nn.Module, out: Path, task) -> None:
         from .data import load_tokenizer
 
         load_tokenizer(task.tokenizer).save_pretrained(out)
-
-
-def _as_rgb(arch: ArchSpec, net: nn.Module) -> tuple[ArchSpec, nn.Module]:
-    """A 1-channel ViT as the same function of RGB images: ``transformers.pipeline`` converts every image to RGB,
-    so the exported model takes 3 channels, each patch filter split equally over them (a gray image, R = G = B,
-    gives exactly the 1-channel outputs)."""
-    rgb = type(arch)(**{**arch.kwargs, "num_channels": 3})
-    state = {k: v.clone() for k, v in net.state_dict().items()}
-    key = "vit.embeddings.patch_embeddings.projection.weight"
-    state[key] = state[key].repeat(1, 3, 1, 1) / 3
-    model = rgb.build()
-    model.load_state_dict(state)
-    model.config.update({k: v for k, v in net.config.to_dict().items() if k in ("id2label", "label2id")})
-    return rgb, model.eval()
 
 
 def _write_card(
