@@ -10,7 +10,10 @@ input, a symlink or a file; an absent or empty folder, or an artifact of ours *o
 only files we wrote (its contents parse as ours: a file name proves nothing); anything else only with
 ``overwrite``. One writer per target at a time (an advisory lock that removes itself).
 ``verify_files`` checks a folder against its manifest on load: every file listed, unchanged (SHA-256,
-cached per file identity), and nothing else beside them but cards.
+cached per file identity), and nothing else beside them but cards. A file is hashed once: on save, or at the
+first load on this machine, whose result is kept in the folder's verification record (``VERIFIED_NAME``: each
+file's device, inode, size, modification and change times); later loads check sizes and that record, and any
+write to a file since (which moves its change time) sends it back to a full hash.
 """
 
 from __future__ import annotations
@@ -30,7 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DWFError
-from .formats import CARD_FILES, JOB_FILE, MANIFEST_NAME, ZOO_CONFIG_NAME, ZOO_FORMAT_VERSION
+from .formats import (
+    JOB_FILE,
+    MANIFEST_NAME,
+    UNSEALED_FILES,
+    VERIFIED_NAME,
+    ZOO_CONFIG_NAME,
+    ZOO_FORMAT_VERSION,
+)
 
 logger = logging.getLogger(__name__)
 MANIFEST_FORMAT = "dwf_hub manifest 1"
@@ -148,7 +158,7 @@ def artifact_kind(root: Path) -> str | None:
         data = _manifest(root)
     except DWFError:
         return None
-    files = [f for f in _files(root) if f not in CARD_FILES]
+    files = [f for f in _files(root) if f not in UNSEALED_FILES]
     if data is None:  # an interrupted `train_zoo`: its job record and finished members only
         job = _json_object(root / JOB_FILE)
         ours = (
@@ -167,7 +177,7 @@ def artifact_kind(root: Path) -> str | None:
 
 def _unlisted(root: Path, manifest: dict[str, Any]) -> list[str]:
     """The files of ``root`` that its parsed ``manifest`` does not list (cards and our job record aside)."""
-    listed = {*manifest["files"], MANIFEST_NAME, JOB_FILE, *CARD_FILES}
+    listed = {*manifest["files"], MANIFEST_NAME, JOB_FILE, *UNSEALED_FILES}
     return [f for f in _files(root) if f not in listed]
 
 
@@ -312,7 +322,7 @@ def write_manifest(root: Path, kind: str | None = None) -> None:
     if kind is None:
         old = _manifest(root) if (root / MANIFEST_NAME).is_file() else None
         kind = old.get("kind") if old else None
-    names = [f for f in _files(root) if f != MANIFEST_NAME and f not in CARD_FILES]
+    names = [f for f in _files(root) if f != MANIFEST_NAME and f not in UNSEALED_FILES]
     files = {f: {"size": (root / f).stat().st_size, "sha256": _hash(root / f)} for f in names}
     data = {"format": MANIFEST_FORMAT, "files": files, **({"kind": kind} if kind else {})}
     write_json(root / MANIFEST_NAME, data)
@@ -347,6 +357,7 @@ def write_folder(
                     os.link(src, stage / name)
             write_manifest(stage, kind)
             _public_modes(stage)
+            _record_verified(stage, read_manifest(stage) or {})  # hashed just now, from the bytes written
             _swap_in(stage, target)
         finally:
             shutil.rmtree(stage, ignore_errors=True)  # after the swap it holds the old folder
@@ -481,6 +492,30 @@ def verify_file(
     return path
 
 
+def _verified(root: Path) -> dict[str, list[int]]:
+    """``name -> identity`` of the files ``root``'s record says were hashed against its current manifest
+    (empty when there is no record, or it belongs to another manifest or another copy of the folder)."""
+    record = _json_object(root / VERIFIED_NAME) if (root / VERIFIED_NAME).is_file() else None
+    manifest = root / MANIFEST_NAME
+    if record is None or not manifest.is_file() or record.get("manifest") != list(_identity(manifest)):
+        return {}
+    files = record.get("files")
+    return files if isinstance(files, dict) else {}
+
+
+def _record_verified(root: Path, names: Iterable[str]) -> None:
+    """Keep in ``root``'s record that ``names`` match its manifest as they are now; where the folder cannot be
+    written (read-only, another user's) they are hashed again by the next process."""
+    from .io import write_json
+
+    try:
+        record = {"manifest": list(_identity(root / MANIFEST_NAME)),
+                  "files": {**_verified(root), **{n: list(_identity(root / n)) for n in names}}}  # fmt: skip
+        write_json(root / VERIFIED_NAME, record)
+    except OSError:
+        pass
+
+
 def verify_files(
     root: Path,
     names: Iterable[str] | None,
@@ -499,16 +534,21 @@ def verify_files(
     if manifest is None:
         raise error(f"{root}: incomplete {what} (no {MANIFEST_NAME}: written by an interrupted save?)")
     if exact:
-        extra = [f for f in _files(root) if f not in manifest and f not in (MANIFEST_NAME, *CARD_FILES)]
+        extra = [f for f in _files(root) if f not in manifest and f not in (MANIFEST_NAME, *UNSEALED_FILES)]
         if extra:
             raise error(
                 f"{root / extra[0]}: not part of this {what} (not in {MANIFEST_NAME}); refusing to load it"
             )
+    verified, hashed = _verified(root) if hashes else {}, []
     for name in manifest if names is None else names:
         entry = manifest.get(name)
         if entry is None:
             raise error(f"{root}: {name} is not part of this {what} (not in {MANIFEST_NAME})")
-        verify_file(root, name, entry, what, error, hashes)
+        known = verified.get(name) == list(_identity(root / name)) if (root / name).is_file() else False
+        verify_file(root, name, entry, what, error, hashes and not known)
+        hashed += [name] if hashes and not known else []
+    if hashed:
+        _record_verified(root, hashed)
     return manifest
 
 

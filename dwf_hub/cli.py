@@ -397,8 +397,9 @@ def _finetune(a: argparse.Namespace) -> None:
     from .evaluation.transfer import TransferConfig, load_transfer_recipe, run_transfer
 
     recipe = load_transfer_recipe(a.recipe)
-    changes = {"num_networks": a.num_networks, "budgets": _int_list("--budgets", a.budgets),
-               "methods": a.methods.split(",") if a.methods else None}  # fmt: skip
+    changes = {"num_networks": a.num_networks, "budgets": _number_list("--budgets", a.budgets, int),
+               "methods": a.methods.split(",") if a.methods else None, "mode": a.mode,
+               "lr_grid": _number_list("--lr-grid", a.lr_grid, float)}  # fmt: skip
     settings = {**dataclasses.asdict(recipe.transfer), **{k: v for k, v in changes.items() if v is not None}}
     recipe = dataclasses.replace(recipe, transfer=build_dataclass(TransferConfig, settings, "--options"))
     pipe = zoo = None
@@ -416,15 +417,15 @@ def _finetune(a: argparse.Namespace) -> None:
         print(f"wrote {Path(a.out)}/table.md, table.csv, summary.json, transfer.png")
 
 
-def _int_list(option: str, text: str | None) -> list[int] | None:
+def _number_list(option: str, text: str | None, kind: type) -> list | None:
     from .errors import DWFError
 
     if text is None:
         return None
     try:
-        return [int(v) for v in text.split(",")]
+        return [kind(v) for v in text.split(",")]
     except ValueError as e:
-        raise DWFError(f"{option}: {text!r} is not a comma-separated list of integers") from e
+        raise DWFError(f"{option}: {text!r} is not a comma-separated list of {kind.__name__}s") from e
 
 
 def _demo(a: argparse.Namespace) -> None:
@@ -700,6 +701,13 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument(
         "--methods", default=None, help="comma-separated: generated,pretrained,random (default: all)"
     )
+    ft.add_argument(
+        "--mode", default=None, help="full, linear_probe or detach: what is trained (default: the recipe's)"
+    )
+    ft.add_argument(
+        "--lr-grid", default=None, help="comma-separated learning rates, each method and budget keeping the "
+        "best on the validation shots, e.g. 1e-3,1e-2 (default: the recipe's)",
+    )  # fmt: skip
     ft.add_argument(
         "--overwrite", action="store_true", help=OVERWRITE_HELP + "; also starts an interrupted run over"
     )

@@ -208,3 +208,38 @@ def test_mnist1d_is_generated_offline_and_leaves_global_generators_alone():
     assert (
         abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1) < 1e-3
     )  # standardized on the training split
+
+
+DIGIT_IMAGES = {"name": "digits", "standardize": "global", "shape": [1, 8, 8], "split_seed": 0}
+
+
+def test_a_shifted_domain_keeps_labels_and_the_source_preprocessing():
+    """``domain``: an identity warp changes nothing; a real one is seeded, keeps labels, renders at ``size``."""
+    plain = load_task(DIGIT_IMAGES)
+    same = load_task({**DIGIT_IMAGES, "domain": {}})
+    assert torch.allclose(same.x_test, plain.x_test, atol=1e-5)
+    warp = {"rotate": 25, "translate": 1.0, "scale": 0.1, "noise": 0.3, "size": [16, 16]}
+    a, b = (
+        load_task({**DIGIT_IMAGES, "domain": warp}),
+        load_task({**DIGIT_IMAGES, "domain": {**warp, "seed": 0}}),
+    )
+    c = load_task({**DIGIT_IMAGES, "domain": {**warp, "seed": 1}})
+    assert a.x_test.shape == (len(plain.x_test), 1, 16, 16) and torch.equal(a.y_test, plain.y_test)
+    assert torch.equal(a.x_train, b.x_train) and not torch.equal(a.x_train, c.x_train)
+    assert (a.input_mean, a.input_std) == (plain.input_mean, plain.input_std)
+    blank = (0 - plain.input_mean[0]) / plain.input_std[
+        0
+    ]  # outside the warped digit: a blank pixel, plus noise
+    assert abs(float(a.x_test[:, :, 0, 0].mean()) - blank) < 0.1
+
+
+@pytest.mark.parametrize(
+    "config, match",
+    [({"name": "digits", "domain": {"rotate": 5}}, r"domain: needs images \[N, C, H, W\], got samples of shape \(64,\)"),
+     ({**DIGIT_IMAGES, "standardize": "feature", "domain": {"size": [16, 16]}}, "size cannot change images standardised per feature"),
+     ({**DIGIT_IMAGES, "domain": {"spin": 5}}, "bad domain options"),
+     ({**DIGIT_IMAGES, "domain": 5}, "domain must be a table")],
+)  # fmt: skip
+def test_bad_domains_are_one_line(config, match):
+    with pytest.raises(DWFError, match=match):
+        load_task(config)

@@ -373,3 +373,63 @@ def test_nan_rows_and_nan_packed_zoos_and_huge_paths_are_one_line(zoo_dir, tiny_
     write_manifest(packed)
     _refused(["-q", "fit", str(packed), "--out", str(tmp_path / "p")], capsys, "NaN or Inf")
     _refused(["-q", "generate", "x" * 5000, "--out", str(tmp_path / "g")], capsys, "error")
+
+
+# -- a file is hashed once per machine: on save or at its first load --------------------------------------
+def _hashes(monkeypatch) -> list[str]:
+    """The files fully hashed from now on (every process-level cache forgotten: as a fresh process)."""
+    import dwf_hub.artifacts as artifacts
+
+    calls, original = [], artifacts.sha256
+    monkeypatch.setattr(artifacts, "_VERIFIED", {})
+    monkeypatch.setattr(artifacts, "sha256", lambda p: calls.append(Path(p).name) or original(p))
+    return calls
+
+
+def test_a_saved_pipeline_loads_without_hashing_again(pipe_dir, monkeypatch):
+    calls = _hashes(monkeypatch)
+    assert DeepWeightFlowPipeline.from_pretrained(pipe_dir) is not None
+    assert (
+        "diffusion_pytorch_model.safetensors" not in calls
+    )  # its record says: hashed on save, unchanged since
+    manifest = json.loads((pipe_dir / "manifest.json").read_text())["files"]
+    assert set(json.loads((pipe_dir / ".dwf_verified.json").read_text())["files"]) == set(manifest)
+
+
+def test_a_file_changed_after_verification_is_refused(pipe_dir, monkeypatch):
+    """Same size, same modification time: the change time moves, so the file is hashed again and refused."""
+    import os
+
+    path = _velocity_file(pipe_dir)
+    st = path.stat()
+    _same_size_change(pipe_dir, pipe_dir)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    calls = _hashes(monkeypatch)
+    with pytest.raises(DWFError, match="does not match manifest.json"):
+        DeepWeightFlowPipeline.from_pretrained(pipe_dir)
+    assert path.name in calls
+
+
+def test_a_copied_pipeline_is_hashed_once_then_trusted(pipe_dir, tmp_path, monkeypatch):
+    copy = tmp_path / "copy"
+    shutil.copytree(pipe_dir, copy)  # the record travels but names other files (other inodes)
+    calls = _hashes(monkeypatch)
+    DeepWeightFlowPipeline.from_pretrained(copy)
+    assert "diffusion_pytorch_model.safetensors" in calls
+    calls.clear()
+    monkeypatch.setattr("dwf_hub.artifacts._VERIFIED", {})
+    DeepWeightFlowPipeline.from_pretrained(copy)
+    assert calls == []
+    (copy / ".dwf_verified.json").write_text("{not json")  # a broken record is no record
+    DeepWeightFlowPipeline.from_pretrained(copy)
+    assert "diffusion_pytorch_model.safetensors" in calls
+
+
+def test_the_record_is_not_part_of_the_artifact(pipe_dir, tmp_path):
+    """The manifest never lists it, the output policy still sees our pipeline, and a new save drops the old one."""
+    from dwf_hub.artifacts import artifact_kind
+
+    assert ".dwf_verified.json" not in json.loads((pipe_dir / "manifest.json").read_text())["files"]
+    assert artifact_kind(pipe_dir) == "pipeline"
+    DeepWeightFlowPipeline.from_pretrained(pipe_dir).save_pretrained(pipe_dir)
+    assert DeepWeightFlowPipeline.from_pretrained(pipe_dir) is not None

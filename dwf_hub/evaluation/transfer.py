@@ -1,11 +1,14 @@
 """Transfer learning from generated networks (paper Section 5.2, Appendix J): fine-tune K generated, K
 pretrained (zoo) and K randomly initialised networks on a target task for each epoch budget (0 = zero-shot),
-and tabulate the target test metric per method and budget.
+and tabulate the target test metric per method and budget (``transfer_table``).
 
-The protocol is the paper's: AdamW, cosine schedule, cross-entropy (MSE for regression heads), generated
-BatchNorm networks recalibrated on the *source* training split before transfer, a new Kaiming-initialised head
-when the target has another label set, optional few-shot subsampling (``shots`` per class, seeded), inputs
-resized to the source's shape, and optionally the first layers frozen (``freeze``, the paper's "detach ratio").
+The protocol is the paper's — AdamW, cosine schedule, cross-entropy (MSE for regression heads), generated
+BatchNorm networks recalibrated on the *source* training split, a new Kaiming-initialised head when the target
+has another label set, optional few-shot subsampling (``shots`` per class, seeded), inputs resized to the
+source's shape — made fair: every method gets its own learning rate per budget, the best of ``lr_grid`` on a
+validation part carved from the target's (few-shot) training samples, never its test split. ``mode`` says what
+is trained: every weight (``full``), the head alone on a frozen body run as at inference (``linear_probe``), or
+all but the leading ``detach_ratio`` of the weight tensors (``detach``, the paper's detach ratio).
 A transfer recipe (``zoo_recipes/transfer/*.toml``) names the source zoo recipe, the target data and these settings.
 Every (method, budget) cell is saved as soon as it is done; a rerun picks up where an interrupted one stopped.
 """
@@ -27,12 +30,14 @@ from torch import Tensor
 from ..archs import ArchSpec
 from ..configs import Config, TrainingConfig, build_dataclass, option
 from ..errors import DWFError, unknown
-from ..io import write_json, write_text
+from ..io import write_json
 from ..resources import shipped
 from ..zoo.data import TaskData, load_task
 from ..zoo.recipes import Recipe, load_recipe, read_toml
+from .transfer_table import write_table
 
 METHODS = ("generated", "pretrained", "random")
+MODES = ("full", "linear_probe", "detach")
 RESULTS_NAME = "results.json"
 
 
@@ -48,13 +53,25 @@ class TransferConfig(Config):
     budgets: list[int] = option(
         factory=lambda: [0, 1, 5], help="fine-tuning epochs (0: zero-shot)", low=0, high=10_000
     )
-    lr: float = option(1e-3, "AdamW learning rate", low=0, open_low=True, high=10)
+    mode: str = option(
+        "full", "what is trained: every weight, the head alone (linear_probe) or all but the leading "
+        "detach_ratio of the weight tensors (detach)", choices=MODES,
+    )  # fmt: skip
+    detach_ratio: float = option(0.4, "detach mode: share of leading weight tensors frozen", low=0, high=1)
+    lr_grid: list[float] = option(
+        factory=lambda: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+        help="AdamW learning rates; each method and budget keeps the best on the validation shots",
+        low=0, open_low=True, high=10,
+    )  # fmt: skip
+    val_fraction: float = option(
+        0.2, "share of the training samples of each class held out to choose the rate (none for one rate)",
+        low=0, open_low=True, high=0.9,
+    )  # fmt: skip
     weight_decay: float = option(1e-4, "AdamW weight decay", low=0, high=10)
     batch_size: int = option(64, "mini-batch size", low=1, high=1 << 20)
     shots: int | None = option(
-        None, "training samples per class (few-shot; default: all)", low=1, high=1 << 20
+        None, "training samples per class, validation included (few-shot; default: all)", low=1, high=1 << 20
     )
-    freeze: float = option(0.0, "fraction of the leading weight tensors kept frozen", low=0, high=1)
     new_head: bool | None = option(
         None, "re-initialise the head (default: when the number of outputs changes)"
     )
@@ -62,6 +79,7 @@ class TransferConfig(Config):
 
     def validate(self) -> None:
         self.check(bool(self.methods) and bool(self.budgets), "methods and budgets must not be empty")
+        self.check(bool(self.lr_grid), "lr_grid must name at least one learning rate")
 
 
 @dataclass
@@ -92,9 +110,13 @@ def load_transfer_recipe(name_or_path: str | os.PathLike) -> TransferRecipe:
 
 def map_inputs(x: Tensor, shape: tuple[int, ...], source: str = "target data") -> Tensor:
     """Target inputs ``[B, ...]`` in the source's input ``shape``: images are resized (bilinear) and a single
-    channel repeated to three; anything else must match exactly."""
+    channel repeated to three; a flat source of ``n`` features takes one-channel images resized to √n × √n and
+    flattened; anything else must match exactly."""
     if tuple(x.shape[1:]) == tuple(shape):
         return x
+    side = math.isqrt(shape[0]) if len(shape) == 1 else 0
+    if x.dim() == 4 and x.shape[1] == 1 and side * side == shape[0] > 0:
+        return map_inputs(x, (1, side, side), source).flatten(1)
     if x.dim() == 4 and len(shape) == 3 and x.shape[1] in (1, shape[0]):
         x = F.interpolate(x, size=tuple(shape[1:]), mode="bilinear", align_corners=False)
         return x.expand(-1, shape[0], -1, -1).contiguous()
@@ -103,24 +125,51 @@ def map_inputs(x: Tensor, shape: tuple[int, ...], source: str = "target data") -
     )
 
 
+def _per_class(y: Tensor, count, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """``(picked, rest)`` indices into labels ``y [N]``: ``count(n, c)`` random samples of each class ``c`` of
+    ``n`` (regression targets: one group)."""
+    y = torch.zeros(len(y), dtype=torch.long) if y.is_floating_point() else y
+    picked, rest = [], []
+    for c in y.unique().tolist():
+        idx = (y == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        picked.append(idx[: count(len(idx), c)])
+        rest.append(idx[count(len(idx), c) :])
+    return torch.cat(picked).sort().values, torch.cat(rest).sort().values
+
+
 def few_shot(task: TaskData, shots: int | None, seed: int) -> TaskData:
     """``shots`` training samples per class, drawn with ``seed`` (all of them when ``None``)."""
     if shots is None:
         return task
-    gen = torch.Generator().manual_seed(seed)
-    keep = []
-    for c in range(task.num_classes):
-        idx = (task.y_train == c).nonzero().flatten()
-        if len(idx) < shots:
-            raise DWFError(f"few-shot: class {c} has {len(idx)} training samples, fewer than shots={shots}")
-        keep.append(idx[torch.randperm(len(idx), generator=gen)[:shots]])
-    keep = torch.cat(keep).sort().values
+    if task.is_regression:
+        raise DWFError("shots: a regression target has no classes to draw shots of")
+
+    def count(n: int, c: int) -> int:
+        if n < shots:
+            raise DWFError(f"few-shot: class {c} has {n} training samples, fewer than shots={shots}")
+        return shots
+
+    keep, _ = _per_class(task.y_train, count, torch.Generator().manual_seed(seed))
     return dataclasses.replace(task, x_train=task.x_train[keep], y_train=task.y_train[keep])
 
 
+def carve_validation(task: TaskData, fraction: float, seed: int) -> TaskData:
+    """The validation split replaced by ``fraction`` of each class's training samples (at least one), which
+    leave the training split: what a few-shot user has to choose settings on (the target's own validation
+    split would be more labelled data than the few shots)."""
+    count = lambda n, c: min(n - 1, max(1, round(fraction * n)))  # noqa: E731
+    val, train = _per_class(task.y_train, count, torch.Generator().manual_seed(seed + 1))
+    x, y = task.x_train, task.y_train
+    return dataclasses.replace(task, x_train=x[train], y_train=y[train], x_val=x[val], y_val=y[val])
+
+
 def target_task(recipe: TransferRecipe, source_arch: ArchSpec) -> TaskData:
-    """The target data, few-shot subsampled and mapped to the source's input shape."""
-    task = few_shot(load_task(recipe.target), recipe.transfer.shots, recipe.transfer.seed)
+    """The target data, few-shot subsampled (a validation part carved out when several rates compete) and
+    mapped to the source's input shape."""
+    cfg = recipe.transfer
+    task = few_shot(load_task(recipe.target), cfg.shots, cfg.seed)
+    task = carve_validation(task, cfg.val_fraction, cfg.seed) if len(cfg.lr_grid) > 1 else task
     shape = tuple(source_arch.example_input(1).shape[1:])
     mapped = {
         f"x_{s}": map_inputs(task.split(s)[0], shape, f"target {s} split") for s in ("train", "val", "test")
@@ -167,18 +216,37 @@ def with_new_head(arch: ArchSpec, target: ArchSpec, states: list[dict[str, Tenso
 
 
 def _cell(target: ArchSpec, task: TaskData, states, budget: int, cfg: TransferConfig, frozen, progress: bool):
-    """Target test metric ``[K]`` of ``states`` after ``budget`` epochs of fine-tuning."""
+    """``{"test": [K]}`` target test metric of ``states`` after ``budget`` epochs of fine-tuning at each rate
+    of ``cfg.lr_grid``, the rate with the best mean validation metric kept (``lr``; ``val`` per rate)."""
     from ..scoring import score_many, stack_state_dicts
     from ..zoo.training import train_members
 
     if budget == 0:
-        return score_many(target, stack_state_dicts(target, states), task.x_test, task.y_test).tolist()
-    training = TrainingConfig(optimizer="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, schedule="cosine",
-                              batch_size=cfg.batch_size, epochs=budget, init="default", chunk_size=len(states))  # fmt: skip
-    seeds = [cfg.seed + i for i in range(len(states))]
-    trained = train_members(target, task, training, seeds, ["default"] * len(states), progress, start=states,
-                            frozen=frozen)  # fmt: skip
-    return [record[f"test_{target.metric}"] for _, record in trained]
+        return {
+            "test": score_many(target, stack_state_dicts(target, states), task.x_test, task.y_test).tolist()
+        }
+    runs = {}
+    for lr in cfg.lr_grid:
+        training = TrainingConfig(optimizer="adamw", lr=lr, weight_decay=cfg.weight_decay, schedule="cosine",
+                                  batch_size=cfg.batch_size, epochs=budget, init="default", chunk_size=len(states))  # fmt: skip
+        seeds = [cfg.seed + i for i in range(len(states))]
+        trained = train_members(target, task, training, seeds, ["default"] * len(states), progress, start=states,
+                                frozen=frozen, train_mode=cfg.mode != "linear_probe")  # fmt: skip
+        runs[lr] = {split: [r[f"{split}_{target.metric}"] for _, r in trained] for split in ("val", "test")}
+    # a nan validation score (a constant regression output) never wins; ties keep the first rate of the grid
+    best = max(cfg.lr_grid, key=lambda lr: torch.tensor(runs[lr]["val"]).nan_to_num(-math.inf).mean().item())
+    val = {f"{lr:g}": sum(r["val"]) / len(r["val"]) for lr, r in runs.items()} if len(runs) > 1 else None
+    return {"test": runs[best]["test"], "lr": best, "val": val}
+
+
+def frozen_keys(arch: ArchSpec, cfg: TransferConfig) -> frozenset[str]:
+    """Parameter keys ``cfg.mode`` keeps fixed: none, all but the head, or the leading ``detach_ratio`` of the
+    weight tensors (buffers such as BatchNorm statistics are not counted)."""
+    with torch.device("meta"):
+        params = {k for k, _ in arch.build().named_parameters()}
+    body = [p.key for p in arch.layout if p.key in params and p.key not in arch.head_keys]
+    share = {"full": 0.0, "linear_probe": 1.0, "detach": cfg.detach_ratio}[cfg.mode]
+    return frozenset(body[: math.floor(share * len(body))])
 
 
 def run_transfer(
@@ -204,8 +272,7 @@ def run_transfer(
     outputs = 1 if task.is_regression else task.num_classes
     new_head = cfg.new_head if cfg.new_head is not None else outputs != arch.num_outputs
     target = arch.with_outputs(outputs) if new_head else arch
-    leading = [p.key for p in arch.layout if p.key not in arch.head_keys]
-    frozen = frozenset(leading[: math.floor(cfg.freeze * len(leading))])
+    frozen = frozen_keys(arch, cfg)
     state = process_state()
     fingerprint = json.loads(json.dumps(dataclasses.asdict(recipe), sort_keys=True, default=str))
     sources = {"pipeline": pipeline.fingerprint() if pipeline is not None else None,
@@ -232,77 +299,10 @@ def run_transfer(
         if state.is_main_process:
             with write_folder(out, "transfer results", overwrite) as stage:
                 write_json(stage / RESULTS_NAME, results)
-                summary = write_table(stage, results, target.metric)
+                summary = write_table(stage, results, target.metric, cfg.mode)
         state.wait_for_everyone()
     return summary if state.is_main_process else json.loads((Path(out) / "summary.json").read_text())
 
 
 def _cell_name(method: str, budget: int) -> str:
     return f"cell_{method}_{budget}.json"
-
-
-def write_table(root: Path, results: dict[str, Any], metric: str) -> dict[str, Any]:
-    """``table.md``, ``table.csv``, ``summary.json`` (mean ± std per method and budget) and ``transfer.png``."""
-    rows = {m: {int(b): _mean_std_n(v) for b, v in cells.items()} for m, cells in results["cells"].items()}
-    budgets = sorted({b for cells in rows.values() for b in cells})
-    scale, unit = (100.0, " (%)") if metric == "accuracy" else (1.0, "")
-    head = f"| method | {' | '.join(f'{b} epochs' for b in budgets)} |"
-    lines = [
-        f"Target test {metric}{unit}, mean ± std over K = "
-        f"{'/'.join(sorted({str(n) for cells in rows.values() for _, _, n in cells.values()}))} networks per method",
-        "",
-        head,
-        "|---" * (len(budgets) + 1) + "|",
-    ]
-    for m, cells in rows.items():
-        entries = [
-            f"{scale * cells[b][0]:.2f} ± {scale * cells[b][1]:.2f}" if b in cells else "–" for b in budgets
-        ]
-        lines.append(f"| {m} | {' | '.join(entries)} |")
-    write_text(root / "table.md", "\n".join(lines) + "\n")
-    csv = ["method,epochs,mean,std,k"] + [
-        f"{m},{b},{v[0]:.6f},{v[1]:.6f},{v[2]}" for m, c in rows.items() for b, v in sorted(c.items())
-    ]
-    write_text(root / "table.csv", "\n".join(csv) + "\n")
-    summary = {
-        "metric": metric,
-        "table": {
-            m: {str(b): {"mean": v[0], "std": v[1], "k": v[2]} for b, v in c.items()} for m, c in rows.items()
-        },
-    }
-    write_json(root / "summary.json", summary)
-    _plot(root, rows, metric, scale, unit)
-    return summary
-
-
-def _mean_std_n(values: list[float]) -> tuple[float, float, int]:
-    from .metrics import summarize
-
-    s = summarize(torch.tensor(values, dtype=torch.float64))
-    return s["mean"], s["std"], len(values)
-
-
-def _plot(root: Path, rows, metric: str, scale: float, unit: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..io import atomic_path
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for m, cells in rows.items():
-        b = sorted(cells)
-        ax.errorbar(
-            b,
-            [scale * cells[x][0] for x in b],
-            yerr=[scale * cells[x][1] for x in b],
-            marker="o",
-            capsize=3,
-            label=m,
-        )
-    ax.set(xlabel="fine-tuning epochs", ylabel=f"target test {metric}{unit}", title="Transfer")
-    ax.legend()
-    with atomic_path(root / "transfer.png") as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-    plt.close(fig)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import DWFError
+from ..formats import VERIFIED_NAME
 
 MAX_FILES_PER_FOLDER = 10_000  # the Hub's limit on files in one folder of a repo
 PRETRAINED_FILES = ["*.json", "*.safetensors"]  # what a transformers checkpoint needs (never pickles)
@@ -97,7 +98,7 @@ def upload(
     from huggingface_hub import HfApi
 
     root = Path(folder)
-    files = [p for p in root.rglob("*") if p.is_file()]
+    files = [p for p in root.rglob("*") if p.is_file() and p.name != VERIFIED_NAME]
     per_folder: dict[Path, int] = {}
     for f in files:
         per_folder[f.parent] = per_folder.get(f.parent, 0) + 1
@@ -117,6 +118,9 @@ def upload(
             revision=revision,
             commit_message=commit_message or f"Upload with dwf_hub ({len(files)} files)",
             delete_patterns="*",
+            ignore_patterns=[
+                VERIFIED_NAME
+            ],  # this machine's record of hashed files, not part of the artifact
             create_pr=create_pr,
         )
     except _network_errors() as e:

@@ -368,8 +368,52 @@ def select_classes(task: TaskData, classes: list[int]) -> TaskData:
     return dataclasses.replace(task, **parts, num_classes=len(classes), labels=labels)
 
 
+def shift_domain(
+    task: TaskData, rotate: float = 0.0, translate: float = 0.0, scale: float = 0.0, noise: float = 0.0,
+    size: list[int] | None = None, seed: int = 0,
+) -> TaskData:  # fmt: skip
+    """Another domain with the same labels (data config key ``domain = {...}``): every image ``[N, C, H, W]``
+    of every split rotated by up to ``rotate`` degrees, shifted by up to ``translate`` pixels, rescaled by a
+    factor within ``1 ± scale`` (each drawn per image, seeded), rendered at ``size`` ``[H', W']`` (default: as
+    it is), and given Gaussian noise of std ``noise`` in standardised units. The transform acts on raw pixels
+    (blank outside the image) and the task's own standardisation is applied again, so a network trained on the
+    original domain sees the new one through its own preprocessing."""
+    import torch.nn.functional as F
+
+    x = task.x_train
+    if x.dim() != 4:
+        raise DWFError(
+            f"domain: needs images [N, C, H, W], got samples of shape {tuple(x.shape[1:])} (set shape)"
+        )
+    mean, std = (torch.tensor(v if v is not None else (0.0,)) for v in (task.input_mean, task.input_std))
+    out_size = tuple(size) if size is not None else tuple(x.shape[2:])
+    if len(out_size) != 2 or min(out_size) < 1:
+        raise DWFError(f"domain: size={size} must be [height, width]")
+    per_pixel = mean.numel() not in (1, x.shape[1])
+    if per_pixel and out_size != tuple(x.shape[2:]):
+        raise DWFError(
+            "domain: size cannot change images standardised per feature (use standardize = global)"
+        )
+    mean, std = (t.reshape(x.shape[1:]) if per_pixel else t.reshape(-1, 1, 1) for t in (mean, std))
+    parts = {}
+    for i, split in enumerate(("train", "val", "test")):
+        xs = getattr(task, f"x_{split}")
+        gen = torch.Generator().manual_seed(seed * 3 + i)
+        u = 2 * torch.rand(4, len(xs), generator=gen) - 1  # [4, N] in [-1, 1]: angle, scale, shift x, y
+        angle, factor = u[0] * math.radians(rotate), 1 + u[1] * scale
+        shift = torch.stack([u[2] * 2 * translate / xs.shape[3], u[3] * 2 * translate / xs.shape[2]], 1)
+        cos, sin = torch.cos(angle) / factor, torch.sin(angle) / factor  # sampling grid: the inverse map
+        theta = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)  # [N, 2, 2]
+        theta = torch.cat([theta, shift[:, :, None]], 2)
+        grid = F.affine_grid(theta, [len(xs), xs.shape[1], *out_size], align_corners=False)
+        raw = F.grid_sample(xs * std + mean, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        parts[f"x_{split}"] = (raw - mean) / std + noise * torch.randn(raw.shape, generator=gen)
+    return dataclasses.replace(task, **parts)
+
+
 def load_task(data_config: dict[str, Any]) -> TaskData:
-    """``{"name": loader, **loader kwargs}`` -> TaskData (cached per config)."""
+    """``{"name": loader, **loader kwargs}`` -> TaskData (cached per config; ``classes`` selects classes and
+    ``domain`` shifts the images: ``select_classes``, ``shift_domain``)."""
     return _load_cached(json.dumps(data_config, sort_keys=True))
 
 
@@ -377,10 +421,20 @@ def load_task(data_config: dict[str, Any]) -> TaskData:
 def _load_cached(key: str) -> TaskData:
     cfg = json.loads(key)
     name = cfg.pop("name", None)
-    classes = cfg.pop("classes", None)
+    classes, domain = cfg.pop("classes", None), cfg.pop("domain", None)
     loader = LOADERS[name]  # an unknown name: one line listing the known ones
     try:
         task = loader(**cfg)
-        return task if classes is None else select_classes(task, classes)
     except TypeError as e:
         raise DWFError(f"dataset {name!r}: bad options {cfg!r} ({e})") from e
+    task = task if classes is None else select_classes(task, classes)
+    if domain is None:
+        return task
+    if not isinstance(domain, dict):
+        raise DWFError(
+            f"dataset {name!r}: domain must be a table of rotate, translate, scale, noise, size, seed"
+        )
+    try:
+        return shift_domain(task, **domain)
+    except TypeError as e:
+        raise DWFError(f"dataset {name!r}: bad domain options {domain!r} ({e})") from e

@@ -77,13 +77,15 @@ def train_members(
     device: str | torch.device | None = None,
     start: list[dict[str, Tensor]] | None = None,
     frozen: frozenset[str] = frozenset(),
+    train_mode: bool = True,
 ) -> list[tuple[dict[str, Tensor], dict[str, Any]]]:
     """Train ``len(seeds)`` networks together on ``device`` (default CPU); returns CPU
     ``(state_dict, record)`` per member. ``start``: initial state dicts (fine-tuning; default: freshly
-    initialised from each seed and init scheme); ``frozen``: parameter keys left as they start."""
+    initialised from each seed and init scheme); ``frozen``: parameter keys left as they start; ``train_mode``
+    False: the forward runs as at inference (BatchNorm statistics kept, no dropout; a linear probe)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seeds[0] + 2**34)  # dropout masks: reproducible for the same chunk of seeds
-        return _train_members(arch, task, cfg, seeds, inits, progress, device, start, frozen)
+        return _train_members(arch, task, cfg, seeds, inits, progress, device, start, frozen, train_mode)
 
 
 def _member_loss(arch: ArchSpec, out: Tensor, yb: Tensor) -> Tensor:
@@ -144,6 +146,7 @@ def _train_members(
     device: str | torch.device | None,
     start: list[dict[str, Tensor]] | None = None,
     frozen: frozenset[str] = frozenset(),
+    train_mode: bool = True,
 ) -> list[tuple[dict[str, Tensor], dict[str, Any]]]:
     n, device = len(seeds), torch.device(device or "cpu")
     state, params = _stacked_state(arch, cfg, seeds, inits, device, start, frozen)
@@ -152,7 +155,7 @@ def _train_members(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg, math.ceil(len(x) / cfg.batch_size)))
     data_gens = [torch.Generator().manual_seed(seed + 2**32) for seed in seeds]
     aug_gens = [torch.Generator().manual_seed(seed + 2**33) for seed in seeds]
-    forward = BatchedForward(arch, train=True)
+    forward = BatchedForward(arch, train=train_mode)
     best = _BestCheckpoint(state, cfg.epochs)
     epoch_loss = torch.zeros(n, device=device)
     for epoch in tqdm(range(cfg.epochs), desc=f"training {n} networks", disable=not progress, leave=False):
