@@ -197,3 +197,44 @@ def test_failed_networks_are_counted_and_left_out_of_working_function_novelty(ti
     assert mixed["working_function_novelty_ratio"] == pytest.approx(0.0, abs=1e-6)  # the copies
     assert mixed["function_novelty_ratio"] > 0.5  # the median network is a broken one
     assert frontier.score(broken, diversity=False)["working_function_novelty_ratio"] is None
+
+
+@pytest.mark.parametrize(
+    "family, kwargs",
+    [("mlp", {"layer_sizes": [4, 16, 3]}), ("mlp", {"layer_sizes": [6, 8, 8, 3]}), ("vit", None)],
+)
+def test_nearest_skips_pairs_that_cannot_be_nearest_and_finds_the_same(family, kwargs, monkeypatch):
+    """``nearest_invariant`` = row minima of ``invariant_distances`` (all pairs, a few candidates, a set against
+    itself), while the bounds it prunes with stay below every aligned distance and spare some matching."""
+    import dwf_hub.evaluation.novelty as novelty
+    from dwf_hub.matching import matching_spec
+
+    cls = get_arch_class(family)
+    arch = cls(**kwargs) if kwargs else cls.tiny()
+    g = torch.Generator().manual_seed(0)
+    pool = torch.randn(12, arch.num_params, generator=g)
+    near = _permuted(arch, pool[:6] + 0.05 * torch.randn(6, arch.num_params, generator=g), 1)
+    query = torch.cat([near, torch.randn(4, arch.num_params, generator=g)])  # 6 near-copies, 4 new networks
+    full = invariant_distances(arch, query, pool)
+    spec = matching_spec(arch, True)
+    qi, pj = torch.meshgrid(torch.arange(len(query)), torch.arange(len(pool)), indexing="ij")
+    bounds = novelty._distance_bounds(arch, spec, query, pool, qi.flatten(), pj.flatten()).view_as(full)
+    assert (bounds <= full.double() * (1 + 1e-6) + 1e-6).all()
+    assert torch.equal(novelty.nearest_invariant(arch, query, pool), nearest(full))
+    assert torch.equal(
+        novelty.nearest_invariant(arch, query, pool, candidates=3),
+        nearest(invariant_distances(arch, query, pool, 3)),
+    )
+    assert torch.equal(
+        novelty.nearest_invariant(arch, query, query, exclude_self=True),
+        nearest(invariant_distances(arch, query, query), exclude_self=True),
+    )
+    if (
+        family == "mlp" and len(kwargs["layer_sizes"]) == 3
+    ):  # one permutation: the bound is tight enough to prune
+        matched, original = [], novelty._aligned_distances
+        monkeypatch.setattr(
+            novelty, "_aligned_distances", lambda *a, **k: matched.append(len(a[4])) or original(*a, **k)
+        )
+        novelty.nearest_invariant(arch, query, pool)
+        assert sum(matched) < len(query) * len(pool)

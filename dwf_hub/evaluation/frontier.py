@@ -105,11 +105,11 @@ class Frontier:
             "failed_share": 1.0 - float(working.float().mean()),
         }
         if quick:
-            nn = self.scorer.distances(weights, self.scorer.train, candidates=QUICK_CANDIDATES)
-            out["novelty_ratio"] = float(nn.min(1).values.median()) / self.scorer.scale
+            nn = self.scorer.nearest(weights, self.scorer.train, candidates=QUICK_CANDIDATES)
+            out["novelty_ratio"] = float(nn.median()) / self.scorer.scale
             if diversity:
-                among = self.scorer.distances(weights, weights, candidates=QUICK_CANDIDATES)
-                out["diversity_ratio"] = float(nearest(among, exclude_self=True).median()) / self.scorer.scale
+                among = self.scorer.nearest(weights, weights, exclude_self=True, candidates=QUICK_CANDIDATES)
+                out["diversity_ratio"] = float(among.median()) / self.scorer.scale
         else:
             out.update(self.scorer.score(weights, diversity, heldout))
         out.update(self.function_novelty(outputs, working))

@@ -124,7 +124,7 @@ def _nearest_figure(plt, root: Path, sets: dict[str, Tensor], names: list[str], 
         elif k == "zoo":
             d = scorer.train_nn / scorer.scale  # each member to its nearest other member, computed already
         else:
-            d = metrics.nearest(scorer.distances(sets[k], scorer.train)) / scorer.scale
+            d = scorer.nearest(sets[k], scorer.train) / scorer.scale
         ax.ecdf(d.numpy(), label=f"{k} → zoo")
     what = ("distance to the nearest zoo network\n(permutation-invariant; 1 = the zoo's own median)" if scorer
             is not None else "L2 distance to the nearest zoo network\n(canonical space)")  # fmt: skip
