@@ -209,14 +209,16 @@ def _stack_members(
 
 
 def _check_members(cur: dict[str, Tensor], first_index: int) -> None:
-    """Refuse stacked members (``key -> [M, ...]``) that are not finite or too large to match."""
+    """Refuse stacked members (``key -> [M, ...]``) that are not finite or too large to match (one pass per
+    key: each member's extremes, where NaN and Inf show)."""
     for k, w in cur.items():
-        bad = (~torch.isfinite(w)).flatten(1).any(1).nonzero()
+        lo, hi = torch.aminmax(w.flatten(1), dim=1) if w[0].numel() else (w.new_zeros(len(w)),) * 2
+        bad = (~torch.isfinite(lo) | ~torch.isfinite(hi)).nonzero()
         if len(bad):
             raise WeightFormatError(
                 f"network {first_index + int(bad[0])}: key {k!r} contains NaN or Inf values"
             )
-        huge = (w.abs() > MAX_MAGNITUDE).flatten(1).any(1).nonzero()
+        huge = ((hi > MAX_MAGNITUDE) | (lo < -MAX_MAGNITUDE)).nonzero()
         if len(huge):
             raise WeightFormatError(
                 f"network {first_index + int(huge[0])}: key {k!r} has values beyond {MAX_MAGNITUDE:g} in magnitude"
@@ -270,22 +272,19 @@ class _Descent:
     def _cost(self, p: str, todo: np.ndarray) -> np.ndarray:
         """``[len(todo), n, n]`` assignment costs of ``p`` in the original unit order."""
         n, idx = self.sizes[p], None if len(todo) == self.m else torch.from_numpy(todo)
-        # Against the current state, whose p axis is already permuted by perm[p]: column j belongs to
-        # original unit perm[p][j]; scatter it back to the original order.
-        cost_cur = sum(
-            (w_a if idx is None or self.shared else w_a.index_select(0, idx))
-            @ _rows(self.cur[key] if idx is None else self.cur[key].index_select(0, idx), axis).transpose(
-                1, 2
-            )
-            for key, axis, w_a in self.ref_rows[p]
-        )
+        # Accumulated in place, member unit by reference unit (one matrix product per key: with a shared
+        # reference, all members' rows at once), against the current state, whose p axis is already permuted
+        # by perm[p]: row j belongs to original unit perm[p][j]; scatter it back to the original order.
+        acc = torch.zeros(len(todo), n, n)
+        for key, axis, w_a in self.ref_rows[p]:
+            rows = _rows(self.cur[key] if idx is None else self.cur[key].index_select(0, idx), axis)
+            if self.shared:
+                acc.view(-1, n).addmm_(rows.reshape(-1, rows.shape[2]), w_a[0].T)
+            else:
+                acc.baddbmm_(rows, (w_a if idx is None else w_a.index_select(0, idx)).transpose(1, 2))
         p_now = self.perm[p] if idx is None else self.perm[p][idx]
-        return (
-            torch.empty_like(cost_cur)
-            .scatter_(2, p_now.unsqueeze(1).expand(-1, n, -1), cost_cur)
-            .double()
-            .numpy()
-        )
+        in_order = torch.empty_like(acc).scatter_(1, p_now.unsqueeze(2).expand(-1, -1, n), acc)
+        return torch.empty(len(todo), n, n, dtype=torch.float64).copy_(in_order.transpose(1, 2)).numpy()
 
     def solve(self, p: str, active: np.ndarray) -> list[int]:
         """Re-solve ``p`` for the active members whose dependencies changed; returns those improved."""
