@@ -29,7 +29,6 @@ import gradio as gr
 import torch
 
 from dwf_hub.errors import DWFError
-from dwf_hub.evaluation.metrics import nearest
 from dwf_hub.evaluation.novelty import NoveltyScorer
 from dwf_hub.evaluation.zoo_evaluation import aligned_matrices
 from dwf_hub.flow.solvers import SOLVERS
@@ -86,7 +85,7 @@ class Flow:
 
     def nearest_zoo_distance(self, weights: torch.Tensor) -> torch.Tensor:
         """``[N]`` permutation-invariant distance of each network ``weights [N, D]`` to its nearest zoo network."""
-        return nearest(self.novelty.distances(weights, self.novelty.train))
+        return self.novelty.nearest(weights, self.novelty.train)
 
 
 def build_embedded(

@@ -271,6 +271,12 @@ class NoveltyScorer:
         if self.scale <= 0:
             raise DWFError("novelty: the training zoo holds only copies of one network (zero distances)")
 
+    def distances(self, query: Tensor, pool: Tensor, candidates: int | None = None) -> Tensor:
+        """``[N, M]``: ``invariant_distances`` with this scorer's settings (``candidates`` overrides its own)."""
+        return invariant_distances(
+            self.arch, query, pool, candidates or self.candidates, self.max_iter, self.permute_residual
+        )
+
     def nearest(
         self, query: Tensor, pool: Tensor, exclude_self: bool = False, candidates: int | None = None
     ) -> Tensor:
