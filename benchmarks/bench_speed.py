@@ -80,6 +80,7 @@ def load_rows(pipeline: Path) -> None:
         print(
             f"| load {size:.1f} GB pipeline, {name} | {time.perf_counter() - t0:.2f} s | | target 2 s + mapping |"
         )
+    pipe.set_progress_bar_config(disable=True)
     gen = torch.Generator().manual_seed(0)
     latents = pipe.sample_latents(100, gen)
     out = pipe.codec.decode(latents)

@@ -151,6 +151,12 @@ def test_finetune_cli(tiny_fit, tiny_zoo, tmp_path, capsys):
     assert "methods='magic'" in capsys.readouterr().err
     assert main([*argv, "--budgets", "0,x"]) == 2
     assert "--budgets: '0,x' is not a comma-separated list of ints" in capsys.readouterr().err
+    assert main([*argv, "--mode", "probe"]) == 2
+    assert "mode='probe'" in capsys.readouterr().err
+    assert main([*argv, "--lr-grid", "1e-3,fast"]) == 2
+    assert "--lr-grid: '1e-3,fast' is not a comma-separated list of floats" in capsys.readouterr().err
+    assert main([*argv, "--lr-grid", "-1"]) == 2
+    assert "lr_grid" in capsys.readouterr().err
     assert main([*argv, "--zoo", str(zoo)]) == 2  # an Iris flow cannot start networks for digits
     assert "inputs of shape (64,) cannot be mapped to the source's (4,)" in capsys.readouterr().err
     assert load_transfer_recipe("cifar10_to_cifar100_fewshot").transfer.shots == 50
@@ -310,22 +316,3 @@ def test_the_verdict_follows_the_intervals():
     )
     half = s["table"]["generated"]["0"]["ci95"]  # t(0.975, 4) = 2.776 times the standard error
     assert abs(half - 2.776 * torch.tensor(trained).std().item() / 5**0.5) < 1e-3
-
-
-def test_finetune_cli_modes_and_rates(tiny_fit, tmp_path, capsys):
-    tiny_fit.pipeline.save_pretrained(tmp_path / "flow")
-    argv = [
-        "-q",
-        "finetune",
-        "digits04_to_59_mlp",
-        "--out",
-        str(tmp_path / "t"),
-        "--pipeline",
-        str(tmp_path / "flow"),
-    ]
-    assert main([*argv, "--mode", "probe"]) == 2
-    assert "mode='probe'" in capsys.readouterr().err
-    assert main([*argv, "--lr-grid", "1e-3,fast"]) == 2
-    assert "--lr-grid: '1e-3,fast' is not a comma-separated list of floats" in capsys.readouterr().err
-    assert main([*argv, "--lr-grid", "-1"]) == 2
-    assert "lr_grid" in capsys.readouterr().err
