@@ -62,6 +62,12 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _unsealed(name: str) -> bool:
+    """Cards, and this machine's verification record (being rewritten by a concurrent load: its temporary file
+    too): never sealed in a manifest, never a reason to refuse a folder."""
+    return name in UNSEALED_FILES or (name.startswith(f".{VERIFIED_NAME}.") and name.endswith(".tmp"))
+
+
 def _files(root: Path) -> list[str]:
     """Every file below ``root`` (not following symlinks; symlinks themselves are listed), relative."""
     out = []
@@ -158,7 +164,7 @@ def artifact_kind(root: Path) -> str | None:
         data = _manifest(root)
     except DWFError:
         return None
-    files = [f for f in _files(root) if f not in UNSEALED_FILES]
+    files = [f for f in _files(root) if not _unsealed(f)]
     if data is None:  # an interrupted `train_zoo`: its job record and finished members only
         job = _json_object(root / JOB_FILE)
         ours = (
@@ -177,8 +183,8 @@ def artifact_kind(root: Path) -> str | None:
 
 def _unlisted(root: Path, manifest: dict[str, Any]) -> list[str]:
     """The files of ``root`` that its parsed ``manifest`` does not list (cards and our job record aside)."""
-    listed = {*manifest["files"], MANIFEST_NAME, JOB_FILE, *UNSEALED_FILES}
-    return [f for f in _files(root) if f not in listed]
+    listed = {*manifest["files"], MANIFEST_NAME, JOB_FILE}
+    return [f for f in _files(root) if f not in listed and not _unsealed(f)]
 
 
 def check_output(
@@ -322,7 +328,7 @@ def write_manifest(root: Path, kind: str | None = None) -> None:
     if kind is None:
         old = _manifest(root) if (root / MANIFEST_NAME).is_file() else None
         kind = old.get("kind") if old else None
-    names = [f for f in _files(root) if f != MANIFEST_NAME and f not in UNSEALED_FILES]
+    names = [f for f in _files(root) if f != MANIFEST_NAME and not _unsealed(f)]
     files = {f: {"size": (root / f).stat().st_size, "sha256": _hash(root / f)} for f in names}
     data = {"format": MANIFEST_FORMAT, "files": files, **({"kind": kind} if kind else {})}
     write_json(root / MANIFEST_NAME, data)
@@ -534,7 +540,7 @@ def verify_files(
     if manifest is None:
         raise error(f"{root}: incomplete {what} (no {MANIFEST_NAME}: written by an interrupted save?)")
     if exact:
-        extra = [f for f in _files(root) if f not in manifest and f not in (MANIFEST_NAME, *UNSEALED_FILES)]
+        extra = [f for f in _files(root) if f not in manifest and f != MANIFEST_NAME and not _unsealed(f)]
         if extra:
             raise error(
                 f"{root / extra[0]}: not part of this {what} (not in {MANIFEST_NAME}); refusing to load it"

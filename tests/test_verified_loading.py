@@ -430,6 +430,10 @@ def test_the_record_is_not_part_of_the_artifact(pipe_dir, tmp_path):
     from dwf_hub.artifacts import artifact_kind
 
     assert ".dwf_verified.json" not in json.loads((pipe_dir / "manifest.json").read_text())["files"]
+    (pipe_dir / "..dwf_verified.json.x1y2.tmp").write_text(
+        "{"
+    )  # a concurrent load rewriting it (or one killed)
     assert artifact_kind(pipe_dir) == "pipeline"
+    assert DeepWeightFlowPipeline.from_pretrained(pipe_dir) is not None
     DeepWeightFlowPipeline.from_pretrained(pipe_dir).save_pretrained(pipe_dir)
     assert DeepWeightFlowPipeline.from_pretrained(pipe_dir) is not None
