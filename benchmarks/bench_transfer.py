@@ -21,8 +21,12 @@ import shutil
 import time
 from pathlib import Path
 
-from dwf_hub.evaluation.transfer import load_transfer_recipe, run_transfer
+import torch
+
+from dwf_hub.evaluation.novelty import NoveltyScorer
+from dwf_hub.evaluation.transfer import initial_networks, load_transfer_recipe, run_transfer
 from dwf_hub.flow.fitting import default_flow_config, fit_pipeline
+from dwf_hub.scoring import score_many
 from dwf_hub.zoo.training import train_zoo
 from dwf_hub.zoo.weight_zoo import open_zoo
 
@@ -31,12 +35,24 @@ PAIRS = (("digits_to_warped_digits", "full"), ("digits04_to_59", "linear_probe")
 
 
 def _source(recipe, num_models: int, root: Path):
-    """The source zoo and its flow (the zoo is cached in ``root``; the flow is refitted, seeded)."""
+    """The source zoo, its flow (the zoo is cached in ``root``; the flow is refitted, seeded), and a line on the K
+    generated networks the transfer starts from: source accuracy, novelty and diversity against the fitted members
+    (are they new, or copies that would trivially tie the pretrained row?)."""
     folder = root / f"zoo_{recipe.source}"
     zoo = (
         open_zoo(folder) if folder.is_dir() else train_zoo(recipe.source, num_models, folder, progress=False)
     )
-    return zoo, fit_pipeline(zoo, default_flow_config(zoo, holdout=10), progress=False).pipeline
+    fit = fit_pipeline(zoo, default_flow_config(zoo, holdout=10), progress=False)
+    cfg, arch = recipe.transfer, fit.pipeline.arch
+    drawn = initial_networks(
+        "generated", arch, recipe.source_recipe, cfg.num_networks, cfg.seed, fit.pipeline
+    )
+    weights = torch.stack([arch.flatten(sd) for sd in drawn])
+    scores = NoveltyScorer(arch, fit.training.to_matrix()).score(weights)
+    acc = score_many(arch, weights, *zoo.recipe.split("test")).mean()
+    line = (f"the K = {len(drawn)} generated starts on the source task: {100 * acc:.2f} % at novelty "
+            f"{scores['novelty_ratio']:.2f}, diversity {scores['diversity_ratio']:.2f} (vs the fitted members)")  # fmt: skip
+    return zoo, fit.pipeline, line
 
 
 def _targets(pair: str, mode: str, s: dict) -> str:
@@ -70,7 +86,7 @@ def main() -> None:
             t0 = time.perf_counter()
             if recipe.source not in sources:
                 sources[recipe.source] = _source(recipe, a.num_models, root)
-            zoo, pipeline = sources[recipe.source]
+            zoo, pipeline, starts = sources[recipe.source]
             t1 = time.perf_counter()
             out = root / f"{pair}_{mode}"
             summary = run_transfer(recipe, out, pipeline=pipeline, zoo=zoo, progress=False, overwrite=True)
@@ -78,6 +94,7 @@ def main() -> None:
             zoo_acc = sum(r["test_accuracy"] for r in zoo.records) / len(zoo)
             print(f"\n## {recipe.name}, {mode}: source {recipe.source} ({len(zoo)} networks, test accuracy "
                   f"{100 * zoo_acc:.2f} %), K = {recipe.transfer.num_networks}, {recipe.transfer.shots} shots per class")  # fmt: skip
+            print(starts)
             print((out / "table.md").read_text())
             print(_targets(pair, mode, summary))
             print(f"source zoo + flow {t1 - t0:.0f} s, transfer {t2 - t1:.0f} s", flush=True)

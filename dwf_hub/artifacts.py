@@ -511,9 +511,13 @@ def _verified(root: Path) -> dict[str, list[int]]:
 
 def _record_verified(root: Path, names: Iterable[str]) -> None:
     """Keep in ``root``'s record that ``names`` match its manifest as they are now; where the folder cannot be
-    written (read-only, another user's) they are hashed again by the next process."""
+    written (read-only, another user's), or a file of that name is not a record of ours, they are hashed again
+    by the next process."""
     from .io import write_json
 
+    path = root / VERIFIED_NAME
+    if path.exists() and not {"manifest", "files"} <= set(_json_object(path) or {}):
+        return  # a file of that name that is not our record: never written over
     try:
         record = {"manifest": list(_identity(root / MANIFEST_NAME)),
                   "files": {**_verified(root), **{n: list(_identity(root / n)) for n in names}}}  # fmt: skip

@@ -135,11 +135,9 @@ class WeightCodec(ModelMixin, ConfigMixin):
                 std = weights.std(0)
                 codec.scale.copy_(std.clamp_min(1e-3 * float(std.mean()) + 1e-12))
             ref = (weights[0] if reference is None else reference).detach().float()
+            # a row of a matrix gets its own copy; a lone row is kept (no second [D] copy: 0.44 GB at BERT-Base)
             shared = ref.untyped_storage().nbytes() > ref.numel() * ref.element_size()
-            codec.reference = (
-                ref.clone() if shared else ref
-            )  # a row of a matrix: its own copy (a lone row: no
-            # second [D] copy, 0.44 GB at BERT-Base)
+            codec.reference = ref.clone() if shared else ref
         return codec
 
     def set_unit_targets(self, target_map: Tensor) -> None:

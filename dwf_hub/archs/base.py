@@ -165,6 +165,12 @@ class ArchSpec(ABC):
             offset += info.numel
         return tuple(infos)
 
+    @cached_property
+    def parameter_keys(self) -> frozenset[str]:
+        """The keys of ``layout`` that are trainable parameters (the others: buffers such as BatchNorm statistics)."""
+        with torch.device("meta"):
+            return frozenset(k for k, _ in self.build().named_parameters())
+
     def empty_model(self) -> nn.Module:
         """``build()`` with parameters and state-dict buffers on the meta device (no memory, no init)."""
         from accelerate import init_empty_weights

@@ -121,6 +121,7 @@ def _distance_bounds(arch: ArchSpec, spec, query: Tensor, pool: Tensor, qi: Tens
     row's or column's best inner product, not one-to-one; a key permuted on two axes by Cauchy-Schwarz per
     unit and the units' norms paired in sorted order (the rearrangement inequality); the rest exactly.
     Computed in batches of about ``chunk_weights`` weights."""
+    from ..matching.weight_matching import _rows
     from ..scoring import stack_matrix
 
     q_st, p_st = stack_matrix(arch, query), stack_matrix(arch, pool)
@@ -134,8 +135,7 @@ def _distance_bounds(arch: ArchSpec, spec, query: Tensor, pool: Tensor, qi: Tens
         st: dict[str, Tensor], key: str, rows: Tensor
     ) -> Tensor:  # [P, n, rest] along the permuted axis
         axis = next(a for a, p in enumerate(spec.axes_to_perm[key]) if p is not None)
-        w = st[key][rows].double()
-        return w.movedim(axis + 1, 1).reshape(len(w), w.shape[axis + 1], -1)
+        return _rows(st[key][rows].double(), axis)
 
     q64, p64, fixed = query.double(), pool.double(), _unpermuted(arch, spec)
     out, step = [], max(1, int(chunk_weights // arch.num_params))
@@ -173,7 +173,7 @@ def nearest_invariant(
     """``[N]``: exactly ``nearest(invariant_distances(arch, query, pool, ...), exclude_self)``, without matching
     the pairs that cannot be nearest: a pair whose lower bound (``_distance_bounds``) exceeds its row's best
     distance so far is skipped. A first round matches each row's most promising pair, a second what is left.
-    ``bench_evaluate.py``: the demo's report matches ~1/5 of its pairs, with the same figures."""
+    ``bench_speed.py``: the demo's report matches about a third of its pairs, with the same figures."""
     from ..matching import matching_spec
 
     n, k = len(query), _candidates(arch, query, pool, candidates)

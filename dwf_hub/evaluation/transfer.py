@@ -242,9 +242,7 @@ def _cell(target: ArchSpec, task: TaskData, states, budget: int, cfg: TransferCo
 def frozen_keys(arch: ArchSpec, cfg: TransferConfig) -> frozenset[str]:
     """Parameter keys ``cfg.mode`` keeps fixed: none, all but the head, or the leading ``detach_ratio`` of the
     weight tensors (buffers such as BatchNorm statistics are not counted)."""
-    with torch.device("meta"):
-        params = {k for k, _ in arch.build().named_parameters()}
-    body = [p.key for p in arch.layout if p.key in params and p.key not in arch.head_keys]
+    body = [p.key for p in arch.layout if p.key in arch.parameter_keys and p.key not in arch.head_keys]
     share = {"full": 0.0, "linear_probe": 1.0, "detach": cfg.detach_ratio}[cfg.mode]
     return frozenset(body[: math.floor(share * len(body))])
 

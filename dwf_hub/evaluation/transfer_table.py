@@ -48,13 +48,16 @@ def compare(a: list[float], b: list[float]) -> dict[str, Any]:
 
 def _budget_verdict(comparisons: dict[str, dict[str, Any]]) -> str:
     """``generated ties pretrained, both beat random`` for one budget (only the pairs that were run)."""
-    words = {"ahead": "beats", "behind": "trails", "tie": "ties"}
+    words, both = (
+        {"ahead": "beats", "behind": "trails", "tie": "ties"},
+        {"ahead": "beat", "behind": "trail", "tie": "tie"},
+    )
     parts = []
     if "generated-pretrained" in comparisons:
         parts.append(f"generated {words[comparisons['generated-pretrained']['outcome']]} pretrained")
     gr, pr = comparisons.get("generated-random"), comparisons.get("pretrained-random")
     if gr and pr and gr["outcome"] == pr["outcome"]:
-        parts.append(f"both {'beat' if gr['outcome'] == 'ahead' else words[gr['outcome']][:-1]} random")
+        parts.append(f"both {both[gr['outcome']]} random")
     else:
         parts += [
             f"{m} {words[c['outcome']]} random" for m, c in (("generated", gr), ("pretrained", pr)) if c

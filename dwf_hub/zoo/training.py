@@ -129,11 +129,10 @@ def _stacked_state(
     the vectorized train-mode forward, one set per member."""
     states = start or [init_member(arch, scheme, seed, cfg.init_from) for seed, scheme in zip(seeds, inits)]
     with torch.device("meta"):
-        model = arch.build()
-        param_keys = {k for k, _ in model.named_parameters()} - frozen
-        keys = list(model.state_dict())
+        keys = list(arch.build().state_dict())
     state = {k: torch.stack([sd[k] for sd in states]).float().to(device) for k in keys if k in states[0]}
-    return state, {k: v.requires_grad_() for k, v in state.items() if k in param_keys}
+    trained = arch.parameter_keys - frozen
+    return state, {k: v.requires_grad_() for k, v in state.items() if k in trained}
 
 
 def _train_members(
