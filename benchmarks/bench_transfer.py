@@ -48,7 +48,7 @@ def _source(recipe, num_models: int, root: Path):
         "generated", arch, recipe.source_recipe, cfg.num_networks, cfg.seed, fit.pipeline
     )
     weights = torch.stack([arch.flatten(sd) for sd in drawn])
-    scores = NoveltyScorer(arch, fit.training.to_matrix()).score(weights)
+    scores = NoveltyScorer(arch, fit.training_zoo.to_matrix()).score(weights)
     acc = score_many(arch, weights, *zoo.recipe.split("test")).mean()
     line = (f"the K = {len(drawn)} generated starts on the source task: {100 * acc:.2f} % at novelty "
             f"{scores['novelty_ratio']:.2f}, diversity {scores['diversity_ratio']:.2f} (vs the fitted members)")  # fmt: skip
