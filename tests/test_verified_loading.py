@@ -420,7 +420,9 @@ def test_a_copied_pipeline_is_hashed_once_then_trusted(pipe_dir, tmp_path, monke
     monkeypatch.setattr("dwf_hub.artifacts._VERIFIED", {})
     DeepWeightFlowPipeline.from_pretrained(copy)
     assert calls == []
-    (copy / ".dwf_verified.json").write_text("{not json")  # a broken record is no record, and not ours to replace
+    (copy / ".dwf_verified.json").write_text(
+        "{not json"
+    )  # a broken record is no record, and not ours to replace
     DeepWeightFlowPipeline.from_pretrained(copy)
     assert "diffusion_pytorch_model.safetensors" in calls
     assert (copy / ".dwf_verified.json").read_text() == "{not json"
